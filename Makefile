@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both build .venv from uv.lock first; only python3, make and git are needed.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+VENV := .venv
+UV := $(VENV)/bin/uv
+export UV_COMPILE_BYTECODE := 1
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: demo test check env clean
+
+demo: $(VENV)/.synced
+	$(VENV)/bin/mlcycle demo
+
+test: $(VENV)/.synced
+	$(VENV)/bin/pytest
+
+check: $(VENV)/.synced
+	scripts/check
+
+env: $(VENV)/.synced
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --all-extras --compile-bytecode
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

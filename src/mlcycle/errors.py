@@ -1,0 +1,79 @@
+"""Every error mlcycle raises on purpose, so callers can catch by meaning.
+
+The tree::
+
+    MlcycleError
+    ├── NotFound (LookupError)          an id, name or version that does not exist
+    ├── AlreadyExists                   a name or version that is already taken
+    ├── ValidationFailed (ValueError)   input that breaks a rule; the message names the rule
+    │   ├── QuerySyntaxError            a ``where`` expression that does not parse
+    │   └── ImmutableValue              a param logged again with another value
+    ├── IntegrityError                  stored content that no longer matches its digest
+    ├── UnsafePath                      an artifact name that would escape its store
+    ├── BackendUnavailable              a database or object store that cannot be reached
+    └── WorkspaceError                  a workspace that cannot be opened or written
+
+HTTP status codes are chosen by exception class in ``serve`` and ``ui``; the
+core never knows about HTTP.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExists",
+    "BackendUnavailable",
+    "ImmutableValue",
+    "IntegrityError",
+    "MlcycleError",
+    "NotFound",
+    "QuerySyntaxError",
+    "UnsafePath",
+    "ValidationFailed",
+    "WorkspaceError",
+]
+
+
+class MlcycleError(Exception):
+    """Root of every error mlcycle raises on purpose."""
+
+
+class NotFound(MlcycleError, LookupError):
+    """An id, name or version that does not exist."""
+
+
+class AlreadyExists(MlcycleError):
+    """A name or version that is already taken."""
+
+
+class ValidationFailed(MlcycleError, ValueError):
+    """Input that breaks a rule; the message names the rule and the fix."""
+
+
+class QuerySyntaxError(ValidationFailed):
+    """A query expression that does not parse; ``column`` points at the offending token."""
+
+    def __init__(self, message: str, *, expression: str, column: int) -> None:
+        pointer = " " * (column - 1) + "^"
+        super().__init__(f"{message}\n  {expression}\n  {pointer}")
+        self.expression = expression
+        self.column = column
+
+
+class ImmutableValue(ValidationFailed):
+    """A value that was recorded once and may not change, such as a run's param."""
+
+
+class IntegrityError(MlcycleError):
+    """Stored content that no longer matches the digest it was stored under."""
+
+
+class UnsafePath(ValidationFailed):
+    """An artifact or table name that would escape the store it names a place in."""
+
+
+class BackendUnavailable(MlcycleError):
+    """A database or object store that cannot be reached or opened."""
+
+
+class WorkspaceError(MlcycleError):
+    """A workspace that cannot be found, created or written."""

@@ -1,0 +1,219 @@
+"""The one settings object, built at the edge and passed down.
+
+Layers, weakest first: defaults, ``mlcycle.toml`` (found by walking up from
+the working directory), the untracked ``.mlcycle/secrets.toml``, ``MLCYCLE_*``
+environment variables (``MLCYCLE_STORE__METADATA_URL``), then values given in
+code or on the command line. Credentials are refused in ``mlcycle.toml``: it is
+meant to be committed.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from mlcycle.errors import ValidationFailed, WorkspaceError
+
+__all__ = [
+    "CONFIG_FILE",
+    "WORKSPACE_DIR",
+    "ClockSettings",
+    "S3Settings",
+    "Settings",
+    "StoreSettings",
+    "TrackingSettings",
+    "find_project_root",
+    "load_settings",
+]
+
+CONFIG_FILE = "mlcycle.toml"
+WORKSPACE_DIR = ".mlcycle"
+SECRETS_FILE = "secrets.toml"
+_SECRET_KEYS = frozenset(
+    {"access_key_id", "secret_access_key", "session_token", "password", "token"}
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class S3Settings(_Section):
+    """How to reach an S3-compatible object store; credentials come from the environment."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=60.0, gt=0)
+    retries: int = Field(default=2, ge=0)
+
+
+class StoreSettings(_Section):
+    """Where metadata and artifacts live; ``None`` means inside the project's ``.mlcycle/``."""
+
+    metadata_url: str | None = None
+    artifacts_url: str | None = None
+    busy_timeout_s: float = Field(default=30.0, gt=0)
+    s3: S3Settings = S3Settings()
+
+
+class TrackingSettings(_Section):
+    """How runs are recorded: buffering, heartbeats and what of the environment is captured."""
+
+    flush_interval_s: float = Field(default=0.5, gt=0, le=0.5)
+    buffer_size: int = Field(default=100_000, ge=1)
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    stale_after_s: float = Field(default=30.0, gt=0)
+    capture_packages: bool = True
+    env_allowlist: tuple[str, ...] = (
+        "CUDA_VISIBLE_DEVICES",
+        "LANG",
+        "MLCYCLE_CLOCK__MODE",
+        "OMP_NUM_THREADS",
+        "PYTHONHASHSEED",
+        "TZ",
+        "VIRTUAL_ENV",
+    )
+
+
+class ClockSettings(_Section):
+    """Real time, or simulated time shared through a state file (also by subprocesses)."""
+
+    mode: Literal["real", "simulated"] = "real"
+    state_file: Path | None = None
+
+
+class Settings(BaseSettings):
+    """Everything mlcycle is configured by; derived locations are properties."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLCYCLE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    home: Path = Field(default_factory=Path.cwd)
+    actor: str = Field(default_factory=getpass.getuser)
+    store: StoreSettings = StoreSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    clock: ClockSettings = ClockSettings()
+
+    @property
+    def workspace_dir(self) -> Path:
+        """The project's ``.mlcycle/`` folder."""
+        return self.home / WORKSPACE_DIR
+
+    @property
+    def metadata_url(self) -> str:
+        """The SQLAlchemy URL of the metadata store."""
+        return self.store.metadata_url or f"sqlite:///{self.workspace_dir / 'mlcycle.db'}"
+
+    @property
+    def artifacts_url(self) -> str:
+        """The root of the artifact store: a local path or ``s3://bucket/prefix``."""
+        return self.store.artifacts_url or str(self.workspace_dir / "artifacts")
+
+    @property
+    def clock_state_file(self) -> Path:
+        """Where a simulated clock keeps its time, shared by every process of the project."""
+        return self.clock.state_file or self.workspace_dir / "clock.json"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order the layers: code and CLI, environment, secrets file, ``mlcycle.toml``."""
+        init_kwargs: dict[str, Any] = getattr(init_settings, "init_kwargs", {})
+        home = Path(init_kwargs.get("home") or os.environ.get("MLCYCLE_HOME") or Path.cwd())
+        return (
+            init_settings,
+            env_settings,
+            _TomlLayer(settings_cls, home / WORKSPACE_DIR / SECRETS_FILE, secrets_allowed=True),
+            _TomlLayer(settings_cls, home / CONFIG_FILE, secrets_allowed=False),
+        )
+
+
+class _TomlLayer(PydanticBaseSettingsSource):
+    """One TOML file as a settings layer; a missing file is an empty layer."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path, *, secrets_allowed: bool):
+        super().__init__(settings_cls)
+        self.path = path
+        self.data = _read_toml(path)
+        if not secrets_allowed:
+            _refuse_secrets(self.data, path)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as stream:
+            return tomllib.load(stream)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ValidationFailed(
+            f"{path} is not valid TOML: {exc}; fix the file or remove it"
+        ) from exc
+    except OSError as exc:
+        raise WorkspaceError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _refuse_secrets(data: Mapping[str, Any], path: Path, prefix: str = "") -> None:
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            _refuse_secrets(value, path, f"{dotted}.")
+        elif key in _SECRET_KEYS or (isinstance(value, str) and _has_password(value)):
+            env = "MLCYCLE_" + dotted.upper().replace(".", "__")
+            raise ValidationFailed(
+                f"{path} holds a credential at '{dotted}'; mlcycle.toml is meant to be committed. "
+                f"Move it to {WORKSPACE_DIR}/{SECRETS_FILE} (untracked) or the environment ({env})"
+            )
+
+
+def _has_password(url: str) -> bool:
+    _scheme, sep, rest = url.partition("://")
+    authority = rest.split("/", 1)[0]
+    return bool(sep) and "@" in authority and ":" in authority.split("@", 1)[0]
+
+
+def find_project_root(start: Path | None = None) -> Path | None:
+    """Return the nearest folder at or above ``start`` that holds ``mlcycle.toml``."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    return None
+
+
+def load_settings(start: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings for the project found from ``start`` (default: the working directory).
+
+    ``overrides`` are the strongest layer, as command-line flags are. Without a
+    project above ``start``, ``start`` itself is the home.
+    """
+    if "home" not in overrides:
+        env_home = os.environ.get("MLCYCLE_HOME")
+        root = Path(env_home) if env_home else find_project_root(start)
+        overrides["home"] = root or (start or Path.cwd()).resolve()
+    return Settings(**overrides)

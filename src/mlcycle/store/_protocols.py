@@ -1,0 +1,254 @@
+"""The narrow interfaces callers reach the stores through.
+
+A SQL backend implements them today; a REST client for a team server can
+implement the same ones later without touching any caller. Each Protocol is a
+capability, a handful of methods; one backend object usually implements many.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, BinaryIO, Protocol
+
+from mlcycle.ids import Digest, ExperimentId, RunId
+from mlcycle.store._records import (
+    ArtifactRecord,
+    Environment,
+    Event,
+    Experiment,
+    LineageEdge,
+    MetricPoint,
+    Run,
+    RunError,
+    RunStatus,
+)
+
+__all__ = [
+    "ArtifactIndex",
+    "ArtifactStore",
+    "EnvironmentCatalog",
+    "EventLog",
+    "ExperimentCatalog",
+    "LineageGraph",
+    "MetadataStore",
+    "MetricLog",
+    "RunLog",
+    "TableArea",
+]
+
+
+class ExperimentCatalog(Protocol):
+    """Named groups of runs."""
+
+    def ensure_experiment(self, name: str, *, actor: str) -> Experiment:
+        """Return the experiment called ``name``, creating it if it does not exist."""
+        ...
+
+    def get_experiment(self, name_or_id: str) -> Experiment:
+        """Raise ``NotFound`` naming the experiment when there is none."""
+        ...
+
+    def list_experiments(self) -> list[Experiment]:
+        """Every experiment, oldest first."""
+        ...
+
+
+class RunLog(Protocol):
+    """Runs: their creation, status, heartbeats and search."""
+
+    def create_run(
+        self,
+        *,
+        experiment_id: ExperimentId,
+        name: str,
+        actor: str,
+        start_time: datetime,
+        parent_id: RunId | None = None,
+        environment_digest: Digest | None = None,
+        git_commit: str | None = None,
+        git_dirty: bool | None = None,
+        command: str | None = None,
+        params: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> Run:
+        """Record a new running run (and a ``run.started`` event)."""
+        ...
+
+    def get_run(self, run_id: str) -> Run:
+        """Raise ``NotFound`` naming the id when there is no such run."""
+        ...
+
+    def finish_run(
+        self, run_id: RunId, *, status: RunStatus, end_time: datetime, error: RunError | None = None
+    ) -> Run:
+        """Close a running run (and record a ``run.<status>`` event)."""
+        ...
+
+    def heartbeat(self, run_ids: Sequence[RunId], *, at: datetime) -> None:
+        """Mark these running runs alive at ``at``."""
+        ...
+
+    def reap_stale_runs(self, *, older_than: datetime, at: datetime) -> list[RunId]:
+        """Mark running runs whose last heartbeat is before ``older_than`` as killed."""
+        ...
+
+    def set_seed(self, run_id: RunId, seed: int) -> None:
+        """Record the seed a run set with ``seed_everything``."""
+        ...
+
+    def search_runs(
+        self,
+        *,
+        experiments: Sequence[str] | None = None,
+        where: str | None = None,
+        order_by: Sequence[str] = (),
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[Run]:
+        """Runs matching a ``where`` expression, ordered by ``order_by`` keys."""
+        ...
+
+
+class MetricLog(Protocol):
+    """What runs log: metric history, params and tags, written in batches."""
+
+    def log_batch(
+        self,
+        run_id: RunId,
+        *,
+        metrics: Sequence[MetricPoint] = (),
+        params: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        """Store a batch atomically; a param logged again with a new value is ``ImmutableValue``."""
+        ...
+
+    def metric_history(self, run_id: RunId, key: str) -> list[MetricPoint]:
+        """Every value logged for ``key``, ordered by step, then time."""
+        ...
+
+
+class EnvironmentCatalog(Protocol):
+    """Software environments, stored once per digest."""
+
+    def put_environment(self, environment: Environment) -> None:
+        """Store ``environment`` unless its digest is already there."""
+        ...
+
+    def get_environment(self, digest: Digest) -> Environment:
+        """Raise ``NotFound`` naming the digest when there is none."""
+        ...
+
+
+class ArtifactIndex(Protocol):
+    """Which named artifacts each run has, and where their content is."""
+
+    def record_artifact(self, record: ArtifactRecord) -> None:
+        """Add an artifact to a run; a name already taken in that run raises ``AlreadyExists``."""
+        ...
+
+    def list_artifacts(self, run_id: RunId) -> list[ArtifactRecord]:
+        """A run's artifacts, by name."""
+        ...
+
+
+class EventLog(Protocol):
+    """The append-only log every stage hands work through."""
+
+    def append_event(
+        self,
+        type: str,  # noqa: A002  (the event's type is its public name)
+        *,
+        subject: str,
+        actor: str,
+        time: datetime,
+        payload: dict[str, Any] | None = None,  # Any: JSON-able
+    ) -> Event:
+        """Append an event; positions only increase, in commit order."""
+        ...
+
+    def read_events(
+        self, *, since: int = 0, types: Iterable[str] | None = None, limit: int = 1000
+    ) -> list[Event]:
+        """Events after position ``since``, oldest first."""
+        ...
+
+    def load_cursor(self, consumer: str) -> int:
+        """The last position ``consumer`` acknowledged (0 if none)."""
+        ...
+
+    def save_cursor(self, consumer: str, position: int) -> None:
+        """Remember that ``consumer`` has handled every event up to ``position``."""
+        ...
+
+
+class LineageGraph(Protocol):
+    """Edges from what was used to what was made."""
+
+    def add_edge(
+        self, source: str, target: str, *, kind: str, actor: str, time: datetime
+    ) -> LineageEdge:
+        """Record that ``source`` was used to make ``target``; adding it again changes nothing."""
+        ...
+
+    def edges_into(self, target: str) -> list[LineageEdge]:
+        """The edges whose target is ``target``."""
+        ...
+
+    def edges_from(self, source: str) -> list[LineageEdge]:
+        """The edges whose source is ``source``."""
+        ...
+
+
+class MetadataStore(
+    ExperimentCatalog,
+    RunLog,
+    MetricLog,
+    EnvironmentCatalog,
+    ArtifactIndex,
+    EventLog,
+    LineageGraph,
+    Protocol,
+):
+    """Every metadata capability, as one SQL database provides them."""
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class ArtifactStore(Protocol):
+    """Content-addressed blob storage: the same bytes are stored once, reads verify."""
+
+    def put(self, source: BinaryIO) -> Digest:
+        """Stream ``source`` in; returns its ``sha256:`` digest."""
+        ...
+
+    def put_file(self, path: str) -> Digest:
+        """Stream a local file in."""
+        ...
+
+    def open(self, digest: Digest) -> BinaryIO:
+        """A stream of the blob that raises ``IntegrityError`` at its end if the bytes changed."""
+        ...
+
+    def exists(self, digest: Digest) -> bool:
+        """Whether a blob with this digest is stored."""
+        ...
+
+    def location(self, digest: Digest) -> str:
+        """Where the blob lives (a path or URL), for error messages and tools."""
+        ...
+
+
+class TableArea(Protocol):
+    """Mutable tables (Delta) beside the blobs, under the same root, never mixed with them."""
+
+    def table_uri(self, name: str) -> str:
+        """The URI of table ``name``; the name is checked so it cannot escape the area."""
+        ...
+
+    def storage_options(self) -> dict[str, str]:
+        """Options that let deltalake and pyarrow reach the area (empty when local)."""
+        ...

@@ -1,0 +1,131 @@
+"""The records the metadata store keeps, as frozen dataclasses every backend returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from mlcycle.ids import Digest, EventId, ExperimentId, RunId
+
+__all__ = [
+    "ArtifactRecord",
+    "Environment",
+    "Event",
+    "Experiment",
+    "LineageEdge",
+    "MetricPoint",
+    "Run",
+    "RunError",
+    "RunStatus",
+]
+
+
+class RunStatus(StrEnum):
+    """Where a run is in its life; every status but ``running`` is final."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    KILLED = "killed"
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    """A named group of runs."""
+
+    id: ExperimentId
+    name: str
+    created_at: datetime
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunError:
+    """Why a run failed: the exception as it was raised."""
+
+    type: str
+    message: str
+    traceback: str
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPoint:
+    """One logged value of a metric; ``timestamp`` is seconds since the epoch."""
+
+    key: str
+    value: float
+    step: int
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One execution of training code, with what it logged; ``metrics`` holds latest values."""
+
+    id: RunId
+    experiment_id: ExperimentId
+    experiment_name: str
+    name: str
+    status: RunStatus
+    start_time: datetime
+    end_time: datetime | None
+    heartbeat_at: datetime
+    actor: str
+    parent_id: RunId | None = None
+    environment_digest: Digest | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    command: str | None = None
+    seed: int | None = None
+    error: RunError | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """The software a run ran with, stored once per distinct digest."""
+
+    digest: Digest
+    python: str
+    platform: str
+    packages: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRecord:
+    """A named artifact of a run, pointing at a blob in the artifact store."""
+
+    run_id: RunId
+    name: str
+    digest: Digest
+    size: int
+    media_type: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of the append-only event log; ``position`` is the cursor to poll after."""
+
+    position: int
+    id: EventId
+    time: datetime
+    type: str
+    subject: str
+    actor: str
+    payload: dict[str, Any]  # Any: JSON decoded from the store
+
+
+@dataclass(frozen=True, slots=True)
+class LineageEdge:
+    """``source`` was used to make ``target`` (``kind`` says how), both as references."""
+
+    source: str
+    target: str
+    kind: str
+    created_at: datetime
+    actor: str

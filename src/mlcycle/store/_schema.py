@@ -1,0 +1,180 @@
+"""The metadata tables, one definition for SQLite and PostgreSQL.
+
+Times are stored as float seconds since the epoch: the same type and the same
+ordering on every backend, and what metric timestamps are anyway. NaN metric
+values are stored as NULL with ``is_nan`` set, because SQLite turns NaN into
+NULL on its own; infinities are stored as they are.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = [
+    "artifacts",
+    "environments",
+    "event_cursors",
+    "events",
+    "experiments",
+    "latest_metrics",
+    "lineage_edges",
+    "metadata",
+    "metrics",
+    "params",
+    "runs",
+    "tags",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+_ID = String(26)
+_KEY = String(250)
+_REF = String(1000)
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+_SERIAL = BigInteger().with_variant(Integer(), "sqlite")
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", _ID, primary_key=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("actor", String(256), nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", _ID, primary_key=True),
+    Column("experiment_id", _ID, ForeignKey("experiments.id"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("parent_id", _ID, ForeignKey("runs.id"), nullable=True, index=True),
+    Column("status", String(16), nullable=False),
+    Column("start_time", Float, nullable=False),
+    Column("end_time", Float, nullable=True),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("environment_digest", String(80), nullable=True),
+    Column("git_commit", String(64), nullable=True),
+    Column("git_dirty", Boolean, nullable=True),
+    Column("command", Text, nullable=True),
+    Column("seed", BigInteger, nullable=True),
+    Column("error_type", String(256), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("error_traceback", Text, nullable=True),
+    Index(None, "experiment_id", "start_time"),
+    Index(None, "status", "heartbeat_at"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", _ID, ForeignKey("runs.id"), primary_key=True),
+    Column("key", _KEY, primary_key=True),
+    Column("value", Text, nullable=False),
+    Index(None, "key", "value"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("run_id", _ID, ForeignKey("runs.id"), primary_key=True),
+    Column("key", _KEY, primary_key=True),
+    Column("value", Text, nullable=False),
+    Index(None, "key"),
+)
+
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    Column("run_id", _ID, ForeignKey("runs.id"), nullable=False),
+    Column("key", _KEY, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", Float, nullable=False),
+    Column("value", Float, nullable=True),
+    Column("is_nan", Boolean, nullable=False),
+    Index(None, "run_id", "key", "step"),
+)
+
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_id", _ID, ForeignKey("runs.id"), primary_key=True),
+    Column("key", _KEY, primary_key=True),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", Float, nullable=False),
+    Column("value", Float, nullable=True),
+    Column("is_nan", Boolean, nullable=False),
+    Index(None, "key", "value"),
+)
+
+environments = Table(
+    "environments",
+    metadata,
+    Column("digest", String(80), primary_key=True),
+    Column("python", String(64), nullable=False),
+    Column("platform", String(256), nullable=False),
+    Column("packages", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("run_id", _ID, ForeignKey("runs.id"), primary_key=True),
+    Column("name", String(1000), primary_key=True),
+    Column("digest", String(80), nullable=False, index=True),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("position", _SERIAL, primary_key=True, autoincrement=True),
+    Column("id", _ID, nullable=False, unique=True),
+    Column("time", Float, nullable=False),
+    Column("type", String(128), nullable=False, index=True),
+    Column("subject", _REF, nullable=False, index=True),
+    Column("actor", String(256), nullable=False),
+    Column("payload", Text, nullable=False),
+)
+
+event_cursors = Table(
+    "event_cursors",
+    metadata,
+    Column("consumer", String(256), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+lineage_edges = Table(
+    "lineage_edges",
+    metadata,
+    Column("source", _REF, primary_key=True),
+    Column("target", _REF, primary_key=True, index=True),
+    Column("kind", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("actor", String(256), nullable=False),
+)
