@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ValidationError as PydanticValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -216,4 +217,14 @@ def load_settings(start: Path | None = None, **overrides: Any) -> Settings:
         env_home = os.environ.get("MLCYCLE_HOME")
         root = Path(env_home) if env_home else find_project_root(start)
         overrides["home"] = root or (start or Path.cwd()).resolve()
-    return Settings(**overrides)
+    try:
+        return Settings(**overrides)
+    except PydanticValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ValidationFailed(
+            f"invalid settings ({problems}); check {CONFIG_FILE}, "
+            f"{WORKSPACE_DIR}/{SECRETS_FILE} and MLCYCLE_* variables"
+        ) from exc
