@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from mlcycle.store._artifacts import (
+    LocalArtifactStore,
+    check_artifact_name,
+    check_table_name,
+    open_artifact_store,
+)
 from mlcycle.store._protocols import (
     ArtifactIndex,
     ArtifactStore,
@@ -38,6 +44,7 @@ __all__ = [
     "ExperimentCatalog",
     "LineageEdge",
     "LineageGraph",
+    "LocalArtifactStore",
     "MetadataStore",
     "MetricLog",
     "MetricPoint",
@@ -46,4 +53,7 @@ __all__ = [
     "RunLog",
     "RunStatus",
     "TableArea",
+    "check_artifact_name",
+    "check_table_name",
+    "open_artifact_store",
 ]

@@ -1,0 +1,9 @@
+"""Contract test suites every store backend must pass (pytest test classes to subclass)."""
+
+from __future__ import annotations
+
+from mlcycle.store.testing._artifacts import ArtifactStoreContract
+
+__all__ = [
+    "ArtifactStoreContract",
+]
