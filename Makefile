@@ -8,13 +8,18 @@ UV := $(VENV)/bin/uv
 export UV_COMPILE_BYTECODE := 1
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test check env clean
+.PHONY: demo test check env clean bench
 
 demo: $(VENV)/.synced
 	$(VENV)/bin/mlcycle demo
 
 test: $(VENV)/.synced
 	$(VENV)/bin/pytest
+
+# The tracking benchmark against MLflow (installed in benchmarks/.work/, never in uv.lock);
+# BENCH_ARGS=--quick for a smaller run. Figures: docs/benchmarks.md.
+bench: $(VENV)/.synced
+	$(VENV)/bin/python benchmarks/tracking.py $(BENCH_ARGS)
 
 check: $(VENV)/.synced
 	scripts/check
