@@ -8,6 +8,9 @@ from mlcycle.store._artifacts import (
     check_table_name,
     open_artifact_store,
 )
+from mlcycle.store._backends import open_metadata_store, upgrade_metadata
+from mlcycle.store._keys import check_key
+from mlcycle.store._lineage import LineageTree, ancestry
 from mlcycle.store._protocols import (
     ArtifactIndex,
     ArtifactStore,
@@ -31,6 +34,7 @@ from mlcycle.store._records import (
     RunError,
     RunStatus,
 )
+from mlcycle.store._sql import SqlMetadataStore
 
 __all__ = [
     "ArtifactIndex",
@@ -44,6 +48,7 @@ __all__ = [
     "ExperimentCatalog",
     "LineageEdge",
     "LineageGraph",
+    "LineageTree",
     "LocalArtifactStore",
     "MetadataStore",
     "MetricLog",
@@ -52,8 +57,13 @@ __all__ = [
     "RunError",
     "RunLog",
     "RunStatus",
+    "SqlMetadataStore",
     "TableArea",
+    "ancestry",
     "check_artifact_name",
+    "check_key",
     "check_table_name",
     "open_artifact_store",
+    "open_metadata_store",
+    "upgrade_metadata",
 ]

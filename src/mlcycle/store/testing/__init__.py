@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from mlcycle.store.testing._artifacts import ArtifactStoreContract
+from mlcycle.store.testing._metadata import MetadataStoreContract
 
 __all__ = [
     "ArtifactStoreContract",
+    "MetadataStoreContract",
 ]
