@@ -1,5 +1,213 @@
-"""The workspace: settings, stores and clock opened together, and the SDK acting on them."""
+"""The workspace: settings, stores and clock opened together, and the SDK acting on them.
+
+Tests, servers and the agent hold an explicit ``Workspace`` built from
+settings; the module-level SDK (``mc.start_run``) acts on the one found from
+the working directory.
+
+>>> import tempfile
+>>> from mlcycle.settings import Settings
+>>> with Workspace.open(Settings(home=tempfile.mkdtemp())) as ws:
+...     with ws.start_run("demo", params={"model": "gbm"}) as run:
+...         run.log_metric("rmse", 41.2)
+...     ws.get_run(run.id).metrics
+{'rmse': 41.2}
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from mlcycle.clock import Clock, open_clock
+from mlcycle.errors import WorkspaceError
+from mlcycle.settings import CONFIG_FILE, Settings, load_settings
+from mlcycle.store import (
+    ArtifactStore,
+    Event,
+    Experiment,
+    LineageTree,
+    MetadataStore,
+    ancestry,
+    open_artifact_store,
+    open_metadata_store,
+)
+from mlcycle.track import DEFAULT_EXPERIMENT, ActiveRun, RunView, Tracker
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Workspace"]
+
+
+class Workspace:
+    """An open project: its settings, metadata store, artifact store, clock and actor."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        metadata: MetadataStore,
+        artifacts: ArtifactStore,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.metadata = metadata
+        self.artifacts = artifacts
+        self.clock = clock
+        self.actor = settings.actor
+        self.tracker = Tracker(
+            metadata=metadata,
+            artifacts=artifacts,
+            clock=clock,
+            settings=settings.tracking,
+            actor=settings.actor,
+            project_root=settings.home,
+        )
+        self._closed = False
+
+    @classmethod
+    def open(cls, settings: Settings) -> Workspace:
+        """Open the stores ``settings`` name, creating ``.mlcycle/`` when a store lives there."""
+        if settings.store.metadata_url is None or settings.store.artifacts_url is None:
+            _ensure_writable(settings.workspace_dir)
+        metadata = open_metadata_store(
+            settings.metadata_url, busy_timeout_s=settings.store.busy_timeout_s
+        )
+        try:
+            artifacts = open_artifact_store(settings.artifacts_url, s3=settings.store.s3)
+        except BaseException:
+            metadata.close()
+            raise
+        return cls(
+            settings=settings, metadata=metadata, artifacts=artifacts, clock=open_clock(settings)
+        )
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> Workspace:
+        """Open the project found by walking up from ``start`` (default: the working directory).
+
+        Where no ``mlcycle.toml`` is found, a project is initialised in ``start``.
+        """
+        settings = load_settings(start)
+        if not (settings.home / CONFIG_FILE).is_file():
+            from mlcycle.project import init_project  # noqa: PLC0415  (rarely needed)
+
+            init_project(settings.home)
+            settings = load_settings(settings.home)
+        return cls.open(settings)
+
+    def start_run(
+        self,
+        experiment: str = DEFAULT_EXPERIMENT,
+        *,
+        name: str | None = None,
+        params: Mapping[str, Any] | None = None,  # Any: stored as text
+        tags: Mapping[str, Any] | None = None,  # Any: stored as text
+        parent: str | None = None,
+    ) -> ActiveRun:
+        """Start a run in ``experiment`` (created if new); use it as a context manager."""
+        self._check_open()
+        return self.tracker.start_run(
+            experiment, name=name, params=params, tags=tags, parent=parent
+        )
+
+    def search_runs(
+        self,
+        experiment_or_list: str | Sequence[str] | None = None,
+        *,
+        where: str | None = None,
+        order_by: str | Sequence[str] | None = None,
+        limit: int = 100,
+    ) -> pd.DataFrame:
+        """Runs matching ``where`` as a DataFrame, ordered by ``order_by`` (``-`` for descending).
+
+        Columns: ``run_id, experiment, name, status, start_time, end_time, actor,
+        parent_id``, then ``params.<k>``, ``metrics.<k>`` (latest values) and ``tags.<k>``.
+        """
+        self._check_open()
+        return self.tracker.search_runs(
+            experiment_or_list, where=where, order_by=order_by, limit=limit
+        )
+
+    def get_run(self, run_id: str) -> RunView:
+        """The run ``run_id``; ``.metric_history(key)`` gives every logged value."""
+        self._check_open()
+        return self.tracker.get_run(run_id)
+
+    def list_experiments(self) -> list[Experiment]:
+        """Every experiment, oldest first."""
+        self._check_open()
+        return self.metadata.list_experiments()
+
+    def reap_stale_runs(self) -> list[str]:
+        """Mark runs whose process stopped heartbeating as killed; returns their ids."""
+        self._check_open()
+        return list(self.tracker.reap_stale_runs())
+
+    def events(
+        self, since: int = 0, *, types: Iterable[str] | None = None, limit: int = 1000
+    ) -> list[Event]:
+        """Events after cursor position ``since``, oldest first; poll on from the last one."""
+        self._check_open()
+        return self.metadata.read_events(since=since, types=types, limit=limit)
+
+    def lineage(self, ref: str, *, max_depth: int | None = None) -> LineageTree:
+        """The ancestry of ``ref`` (``run:<id>``, ``env:sha256:...``; a bare id means a run)."""
+        self._check_open()
+        if ":" not in ref:
+            ref = f"run:{ref}"
+        return ancestry(self.metadata, ref, max_depth=max_depth)
+
+    def flush(self) -> None:
+        """Write everything logged so far to the metadata store."""
+        self.tracker.flush()
+
+    def close(self) -> None:
+        """End open runs, write what is buffered and release the stores; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.tracker.close()
+        finally:
+            self.metadata.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace(home={str(self.settings.home)!r})"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise WorkspaceError(
+                f"the workspace at {self.settings.home} is closed; open it again with "
+                "Workspace.open(settings)"
+            )
+
+
+def _ensure_writable(folder: Path) -> None:
+    fix = (
+        "make it writable (or remove it if it is not a folder), or point MLCYCLE_HOME "
+        "at a project you can write to"
+    )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise WorkspaceError(
+            f"cannot write the workspace folder {folder}: {reason}; {fix}"
+        ) from exc

@@ -1,0 +1,232 @@
+"""The collaborators tracking works with, held together: stores, clock, settings and actor.
+
+A workspace builds one ``Tracker``; ``track`` never reaches for the workspace
+itself. The tracker owns the background writer, starts runs (capturing their
+environment), and reaps runs whose process died before anyone reads runs.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlcycle.clock import Clock
+from mlcycle.ids import Digest, RunId, new_id
+from mlcycle.settings import TrackingSettings
+from mlcycle.store import (
+    ArtifactRecord,
+    ArtifactStore,
+    Experiment,
+    MetadataStore,
+    MetricPoint,
+    Run,
+    RunStatus,
+)
+from mlcycle.track._environment import (
+    capture_command,
+    capture_environment,
+    capture_variables,
+    git_state,
+)
+from mlcycle.track._redact import redact_mapping
+from mlcycle.track._runs import ActiveRun, current_run
+from mlcycle.track._search import RunView, runs_frame
+from mlcycle.track._seed import take_pending_seed
+from mlcycle.track._values import check_name, text_values
+from mlcycle.track._writer import BatchWriter
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DEFAULT_EXPERIMENT", "Tracker"]
+
+DEFAULT_EXPERIMENT = "default"
+_open_trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()
+
+
+@dataclass(eq=False)
+class Tracker:
+    """Starts, writes, reads and reaps runs against one metadata store and artifact store."""
+
+    metadata: MetadataStore
+    artifacts: ArtifactStore
+    clock: Clock
+    settings: TrackingSettings
+    actor: str
+    project_root: Path | None = None
+    writer: BatchWriter = field(init=False, repr=False)
+    _experiments: dict[str, Experiment] = field(default_factory=dict, repr=False)
+    _environments: set[Digest] = field(default_factory=set, repr=False)
+    _active: dict[RunId, ActiveRun] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.writer = BatchWriter(
+            self.metadata,
+            clock=self.clock,
+            capacity=self.settings.buffer_size,
+            flush_interval_s=self.settings.flush_interval_s,
+            heartbeat_interval_s=self.settings.heartbeat_interval_s,
+        )
+        _open_trackers.add(self)
+
+    def start_run(
+        self,
+        experiment: str = DEFAULT_EXPERIMENT,
+        *,
+        name: str | None = None,
+        params: Mapping[str, Any] | None = None,  # Any: stored as text
+        tags: Mapping[str, Any] | None = None,  # Any: stored as text
+        parent: str | None = None,
+    ) -> ActiveRun:
+        """Start a run; inside another run of this tracker in the same thread it is a child."""
+        check_name(experiment, what="experiment")
+        run_name = check_name(name, what="run") if name is not None else _default_name()
+        checked_params = redact_mapping(text_values(params, kind="param"))
+        checked_tags = redact_mapping(text_values(tags, kind="tag"))
+        parent_id = self._parent(parent)
+        found = self._experiment(experiment)
+        environment = self._environment()
+        git = git_state(self.project_root) if self.project_root else None
+        variables = capture_variables(self.settings.env_allowlist)
+        record = self.metadata.create_run(
+            experiment_id=found.id,
+            name=run_name,
+            actor=self.actor,
+            start_time=self.clock.now(),
+            parent_id=parent_id,
+            environment_digest=environment,
+            git_commit=git.commit if git else None,
+            git_dirty=git.dirty if git else None,
+            command=capture_command(),
+            params=checked_params,
+            tags={**variables, **checked_tags},
+        )
+        self._link(record, environment)
+        seed = take_pending_seed()
+        if seed is not None:
+            self.metadata.set_seed(record.id, seed)
+        run = ActiveRun(record, tracker=self)
+        with self._lock:
+            self._active[record.id] = run
+        self.writer.register(record.id)
+        return run
+
+    def _parent(self, parent: str | None) -> RunId | None:
+        if parent is not None:
+            return self.metadata.get_run(parent).id
+        enclosing = current_run()
+        if enclosing is not None and enclosing.tracker_is(self):
+            return enclosing.id
+        return None
+
+    def _experiment(self, name: str) -> Experiment:
+        found = self._experiments.get(name)
+        if found is None:
+            found = self._experiments[name] = self.metadata.ensure_experiment(
+                name, actor=self.actor
+            )
+        return found
+
+    def _environment(self) -> Digest:
+        environment = capture_environment(packages=self.settings.capture_packages)
+        if environment.digest not in self._environments:
+            self.metadata.put_environment(environment)
+            self._environments.add(environment.digest)
+        return environment.digest
+
+    def _link(self, record: Run, environment: Digest) -> None:
+        target = f"run:{record.id}"
+        now = self.clock.now()
+        self.metadata.add_edge(
+            f"env:{environment}", target, kind="environment", actor=self.actor, time=now
+        )
+        if record.parent_id is not None:
+            self.metadata.add_edge(
+                f"run:{record.parent_id}", target, kind="parent", actor=self.actor, time=now
+            )
+
+    def forget(self, run: ActiveRun) -> None:
+        """Drop a run that has ended from the runs this tracker keeps alive."""
+        with self._lock:
+            self._active.pop(run.id, None)
+
+    def flush(self) -> None:
+        """Write everything logged so far."""
+        self.writer.flush()
+
+    def reap_stale_runs(self) -> list[RunId]:
+        """Mark runs whose heartbeat is older than ``stale_after_s`` as killed; returns their ids.
+
+        This process's own live runs are heartbeated first, so fast-forwarding a
+        simulated clock kills only runs whose process is really gone.
+        """
+        now = self.clock.now()
+        live = self.writer.live_runs()
+        if live:
+            self.metadata.heartbeat(live, at=now)
+        older_than = now - timedelta(seconds=self.settings.stale_after_s)
+        return self.metadata.reap_stale_runs(older_than=older_than, at=now)
+
+    def search_runs(
+        self,
+        experiments: str | Sequence[str] | None = None,
+        *,
+        where: str | None = None,
+        order_by: str | Sequence[str] | None = None,
+        limit: int = 100,
+    ) -> pd.DataFrame:
+        """Runs matching ``where``, as a DataFrame (see ``runs_frame`` for the columns)."""
+        self.flush()
+        self.reap_stale_runs()
+        names = [experiments] if isinstance(experiments, str) else experiments
+        keys = [order_by] if isinstance(order_by, str) else list(order_by or ())
+        found = self.metadata.search_runs(
+            experiments=names, where=where, order_by=keys, limit=limit
+        )
+        return runs_frame(found)
+
+    def get_run(self, run_id: str) -> RunView:
+        """The run with id ``run_id``, with its metric history a call away."""
+        self.reap_stale_runs()
+        return RunView.of(self.metadata.get_run(run_id), source=self)
+
+    def metric_history(self, run_id: RunId, key: str) -> list[MetricPoint]:
+        """Every value of ``key`` the run logged, including values still buffered here."""
+        if run_id in self._active:
+            self.flush()
+        return self.metadata.metric_history(run_id, key)
+
+    def list_artifacts(self, run_id: RunId) -> list[ArtifactRecord]:
+        """The run's artifacts, by name."""
+        return self.metadata.list_artifacts(run_id)
+
+    def close(self) -> None:
+        """End the runs still open here as finished and stop the writer; stores stay open."""
+        with self._lock:
+            still_open = list(self._active.values())
+        for run in still_open:
+            run.finish(RunStatus.FINISHED)
+        self.writer.close()
+        _open_trackers.discard(self)
+
+
+def _default_name() -> str:
+    return f"run-{new_id()[-8:].lower()}"
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Write what is buffered and end open runs when the interpreter exits normally."""
+    for tracker in list(_open_trackers):
+        try:
+            tracker.close()
+        except Exception as exc:  # noqa: BLE001  (at exit, report and go on)
+            print(f"mlcycle: could not write the last logged values: {exc}", file=sys.stderr)  # noqa: T201
