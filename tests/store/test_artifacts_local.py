@@ -28,7 +28,6 @@ from mlcycle.store import (
     open_artifact_store,
 )
 from mlcycle.store.testing import ArtifactStoreContract
-from mlcycle.store.testing._artifacts import read_all
 
 MIB = 1024 * 1024
 
@@ -45,7 +44,12 @@ def store(tmp_path: Path) -> LocalArtifactStore:
 
 
 def blob_files(store: LocalArtifactStore) -> list[Path]:
-    return sorted(p for p in (store.root / "blobs").rglob("*") if p.is_file())
+    return sorted(store.iter_blobs())
+
+
+def read_all(store: LocalArtifactStore, digest: Digest) -> bytes:
+    with store.open(digest) as stream:
+        return stream.read()
 
 
 def tmp_files(store: LocalArtifactStore) -> list[Path]:
@@ -292,6 +296,19 @@ def test_missing_blob_names_digest(store: LocalArtifactStore) -> None:
         store.open(digest)
 
 
+def test_vanished_tmp_folder_comes_back(store: LocalArtifactStore) -> None:
+    (store.root / "tmp").rmdir()
+    assert read_all(store, store.put(io.BytesIO(b"data"))) == b"data"
+
+
+def test_unwritable_tmp_is_a_workspace_error_naming_the_store(store: LocalArtifactStore) -> None:
+    (store.root / "tmp").rmdir()
+    (store.root / "tmp").write_text("a file where the folder should be")
+    with pytest.raises(WorkspaceError, match=str(store.root)):
+        store.put(io.BytesIO(b"data"))
+    assert repr(store) == f"LocalArtifactStore(root={str(store.root)!r})"
+
+
 def test_store_under_a_file_is_a_workspace_error(tmp_path: Path) -> None:
     (tmp_path / "plain-file").write_text("not a folder")
     with pytest.raises(WorkspaceError, match="plain-file"):
@@ -351,6 +368,11 @@ def test_unsafe_artifact_names_are_refused_naming_name_and_rule(name: str, rule:
         check_artifact_name(name)
     assert repr(name)[:60] in str(info.value)
     assert rule in str(info.value)
+
+
+def test_a_name_that_is_not_text_is_refused() -> None:
+    with pytest.raises(UnsafePath, match="not a string"):
+        check_artifact_name(b"bytes-name")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -316,6 +316,7 @@ class LocalArtifactStore:
     def put(self, source: BinaryIO) -> Digest:
         """Stream ``source`` into a temporary file, then rename it to its digest."""
         try:
+            self._tmp.mkdir(parents=True, exist_ok=True)  # back if someone cleaned it away
             fd, name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
         except OSError as exc:
             raise WorkspaceError(

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
 import botocore.exceptions  # type: ignore[import-untyped]  # botocore ships no types
@@ -38,6 +39,9 @@ from mlcycle.store._artifacts import (
     open_source,
     verified_stream,
 )
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 __all__ = ["PART_SIZE", "S3ArtifactStore"]
 
@@ -67,16 +71,16 @@ class S3ArtifactStore:
     def put(self, source: BinaryIO) -> Digest:
         """Stream ``source`` to a temporary key, then copy it to its digest key."""
         tmp = f"{self._root}/{TMP_DIR}/{new_id()}"
-        with self._errors():
-            sink = self._fs.open(tmp, "wb", block_size=PART_SIZE)
-            try:
-                hex_digest, _size = copy_hashing(source, sink)
-            except BaseException:
-                _abandon(sink)
-                raise
+        sink = self._fs.open(tmp, "wb", block_size=PART_SIZE)  # no request until a part is full
+        try:
+            hex_digest, _size = copy_hashing(source, _GuardedSink(sink, self._writing))
+        except BaseException:
+            _abandon(sink)
+            raise
+        final = f"{self._root}/{blob_key(hex_digest)}"
+        with self._writing():
             sink.close()
             try:
-                final = f"{self._root}/{blob_key(hex_digest)}"
                 if not self._fs.exists(final):
                     self._fs.cp_file(tmp, final)
             finally:
@@ -138,6 +142,18 @@ class S3ArtifactStore:
         return f"{self._root}/{blob_key(check_digest(digest))}"
 
     @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Errors of a write: those of any call, and a missing bucket."""
+        try:
+            with self._errors():
+                yield
+        except FileNotFoundError as exc:
+            raise BackendUnavailable(
+                f"cannot write to {self.url} at {self.endpoint}: {exc}. "
+                f"Create the bucket '{self.bucket}' or fix store.artifacts_url"
+            ) from exc
+
+    @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
         """Turn connection failures and refusals into ``BackendUnavailable`` naming the endpoint."""
         try:
@@ -153,6 +169,19 @@ class S3ArtifactStore:
                 f"the S3 endpoint {self.endpoint} refused access to {self.url}: {exc}. "
                 "Check the credentials (MLCYCLE_STORE__S3__ACCESS_KEY_ID or AWS_ACCESS_KEY_ID)"
             ) from exc
+
+
+class _GuardedSink:
+    """Writes to an upload, with the store's error translation around each request."""
+
+    def __init__(self, sink: Any, guard: Callable[[], AbstractContextManager[None]]) -> None:
+        self._sink = sink  # Any: an s3fs S3File, untyped
+        self._guard = guard
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        with self._guard():
+            written: int = self._sink.write(data)
+            return written
 
 
 def _abandon(sink: Any) -> None:  # Any: an s3fs S3File, untyped
@@ -196,6 +225,7 @@ def _filesystem(settings: S3Settings) -> Any:  # Any: s3fs is untyped
         skip_instance_cache=True,
         use_listings_cache=False,
     )
-    # s3fs retries on top of botocore; keep its count to ours so failures come back in seconds.
-    fs.retries = settings.retries + 1
+    # s3fs would retry timeouts on top of botocore's retries, multiplying the wait; one
+    # s3fs attempt leaves the retrying to botocore, bounded by the settings.
+    fs.retries = 1
     return fs
