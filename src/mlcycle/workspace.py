@@ -122,7 +122,7 @@ class Workspace:
         order_by: str | Sequence[str] | None = None,
         limit: int = 100,
     ) -> pd.DataFrame:
-        """Runs matching ``where`` as a DataFrame, ordered by ``order_by`` (``-`` for descending).
+        """Runs matching ``where`` as a DataFrame, ordered by ``order_by`` (``metrics.rmse DESC``).
 
         Columns: ``run_id, experiment, name, status, start_time, end_time, actor,
         parent_id``, then ``params.<k>``, ``metrics.<k>`` (latest values) and ``tags.<k>``.
