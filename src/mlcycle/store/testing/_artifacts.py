@@ -29,7 +29,7 @@ __all__ = ["ArtifactStoreContract", "read_all"]
 
 _MIB = 1024 * 1024
 _SHARED_STORE = settings(
-    max_examples=25,
+    max_examples=15,
     deadline=None,
     # One store serves every example; content addressing makes that harmless. Each
     # backend's subclass runs these same methods, which is what the contract is for.
