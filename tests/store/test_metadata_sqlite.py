@@ -6,13 +6,14 @@ import hashlib
 import multiprocessing
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from mlcycle.errors import ValidationFailed, WorkspaceError
+from mlcycle.errors import BackendUnavailable, ValidationFailed, WorkspaceError
 from mlcycle.store import (
     MetadataStore,
     MetricPoint,
@@ -20,6 +21,7 @@ from mlcycle.store import (
     open_metadata_store,
     upgrade_metadata,
 )
+from mlcycle.store._sql_db import Database
 from mlcycle.store.testing import MetadataStoreContract
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -146,3 +148,36 @@ def test_four_processes_write_one_file_without_losing_a_value(tmp_path: Path) ->
         assert len(run.params) == 5
     assert len(store.list_experiments()) == 1
     store.close()
+
+
+def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def test_a_write_waits_for_a_lock_held_longer_than_the_busy_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "mlcycle.db"
+    store = open_metadata_store(f"sqlite:///{path}", busy_timeout_s=0.01)
+    holder = _hold_write_lock(path)
+    releaser = threading.Timer(0.5, holder.rollback)
+    releaser.start()
+    experiment = store.ensure_experiment("patient", actor="a")  # retried, not refused
+    releaser.join()
+    holder.close()
+    assert store.get_experiment("patient") == experiment
+    store.close()
+
+
+def test_a_lock_that_is_never_released_becomes_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "mlcycle.db"
+    open_metadata_store(f"sqlite:///{path}").close()
+    database = Database(f"sqlite:///{path}", busy_timeout_s=0.01, retry_for_s=0.3)
+    holder = _hold_write_lock(path)
+    try:
+        with pytest.raises(BackendUnavailable, match=r"stayed busy.*busy_timeout_s"):
+            database.write(lambda conn: conn.exec_driver_sql("CREATE TABLE t (x)"))
+    finally:
+        holder.rollback()
+        holder.close()
+        database.close()

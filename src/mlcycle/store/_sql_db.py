@@ -9,6 +9,7 @@ two readers both trying to upgrade to writers.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import sqlite3
@@ -40,8 +41,8 @@ _MIGRATION_LOCK = 0x6D6C_6379_6D69_6772  # pg_advisory_xact_lock key: "mlcymigr"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _BUSY_MARKERS = ("database is locked", "database table is locked", "database is busy")
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
-_MAX_ATTEMPTS = 60
 _MAX_BACKOFF_S = 0.5
+_MIN_RETRY_S = 10.0
 
 
 def to_epoch(moment: datetime) -> float:
@@ -59,10 +60,14 @@ def from_epoch(seconds: float) -> datetime:
 class Database:
     """One SQL database: an engine, transactions with retry, and schema migrations."""
 
-    def __init__(self, url: str, *, busy_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, url: str, *, busy_timeout_s: float = 30.0, retry_for_s: float | None = None
+    ) -> None:
         self.url = _normalise(url)
         self.display = self.url.render_as_string(hide_password=True)
         self.busy_timeout_s = busy_timeout_s
+        # Each attempt already waits busy_timeout_s inside SQLite; retries cover the rest.
+        self.retry_for_s = retry_for_s or max(_MIN_RETRY_S, 4 * busy_timeout_s)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.engine = self._create_engine()
 
@@ -91,26 +96,28 @@ class Database:
 
     def _transact(self, work: Callable[[Connection], T], *, begin: str) -> T:
         started = time.monotonic()
-        for attempt in range(1, _MAX_ATTEMPTS + 1):
+        for attempt in itertools.count(1):
             try:
                 with self.engine.connect() as conn:
                     conn.execution_options(mlcycle_sqlite_begin=begin)
                     with conn.begin():
                         return work(conn)
             except DBAPIError as exc:
-                if not _is_transient(exc) or attempt == _MAX_ATTEMPTS:
-                    translated = self._translate(exc, waited=time.monotonic() - started)
+                waited = time.monotonic() - started
+                if not _is_transient(exc) or waited > self.retry_for_s:
+                    translated = self._translate(exc, waited=waited)
                     if translated is None:
                         raise
                     raise translated from exc
-            time.sleep(random.uniform(0.5, 1.0) * min(_MAX_BACKOFF_S, 0.005 * 2**attempt))  # noqa: S311  (jitter, not security)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+            backoff = min(_MAX_BACKOFF_S, 0.005 * 2 ** min(attempt, 10))
+            time.sleep(random.uniform(0.5, 1.0) * backoff)  # noqa: S311  (jitter, not security)
+        raise AssertionError("unreachable: the loop returns or raises")
 
     def _translate(self, exc: DBAPIError, *, waited: float) -> Exception | None:
         message = str(exc.orig)
         if _is_transient(exc):
             return BackendUnavailable(
-                f"{self.display} stayed busy for {waited:.0f} s ({message}); another process "
+                f"{self.display} stayed busy for {waited:.1f} s ({message}); another process "
                 "holds a long write transaction: let it finish, or raise store.busy_timeout_s"
             )
         if self.is_sqlite:
