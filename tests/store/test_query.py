@@ -841,7 +841,7 @@ def keep_none_or_nan(value: float | None) -> bool:
     return value is None or math.isnan(value)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     st.lists(
         st.one_of(st.none(), st.floats(), st.just(NAN)), min_size=len(RUNS), max_size=len(RUNS)
@@ -885,7 +885,7 @@ def check_random_metric(
     assert order[len(ranked) :] == [i for i in search(engine, None) if keep_none_or_nan(stored[i])]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(TEXT)
 def test_random_strings_match_only_themselves_and_change_nothing(
     engine: sa.Engine, value: str
