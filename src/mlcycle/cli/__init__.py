@@ -1,4 +1,4 @@
-"""The mlcycle command line."""
+"""The mlcycle command line (Typer + Rich); heavy imports happen inside each command."""
 
 from __future__ import annotations
 
@@ -7,3 +7,6 @@ __all__ = ["main"]
 
 def main() -> None:
     """Run the mlcycle command line."""
+    from mlcycle.cli._app import app
+
+    app(prog_name="mlcycle")
