@@ -154,3 +154,11 @@ def test_events_and_lineage(settings: Settings) -> None:
 @pytest.fixture
 def workspace_settings(settings: Settings) -> Settings:
     return settings
+
+
+def test_a_bad_artifact_store_closes_the_metadata_store_again(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the artifact folder should be")
+    settings = Settings(home=tmp_path, store={"artifacts_url": str(blocker / "artifacts")})
+    with pytest.raises(WorkspaceError):
+        Workspace.open(settings)

@@ -6,7 +6,7 @@ the working directory.
 
 >>> import tempfile
 >>> from mlcycle.settings import Settings
->>> with Workspace.open(Settings(home=tempfile.mkdtemp())) as ws:
+>>> with tempfile.TemporaryDirectory() as home, Workspace.open(Settings(home=home)) as ws:
 ...     with ws.start_run("demo", params={"model": "gbm"}) as run:
 ...         run.log_metric("rmse", 41.2)
 ...     ws.get_run(run.id).metrics

@@ -118,3 +118,49 @@ def test_four_processes_share_one_sqlite_file(tmp_path: Path) -> None:
             assert found.status is RunStatus.FINISHED
             values = [point.value for point in found.metric_history("value")]
             assert values == [float(index * 10_000 + step) for step in range(2000)]
+
+
+OPEN_AT_EXIT = textwrap.dedent(
+    """
+    import sys
+    import mlcycle as mc
+
+    run = mc.start_run("exit")
+    for step in range(1000):
+        run.log_metric("loss", float(step), step=step)
+    print(run.id, flush=True)
+    if sys.argv[1] == "raise":
+        raise ValueError("boom")
+    if sys.argv[1] == "interrupt":
+        raise KeyboardInterrupt
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("how", "status", "error"),
+    [
+        ("normal", RunStatus.FINISHED, None),
+        ("raise", RunStatus.FAILED, "ValueError"),
+        ("interrupt", RunStatus.KILLED, "KeyboardInterrupt"),
+    ],
+)
+def test_runs_left_open_are_ended_at_exit(
+    tmp_path: Path, how: str, status: RunStatus, error: str | None
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", OPEN_AT_EXIT, how],
+        cwd=tmp_path,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode == 0) == (how == "normal"), done.stderr
+    with Workspace.find(tmp_path) as workspace:
+        found = workspace.get_run(done.stdout.strip())
+        assert found.status is status
+        assert (found.error.type if found.error else None) == error
+        assert len(found.metric_history("loss")) == 1000

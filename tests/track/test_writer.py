@@ -109,3 +109,24 @@ def test_close_ends_open_runs_and_writes_everything(settings: Settings) -> None:
         found = again.get_run(run.id)
         assert found.status is RunStatus.FINISHED
         assert len(found.metric_history("loss")) == 1000
+
+
+def test_a_failure_to_record_the_end_is_noted_on_the_users_exception(
+    settings: Settings, wait_until: Wait
+) -> None:
+    quick = settings.tracking.model_copy(update={"flush_interval_s": 0.05})
+    workspace = Workspace.open(settings.model_copy(update={"tracking": quick}))
+    run = workspace.start_run("exp")
+    with sqlite3.connect(settings.workspace_dir / "mlcycle.db") as conn:
+        conn.execute("DROP TABLE metrics")
+
+    def train() -> None:
+        with run:
+            run.log_metric("loss", 1.0)
+            raise ValueError("diverged")
+
+    with pytest.raises(ValueError, match="diverged") as raised:
+        train()
+    assert any("could not record the end of run" in note for note in raised.value.__notes__)
+    assert workspace.get_run(run.id).status is RunStatus.FAILED
+    workspace.close()

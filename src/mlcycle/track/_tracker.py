@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from mlcycle.clock import Clock
@@ -36,7 +37,7 @@ from mlcycle.track._environment import (
     git_state,
 )
 from mlcycle.track._redact import redact_mapping
-from mlcycle.track._runs import ActiveRun, current_run
+from mlcycle.track._runs import ActiveRun, current_run, outcome
 from mlcycle.track._search import RunView, runs_frame
 from mlcycle.track._seed import take_pending_seed
 from mlcycle.track._values import check_name, text_values
@@ -208,12 +209,16 @@ class Tracker:
         """The run's artifacts, by name."""
         return self.metadata.list_artifacts(run_id)
 
-    def close(self) -> None:
-        """End the runs still open here as finished and stop the writer; stores stay open."""
+    def close(self, *, cause: BaseException | None = None) -> None:
+        """End the runs still open here and stop the writer; stores stay open.
+
+        Open runs end as finished, or as ``cause`` (an uncaught exception) says.
+        """
+        status, error = outcome(cause) if cause is not None else (RunStatus.FINISHED, None)
         with self._lock:
             still_open = list(self._active.values())
-        for run in still_open:
-            run.finish(RunStatus.FINISHED)
+        for run in reversed(still_open):
+            run.finish(status, error=error)
         self.writer.close()
         _open_trackers.discard(self)
 
@@ -222,11 +227,27 @@ def _default_name() -> str:
     return f"run-{new_id()[-8:].lower()}"
 
 
+_uncaught: list[BaseException] = []
+_previous_hook = sys.excepthook
+
+
+def _remember_uncaught(
+    kind: type[BaseException], value: BaseException, tb: TracebackType | None
+) -> None:
+    """Keep the exception that is ending the program, so open runs end as failed, not finished."""
+    _uncaught.append(value)
+    _previous_hook(kind, value, tb)
+
+
+sys.excepthook = _remember_uncaught
+
+
 @atexit.register
 def _close_at_exit() -> None:
-    """Write what is buffered and end open runs when the interpreter exits normally."""
+    """Write what is buffered and end open runs when the interpreter exits."""
+    cause = _uncaught[-1] if _uncaught else None
     for tracker in list(_open_trackers):
         try:
-            tracker.close()
+            tracker.close(cause=cause)
         except Exception as exc:  # noqa: BLE001  (at exit, report and go on)
             print(f"mlcycle: could not write the last logged values: {exc}", file=sys.stderr)  # noqa: T201
