@@ -40,6 +40,14 @@ CONNECT_TIMEOUT_S = 5
 _MIGRATION_LOCK = 0x6D6C_6379_6D69_6772  # pg_advisory_xact_lock key: "mlcymigr"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _BUSY_MARKERS = ("database is locked", "database table is locked", "database is busy")
+_SQLITE_FILE_PROBLEMS = (
+    "unable to open database file",
+    "readonly database",
+    "disk I/O error",
+    "not a database",
+    "malformed",
+    "database or disk is full",
+)
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 _MAX_BACKOFF_S = 0.5
 _MIN_RETRY_S = 10.0
@@ -120,13 +128,14 @@ class Database:
                 f"{self.display} stayed busy for {waited:.1f} s ({message}); another process "
                 "holds a long write transaction: let it finish, or raise store.busy_timeout_s"
             )
-        if self.is_sqlite:
+        if self.is_sqlite and any(marker in message for marker in _SQLITE_FILE_PROBLEMS):
             return WorkspaceError(
                 f"cannot use the metadata database {self.url.database}: {message}; "
                 "check that the file is a mlcycle database and its folder is writable"
             )
-        sqlstate = getattr(exc.orig, "sqlstate", None) or "08"
-        if isinstance(exc, OperationalError) and sqlstate.startswith(("08", "57P")):
+        sqlstate = getattr(exc.orig, "sqlstate", None) or "08"  # none: no connection yet
+        reachable = self.is_sqlite or not sqlstate.startswith(("08", "57P"))
+        if isinstance(exc, OperationalError) and not reachable:
             return BackendUnavailable(
                 f"cannot reach the metadata database at {self.display}: {message.strip()}; "
                 "start the server or fix store.metadata_url (MLCYCLE_STORE__METADATA_URL)"
