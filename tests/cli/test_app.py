@@ -30,6 +30,12 @@ def test_version_in_a_real_process(tmp_path: Path) -> None:
     assert result.stdout.strip() == f"mlcycle {mlcycle.__version__}"
 
 
+def test_version_in_process(invoke: Invoke) -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout == f"mlcycle {mlcycle.__version__}\n"
+
+
 def test_help_in_a_real_process_explains_mlcycle_and_imports_nothing_heavy(tmp_path: Path) -> None:
     result = run_module("-X", "importtime", "-m", "mlcycle", "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

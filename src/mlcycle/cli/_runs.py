@@ -124,13 +124,6 @@ def _status(run: Run) -> str:
     return f"[{style}]{run.status}[/]"
 
 
-def _duration(run: Run) -> str:
-    if run.end_time is None:
-        return ""
-    seconds = (run.end_time - run.start_time).total_seconds()
-    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}min"
-
-
 def run_summary(run: Run) -> dict[str, Any]:  # Any: JSON values
     """A run as JSON: its identity, status, params, latest metrics and tags."""
     return {
