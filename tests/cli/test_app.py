@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -123,3 +124,24 @@ def test_corrupted_metadata_file_is_a_clear_error_and_stays_untouched(
         assert result.stderr.startswith("error: "), result.stderr
         assert "Traceback" not in result.output + result.stderr
         assert database.read_bytes() == garbage
+
+
+@pytest.mark.postgres
+def test_team_database_through_the_metadata_url_flag(
+    invoke: Invoke, project: Path, postgres_url: str
+) -> None:
+    upgraded = invoke("--metadata-url", postgres_url, "db", "upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "schema revision" in upgraded.stdout
+    from mlcycle import Workspace
+    from mlcycle.settings import Settings, StoreSettings
+
+    team = Settings(home=project, actor="ana", store=StoreSettings(metadata_url=postgres_url))
+    with Workspace.open(team) as workspace, workspace.start_run("shared", name="pg") as run:
+        run.log_metric("rmse", 1.5)
+    listed = invoke("--metadata-url", postgres_url, "runs", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [(row["run_id"], row["metrics"]) for row in json.loads(listed.stdout)] == [
+        (run.id, {"rmse": 1.5})
+    ]
+    assert "rmse" not in invoke("runs", "list").stdout  # the local SQLite store is separate
