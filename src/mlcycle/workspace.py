@@ -15,6 +15,7 @@ the working directory.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from mlcycle.clock import Clock, open_clock
-from mlcycle.errors import WorkspaceError
+from mlcycle.errors import AlreadyExists, WorkspaceError
 from mlcycle.settings import CONFIG_FILE, Settings, load_settings
 from mlcycle.store import (
     ArtifactStore,
@@ -95,7 +96,8 @@ class Workspace:
         if not (settings.home / CONFIG_FILE).is_file():
             from mlcycle.project import init_project  # noqa: PLC0415  (rarely needed)
 
-            init_project(settings.home)
+            with contextlib.suppress(AlreadyExists):  # another process was quicker
+                init_project(settings.home)
             settings = load_settings(settings.home)
         return cls.open(settings)
 

@@ -80,8 +80,12 @@ def _git(root: Path, *args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+@functools.cache
 def capture_environment(*, packages: bool = True) -> Environment:
-    """The interpreter, platform and (optionally) installed packages, named by their digest."""
+    """The interpreter, platform and (optionally) installed packages, named by their digest.
+
+    Computed once per process: what is installed does not change under a running program.
+    """
     installed = dict(_installed_packages()) if packages else {}
     python = f"{platform.python_implementation()} {platform.python_version()}"
     system = platform.platform()
