@@ -9,13 +9,15 @@ the next position is handed out only after the previous holder committed.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
+from time import time as epoch_now
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Table, func, insert, select
+from sqlalchemy import Connection, Insert, Table, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -39,24 +41,47 @@ _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 _MAX_REF = 1000
 
 
-def upsert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT that can say ``ON CONFLICT`` in the connection's dialect."""
-    if conn.dialect.name == "postgresql":
+def upsert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that can say ``ON CONFLICT`` in ``dialect``.
+
+    Callers build each statement once per dialect (``functools.cache``):
+    building SQLAlchemy statements costs more than running them on SQLite.
+    """
+    if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 
 
-def inserted(conn: Connection, stmt: ReturningInsert[Any], row: dict[str, Any]) -> bool:
-    """Run an ``INSERT ... ON CONFLICT DO NOTHING RETURNING``; whether it added the row.
+_INSERT_EVENT = insert(events).returning(events.c.position)
+_RUN_STATUS = select(runs.c.status).where(runs.c.id == bindparam("run_id"))
 
-    ``rowcount`` is not reliable for inserts on every driver; ``RETURNING`` is.
+
+@functools.cache
+def _cursor_upsert(dialect: str) -> ReturningInsert[Any] | Insert:
+    stmt = upsert(dialect, event_cursors)
+    return stmt.on_conflict_do_update(
+        index_elements=[event_cursors.c.consumer],
+        set_={"position": stmt.excluded.position, "updated_at": stmt.excluded.updated_at},
+    )
+
+
+@functools.cache
+def _insert_new(dialect: str, table: Table) -> ReturningInsert[Any]:
+    """Insert a row unless its primary key is taken; returns a row only when it was added."""
+    return upsert(dialect, table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+
+
+def inserted(conn: Connection, table: Table, row: dict[str, Any]) -> bool:
+    """Insert ``row`` unless its primary key is taken; whether it was added.
+
+    ``RETURNING`` tells, where ``rowcount`` is not reliable on every driver.
     """
-    return conn.execute(stmt, row).first() is not None
+    return conn.execute(_insert_new(conn.dialect.name, table), row).first() is not None
 
 
 def require_run(conn: Connection, run_id: str) -> str:
     """The run's status; ``NotFound`` naming the id when there is no such run."""
-    status = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar_one_or_none()
+    status = conn.execute(_RUN_STATUS, {"run_id": run_id}).scalar_one_or_none()
     if status is None:
         raise NotFound(f"no run '{run_id}'; list runs with `mlcycle runs list`")
     return str(status)
@@ -102,7 +127,7 @@ def append_event(
         "actor": actor,
         "payload": body.decode(),
     }
-    position = conn.execute(insert(events).values(row).returning(events.c.position)).scalar_one()
+    position = conn.execute(_INSERT_EVENT, row).scalar_one()
     return Event(
         position=int(position),
         id=event_id,
@@ -193,17 +218,10 @@ class EventsMixin:
         if position < 0:
             raise ValidationFailed(f"cursor position {position} must not be negative")
 
+        row = {"consumer": consumer, "position": position, "updated_at": epoch_now()}
+
         def work(conn: Connection) -> None:
-            stmt = upsert(conn, event_cursors).values(
-                consumer=consumer, position=position, updated_at=to_epoch(datetime.now(UTC))
-            )
-            excluded = stmt.excluded
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[event_cursors.c.consumer],
-                    set_={"position": excluded.position, "updated_at": excluded.updated_at},
-                )
-            )
+            conn.execute(_cursor_upsert(conn.dialect.name), row)
 
         self._db.write(work)
 
@@ -222,10 +240,9 @@ class EventsMixin:
         )
 
         def work(conn: Connection) -> LineageEdge:
-            stmt = upsert(conn, lineage_edges).on_conflict_do_nothing()
             values = {"source": source, "target": target, "kind": kind}
             row = {**values, "created_at": to_epoch(time), "actor": actor}
-            if inserted(conn, stmt.returning(lineage_edges.c.kind), row):
+            if inserted(conn, lineage_edges, row):
                 append_event(
                     conn,
                     "lineage.edge_added",
@@ -263,11 +280,9 @@ class EventsMixin:
             "python": environment.python,
             "platform": environment.platform,
             "packages": orjson.dumps(environment.packages, option=orjson.OPT_SORT_KEYS).decode(),
-            "created_at": to_epoch(datetime.now(UTC)),
+            "created_at": epoch_now(),
         }
-        self._db.write(
-            lambda conn: conn.execute(upsert(conn, environments).on_conflict_do_nothing(), row)
-        )
+        self._db.write(lambda conn: inserted(conn, environments, row))
 
     def get_environment(self, digest: Digest) -> Environment:
         """Raise ``NotFound`` naming the digest when there is none."""
@@ -295,8 +310,7 @@ class EventsMixin:
 
         def work(conn: Connection) -> None:
             require_run(conn, record.run_id)
-            stmt = upsert(conn, artifacts).on_conflict_do_nothing()
-            if not inserted(conn, stmt.returning(artifacts.c.name), row):
+            if not inserted(conn, artifacts, row):
                 raise AlreadyExists(
                     f"run '{record.run_id}' already has an artifact named '{record.name}'; "
                     "log it under another name"

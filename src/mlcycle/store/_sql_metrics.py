@@ -8,12 +8,13 @@ point replace the stored one, which stays right when batches arrive out of order
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select
+from sqlalchemy import Connection, Insert, and_, bindparam, insert, or_, select
 
 from mlcycle.errors import ImmutableValue
 from mlcycle.ids import RunId
@@ -62,47 +63,48 @@ def _latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(best.values())
 
 
-def _upsert_latest(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    stmt = upsert(conn, latest_metrics)
+@functools.cache
+def _latest_upsert(dialect: str) -> Insert:
+    stmt = upsert(dialect, latest_metrics)
     new, old = stmt.excluded, latest_metrics.c
     newer = or_(new.step > old.step, and_(new.step == old.step, new.timestamp >= old.timestamp))
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[old.run_id, old.key],
-            set_={name: new[name] for name in ("step", "timestamp", "value", "is_nan")},
-            where=newer,
-        ),
-        rows,
+    return stmt.on_conflict_do_update(
+        index_elements=[old.run_id, old.key],
+        set_={name: new[name] for name in ("step", "timestamp", "value", "is_nan")},
+        where=newer,
     )
+
+
+@functools.cache
+def _param_insert(dialect: str) -> Insert:
+    return upsert(dialect, params).on_conflict_do_nothing()
+
+
+@functools.cache
+def _tag_upsert(dialect: str) -> Insert:
+    stmt = upsert(dialect, tags)
+    return stmt.on_conflict_do_update(
+        index_elements=[tags.c.run_id, tags.c.key], set_={"value": stmt.excluded.value}
+    )
+
+
+_STORED_PARAMS = select(params.c.key, params.c.value).where(
+    params.c.run_id == bindparam("run_id"), params.c.key.in_(bindparam("keys", expanding=True))
+)
+_INSERT_METRICS = insert(metric_table)
 
 
 def _store_params(conn: Connection, run_id: str, given: dict[str, str]) -> None:
     """Insert new params; one logged before with another value is ``ImmutableValue``."""
     rows = [{"run_id": run_id, "key": key, "value": value} for key, value in given.items()]
-    conn.execute(upsert(conn, params).on_conflict_do_nothing(), rows)
-    stored = conn.execute(
-        select(params.c.key, params.c.value).where(
-            params.c.run_id == run_id, params.c.key.in_(list(given))
-        )
-    )
-    for key, value in stored:
+    conn.execute(_param_insert(conn.dialect.name), rows)
+    for key, value in conn.execute(_STORED_PARAMS, {"run_id": run_id, "keys": list(given)}):
         if value != given[key]:
             raise ImmutableValue(
                 f"param '{key}' of run '{run_id}' is already {value!r}; it cannot become "
                 f"{given[key]!r}. Params are immutable: log the new value under another "
                 "key, or start a new run"
             )
-
-
-def _store_tags(conn: Connection, run_id: str, given: dict[str, str]) -> None:
-    rows = [{"run_id": run_id, "key": key, "value": value} for key, value in given.items()]
-    stmt = upsert(conn, tags)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[tags.c.run_id, tags.c.key], set_={"value": stmt.excluded.value}
-        ),
-        rows,
-    )
 
 
 class MetricsMixin:
@@ -128,10 +130,11 @@ class MetricsMixin:
             if param_values:
                 _store_params(conn, run_id, param_values)
             if tag_values:
-                _store_tags(conn, run_id, tag_values)
+                rows = [{"run_id": run_id, "key": k, "value": v} for k, v in tag_values.items()]
+                conn.execute(_tag_upsert(conn.dialect.name), rows)
             if metric_rows:
-                conn.execute(insert(metric_table), metric_rows)
-                _upsert_latest(conn, _latest(metric_rows))
+                conn.execute(_INSERT_METRICS, metric_rows)
+                conn.execute(_latest_upsert(conn.dialect.name), _latest(metric_rows))
 
         self._db.write(work)
 

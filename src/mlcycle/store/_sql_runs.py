@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from mlcycle.errors import NotFound, ValidationFailed
 from mlcycle.ids import Digest, ExperimentId, RunId, new_id
@@ -19,7 +19,7 @@ from mlcycle.store._keys import check_key
 from mlcycle.store._records import Experiment, Run, RunError, RunStatus
 from mlcycle.store._schema import experiments, latest_metrics, params, runs, tags
 from mlcycle.store._sql_db import Database, from_epoch, to_epoch
-from mlcycle.store._sql_events import append_event, inserted, require_run, upsert
+from mlcycle.store._sql_events import append_event, inserted, require_run
 
 __all__ = ["RunsMixin", "load_runs"]
 
@@ -38,11 +38,16 @@ def _experiment(row: Any) -> Experiment:  # Any: a result row
     )
 
 
+_EXPERIMENT = select(experiments).where(
+    (experiments.c.name == bindparam("key")) | (experiments.c.id == bindparam("key"))
+)
+_EXPERIMENT_BY_ID = select(experiments.c.name).where(experiments.c.id == bindparam("id"))
+_INSERT_RUN = insert(runs)
+_INSERT_VALUES = {"params": insert(params), "tags": insert(tags)}
+
+
 def _find_experiment(conn: Connection, name_or_id: str) -> Experiment:
-    query = select(experiments).where(
-        (experiments.c.name == name_or_id) | (experiments.c.id == name_or_id)
-    )
-    row = conn.execute(query).first()
+    row = conn.execute(_EXPERIMENT, {"key": name_or_id}).first()
     if row is None:
         raise NotFound(f"no experiment '{name_or_id}'; list them with `mlcycle experiments list`")
     return _experiment(row)
@@ -112,10 +117,8 @@ def load_runs(conn: Connection, run_ids: Sequence[str]) -> list[Run]:
 def _insert_key_values(conn: Connection, run_id: str, **tables: list[tuple[str, str]]) -> None:
     for name, pairs in tables.items():
         if pairs:
-            table = params if name == "params" else tags
-            conn.execute(
-                insert(table), [{"run_id": run_id, "key": k, "value": v} for k, v in pairs]
-            )
+            rows = [{"run_id": run_id, "key": k, "value": v} for k, v in pairs]
+            conn.execute(_INSERT_VALUES[name], rows)
 
 
 class RunsMixin:
@@ -131,10 +134,7 @@ class RunsMixin:
         def work(conn: Connection) -> Experiment:
             now = datetime.now(UTC)
             row = {"id": new_id(), "name": name, "created_at": to_epoch(now), "actor": actor}
-            stmt = upsert(conn, experiments).on_conflict_do_nothing(
-                index_elements=[experiments.c.name]
-            )
-            if inserted(conn, stmt.returning(experiments.c.id), row):
+            if inserted(conn, experiments, row):
                 append_event(
                     conn,
                     "experiment.created",
@@ -192,14 +192,16 @@ class RunsMixin:
         }
 
         def work(conn: Connection) -> Run:
-            experiment = _find_experiment(conn, experiment_id)
-            if experiment.id != experiment_id:
-                raise NotFound(f"no experiment with id '{experiment_id}'")
+            experiment = conn.execute(_EXPERIMENT_BY_ID, {"id": experiment_id}).scalar()
+            if experiment is None:
+                raise NotFound(
+                    f"no experiment with id '{experiment_id}'; get one from ensure_experiment"
+                )
             if parent_id is not None:
                 require_run(conn, parent_id)
-            conn.execute(insert(runs), row)
+            conn.execute(_INSERT_RUN, row)
             _insert_key_values(conn, row["id"], params=param_pairs, tags=tag_pairs)
-            payload = {"experiment": experiment.name, "name": name, "parent_id": parent_id}
+            payload = {"experiment": experiment, "name": name, "parent_id": parent_id}
             append_event(
                 conn,
                 "run.started",
@@ -210,8 +212,8 @@ class RunsMixin:
             )
             return Run(
                 id=RunId(row["id"]),
-                experiment_id=experiment.id,
-                experiment_name=experiment.name,
+                experiment_id=experiment_id,
+                experiment_name=experiment,
                 name=name,
                 status=RunStatus.RUNNING,
                 start_time=from_epoch(row["start_time"]),
