@@ -55,13 +55,14 @@ def main(home: Path, url: str, workload: Workload) -> dict[str, Any]:
 
 
 def single_calls(workspace: Any, workload: Workload) -> dict[str, Any]:
-    """``log_metric`` one value at a time, timed until the run has ended (buffer flushed)."""
+    """``log_metric`` one value at a time, timed until everything is written."""
     count = workload.single_calls
     with workspace.start_run(experiment="single") as run:
         start = time.perf_counter()
         for step in range(count):
             run.log_metric("loss", 1.0 / (step + 1), step=step)
         called = time.perf_counter()
+    workspace.flush()
     flushed = time.perf_counter()
     stored = len(workspace.get_run(run.id).metric_history("loss"))
     return {
@@ -75,13 +76,14 @@ def single_calls(workspace: Any, workload: Workload) -> dict[str, Any]:
 
 
 def batches(workspace: Any, workload: Workload) -> dict[str, Any]:
-    """``log_metrics`` of ``batch_size`` keys per call, timed until the run has ended."""
+    """``log_metrics`` of ``batch_size`` keys per call, timed until everything is written."""
     payloads = batch_payloads(workload)
     with workspace.start_run(experiment="batch") as run:
         start = time.perf_counter()
         for step, payload in enumerate(payloads):
             run.log_metrics(payload, step=step)
         called = time.perf_counter()
+    workspace.flush()
     elapsed = time.perf_counter() - start
     view = workspace.get_run(run.id)
     stored = len(view.metric_history("m0000")) * workload.batch_size
@@ -95,11 +97,12 @@ def batches(workspace: Any, workload: Workload) -> dict[str, Any]:
 
 
 def run_creation(workspace: Any, workload: Workload) -> dict[str, float]:
-    """Whole runs: start with 5 params, 5 metrics, end."""
+    """Whole runs: start with 5 params, 5 metrics, end; timed until everything is written."""
     start = time.perf_counter()
     for index in range(workload.runs):
         with workspace.start_run(experiment="create", params=run_params(index)) as run:
             run.log_metrics(run_metrics(index))
+    workspace.flush()
     elapsed = time.perf_counter() - start
     return {"runs": workload.runs, "elapsed_s": elapsed, "per_s": workload.runs / elapsed}
 
@@ -115,6 +118,7 @@ def search(workspace: Any, workload: Workload) -> dict[str, Any]:
             for step, value in history:
                 run.log_metric("rmse", value, step=step)
             run.log_metrics(metrics, step=0)
+    workspace.flush()
     setup_s = time.perf_counter() - setup
     found: list[str] = []
 
