@@ -8,6 +8,7 @@ environment), and reaps runs whose process died before anyone reads runs.
 from __future__ import annotations
 
 import atexit
+import math
 import sys
 import threading
 import weakref
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_EXPERIMENT", "Tracker"]
 
 DEFAULT_EXPERIMENT = "default"
+REAP_EVERY_S = 1.0
 _open_trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()
 
 
@@ -67,6 +69,7 @@ class Tracker:
     _environments: set[Digest] = field(default_factory=set, repr=False)
     _active: dict[RunId, ActiveRun] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _reaped_at: float = field(default=-math.inf, repr=False)
 
     def __post_init__(self) -> None:
         self.writer = BatchWriter(
@@ -163,18 +166,22 @@ class Tracker:
         """Write everything logged so far."""
         self.writer.flush()
 
-    def reap_stale_runs(self) -> list[RunId]:
+    def reap_stale_runs(self, *, force: bool = True) -> list[RunId]:
         """Mark runs whose heartbeat is older than ``stale_after_s`` as killed; returns their ids.
 
-        This process's own live runs are heartbeated first, so fast-forwarding a
-        simulated clock kills only runs whose process is really gone.
+        This process's own live runs are heartbeated first if they are due, so
+        fast-forwarding a simulated clock kills only runs whose process is gone.
+        Without ``force``, runs are reaped at most once a second (of clock time),
+        so reading runs in a loop does not write each time.
         """
         now = self.clock.now()
-        live = self.writer.live_runs()
-        if live:
-            self.metadata.heartbeat(live, at=now)
+        if not force and now.timestamp() - self._reaped_at < REAP_EVERY_S:
+            return []
+        self.writer.heartbeat_if_due()
         older_than = now - timedelta(seconds=self.settings.stale_after_s)
-        return self.metadata.reap_stale_runs(older_than=older_than, at=now)
+        reaped = self.metadata.reap_stale_runs(older_than=older_than, at=now)
+        self._reaped_at = now.timestamp()
+        return reaped
 
     def search_runs(
         self,
@@ -186,7 +193,7 @@ class Tracker:
     ) -> pd.DataFrame:
         """Runs matching ``where``, as a DataFrame (see ``runs_frame`` for the columns)."""
         self.flush()
-        self.reap_stale_runs()
+        self.reap_stale_runs(force=False)
         names = [experiments] if isinstance(experiments, str) else experiments
         keys = [order_by] if isinstance(order_by, str) else list(order_by or ())
         found = self.metadata.search_runs(
@@ -196,7 +203,7 @@ class Tracker:
 
     def get_run(self, run_id: str) -> RunView:
         """The run with id ``run_id``, with its metric history a call away."""
-        self.reap_stale_runs()
+        self.reap_stale_runs(force=False)
         return RunView.of(self.metadata.get_run(run_id), source=self)
 
     def metric_history(self, run_id: RunId, key: str) -> list[MetricPoint]:

@@ -11,6 +11,7 @@ call, flush or finish instead of vanishing in the thread.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable
 from typing import Protocol, TypeAlias
@@ -69,6 +70,7 @@ class BatchWriter:
         self._flush_wanted = False
         self._closing = False
         self._thread: threading.Thread | None = None
+        self._beat_at = -math.inf
 
     def put(self, item: Item) -> None:
         """Buffer one value; waits while the buffer is full."""
@@ -127,10 +129,18 @@ class BatchWriter:
         with self._lock:
             return sorted(self._live)
 
+    def heartbeat_if_due(self) -> None:
+        """Heartbeat the live runs now, from the caller's thread, unless it was done lately."""
+        if self._clock.time() - self._beat_at >= self._beat_every:
+            live = self.live_runs()
+            if live:
+                self._store.heartbeat(live, at=self._clock.now())
+                self._beat_at = self._clock.time()
+
     def flush(self, *, timeout_s: float | None = None) -> None:
         """Write everything buffered so far; raise what went wrong writing it."""
         with self._lock:
-            if self._thread is None:
+            if self._thread is None or (self._unwritten == 0 and not self._failures):
                 if self._errors:
                     self._raise_errors()
                 return
@@ -244,4 +254,5 @@ class BatchWriter:
         except Exception as exc:  # noqa: BLE001  (reported like a failed write)
             self._last_failure = exc
             return False
+        self._beat_at = self._clock.time()
         return True
