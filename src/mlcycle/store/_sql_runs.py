@@ -376,7 +376,7 @@ class RunsMixin:
             query = compile_search(
                 experiment_ids=ids,
                 where=where,
-                order_by=list(order_by),
+                order_by=[order_by] if isinstance(order_by, str) else list(order_by),
                 limit=limit,
                 offset=offset,
             )

@@ -349,6 +349,7 @@ class MetadataStoreContract:
         assert found[0].params == {"model": "gbm"}
         assert len(store.search_runs()) == 4
         assert [run.name for run in store.search_runs(order_by=["metrics.rmse"], limit=1)] == ["c"]
+        assert [run.name for run in store.search_runs(order_by="metrics.rmse", limit=1)] == ["c"]
         page = store.search_runs(experiments=["bike-demand"], order_by=["name"], offset=1)
         assert [run.name for run in page] == ["b", "c"]
 
