@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mlcycle.ids import RunId
 from mlcycle.store import ArtifactRecord, MetricPoint, Run
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BASE_COLUMNS", "RunView", "runs_frame"]
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 BASE_COLUMNS = (
     "run_id",
     "experiment",
@@ -59,33 +62,25 @@ def runs_frame(runs: Sequence[Run]) -> pd.DataFrame:
     """One row per run: the base columns, then ``params.<k>``, ``metrics.<k>``, ``tags.<k>``."""
     import pandas as pd  # noqa: PLC0415  (pandas is imported only by those who search)
 
-    rows = [_row(run) for run in runs]
-    extra: dict[str, set[str]] = {"params": set(), "metrics": set(), "tags": set()}
-    for run in runs:
-        extra["params"].update(run.params)
-        extra["metrics"].update(run.metrics)
-        extra["tags"].update(run.tags)
-    columns = [*BASE_COLUMNS]
-    for group, keys in extra.items():
-        columns.extend(f"{group}.{key}" for key in sorted(keys))
-    frame = pd.DataFrame(rows, columns=columns)
-    for column in ("start_time", "end_time"):
-        frame[column] = pd.to_datetime(frame[column], utc=True)
-    return frame
-
-
-def _row(run: Run) -> dict[str, object]:
-    row: dict[str, object] = {
-        "run_id": run.id,
-        "experiment": run.experiment_name,
-        "name": run.name,
-        "status": str(run.status),
-        "start_time": run.start_time,
-        "end_time": run.end_time,
-        "actor": run.actor,
-        "parent_id": run.parent_id,
+    columns: dict[str, object] = {
+        "run_id": [run.id for run in runs],
+        "experiment": [run.experiment_name for run in runs],
+        "name": [run.name for run in runs],
+        "status": [str(run.status) for run in runs],
+        "start_time": _times(pd, [run.start_time for run in runs]),
+        "end_time": _times(pd, [run.end_time for run in runs]),
+        "actor": [run.actor for run in runs],
+        "parent_id": [run.parent_id for run in runs],
     }
-    row.update({f"params.{key}": value for key, value in run.params.items()})
-    row.update({f"metrics.{key}": value for key, value in run.metrics.items()})
-    row.update({f"tags.{key}": value for key, value in run.tags.items()})
-    return row
+    for group in ("params", "metrics", "tags"):
+        values = [getattr(run, group) for run in runs]
+        keys = sorted({key for mapping in values for key in mapping})
+        for key in keys:
+            columns[f"{group}.{key}"] = [mapping.get(key) for mapping in values]
+    return pd.DataFrame(columns)
+
+
+def _times(pd: Any, times: list[datetime | None]) -> object:  # Any: the pandas module
+    """Times as a UTC datetime column, to the microsecond (NaT where there is none)."""
+    micros = [None if when is None else (when - _EPOCH) // _MICROSECOND for when in times]
+    return pd.to_datetime(micros, unit="us", utc=True)
