@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ WORK = HERE / ".work"
 VENV_BIN = Path(sys.executable).parent
 MLFLOW_VERSION = "3.17.2"
 MLFLOW_VENV = WORK / "mlflow-venv"
+RUN_DIR = WORK / f"run-{os.getpid()}"  # per invocation: two benchmarks may run at once
 POSTGRES_ADMIN = "postgresql://root@127.0.0.1:5432/test"
 SIDE_TIMEOUT_S = 1800
 
@@ -96,7 +98,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the table, then the JSON line."""
     args = parse_args(argv)
     workloads = QUICK if args.quick else FULL
-    WORK.mkdir(parents=True, exist_ok=True)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        report = measure(args, workloads)
+    finally:
+        if not args.keep:
+            shutil.rmtree(RUN_DIR, ignore_errors=True)
+    print_table(report)
+    sys.stdout.write(json.dumps(report, default=str) + "\n")
+    return 0
+
+
+def measure(args: argparse.Namespace, workloads: dict[str, Workload]) -> dict[str, Any]:
+    """Every figure of the report."""
     report: dict[str, Any] = {
         "benchmark": "tracking",
         "quick": args.quick,
@@ -118,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     if mlflow_python is not None:
         results["mlflow_sqlite"] = run_side(
-            [str(mlflow_python), str(HERE / "_mlflow_side.py"), str(WORK / "mlflow-run")],
+            [str(mlflow_python), str(HERE / "_mlflow_side.py"), str(RUN_DIR / "mlflow")],
             workloads["mlflow"],
             env=QUIET_MLFLOW,
         )
@@ -126,9 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["goals"] = goals(results, report["cli"])
     report["versions"] = versions(results, report["machine"])
     report["load_average_end"] = os.getloadavg()
-    print_table(report)
-    sys.stdout.write(json.dumps(report, default=str) + "\n")
-    return 0
+    return report
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -138,6 +150,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-mlflow", action="store_true", help="leave MLflow out")
     parser.add_argument("--skip-postgres", action="store_true", help="leave PostgreSQL out")
     parser.add_argument("--mlflow-version", default=MLFLOW_VERSION, help="MLflow to compare with")
+    parser.add_argument("--keep", action="store_true", help=f"keep the stores in {RUN_DIR.name}")
     return parser.parse_args(argv)
 
 
@@ -152,8 +165,7 @@ def log(message: str) -> None:
 
 def run_ours(store: str, url_for: Any, workload: Workload) -> dict[str, Any]:
     """Our side on one store, in a fresh process with a fresh workspace."""
-    home = WORK / f"mlcycle-{store}"
-    subprocess.run(["rm", "-rf", str(home)], check=True)
+    home = RUN_DIR / f"mlcycle-{store}"
     home.mkdir(parents=True)
     command = [sys.executable, str(HERE / "_mlcycle_side.py"), str(home), url_for(home)]
     return run_side(command, workload)
