@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +41,27 @@ def free_port() -> int:
 def settings(tmp_path: Path) -> Settings:
     """Settings for a fresh project in a temporary folder (SQLite + local artifacts)."""
     return Settings(home=tmp_path, actor="tester")
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path: Path) -> Iterator[Path]:
+    """A folder nobody can create files in, root included (``chattr +i`` when running as root)."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        locked = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False)
+        if locked.returncode != 0:
+            service_missing(f"chattr +i (refused: {locked.stderr.decode().strip()})")
+        try:
+            yield folder
+        finally:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+    else:
+        folder.chmod(0o500)
+        try:
+            yield folder
+        finally:
+            folder.chmod(0o700)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import tomllib
@@ -90,14 +89,10 @@ def test_force_rewrites_config_but_keeps_user_files(tmp_path: Path) -> None:
     assert (root / "data" / "README.md").read_text() == "my notes\n"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
-    tmp_path.chmod(0o500)
-    try:
-        with pytest.raises(WorkspaceError, match="cannot create"):
-            init_project(tmp_path / "p")
-    finally:
-        tmp_path.chmod(0o700)
+def test_unwritable_directory_is_a_clear_error(unwritable_dir: Path) -> None:
+    with pytest.raises(WorkspaceError, match="cannot create"):
+        init_project(unwritable_dir / "p")
+    assert list(unwritable_dir.iterdir()) == []
 
 
 def test_path_under_a_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -98,13 +98,13 @@ def test_broken_toml_names_the_file(project: Path) -> None:
 
 def test_unknown_keys_are_named(project: Path) -> None:
     (project / CONFIG_FILE).write_text("[store]\nmetadata_ulr = 'sqlite://'\n")
-    with pytest.raises(ValidationFailed, match="store.metadata_ulr"):
+    with pytest.raises(ValidationFailed, match=r"store\.metadata_ulr"):
         load_settings(project)
 
 
 def test_out_of_range_values_are_named(project: Path) -> None:
     (project / CONFIG_FILE).write_text("[tracking]\nflush_interval_s = 5\n")
-    with pytest.raises(ValidationFailed, match="tracking.flush_interval_s"):
+    with pytest.raises(ValidationFailed, match=r"tracking\.flush_interval_s"):
         load_settings(project)
 
 
