@@ -2,7 +2,8 @@
 
 Tests, servers and the agent hold an explicit ``Workspace`` built from
 settings; the module-level SDK (``mc.start_run``) acts on the one found from
-the working directory.
+the working directory. Its reads first let what this process buffered reach the
+store, so users always see what they logged.
 
 >>> import tempfile
 >>> from mlcycle.settings import Settings
@@ -142,6 +143,7 @@ class Workspace:
     def list_experiments(self) -> list[Experiment]:
         """Every experiment, oldest first."""
         self._check_open()
+        self.tracker.settle()
         return self.metadata.list_experiments()
 
     def reap_stale_runs(self) -> list[str]:
@@ -154,11 +156,13 @@ class Workspace:
     ) -> list[Event]:
         """Events after cursor position ``since``, oldest first; poll on from the last one."""
         self._check_open()
+        self.tracker.settle()
         return self.metadata.read_events(since=since, types=types, limit=limit)
 
     def lineage(self, ref: str, *, max_depth: int | None = None) -> LineageTree:
         """The ancestry of ``ref`` (``run:<id>``, ``env:sha256:...``; a bare id means a run)."""
         self._check_open()
+        self.tracker.settle()
         if ":" not in ref:
             ref = f"run:{ref}"
         return ancestry(self.metadata, ref, max_depth=max_depth)

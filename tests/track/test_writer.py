@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from mlcycle.clock import SimulatedClock
-from mlcycle.errors import BackendUnavailable, ImmutableValue
+from mlcycle.errors import BackendUnavailable, ImmutableValue, NotFound
 from mlcycle.settings import Settings
 from mlcycle.store import RunStatus
 from mlcycle.workspace import Workspace
@@ -24,7 +24,14 @@ def test_values_reach_the_store_without_a_flush(workspace: Workspace, wait_until
     run.log_param("lr", 0.1)
     run.set_tag("phase", "train")
     store = workspace.metadata
-    wait_until(lambda: len(store.metric_history(run.id, "loss")) == 100)
+
+    def all_stored() -> bool:
+        try:
+            return len(store.metric_history(run.id, "loss")) == 100
+        except NotFound:  # the run's start is buffered too, and written the same way
+            return False
+
+    wait_until(all_stored)
     wait_until(lambda: store.get_run(run.id).params == {"lr": "0.1"})
     assert store.get_run(run.id).tags["phase"] == "train"
     assert store.get_run(run.id).status is RunStatus.RUNNING
@@ -75,12 +82,43 @@ def test_a_param_changed_behind_the_runs_back_is_reported(
     workspace: Workspace, settings: Settings
 ) -> None:
     run = workspace.start_run("exp")
+    workspace.flush()
     with Workspace.open(settings) as other:
         other.metadata.log_batch(run.id, params={"lr": "0.1"})
     run.log_param("lr", 0.2)
+    run.log_metric("loss", 1.0)
+    run.finish()
     with pytest.raises(ImmutableValue, match=r"0\.1.*0\.2|0\.2.*0\.1"):
+        workspace.flush()
+    found = workspace.get_run(run.id)
+    assert found.params == {"lr": "0.1"}
+    assert found.status is RunStatus.FINISHED  # the refused values did not cost the run its end
+    assert found.metrics == {}
+
+
+def test_one_runs_refused_values_do_not_cost_other_runs_theirs(
+    workspace: Workspace, settings: Settings
+) -> None:
+    bad = workspace.start_run("exp")
+    workspace.flush()
+    with Workspace.open(settings) as other:
+        other.metadata.log_batch(bad.id, params={"lr": "0.1"})
+    good = workspace.start_run("exp", params={"lr": 0.2})
+    good.log_metric("loss", 1.0)
+    bad.log_param("lr", 0.2)
+    bad.log_metric("loss", 2.0)
+    later = workspace.start_run("exp", parent=good.id)
+    later.log_metric("loss", 3.0)
+    for run in (later, bad, good):
         run.finish()
-    assert workspace.get_run(run.id).params == {"lr": "0.1"}
+    with pytest.raises(ImmutableValue, match=f"run '{bad.id}'"):
+        workspace.flush()
+    workspace.flush()  # reported once
+    for run, metrics in ((good, {"loss": 1.0}), (later, {"loss": 3.0}), (bad, {})):
+        found = workspace.get_run(run.id)
+        assert (found.status, found.metrics) == (RunStatus.FINISHED, metrics)
+    assert workspace.get_run(later.id).parent_id == good.id
+    assert workspace.get_run(good.id).params == {"lr": "0.2"}
 
 
 def test_the_writer_heartbeats_live_runs(simulated: Settings, wait_until: Wait) -> None:
@@ -95,6 +133,7 @@ def test_the_writer_heartbeats_live_runs(simulated: Settings, wait_until: Wait) 
         assert observer.reap_stale_runs() == []
         assert observer.get_run(run.id).status is RunStatus.RUNNING
         run.finish()
+        workspace.flush()  # the end is buffered like everything else; another reader waits
         assert observer.get_run(run.id).status is RunStatus.FINISHED
 
 

@@ -22,6 +22,7 @@ from mlcycle.store._records import (
     Run,
     RunError,
     RunStatus,
+    WriteBatch,
 )
 
 __all__ = [
@@ -56,6 +57,15 @@ class ExperimentCatalog(Protocol):
 
 class RunLog(Protocol):
     """Runs: their creation, status, heartbeats and search."""
+
+    def apply(self, batch: WriteBatch) -> None:
+        """Apply ``batch`` in one transaction, all or nothing (see ``WriteBatch``).
+
+        Raises what the single-run methods raise: ``NotFound`` for an unknown
+        experiment, parent or run, ``ImmutableValue`` for a param given a new
+        value, ``ValidationFailed`` for a bad key or a run that is not running.
+        """
+        ...
 
     def create_run(
         self,

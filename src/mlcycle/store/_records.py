@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeAlias
 
 from mlcycle.ids import Digest, EventId, ExperimentId, RunId
 
@@ -17,8 +18,13 @@ __all__ = [
     "LineageEdge",
     "MetricPoint",
     "Run",
+    "RunEnd",
     "RunError",
+    "RunStart",
     "RunStatus",
+    "RunValues",
+    "WriteBatch",
+    "WriteOperation",
 ]
 
 
@@ -129,3 +135,69 @@ class LineageEdge:
     kind: str
     created_at: datetime
     actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunStart:
+    """A run to create, with the id its client chose (a ULID), so starting never waits.
+
+    ``inputs`` are lineage edges into the new run, as ``(source, kind)`` pairs
+    such as ``("env:sha256:...", "environment")`` or ``("run:<id>", "parent")``.
+    """
+
+    id: RunId
+    experiment_id: ExperimentId
+    name: str
+    actor: str
+    start_time: datetime
+    parent_id: RunId | None = None
+    environment_digest: Digest | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    command: str | None = None
+    seed: int | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    inputs: Sequence[tuple[str, str]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunValues:
+    """Metric points, params and tags logged to one run."""
+
+    run_id: RunId
+    metrics: Sequence[MetricPoint] = ()
+    params: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """A running run to close with ``status`` (finished, failed or killed)."""
+
+    run_id: RunId
+    status: RunStatus
+    end_time: datetime
+    error: RunError | None = None
+
+
+WriteOperation: TypeAlias = RunStart | RunValues | RunEnd
+
+
+@dataclass(frozen=True, slots=True)
+class WriteBatch:
+    """What a client wrote since its last flush, applied all or nothing in one transaction.
+
+    ``operations`` take effect in order, and the events they make (``run.started``,
+    ``lineage.edge_added``, ``run.<status>``) are appended in that order; a run
+    must start before (or earlier in the batch than) what is logged to it. The
+    runs in ``heartbeats`` that are still running are marked alive at
+    ``heartbeat_at``. A REST client would send one batch as one request.
+    """
+
+    operations: Sequence[WriteOperation] = ()
+    heartbeats: Sequence[RunId] = ()
+    heartbeat_at: datetime | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.operations) or (bool(self.heartbeats) and self.heartbeat_at is not None)

@@ -34,7 +34,15 @@ from mlcycle.store._schema import (
 )
 from mlcycle.store._sql_db import Database, from_epoch, to_epoch
 
-__all__ = ["EVENT_LOCK", "EventsMixin", "append_event", "inserted", "require_run", "upsert"]
+__all__ = [
+    "EVENT_LOCK",
+    "EventsMixin",
+    "append_event",
+    "check_ref",
+    "inserted",
+    "require_run",
+    "upsert",
+]
 
 EVENT_LOCK = 0x6D6C_6379_6576_6E74  # pg_advisory_xact_lock key: "mlcyevnt"
 _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
@@ -87,7 +95,8 @@ def require_run(conn: Connection, run_id: str) -> str:
     return str(status)
 
 
-def _check_ref(value: str, what: str) -> str:
+def check_ref(value: str, what: str) -> str:
+    """``value`` if it is a usable lineage or event reference; else ``ValidationFailed``."""
     if not isinstance(value, str) or not value or len(value) > _MAX_REF or value != value.strip():
         raise ValidationFailed(
             f"{what} {value!r} must be a reference such as 'run:<id>' or 'data:/bike/3' "
@@ -110,7 +119,7 @@ def append_event(
         raise ValidationFailed(
             f"event type {type_!r} must be lowercase dotted words such as 'run.finished'"
         )
-    _check_ref(subject, "event subject")
+    check_ref(subject, "event subject")
     try:
         body = orjson.dumps(payload or {}, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
     except TypeError as exc:
@@ -229,8 +238,8 @@ class EventsMixin:
         self, source: str, target: str, *, kind: str, actor: str, time: datetime
     ) -> LineageEdge:
         """Record that ``source`` was used to make ``target``; adding it again changes nothing."""
-        _check_ref(source, "lineage source")
-        _check_ref(target, "lineage target")
+        check_ref(source, "lineage source")
+        check_ref(target, "lineage target")
         if not kind or len(kind) > 64:
             raise ValidationFailed(f"lineage kind {kind!r} must have 1 to 64 characters")
         key = (

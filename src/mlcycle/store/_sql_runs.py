@@ -16,8 +16,17 @@ from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 from mlcycle.errors import NotFound, ValidationFailed
 from mlcycle.ids import Digest, ExperimentId, RunId, new_id
 from mlcycle.store._keys import check_key
-from mlcycle.store._records import Experiment, Run, RunError, RunStatus
+from mlcycle.store._records import (
+    Experiment,
+    Run,
+    RunEnd,
+    RunError,
+    RunStart,
+    RunStatus,
+    WriteBatch,
+)
 from mlcycle.store._schema import experiments, latest_metrics, params, runs, tags
+from mlcycle.store._sql_batch import prepare_batch, write_batch
 from mlcycle.store._sql_db import Database, from_epoch, to_epoch
 from mlcycle.store._sql_events import append_event, inserted, require_run
 
@@ -178,6 +187,12 @@ class RunsMixin:
         query = select(experiments).order_by(experiments.c.created_at, experiments.c.id)
         return self._db.read(lambda conn: [_experiment(row) for row in conn.execute(query)])
 
+    def apply(self, batch: WriteBatch) -> None:
+        """Apply ``batch`` in one transaction, all or nothing (see ``WriteBatch``)."""
+        prepared = prepare_batch(batch)
+        if prepared:
+            self._db.write(lambda conn: write_batch(conn, prepared))
+
     def create_run(
         self,
         *,
@@ -194,63 +209,46 @@ class RunsMixin:
         tags: dict[str, str] | None = None,
     ) -> Run:
         """Record a new running run (and a ``run.started`` event)."""
-        param_pairs, tag_pairs = _key_values(params, "param"), _key_values(tags, "tag")
-        row: dict[str, Any] = {  # Any: column values
-            "id": RunId(new_id()),
-            "experiment_id": experiment_id,
-            "name": name,
-            "parent_id": parent_id,
-            "status": RunStatus.RUNNING.value,
-            "start_time": to_epoch(start_time),
-            "end_time": None,
-            "heartbeat_at": to_epoch(start_time),
-            "actor": actor,
-            "environment_digest": environment_digest,
-            "git_commit": git_commit,
-            "git_dirty": git_dirty,
-            "command": command,
-            "seed": None,
-        }
+        start = RunStart(
+            id=RunId(new_id()),
+            experiment_id=experiment_id,
+            name=name,
+            actor=actor,
+            start_time=start_time,
+            parent_id=parent_id,
+            environment_digest=environment_digest,
+            git_commit=git_commit,
+            git_dirty=git_dirty,
+            command=command,
+            params=params or {},
+            tags=tags or {},
+        )
+        prepared = prepare_batch(WriteBatch([start]))
 
-        def work(conn: Connection) -> Run:
-            experiment = conn.execute(_EXPERIMENT_BY_ID, {"id": experiment_id}).scalar()
-            if experiment is None:
-                raise NotFound(
-                    f"no experiment with id '{experiment_id}'; get one from ensure_experiment"
-                )
-            if parent_id is not None:
-                require_run(conn, parent_id)
-            conn.execute(_INSERT_RUN, row)
-            _insert_key_values(conn, row["id"], params=param_pairs, tags=tag_pairs)
-            payload = {"experiment": experiment, "name": name, "parent_id": parent_id}
-            append_event(
-                conn,
-                "run.started",
-                subject=f"run:{row['id']}",
-                actor=actor,
-                time=start_time,
-                payload=payload,
-            )
-            return Run(
-                id=RunId(row["id"]),
-                experiment_id=experiment_id,
-                experiment_name=experiment,
-                name=name,
-                status=RunStatus.RUNNING,
-                start_time=from_epoch(row["start_time"]),
-                end_time=None,
-                heartbeat_at=from_epoch(row["start_time"]),
-                actor=actor,
-                parent_id=parent_id,
-                environment_digest=environment_digest,
-                git_commit=git_commit,
-                git_dirty=git_dirty,
-                command=command,
-                params=dict(param_pairs),
-                tags=dict(tag_pairs),
-            )
+        def work(conn: Connection) -> str:
+            write_batch(conn, prepared)
+            return str(conn.execute(_EXPERIMENT_BY_ID, {"id": experiment_id}).scalar_one())
 
-        return self._db.write(work)
+        experiment = self._db.write(work)
+        moment = from_epoch(to_epoch(start_time))
+        return Run(
+            id=start.id,
+            experiment_id=experiment_id,
+            experiment_name=experiment,
+            name=name,
+            status=RunStatus.RUNNING,
+            start_time=moment,
+            end_time=None,
+            heartbeat_at=moment,
+            actor=actor,
+            parent_id=parent_id,
+            environment_digest=environment_digest,
+            git_commit=git_commit,
+            git_dirty=git_dirty,
+            command=command,
+            params=prepared.params.get(start.id, {}),
+            tags=prepared.tags.get(start.id, {}),
+        )
 
     def get_run(self, run_id: str) -> Run:
         """Raise ``NotFound`` naming the id when there is no such run."""
@@ -263,51 +261,18 @@ class RunsMixin:
         self, run_id: RunId, *, status: RunStatus, end_time: datetime, error: RunError | None = None
     ) -> Run:
         """Close a running run (and record a ``run.<status>`` event)."""
-        status = RunStatus(status)
-        if status is RunStatus.RUNNING:
-            raise ValidationFailed("finish a run as finished, failed or killed, not running")
-        values = {
-            "status": status.value,
-            "end_time": to_epoch(end_time),
-            "error_type": error.type if error else None,
-            "error_message": error.message if error else None,
-            "error_traceback": error.traceback if error else None,
-        }
+        end = RunEnd(run_id=run_id, status=status, end_time=end_time, error=error)
+        prepared = prepare_batch(WriteBatch([end]))
 
         def work(conn: Connection) -> Run:
-            current = require_run(conn, run_id)
-            if current != RunStatus.RUNNING.value:
-                raise ValidationFailed(
-                    f"run '{run_id}' is already {current}; only a running run can be finished"
-                )
-            conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
-            payload = {"status": status.value, "error_type": values["error_type"]}
-            append_event(
-                conn,
-                f"run.{status.value}",
-                subject=f"run:{run_id}",
-                actor=self._actor_of(conn, run_id),
-                time=end_time,
-                payload=payload,
-            )
+            write_batch(conn, prepared)
             return load_runs(conn, [run_id])[0]
 
         return self._db.write(work)
 
-    @staticmethod
-    def _actor_of(conn: Connection, run_id: str) -> str:
-        return str(conn.execute(select(runs.c.actor).where(runs.c.id == run_id)).scalar_one())
-
     def heartbeat(self, run_ids: Sequence[RunId], *, at: datetime) -> None:
         """Mark these running runs alive at ``at``."""
-        if not run_ids:
-            return
-        stmt = (
-            update(runs)
-            .where(runs.c.id.in_(list(run_ids)), runs.c.status == RunStatus.RUNNING.value)
-            .values(heartbeat_at=to_epoch(at))
-        )
-        self._db.write(lambda conn: conn.execute(stmt))
+        self.apply(WriteBatch(heartbeats=run_ids, heartbeat_at=at))
 
     def reap_stale_runs(self, *, older_than: datetime, at: datetime) -> list[RunId]:
         """Mark running runs whose last heartbeat is before ``older_than`` as killed."""

@@ -11,16 +11,17 @@ from __future__ import annotations
 import threading
 import traceback
 from collections.abc import Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from mlcycle.errors import ImmutableValue, MlcycleError, ValidationFailed
+from mlcycle.errors import ImmutableValue, ValidationFailed
 from mlcycle.ids import RunId
-from mlcycle.store import ArtifactRecord, Run, RunError, RunStatus, check_key
+from mlcycle.store import ArtifactRecord, Run, RunEnd, RunError, RunStatus, check_key
 from mlcycle.track._artifacts import store_artifact
 from mlcycle.track._redact import redact_mapping, redact_text
 from mlcycle.track._values import metric_step, metric_value, text_values
-from mlcycle.track._writer import METRIC, PARAM, TAG
+from mlcycle.track._writer import END, METRIC, PARAM, TAG
 
 if TYPE_CHECKING:
     from mlcycle.track._tracker import Tracker
@@ -54,8 +55,10 @@ class ActiveRun:
         self._time = tracker.clock.time
         self._params: dict[str, str] = dict(record.params)
         self._params_lock = threading.Lock()
+        self._tags: dict[str, str] = dict(record.tags)
         self._metric_keys: set[str] = set()
         self._steps: dict[str, int] = {}
+        self._latest: dict[str, tuple[int, float]] = {}
         self._done = False
         self._final: Run | None = None
         _stack().append(self)
@@ -82,6 +85,9 @@ class ActiveRun:
         elif type(step) is not int:
             step = metric_step(key, step)
         self._steps[key] = step
+        held = self._latest.get(key)
+        if held is None or step >= held[0]:
+            self._latest[key] = (step, number)
         self._put((METRIC, self.id, key, number, step, self._time()))
 
     def log_metrics(self, values: Mapping[str, float], *, step: int | None = None) -> None:
@@ -125,7 +131,10 @@ class ActiveRun:
         if self._done:
             self._refuse("set tags")
         now = self._time()
-        for key, value in redact_mapping(text_values(values, kind="tag")).items():
+        checked = redact_mapping(text_values(values, kind="tag"))
+        with self._params_lock:
+            self._tags.update(checked)
+        for key, value in checked.items():
             self._put((TAG, self.id, key, value, 0, now))
 
     def log_artifact(self, obj: object, name: str | None = None) -> ArtifactRecord:
@@ -137,6 +146,7 @@ class ActiveRun:
         if self._done:
             self._refuse("log an artifact")
         tracker = self._tracker
+        tracker.settle()  # the run's start may still be buffered
         return store_artifact(
             obj,
             name,
@@ -148,40 +158,52 @@ class ActiveRun:
 
     def set_seed(self, seed: int) -> None:
         """Record the seed this run's randomness was set from."""
+        self._tracker.settle()  # the run's start may still be buffered
         self._tracker.metadata.set_seed(self.id, seed)
 
     def finish(
         self, status: RunStatus = RunStatus.FINISHED, *, error: RunError | None = None
     ) -> Run:
-        """End the run: write what is buffered, then record ``status``; once only."""
+        """End the run, once; returns the run as this process recorded it.
+
+        The end is buffered behind everything the run logged and written within
+        half a second (the writer is woken at once). A run that ends failed or
+        killed waits until it is written, so the failure is stored before the
+        exception travels on. What went wrong writing is raised here when it is
+        already known, else at the next log call, flush, read of runs or close.
+        """
+        status = RunStatus(status)
         with self._params_lock:
             if self._final is not None or self._done:
                 return self._final or self.record
             self._done = True
+            params, tags = dict(self._params), dict(self._tags)
         stack = _stack()
         if self in stack:
             stack.remove(self)
         tracker = self._tracker
-        tracker.writer.unregister(self.id)
-        problem: MlcycleError | None = None
+        writer = tracker.writer
+        writer.unregister(self.id)
+        end = RunEnd(self.id, status, tracker.clock.now(), error)
         try:
-            tracker.writer.flush()
-        except MlcycleError as exc:
-            problem = exc
-        try:
-            final = tracker.metadata.finish_run(
-                self.id, status=status, end_time=tracker.clock.now(), error=error
-            )
-        except Exception as exc:
-            if problem is not None:
-                raise problem from exc
-            raise
+            writer.put((END, self.id, "", end, 0, 0.0), check=False)
         finally:
             tracker.forget(self)
-        self._final = final
-        if problem is not None:
-            raise problem
-        return final
+        self._final = replace(
+            self.record,
+            status=status,
+            end_time=end.end_time,
+            error=error,
+            params=params,
+            tags=tags,
+            metrics={key: value for key, (_step, value) in self._latest.items()},
+        )
+        if status is RunStatus.FINISHED:
+            writer.wake()
+            writer.raise_errors()
+        else:
+            writer.flush()
+        return self._final
 
     def __enter__(self) -> ActiveRun:
         return self

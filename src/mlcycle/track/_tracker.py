@@ -2,7 +2,8 @@
 
 A workspace builds one ``Tracker``; ``track`` never reaches for the workspace
 itself. The tracker owns the background writer, starts runs (capturing their
-environment), and reaps runs whose process died before anyone reads runs.
+environment) without waiting on the database, lets reads see what this process
+buffered, and reaps runs whose process died before anyone reads runs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from mlcycle.store import (
     MetadataStore,
     MetricPoint,
     Run,
+    RunStart,
     RunStatus,
 )
 from mlcycle.track._environment import (
@@ -42,7 +44,7 @@ from mlcycle.track._runs import ActiveRun, current_run, outcome
 from mlcycle.track._search import RunView, runs_frame
 from mlcycle.track._seed import take_pending_seed
 from mlcycle.track._values import check_name, text_values
-from mlcycle.track._writer import BatchWriter
+from mlcycle.track._writer import START, BatchWriter
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,41 +92,61 @@ class Tracker:
         tags: Mapping[str, Any] | None = None,  # Any: stored as text
         parent: str | None = None,
     ) -> ActiveRun:
-        """Start a run; inside another run of this tracker in the same thread it is a child."""
+        """Start a run; inside another run of this tracker in the same thread it is a child.
+
+        The run's id is made here and its start is buffered like a logged
+        value, so starting waits on the database only the first time an
+        experiment name is used in this process (or for an explicit ``parent``
+        this process did not start).
+        """
         check_name(experiment, what="experiment")
         run_name = check_name(name, what="run") if name is not None else _default_name()
         checked_params = redact_mapping(text_values(params, kind="param"))
-        checked_tags = redact_mapping(text_values(tags, kind="tag"))
+        checked_tags = {
+            **capture_variables(self.settings.env_allowlist),
+            **redact_mapping(text_values(tags, kind="tag")),
+        }
         parent_id = self._parent(parent)
         found = self._experiment(experiment)
         environment = self._environment()
         git = git_state(self.project_root) if self.project_root else None
-        variables = capture_variables(self.settings.env_allowlist)
-        record = self.metadata.create_run(
+        inputs = [(f"env:{environment}", "environment")]
+        if parent_id is not None:
+            inputs.append((f"run:{parent_id}", "parent"))
+        now = self.clock.now()
+        start = RunStart(
+            id=RunId(new_id()),
             experiment_id=found.id,
             name=run_name,
             actor=self.actor,
-            start_time=self.clock.now(),
+            start_time=now,
             parent_id=parent_id,
             environment_digest=environment,
             git_commit=git.commit if git else None,
             git_dirty=git.dirty if git else None,
             command=capture_command(),
+            seed=take_pending_seed(),
             params=checked_params,
-            tags={**variables, **checked_tags},
+            tags=checked_tags,
+            inputs=inputs,
         )
-        self._link(record, environment)
-        seed = take_pending_seed()
-        if seed is not None:
-            self.metadata.set_seed(record.id, seed)
-        run = ActiveRun(record, tracker=self)
+        self.writer.register(start.id)
+        try:
+            self.writer.put((START, start.id, "", start, 0, 0.0))
+        except BaseException:
+            self.writer.unregister(start.id)
+            raise
+        run = ActiveRun(_record(start, experiment=found), tracker=self)
         with self._lock:
-            self._active[record.id] = run
-        self.writer.register(record.id)
+            self._active[start.id] = run
         return run
 
     def _parent(self, parent: str | None) -> RunId | None:
         if parent is not None:
+            with self._lock:
+                if parent in self._active:
+                    return RunId(parent)
+            self.writer.settle()
             return self.metadata.get_run(parent).id
         enclosing = current_run()
         if enclosing is not None and enclosing.tracker_is(self):
@@ -146,25 +168,18 @@ class Tracker:
             self._environments.add(environment.digest)
         return environment.digest
 
-    def _link(self, record: Run, environment: Digest) -> None:
-        target = f"run:{record.id}"
-        now = self.clock.now()
-        self.metadata.add_edge(
-            f"env:{environment}", target, kind="environment", actor=self.actor, time=now
-        )
-        if record.parent_id is not None:
-            self.metadata.add_edge(
-                f"run:{record.parent_id}", target, kind="parent", actor=self.actor, time=now
-            )
-
     def forget(self, run: ActiveRun) -> None:
         """Drop a run that has ended from the runs this tracker keeps alive."""
         with self._lock:
             self._active.pop(run.id, None)
 
     def flush(self) -> None:
-        """Write everything logged so far."""
+        """Write everything logged so far; raises what went wrong writing it."""
         self.writer.flush()
+
+    def settle(self) -> None:
+        """Before a read: let what this process buffered reach the store (raises nothing)."""
+        self.writer.settle()
 
     def reap_stale_runs(self, *, force: bool = True) -> list[RunId]:
         """Mark runs whose heartbeat is older than ``stale_after_s`` as killed; returns their ids.
@@ -192,7 +207,7 @@ class Tracker:
         limit: int = 100,
     ) -> pd.DataFrame:
         """Runs matching ``where``, as a DataFrame (see ``runs_frame`` for the columns)."""
-        self.flush()
+        self.settle()
         self.reap_stale_runs(force=False)
         names = [experiments] if isinstance(experiments, str) else experiments
         keys = [order_by] if isinstance(order_by, str) else list(order_by or ())
@@ -203,17 +218,18 @@ class Tracker:
 
     def get_run(self, run_id: str) -> RunView:
         """The run with id ``run_id``, with its metric history a call away."""
+        self.settle()
         self.reap_stale_runs(force=False)
         return RunView.of(self.metadata.get_run(run_id), source=self)
 
     def metric_history(self, run_id: RunId, key: str) -> list[MetricPoint]:
         """Every value of ``key`` the run logged, including values still buffered here."""
-        if run_id in self._active:
-            self.flush()
+        self.settle()
         return self.metadata.metric_history(run_id, key)
 
     def list_artifacts(self, run_id: RunId) -> list[ArtifactRecord]:
         """The run's artifacts, by name."""
+        self.settle()
         return self.metadata.list_artifacts(run_id)
 
     def close(self, *, cause: BaseException | None = None) -> None:
@@ -228,6 +244,29 @@ class Tracker:
             run.finish(status, error=error)
         self.writer.close()
         _open_trackers.discard(self)
+
+
+def _record(start: RunStart, *, experiment: Experiment) -> Run:
+    """The record of a run as its start made it, before the store has it."""
+    return Run(
+        id=start.id,
+        experiment_id=experiment.id,
+        experiment_name=experiment.name,
+        name=start.name,
+        status=RunStatus.RUNNING,
+        start_time=start.start_time,
+        end_time=None,
+        heartbeat_at=start.start_time,
+        actor=start.actor,
+        parent_id=start.parent_id,
+        environment_digest=start.environment_digest,
+        git_commit=start.git_commit,
+        git_dirty=start.git_dirty,
+        command=start.command,
+        seed=start.seed,
+        params=dict(start.params),
+        tags=dict(start.tags),
+    )
 
 
 def _default_name() -> str:

@@ -1,40 +1,47 @@
 """The background writer: logging never waits on the database, and nothing logged is dropped.
 
-Log calls append to a bounded in-memory buffer and return. One thread per
-workspace takes everything buffered at least every ``flush_interval_s`` (sooner
-when the buffer is half full or someone flushes), groups it by run and writes
-one ``log_batch`` per run. The same thread heartbeats the runs that are live in
-this process. A full buffer makes log calls wait for the writer (backpressure),
-never drop. A failed write is retried; errors reach the caller at its next log
-call, flush or finish instead of vanishing in the thread.
+Run starts, log calls and run ends append to one bounded, ordered in-memory
+buffer and return. One thread per workspace takes everything buffered at least
+every ``flush_interval_s`` (sooner when the buffer is half full or someone
+flushes) and writes it as one ``WriteBatch``: one transaction per cycle, however
+many runs it touches (ADR 0005). The same thread heartbeats the runs that are
+live in this process. A full buffer makes log calls wait for the writer
+(backpressure), never drop. A batch the store refuses is split, per run and then
+per operation, so one run's bad data never costs another run its values; a
+store that cannot be reached keeps everything buffered and retried. Errors
+reach the caller at its next log call, flush or finish, or at close, instead
+of vanishing in the thread.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol, TypeAlias
 
 from mlcycle.clock import Clock
 from mlcycle.errors import AlreadyExists, BackendUnavailable, NotFound, ValidationFailed
 from mlcycle.ids import RunId
-from mlcycle.store import MetricLog, MetricPoint, RunLog
+from mlcycle.store import MetricPoint, RunLog, RunValues, WriteBatch, WriteOperation
 
 __all__ = ["BatchWriter", "Item"]
 
-METRIC, PARAM, TAG = 0, 1, 2
+METRIC, PARAM, TAG, START, END = 0, 1, 2, 3, 4
 Item: TypeAlias = tuple[int, RunId, str, object, int, float]
-"""(kind, run id, key, value, step, timestamp): cheap to make on the caller's thread."""
+"""(kind, run id, key, value, step, timestamp): cheap to make on the caller's thread.
+
+A ``START`` item carries its ``RunStart`` and an ``END`` item its ``RunEnd`` as the value.
+"""
 
 FAILURES_TO_REPORT = 3
 """Consecutive failed writes before log calls and flushes raise; fewer are retried quietly."""
 _WAIT_SLICE_S = 1.0
-_REFUSED = (ValidationFailed, NotFound, AlreadyExists)
-"""Errors about the data itself: retrying cannot help, so they are reported, the batch dropped."""
+_REFUSED = (ValidationFailed, NotFound, AlreadyExists, TypeError)
+"""Errors about the data itself: retrying cannot help, so they are reported, the part dropped."""
 
 
-class _Store(MetricLog, RunLog, Protocol):
+class _Store(RunLog, Protocol):
     """What the writer needs of a metadata store."""
 
 
@@ -63,6 +70,7 @@ class BatchWriter:
         self._unwritten = 0
         self._cycle = 0
         self._clean_cycle = 0
+        self._settled = 0
         self._failures = 0
         self._last_failure: BaseException | None = None
         self._errors: list[BaseException] = []
@@ -72,13 +80,17 @@ class BatchWriter:
         self._thread: threading.Thread | None = None
         self._beat_at = -math.inf
 
-    def put(self, item: Item) -> None:
-        """Buffer one value; waits while the buffer is full."""
+    def put(self, item: Item, *, check: bool = True) -> None:
+        """Buffer one item; waits while the buffer is full.
+
+        Unless ``check`` is false, an error of an earlier write is raised
+        instead (a run's end is buffered even then, and the error raised after).
+        """
         with self._lock:
-            if self._errors or self._failures >= FAILURES_TO_REPORT:
+            if check and (self._errors or self._failures >= FAILURES_TO_REPORT):
                 self._raise_errors()
             while self._unwritten >= self._capacity:
-                self._wait_for_space()
+                self._wait_for_space(check=check)
             self._items.append(item)
             self._unwritten += 1
             if len(self._items) == self._high:
@@ -89,15 +101,44 @@ class BatchWriter:
         for item in items:
             self.put(item)
 
-    def _wait_for_space(self) -> None:
+    def _wait_for_space(self, *, check: bool) -> None:
         self._wake.notify()
         if self._thread is None or not self._thread.is_alive():
             raise BackendUnavailable(
                 "the mlcycle writer thread is not running; reopen the workspace"
             )
         self._changed.wait(timeout=_WAIT_SLICE_S)
-        if self._errors or self._failures >= FAILURES_TO_REPORT:
+        if check and (self._errors or self._failures >= FAILURES_TO_REPORT):
             self._raise_errors()
+
+    def wake(self) -> None:
+        """Have the writer write what is buffered now, without waiting for it."""
+        with self._lock:
+            self._flush_wanted = True
+            self._wake.notify()
+
+    def settle(self, *, timeout_s: float = 60.0) -> None:
+        """Wait until what is buffered now has been tried once; raises nothing.
+
+        Reads call this so they see what this process logged; what went wrong
+        is raised at the next log call, flush, finish or close.
+        """
+        with self._lock:
+            if not self._alive() or self._unwritten == 0:
+                return
+            target = self._cycle + 1
+            self._flush_wanted = True
+            self._wake.notify()
+            waited = 0.0
+            while self._settled < target and self._alive() and waited < timeout_s:
+                self._changed.wait(timeout=_WAIT_SLICE_S)
+                waited += _WAIT_SLICE_S
+
+    def raise_errors(self) -> None:
+        """Raise what went wrong writing, if anything is known to have gone wrong."""
+        with self._lock:
+            if self._errors or self._failures >= FAILURES_TO_REPORT:
+                self._raise_errors()
 
     def _raise_errors(self) -> None:
         if self._errors:
@@ -203,6 +244,7 @@ class BatchWriter:
         with self._lock:
             self._unwritten -= batch_size - len(kept)
             failed = bool(kept) or not beat_ok
+            self._settled = cycle
             if failed:
                 self._items[:0] = kept
                 self._failures += 1
@@ -216,35 +258,32 @@ class BatchWriter:
             return failed
 
     def _write(self, batch: list[Item]) -> list[Item]:
-        """Write ``batch``; returns the items to retry."""
-        by_run: dict[RunId, list[Item]] = {}
-        for item in batch:
-            by_run.setdefault(item[1], []).append(item)
-        retry: list[Item] = []
-        for run_id, items in by_run.items():
-            try:
-                self._log_batch(run_id, items)
-            except _REFUSED as exc:
-                exc.add_note(f"mlcycle could not store {len(items)} values logged to run {run_id}")
+        """Write ``batch`` as one ``WriteBatch``; returns the items to retry."""
+        if not batch:
+            return []
+        return self._apply(batch, splits=(_by_run, _by_operation))
+
+    def _apply(self, items: list[Item], *, splits: tuple[_Split, ...]) -> list[Item]:
+        """Apply ``items``; when refused, apply their parts one by one to isolate the culprit."""
+        try:
+            self._store.apply(batch_of(items))
+        except BackendUnavailable as exc:  # the store is away: every part would fail alike
+            self._last_failure = exc
+            return items
+        except Exception as exc:  # noqa: BLE001  (kept and retried, or reported below)
+            for level, split in enumerate(splits):
+                parts = split(items)
+                if len(parts) > 1:
+                    rest = splits[level + 1 :]
+                    return [item for part in parts for item in self._apply(part, splits=rest)]
+            if isinstance(exc, _REFUSED):
+                exc.add_note(f"mlcycle could not store {_describe(items)} of run {items[0][1]}")
                 with self._lock:
                     self._errors.append(exc)
-            except Exception as exc:  # noqa: BLE001  (the store may be unreachable: kept, retried)
-                self._last_failure = exc
-                retry.extend(items)
-        return retry
-
-    def _log_batch(self, run_id: RunId, items: list[Item]) -> None:
-        metrics: list[MetricPoint] = []
-        params: dict[str, str] = {}
-        tags: dict[str, str] = {}
-        for kind, _run, key, value, step, timestamp in items:
-            if kind == METRIC:
-                metrics.append(MetricPoint(key, value, step, timestamp))  # type: ignore[arg-type]
-            elif kind == PARAM:
-                params[key] = str(value)
-            else:
-                tags[key] = str(value)
-        self._store.log_batch(run_id, metrics=metrics, params=params or None, tags=tags or None)
+                return []
+            self._last_failure = exc
+            return items
+        return []
 
     def _beat(self, live: list[RunId]) -> bool:
         if not live:
@@ -256,3 +295,64 @@ class BatchWriter:
             return False
         self._beat_at = self._clock.time()
         return True
+
+
+_Split: TypeAlias = Callable[[list[Item]], list[list[Item]]]
+_Gathered: TypeAlias = tuple[int, list[MetricPoint], dict[str, str], dict[str, str]]
+"""Where a run's values go in the batch's operations, and the values gathered so far."""
+
+
+def _by_run(items: list[Item]) -> list[list[Item]]:
+    """The items of each run, runs in the order they first appear."""
+    parts: dict[RunId, list[Item]] = {}
+    for item in items:
+        parts.setdefault(item[1], []).append(item)
+    return list(parts.values())
+
+
+def _by_operation(items: list[Item]) -> list[list[Item]]:
+    """One run's items cut into its start, its logged values and its end, in order."""
+    parts: list[list[Item]] = []
+    previous = -1
+    for item in items:
+        group = item[0] if item[0] in (START, END) else METRIC
+        if group != previous or group != METRIC:
+            parts.append([])
+            previous = group
+        parts[-1].append(item)
+    return parts
+
+
+def _describe(items: list[Item]) -> str:
+    kinds = {item[0] for item in items}
+    if kinds == {START}:
+        return "the start"
+    if kinds == {END}:
+        return "the end"
+    return f"{len(items)} logged values"
+
+
+def batch_of(items: Iterable[Item]) -> WriteBatch:
+    """The ``WriteBatch`` of buffered items: starts and ends in order, values merged per run."""
+    operations: list[WriteOperation | None] = []
+    gathering: dict[RunId, _Gathered] = {}
+    gathered: list[tuple[RunId, _Gathered]] = []
+    for kind, run_id, key, value, step, timestamp in items:
+        if kind >= START:  # a start or an end
+            gathering.pop(run_id, None)
+            operations.append(value)  # type: ignore[arg-type]  # START/END items carry them
+            continue
+        found = gathering.get(run_id)
+        if found is None:
+            found = gathering[run_id] = (len(operations), [], {}, {})
+            gathered.append((run_id, found))
+            operations.append(None)
+        if kind == METRIC:
+            found[1].append(MetricPoint(key, value, step, timestamp))  # type: ignore[arg-type]
+        elif kind == PARAM:
+            found[2][key] = value  # type: ignore[assignment]  # params are text by now
+        else:
+            found[3][key] = value  # type: ignore[assignment]  # tags are text by now
+    for run_id, (index, metrics, params, tags) in gathered:
+        operations[index] = RunValues(run_id, metrics=metrics, params=params, tags=tags)
+    return WriteBatch([operation for operation in operations if operation is not None])

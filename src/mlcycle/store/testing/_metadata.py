@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlcycle.errors import AlreadyExists, ImmutableValue, NotFound, ValidationFailed
-from mlcycle.ids import Digest, RunId
+from mlcycle.ids import Digest, RunId, new_id
 from mlcycle.store._protocols import MetadataStore
 from mlcycle.store._records import (
     ArtifactRecord,
@@ -31,8 +31,13 @@ from mlcycle.store._records import (
     Experiment,
     MetricPoint,
     Run,
+    RunEnd,
     RunError,
+    RunStart,
     RunStatus,
+    RunValues,
+    WriteBatch,
+    WriteOperation,
 )
 
 __all__ = ["MetadataStoreContract"]
@@ -327,6 +332,96 @@ class MetadataStoreContract:
         got = store.get_run(run.id).metrics["m"]
         assert got == expected or (math.isnan(got) and math.isnan(expected))
         assert len(store.metric_history(run.id, "m")) == len(logged)
+
+    # -- batches -----------------------------------------------------------------
+
+    def _start(
+        self, store: MetadataStore, name: str, *, parent_id: RunId | None = None
+    ) -> RunStart:
+        inputs = [("env:sha256:ab", "environment")]
+        if parent_id is not None:
+            inputs.append((f"run:{parent_id}", "parent"))
+        return RunStart(
+            id=RunId(new_id()),
+            experiment_id=_experiment(store).id,
+            name=name,
+            actor="ana",
+            start_time=T0,
+            parent_id=parent_id,
+            seed=7,
+            params={"lr": "0.1"},
+            tags={"stage": "dev"},
+            inputs=inputs,
+        )
+
+    def test_a_batch_starts_logs_and_ends_runs_in_order(self, store: MetadataStore) -> None:
+        parent = self._start(store, "sweep")
+        child = self._start(store, "trial", parent_id=parent.id)
+        end = T0 + timedelta(minutes=1)
+        store.apply(
+            WriteBatch(
+                [
+                    parent,
+                    child,
+                    RunValues(child.id, metrics=_points("rmse", 3.0, 2.0), tags={"stage": "a"}),
+                    RunValues(child.id, params={"depth": "3"}, tags={"stage": "b"}),
+                    RunEnd(child.id, RunStatus.FAILED, end, RunError("E", "m", "tb")),
+                    RunEnd(parent.id, RunStatus.FINISHED, end),
+                ],
+                heartbeats=[parent.id],
+                heartbeat_at=end,
+            )
+        )
+        loaded = store.get_run(child.id)
+        assert (loaded.status, loaded.end_time, loaded.error) == (
+            RunStatus.FAILED,
+            end,
+            RunError("E", "m", "tb"),
+        )
+        assert (loaded.parent_id, loaded.seed, loaded.experiment_name) == (
+            parent.id,
+            7,
+            "bike-demand",
+        )
+        assert loaded.params == {"lr": "0.1", "depth": "3"}
+        assert loaded.tags == {"stage": "b"}
+        assert loaded.metrics == {"rmse": 2.0}
+        assert store.get_run(parent.id).status is RunStatus.FINISHED
+        events = [(event.type, event.subject) for event in store.read_events()[1:]]
+        assert events == [
+            ("run.started", f"run:{parent.id}"),
+            ("lineage.edge_added", f"run:{parent.id}"),
+            ("run.started", f"run:{child.id}"),
+            ("lineage.edge_added", f"run:{child.id}"),
+            ("lineage.edge_added", f"run:{child.id}"),
+            ("run.failed", f"run:{child.id}"),
+            ("run.finished", f"run:{parent.id}"),
+        ]
+        assert {edge.kind for edge in store.edges_into(f"run:{child.id}")} == {
+            "environment",
+            "parent",
+        }
+
+    def test_a_refused_batch_writes_nothing(self, store: MetadataStore) -> None:
+        kept = self._start(store, "kept")
+        store.apply(WriteBatch([kept]))
+        fresh = self._start(store, "fresh")
+        batches: list[list[WriteOperation]] = [
+            [fresh, RunValues(kept.id, params={"lr": "0.2"})],
+            [fresh, RunEnd(RunId("NOSUCH"), RunStatus.FINISHED, T0)],
+            [fresh, RunValues(kept.id, metrics=[MetricPoint("bad key!", 1.0, 0, 1.0)])],
+            [fresh, RunEnd(kept.id, RunStatus.KILLED, T0), RunEnd(kept.id, RunStatus.KILLED, T0)],
+            [self._start(store, "orphan", parent_id=RunId("NOPARENT")), fresh],
+        ]
+        errors = (ImmutableValue, NotFound, ValidationFailed, ValidationFailed, NotFound)
+        for operations, error in zip(batches, errors, strict=True):
+            with pytest.raises(error):
+                store.apply(WriteBatch(operations))
+        with pytest.raises(NotFound, match=fresh.id):
+            store.get_run(fresh.id)
+        assert store.get_run(kept.id).status is RunStatus.RUNNING
+        assert store.get_run(kept.id).params == {"lr": "0.1"}
+        assert [event.type for event in store.read_events(types=["run.started"])] == ["run.started"]
 
     # -- search ------------------------------------------------------------------
 
