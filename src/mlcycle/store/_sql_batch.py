@@ -24,7 +24,13 @@ from sqlalchemy import Connection, Table
 from mlcycle.errors import ImmutableValue, NotFound, ValidationFailed
 from mlcycle.ids import new_id
 from mlcycle.store._keys import check_key
-from mlcycle.store._records import MetricPoint, RunEnd, RunStart, RunStatus, RunValues, WriteBatch
+from mlcycle.store._records import (
+    RunEnd,
+    RunStart,
+    RunStatus,
+    RunValues,
+    WriteBatch,
+)
 from mlcycle.store._schema import (
     events,
     latest_metrics,
@@ -132,7 +138,7 @@ class PreparedBatch:
     params: dict[str, dict[str, str]] = field(default_factory=dict)
     tags: dict[str, dict[str, str]] = field(default_factory=dict)
     metric_rows: list[tuple[Any, ...]] = field(default_factory=list)  # Any: column values
-    latest: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    latest: dict[str, dict[str, tuple[Any, ...]]] = field(default_factory=dict)  # run, key
     end_rows: list[tuple[Any, ...]] = field(default_factory=list)  # Any: column values
     ended: dict[str, str] = field(default_factory=dict)
     needed: dict[str, None] = field(default_factory=dict)
@@ -140,9 +146,14 @@ class PreparedBatch:
     heartbeats: list[str] = field(default_factory=list)
     heartbeat_at: float = 0.0
     keys: set[tuple[str, str]] = field(default_factory=set)
+    metric_keys: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.events or self.params or self.tags or self.metric_rows or self.heartbeats)
+
+    def latest_rows(self) -> list[tuple[Any, ...]]:  # Any: column values
+        """The newest point per run and key in this batch, for ``latest_metrics``."""
+        return [row for by_key in self.latest.values() for row in by_key.values()]
 
     def key(self, key: object, kind: str) -> str:
         """``key`` once it is known to be valid; each distinct key is checked once."""
@@ -218,7 +229,10 @@ def _add_values(prepared: PreparedBatch, values: RunValues) -> None:
     prepared.require(run_id)
     _add_key_values(prepared, run_id, params=values.params, tags=values.tags)
     if values.metrics:
-        _add_metrics(prepared, run_id, values.metrics)
+        points = [(p.key, p.value, p.step, p.timestamp) for p in values.metrics]
+        _add_metrics(prepared, run_id, points)
+    if values.points:
+        _add_metrics(prepared, run_id, values.points)
 
 
 def _add_key_values(
@@ -237,29 +251,37 @@ def _add_key_values(
             held[prepared.key(key, "tag")] = str(value)
 
 
-def _add_metrics(prepared: PreparedBatch, run_id: str, points: Iterable[MetricPoint]) -> None:
-    rows, latest, key_of = prepared.metric_rows, prepared.latest, prepared.key
-    for point in points:
-        key = key_of(point.key, "metric")
-        value: object = point.value  # callers may pass anything, despite the annotation
-        if type(value) is not float:
-            if not isinstance(value, numbers.Real):
-                raise TypeError(f"metric '{key}' must be a number, not {type(value).__name__}")
-            value = float(value)
-        step: object = point.step
-        if type(step) is not int:
-            if not isinstance(step, numbers.Integral):
-                raise TypeError(f"step of metric '{key}' must be an integer, not {step!r}")
-            step = int(step)
-        timestamp = point.timestamp
-        if type(timestamp) is not float:
-            timestamp = float(timestamp)
+def _add_metrics(
+    prepared: PreparedBatch,
+    run_id: str,
+    points: Iterable[tuple[object, object, object, object]],  # anything, despite annotations
+) -> None:
+    rows, known = prepared.metric_rows, prepared.metric_keys
+    latest = prepared.latest.setdefault(run_id, {})
+    for key, given, given_step, given_time in points:
+        if type(key) is not str or key not in known:
+            known.add(check_key(key, kind="metric"))  # type: ignore[arg-type]
+        value = given if type(given) is float else _number(key, given)
+        step = given_step if type(given_step) is int else _step(key, given_step)
+        timestamp = given_time if type(given_time) is float else float(given_time)  # type: ignore[arg-type]
         is_nan = value != value  # noqa: PLR0124  (NaN is the one float unequal to itself)
         row = (run_id, key, step, timestamp, None if is_nan else value, is_nan)
         rows.append(row)
-        held = latest.get((run_id, key))
-        if held is None or (step, timestamp) >= (held[2], held[3]):
-            latest[run_id, key] = row
+        held = latest.get(key)  # type: ignore[call-overload]
+        if held is None or step > held[2] or (step == held[2] and timestamp >= held[3]):
+            latest[key] = row  # type: ignore[index]
+
+
+def _number(key: object, value: object) -> float:
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"metric '{key}' must be a number, not {type(value).__name__}")
+    return float(value)
+
+
+def _step(key: object, step: object) -> int:
+    if not isinstance(step, numbers.Integral):
+        raise TypeError(f"step of metric '{key}' must be an integer, not {step!r}")
+    return int(step)
 
 
 def _add_end(prepared: PreparedBatch, end: RunEnd) -> None:
@@ -328,8 +350,10 @@ def write_batch(conn: Connection, prepared: PreparedBatch) -> None:
     many("run", prepared.run_rows)
     _write_params(conn, prepared)
     many("tag", [(run, k, v) for run, pairs in prepared.tags.items() for k, v in pairs.items()])
-    many("metric", prepared.metric_rows)
-    many("latest", list(prepared.latest.values()))
+    # Sorted by run and key (stably, so each key keeps its order), the rows reach the
+    # (run_id, key, step) index in its order: fewer B-tree pages are touched.
+    many("metric", sorted(prepared.metric_rows, key=_run_and_key))
+    many("latest", prepared.latest_rows())
     many("edge", prepared.edge_rows)
     many("end", prepared.end_rows)
     for start in range(0, len(prepared.heartbeats), _CHUNK):
@@ -343,6 +367,10 @@ def write_batch(conn: Connection, prepared: PreparedBatch) -> None:
         if dialect == "postgresql":  # positions in commit order: see _sql_events
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (EVENT_LOCK,))
         many("event", [_event_row(event, names=names, actors=actors) for event in prepared.events])
+
+
+def _run_and_key(row: tuple[Any, ...]) -> tuple[str, str]:  # Any: column values
+    return row[0], row[1]
 
 
 def _check_existing(conn: Connection, prepared: PreparedBatch, actors: dict[str, str]) -> None:

@@ -21,7 +21,7 @@ from mlcycle.store import ArtifactRecord, Run, RunEnd, RunError, RunStatus, chec
 from mlcycle.track._artifacts import store_artifact
 from mlcycle.track._redact import redact_mapping, redact_text
 from mlcycle.track._values import metric_step, metric_value, text_values
-from mlcycle.track._writer import END, METRIC, PARAM, TAG
+from mlcycle.track._writer import END, METRIC, PARAM, TAG, Item
 
 if TYPE_CHECKING:
     from mlcycle.track._tracker import Tracker
@@ -96,8 +96,26 @@ class ActiveRun:
             raise TypeError(
                 f"log_metrics takes a dict of name to number, not {type(values).__name__}"
             )
+        if self._done:
+            self._refuse("log a metric")
+        if step is not None and type(step) is not int:
+            step = metric_step(next(iter(values), "?"), step)
+        known, steps, now = self._metric_keys, self._steps, self._time()
+        checked: list[tuple[str, float, int]] = []
         for key, value in values.items():
-            self.log_metric(key, value, step=step)
+            if type(key) is not str or key not in known:
+                known.add(check_key(key, kind="metric"))
+            number = value if type(value) is float else metric_value(key, value)
+            checked.append((key, number, steps.get(key, -1) + 1 if step is None else step))
+        latest, run_id = self._latest, self.id
+        items: list[Item] = []
+        for key, number, at in checked:  # all valid: only now are they counted
+            steps[key] = at
+            held = latest.get(key)
+            if held is None or at >= held[0]:
+                latest[key] = (at, number)
+            items.append((METRIC, run_id, key, number, at, now))
+        self._tracker.writer.put_many(items)
 
     def log_param(self, key: str, value: Any) -> None:  # Any: params are stored as text
         """Record a param; logging it again with another value raises ``ImmutableValue``."""

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, TypeAlias
 
 from mlcycle.clock import Clock
 from mlcycle.errors import AlreadyExists, BackendUnavailable, NotFound, ValidationFailed
 from mlcycle.ids import RunId
-from mlcycle.store import MetricPoint, RunLog, RunValues, WriteBatch, WriteOperation
+from mlcycle.store import PointTuple, RunLog, RunValues, WriteBatch, WriteOperation
 
 __all__ = ["BatchWriter", "Item"]
 
@@ -96,8 +96,18 @@ class BatchWriter:
             if len(self._items) == self._high:
                 self._wake.notify()
 
-    def put_many(self, items: Iterable[Item]) -> None:
-        """Buffer several values, waiting for room as needed."""
+    def put_many(self, items: Sequence[Item]) -> None:
+        """Buffer several items, at once when there is room, else waiting for it as needed."""
+        with self._lock:
+            if self._errors or self._failures >= FAILURES_TO_REPORT:
+                self._raise_errors()
+            if self._unwritten + len(items) <= self._capacity:
+                before = len(self._items)
+                self._items.extend(items)
+                self._unwritten += len(items)
+                if before < self._high <= len(self._items):
+                    self._wake.notify()
+                return
         for item in items:
             self.put(item)
 
@@ -298,7 +308,7 @@ class BatchWriter:
 
 
 _Split: TypeAlias = Callable[[list[Item]], list[list[Item]]]
-_Gathered: TypeAlias = tuple[int, list[MetricPoint], dict[str, str], dict[str, str]]
+_Gathered: TypeAlias = tuple[int, list[PointTuple], dict[str, str], dict[str, str]]
 """Where a run's values go in the batch's operations, and the values gathered so far."""
 
 
@@ -348,11 +358,11 @@ def batch_of(items: Iterable[Item]) -> WriteBatch:
             gathered.append((run_id, found))
             operations.append(None)
         if kind == METRIC:
-            found[1].append(MetricPoint(key, value, step, timestamp))  # type: ignore[arg-type]
+            found[1].append((key, value, step, timestamp))  # type: ignore[arg-type]
         elif kind == PARAM:
             found[2][key] = value  # type: ignore[assignment]  # params are text by now
         else:
             found[3][key] = value  # type: ignore[assignment]  # tags are text by now
     for run_id, (index, metrics, params, tags) in gathered:
-        operations[index] = RunValues(run_id, metrics=metrics, params=params, tags=tags)
+        operations[index] = RunValues(run_id, params=params, tags=tags, points=metrics)
     return WriteBatch([operation for operation in operations if operation is not None])
