@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,17 +33,10 @@ def test_an_unwritable_workspace_is_named_with_the_fix(tmp_path: Path) -> None:
     assert (tmp_path / ".mlcycle").read_text() == "not a folder"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permissions")
-def test_a_read_only_workspace_folder_is_refused(tmp_path: Path) -> None:  # pragma: no cover
-    settings = Settings(home=tmp_path)
-    folder = tmp_path / ".mlcycle"
-    folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        with pytest.raises(WorkspaceError, match=str(folder)):
-            Workspace.open(settings)
-    finally:
-        folder.chmod(0o700)
+def test_a_read_only_workspace_folder_is_refused(unwritable_dir: Path) -> None:
+    with pytest.raises(WorkspaceError, match=str(unwritable_dir)):
+        Workspace.open(Settings(home=unwritable_dir))
+    assert list(unwritable_dir.iterdir()) == []
 
 
 def test_find_walks_up_and_initialises_when_there_is_no_project(

@@ -87,16 +87,10 @@ def test_a_workspace_under_a_file_is_refused(tmp_path: Path) -> None:
         open_metadata_store(f"sqlite:///{blocker}/.mlcycle/mlcycle.db")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through read-only permissions")
-def test_a_read_only_workspace_is_refused(tmp_path: Path) -> None:
-    folder = tmp_path / ".mlcycle"
-    folder.mkdir()
-    folder.chmod(0o555)
-    try:
-        with pytest.raises(WorkspaceError, match=str(folder)):
-            open_metadata_store(f"sqlite:///{folder}/mlcycle.db")
-    finally:
-        folder.chmod(0o755)
+def test_a_read_only_workspace_is_refused(unwritable_dir: Path) -> None:
+    with pytest.raises(WorkspaceError, match=str(unwritable_dir)):
+        open_metadata_store(f"sqlite:///{unwritable_dir}/mlcycle.db")
+    assert list(unwritable_dir.iterdir()) == []
 
 
 def test_a_bad_url_says_what_a_good_one_looks_like() -> None:
