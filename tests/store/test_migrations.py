@@ -14,11 +14,13 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, create_engine, inspect, text
 
 from mlcycle.errors import WorkspaceError
+from mlcycle.ids import RunId
 from mlcycle.store import SqlMetadataStore, open_metadata_store, upgrade_metadata
+from mlcycle.store._records import MetricPoint
 from mlcycle.store._schema import metadata
 from mlcycle.store._sql_db import MIGRATIONS_DIR, Database, _alembic_config
 
-HEAD = "0002"
+HEAD = "0003"
 OPTS = {"version_table": "mlcycle_alembic_version"}
 
 
@@ -99,6 +101,78 @@ def test_a_database_at_the_older_schema_is_upgraded_with_its_data(url: str) -> N
     store.close()
 
 
+_HISTORY = (
+    "SELECT run_id, key, step, timestamp, value, is_nan FROM metrics "
+    "ORDER BY run_id, key, step, timestamp, id"
+)
+_LATEST = "SELECT run_id, key, step, timestamp, value, is_nan FROM latest_metrics ORDER BY 1, 2"
+
+
+def _rows(url: str, query: str) -> list[tuple[object, ...]]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = [tuple(row) for row in conn.execute(text(query))]
+    engine.dispose()
+    return rows
+
+
+def _per_point_history(url: str) -> None:
+    """A database at 0002 with metric rows as that schema wrote them, one per point."""
+    _migrate(url, "upgrade", "0002")
+    _sql(
+        url,
+        "INSERT INTO experiments VALUES ('E1', 'old', 1.0, 'ana')",
+        "INSERT INTO runs (id, experiment_id, name, status, start_time, heartbeat_at, actor) "
+        "VALUES ('R1', 'E1', 'a', 'finished', 1.0, 2.0, 'ana'), "
+        "('R2', 'E1', 'b', 'running', 1.0, 2.0, 'ana')",
+        "INSERT INTO metrics (run_id, key, step, timestamp, value, is_nan) VALUES "
+        "('R1', 'rmse', 3, 5.0, 42.0, false), ('R1', 'rmse', 1, 10.0, 50.0, false), "
+        "('R1', 'rmse', 3, 5.0, 43.0, false), ('R1', 'rmse', 2, 99.0, 60.0, false), "
+        "('R1', 'loss', 0, 1.0, NULL, true), ('R1', 'loss', -4, 2.0, 1e308, false), "
+        "('R2', 'rmse', 0, 1.0, -1.5, false), ('R2', 'big', 9000000000000, 3.5, 0.25, false)",
+        "INSERT INTO latest_metrics VALUES ('R1', 'rmse', 3, 5.0, 43.0, false), "
+        "('R1', 'loss', 0, 1.0, NULL, true), ('R2', 'rmse', 0, 1.0, -1.5, false), "
+        "('R2', 'big', 9000000000000, 3.5, 0.25, false)",
+    )
+
+
+def test_a_database_with_per_point_history_is_upgraded_to_chunks(url: str) -> None:
+    _per_point_history(url)
+    before = _rows(url, _HISTORY)
+    latest = _rows(url, _LATEST)
+    store = open_metadata_store(url)
+    assert store.revision() == HEAD
+    after = [
+        (run_id, key, p.step, p.timestamp, None if math.isnan(p.value) else p.value)
+        for run_id, key in dict.fromkeys((row[0], row[1]) for row in before)
+        for p in store.metric_history(RunId(run_id), key)
+    ]
+    assert after == [row[:5] for row in before]  # the order the per-point table gave
+    assert [p.value for p in store.metric_history(RunId("R1"), "rmse")] == [50.0, 60.0, 42.0, 43.0]
+    assert math.isnan(store.metric_history(RunId("R1"), "loss")[1].value)
+    assert store.get_run(RunId("R1")).metrics["rmse"] == 43.0
+    assert _rows(url, _LATEST) == latest
+    store.log_batch(RunId("R2"), metrics=[MetricPoint("rmse", 7.0, 0, 1.0)])  # same step and time
+    assert [p.value for p in store.metric_history(RunId("R2"), "rmse")] == [-1.5, 7.0]
+    store.close()
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert "metrics" not in inspect(conn).get_table_names()
+    engine.dispose()
+
+
+def test_downgrading_expands_the_chunks_into_rows_again(url: str) -> None:
+    _per_point_history(url)
+    before = _rows(url, _HISTORY)
+    upgrade_metadata(url)
+    _migrate(url, "downgrade", "0002")
+    assert _rows(url, _HISTORY) == before
+    assert upgrade_metadata(url) == HEAD
+    store = open_metadata_store(url)
+    assert [p.value for p in store.metric_history(RunId("R1"), "rmse")] == [50.0, 60.0, 42.0, 43.0]
+    store.close()
+
+
 def test_migrations_go_down_and_up_again(url: str) -> None:
     upgrade_metadata(url)
     _migrate(url, "downgrade", "base")
@@ -161,5 +235,11 @@ def test_an_empty_sqlite_file_is_initialised(tmp_path: Path) -> None:
 
 def test_the_migrations_ship_inside_the_package() -> None:
     names = {p.name for p in MIGRATIONS_DIR.rglob("*") if p.suffix in {".py", ".mako"}}
-    assert {"env.py", "script.py.mako", "0001_initial.py", "0002_events_lineage.py"} <= names
+    assert {
+        "env.py",
+        "script.py.mako",
+        "0001_initial.py",
+        "0002_events_lineage.py",
+        "0003_metric_chunks.py",
+    } <= names
     assert MIGRATIONS_DIR.parent.name == "store"

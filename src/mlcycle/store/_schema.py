@@ -1,9 +1,12 @@
 """The metadata tables, one definition for SQLite and PostgreSQL.
 
 Times are stored as float seconds since the epoch: the same type and the same
-ordering on every backend, and what metric timestamps are anyway. NaN metric
-values are stored as NULL with ``is_nan`` set, because SQLite turns NaN into
-NULL on its own; infinities are stored as they are.
+ordering on every backend, and what metric timestamps are anyway. In
+``latest_metrics``, NaN values are stored as NULL with ``is_nan`` set, because
+SQLite turns NaN into NULL on its own; infinities are stored as they are.
+Metric history is kept in ``metric_chunks``: one row per run and key per
+write, holding that write's points packed in ``data`` (``_metric_chunks``,
+ADR 0006), where NaN and the infinities are plain float64.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -31,7 +35,7 @@ __all__ = [
     "latest_metrics",
     "lineage_edges",
     "metadata",
-    "metrics",
+    "metric_chunks",
     "params",
     "runs",
     "tags",
@@ -103,17 +107,17 @@ tags = Table(
     Index(None, "key"),
 )
 
-metrics = Table(
-    "metrics",
+metric_chunks = Table(
+    "metric_chunks",
     metadata,
     Column("id", _SERIAL, primary_key=True, autoincrement=True),
     Column("run_id", _ID, ForeignKey("runs.id"), nullable=False),
     Column("key", _KEY, nullable=False),
-    Column("step", BigInteger, nullable=False),
-    Column("timestamp", Float, nullable=False),
-    Column("value", Float, nullable=True),
-    Column("is_nan", Boolean, nullable=False),
-    Index(None, "run_id", "key", "step"),
+    Column("count", Integer, nullable=False),
+    Column("min_step", BigInteger, nullable=False),
+    Column("max_step", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Index(None, "run_id", "key"),
 )
 
 latest_metrics = Table(

@@ -8,6 +8,10 @@ parameters row by row cost more than SQLite takes to store a row, so the SQL
 text is written once here, from the schema's table and column names, with
 ``?`` turned into ``%s`` for psycopg. psycopg 3 pipelines ``executemany``, so
 PostgreSQL also gets one round trip per table rather than per row. See ADR 0005.
+
+Metric points are grouped per run and key as they are checked, and each group
+becomes one ``metric_chunks`` row holding its points packed (ADR 0006), plus
+one ``latest_metrics`` upsert with the group's newest point.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import functools
 import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -24,6 +29,7 @@ from sqlalchemy import Connection, Table
 from mlcycle.errors import ImmutableValue, NotFound, ValidationFailed
 from mlcycle.ids import new_id
 from mlcycle.store._keys import check_key
+from mlcycle.store._metric_chunks import pack_points
 from mlcycle.store._records import (
     RunEnd,
     RunStart,
@@ -35,7 +41,7 @@ from mlcycle.store._schema import (
     events,
     latest_metrics,
     lineage_edges,
-    metrics,
+    metric_chunks,
     params,
     runs,
     tags,
@@ -48,6 +54,7 @@ __all__ = ["PreparedBatch", "prepare_batch", "write_batch"]
 _CHUNK = 500  # ids per IN list: far below every backend's bound-parameter limit
 _RUNNING = RunStatus.RUNNING.value
 _METRIC_COLUMNS = ("run_id", "key", "step", "timestamp", "value", "is_nan")
+_CHUNK_COLUMNS = ("run_id", "key", "count", "min_step", "max_step", "data")
 _RUN_COLUMNS = (
     "id",
     "experiment_id",
@@ -88,7 +95,7 @@ _STATEMENTS = {
         ("run_id", "key", "value"),
         ' ON CONFLICT ("run_id", "key") DO UPDATE SET "value" = excluded."value"',
     ),
-    "metric": _insert(metrics, _METRIC_COLUMNS),
+    "chunk": _insert(metric_chunks, _CHUNK_COLUMNS),
     "latest": _insert(
         latest_metrics,
         _METRIC_COLUMNS,
@@ -128,6 +135,10 @@ class _Event:
     payload: dict[str, Any]  # Any: JSON-able
 
 
+_Series = tuple[list[int], list[float], list[float]]
+"""The steps, timestamps and values one batch logs for one run and key, in logged order."""
+
+
 @dataclass
 class PreparedBatch:
     """A checked batch as rows per table, ready for one transaction."""
@@ -137,8 +148,9 @@ class PreparedBatch:
     edge_rows: list[tuple[str, str, str, float, str]] = field(default_factory=list)
     params: dict[str, dict[str, str]] = field(default_factory=dict)
     tags: dict[str, dict[str, str]] = field(default_factory=dict)
-    metric_rows: list[tuple[Any, ...]] = field(default_factory=list)  # Any: column values
-    latest: dict[str, dict[str, tuple[Any, ...]]] = field(default_factory=dict)  # run, key
+    series: dict[str, dict[str, _Series]] = field(default_factory=dict)  # run, key
+    chunk_rows: list[tuple[str, str, int, int, int, bytes]] = field(default_factory=list)
+    latest_rows: list[tuple[Any, ...]] = field(default_factory=list)  # Any: column values
     end_rows: list[tuple[Any, ...]] = field(default_factory=list)  # Any: column values
     ended: dict[str, str] = field(default_factory=dict)
     needed: dict[str, None] = field(default_factory=dict)
@@ -149,11 +161,7 @@ class PreparedBatch:
     metric_keys: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.params or self.tags or self.metric_rows or self.heartbeats)
-
-    def latest_rows(self) -> list[tuple[Any, ...]]:  # Any: column values
-        """The newest point per run and key in this batch, for ``latest_metrics``."""
-        return [row for by_key in self.latest.values() for row in by_key.values()]
+        return bool(self.events or self.params or self.tags or self.series or self.heartbeats)
 
     def key(self, key: object, kind: str) -> str:
         """``key`` once it is known to be valid; each distinct key is checked once."""
@@ -182,6 +190,7 @@ def prepare_batch(batch: WriteBatch) -> PreparedBatch:
     if batch.heartbeats and batch.heartbeat_at is not None:
         prepared.heartbeats = list(dict.fromkeys(batch.heartbeats))
         prepared.heartbeat_at = to_epoch(batch.heartbeat_at)
+    _pack_series(prepared)
     return prepared
 
 
@@ -256,20 +265,46 @@ def _add_metrics(
     run_id: str,
     points: Iterable[tuple[object, object, object, object]],  # anything, despite annotations
 ) -> None:
-    rows, known = prepared.metric_rows, prepared.metric_keys
-    latest = prepared.latest.setdefault(run_id, {})
+    known = prepared.metric_keys
+    series = prepared.series.get(run_id)
+    if series is None:
+        series = prepared.series[run_id] = {}
     for key, given, given_step, given_time in points:
         if type(key) is not str or key not in known:
             known.add(check_key(key, kind="metric"))  # type: ignore[arg-type]
         value = given if type(given) is float else _number(key, given)
         step = given_step if type(given_step) is int else _step(key, given_step)
         timestamp = given_time if type(given_time) is float else float(given_time)  # type: ignore[arg-type]
-        is_nan = value != value  # noqa: PLR0124  (NaN is the one float unequal to itself)
-        row = (run_id, key, step, timestamp, None if is_nan else value, is_nan)
-        rows.append(row)
-        held = latest.get(key)  # type: ignore[call-overload]
-        if held is None or step > held[2] or (step == held[2] and timestamp >= held[3]):
-            latest[key] = row  # type: ignore[index]
+        held = series.get(key)  # type: ignore[call-overload]
+        if held is None:
+            held = series[key] = ([], [], [])  # type: ignore[index]
+        held[0].append(step)
+        held[1].append(timestamp)
+        held[2].append(value)
+
+
+def _pack_series(prepared: PreparedBatch) -> None:
+    """One chunk row and one latest row per run and key, before the transaction begins."""
+    chunks, latest = prepared.chunk_rows, prepared.latest_rows
+    for run_id, series in prepared.series.items():
+        for key, (steps, timestamps, values) in series.items():
+            try:
+                data = pack_points(steps, timestamps, values)
+            except ValidationFailed as exc:
+                raise ValidationFailed(f"metric '{key}' of run '{run_id}': {exc}") from exc
+            top = max(steps)
+            chunks.append((run_id, key, len(steps), min(steps), top, data))
+            if steps.count(top) == 1:
+                newest = steps.index(top)
+            else:  # the latest time wins at the greatest step; the later write on a tie
+                newest = max(
+                    (i for i, step in enumerate(steps) if step == top),
+                    key=lambda i: (timestamps[i], i),
+                )
+            value = values[newest]
+            is_nan = value != value  # noqa: PLR0124  (NaN is the one float unequal to itself)
+            latest.append((run_id, key, top, timestamps[newest], None if is_nan else value, is_nan))
+    chunks.sort(key=itemgetter(0, 1))  # in the (run_id, key) index's order
 
 
 def _number(key: object, value: object) -> float:
@@ -350,10 +385,8 @@ def write_batch(conn: Connection, prepared: PreparedBatch) -> None:
     many("run", prepared.run_rows)
     _write_params(conn, prepared)
     many("tag", [(run, k, v) for run, pairs in prepared.tags.items() for k, v in pairs.items()])
-    # Sorted by run and key (stably, so each key keeps its order), the rows reach the
-    # (run_id, key, step) index in its order: fewer B-tree pages are touched.
-    many("metric", sorted(prepared.metric_rows, key=_run_and_key))
-    many("latest", prepared.latest_rows())
+    many("chunk", prepared.chunk_rows)
+    many("latest", prepared.latest_rows)
     many("edge", prepared.edge_rows)
     many("end", prepared.end_rows)
     for start in range(0, len(prepared.heartbeats), _CHUNK):
@@ -367,10 +400,6 @@ def write_batch(conn: Connection, prepared: PreparedBatch) -> None:
         if dialect == "postgresql":  # positions in commit order: see _sql_events
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (EVENT_LOCK,))
         many("event", [_event_row(event, names=names, actors=actors) for event in prepared.events])
-
-
-def _run_and_key(row: tuple[Any, ...]) -> tuple[str, str]:  # Any: column values
-    return row[0], row[1]
 
 
 def _check_existing(conn: Connection, prepared: PreparedBatch, actors: dict[str, str]) -> None:

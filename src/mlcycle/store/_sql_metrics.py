@@ -1,5 +1,9 @@
 """What runs log, in SQL: metric history, latest values, params and tags in one transaction.
 
+Metric history lives in ``metric_chunks``, one row per run and key per write
+with that write's points packed (ADR 0006); reading a history decodes every
+chunk of the key and orders the points by step, then time, then write order.
+
 ``latest_metrics`` keeps, per run and key, the value with the greatest step and
 then timestamp, so searches compare on one row per run instead of scanning the
 history. It is maintained with an upsert whose ``WHERE`` only lets a newer
@@ -9,14 +13,15 @@ Writing goes through ``_sql_batch``, like every other write of a run.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+from operator import itemgetter
 
 from sqlalchemy import Connection, select
 
 from mlcycle.ids import RunId
+from mlcycle.store._metric_chunks import unpack_points
 from mlcycle.store._records import MetricPoint, RunValues, WriteBatch
-from mlcycle.store._schema import metrics as metric_table
+from mlcycle.store._schema import metric_chunks
 from mlcycle.store._sql_batch import prepare_batch, write_batch
 from mlcycle.store._sql_db import Database
 from mlcycle.store._sql_events import require_run
@@ -43,24 +48,23 @@ class MetricsMixin:
         self._db.write(lambda conn: write_batch(conn, prepared))
 
     def metric_history(self, run_id: RunId, key: str) -> list[MetricPoint]:
-        """Every value logged for ``key``, ordered by step, then time."""
-        history = metric_table
+        """Every value logged for ``key``, ordered by step, then time, then write order."""
         query = (
-            select(history.c.step, history.c.timestamp, history.c.value, history.c.is_nan)
-            .where(history.c.run_id == run_id, history.c.key == key)
-            .order_by(history.c.step, history.c.timestamp, history.c.id)
+            select(metric_chunks.c.data)
+            .where(metric_chunks.c.run_id == run_id, metric_chunks.c.key == key)
+            .order_by(metric_chunks.c.id)
         )
 
-        def work(conn: Connection) -> list[MetricPoint]:
+        def work(conn: Connection) -> list[bytes]:
             require_run(conn, run_id)
-            return [
-                MetricPoint(
-                    key=key,
-                    value=math.nan if is_nan else float(value),
-                    step=int(step),
-                    timestamp=float(timestamp),
-                )
-                for step, timestamp, value, is_nan in conn.execute(query)
-            ]
+            return [bytes(data) for data in conn.execute(query).scalars()]
 
-        return self._db.read(work)
+        points: list[tuple[int, float, float]] = []
+        for data in self._db.read(work):
+            steps, timestamps, values = unpack_points(data)
+            points.extend(zip(steps, timestamps, values, strict=True))
+        points.sort(key=_STEP_AND_TIME)  # stable: write order among equal steps and times
+        return [MetricPoint(key, value, step, timestamp) for step, timestamp, value in points]
+
+
+_STEP_AND_TIME = itemgetter(0, 1)
