@@ -14,6 +14,7 @@ from mlcycle.store._lineage import LineageTree, ancestry
 from mlcycle.store._protocols import (
     ArtifactIndex,
     ArtifactStore,
+    DatasetCatalog,
     EnvironmentCatalog,
     EventLog,
     ExperimentCatalog,
@@ -25,6 +26,8 @@ from mlcycle.store._protocols import (
 )
 from mlcycle.store._records import (
     ArtifactRecord,
+    Dataset,
+    DatasetVersion,
     Environment,
     Event,
     Experiment,
@@ -41,11 +44,15 @@ from mlcycle.store._records import (
     WriteOperation,
 )
 from mlcycle.store._sql import SqlMetadataStore
+from mlcycle.store._sql_datasets import check_dataset_name
 
 __all__ = [
     "ArtifactIndex",
     "ArtifactRecord",
     "ArtifactStore",
+    "Dataset",
+    "DatasetCatalog",
+    "DatasetVersion",
     "Environment",
     "EnvironmentCatalog",
     "Event",
@@ -73,6 +80,7 @@ __all__ = [
     "WriteOperation",
     "ancestry",
     "check_artifact_name",
+    "check_dataset_name",
     "check_key",
     "check_table_name",
     "open_artifact_store",

@@ -14,6 +14,8 @@ from typing import Any, BinaryIO, Protocol
 from mlcycle.ids import Digest, ExperimentId, RunId
 from mlcycle.store._records import (
     ArtifactRecord,
+    Dataset,
+    DatasetVersion,
     Environment,
     Event,
     Experiment,
@@ -28,6 +30,7 @@ from mlcycle.store._records import (
 __all__ = [
     "ArtifactIndex",
     "ArtifactStore",
+    "DatasetCatalog",
     "EnvironmentCatalog",
     "EventLog",
     "ExperimentCatalog",
@@ -208,6 +211,76 @@ class LineageGraph(Protocol):
 
     def edges_from(self, source: str) -> list[LineageEdge]:
         """The edges whose source is ``source``."""
+        ...
+
+
+class DatasetCatalog(Protocol):
+    """Versioned datasets: their names, version records and a per-dataset write lease.
+
+    The tables themselves live in the artifact store's table area; this keeps
+    what each version is (digest, shape, origin, Delta commit) so versions are
+    listed, compared and resolved without opening a table.
+    """
+
+    def ensure_dataset(
+        self,
+        name: str,
+        *,
+        actor: str,
+        time: datetime,
+        time_column: str | None = None,
+        key: Sequence[str] = (),
+        description: str | None = None,
+    ) -> Dataset:
+        """Return dataset ``name``, creating it (and a ``dataset.created`` event) if new."""
+        ...
+
+    def get_dataset(self, name: str) -> Dataset:
+        """Raise ``NotFound`` naming the dataset when there is none."""
+        ...
+
+    def list_datasets(self) -> list[Dataset]:
+        """Every dataset, by name."""
+        ...
+
+    def add_dataset_version(
+        self,
+        record: DatasetVersion,
+        *,
+        inputs: Sequence[tuple[str, str]] = (),
+        release_lock: str | None = None,
+    ) -> DatasetVersion:
+        """Record the next version of ``record.name`` (its ``version`` is ignored and assigned).
+
+        In one transaction: the version row, a ``dataset.version_created``
+        event, a lineage edge from each ``(source ref, kind)`` of ``inputs`` to
+        the version's ``data:/name/N``, and the release of the lease held by
+        ``release_lock``. Returns the record as stored.
+        """
+        ...
+
+    def get_dataset_version(self, name: str, version: int) -> DatasetVersion:
+        """Raise ``NotFound`` naming the dataset and its latest version when there is none."""
+        ...
+
+    def latest_dataset_version(self, name: str) -> DatasetVersion | None:
+        """The newest version of dataset ``name`` (``None`` before the first one)."""
+        ...
+
+    def list_dataset_versions(self, name: str) -> list[DatasetVersion]:
+        """Every version of dataset ``name``, oldest first."""
+        ...
+
+    def lock_dataset(self, name: str, *, owner: str, now: datetime, ttl_s: float) -> str | None:
+        """Take the write lease of ``name`` for ``ttl_s`` seconds.
+
+        Returns ``None`` when taken (or already held by ``owner``), else the
+        current holder, whose lease has not expired.
+        """
+        ...
+
+    def unlock_dataset(self, name: str, *, owner: str) -> None:
+        """Give the lease back if ``owner`` holds it."""
         ...
 
 

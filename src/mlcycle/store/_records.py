@@ -12,6 +12,8 @@ from mlcycle.ids import Digest, EventId, ExperimentId, RunId
 
 __all__ = [
     "ArtifactRecord",
+    "Dataset",
+    "DatasetVersion",
     "Environment",
     "Event",
     "Experiment",
@@ -211,3 +213,47 @@ class WriteBatch:
 
     def __bool__(self) -> bool:
         return bool(self.operations) or (bool(self.heartbeats) and self.heartbeat_at is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """A named, versioned table: what stays the same across its versions."""
+
+    name: str
+    created_at: datetime
+    actor: str
+    time_column: str | None = None
+    key: tuple[str, ...] = ()
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetVersion:
+    """One version of a dataset: its content digest, shape, origin and Delta commit.
+
+    ``digest`` names the content (schema and rows, in order); ``source``
+    describes where the rows came from (``file:/abs/hour.csv``,
+    ``sql:postgresql://host/db``, ``pandas``, ``data:/bike/3`` for a rollback);
+    ``operation`` is ``create``, ``append``, ``overwrite`` or ``rollback``.
+    ``policy`` holds the policy findings as JSON objects.
+    """
+
+    name: str
+    version: int
+    rows: int
+    columns: list[str]
+    types: list[str]
+    digest: Digest
+    created_at: datetime
+    source: str
+    actor: str
+    delta_version: int
+    operation: str = "create"
+    profile_digest: Digest | None = None
+    policy: list[dict[str, Any]] = field(default_factory=list)  # Any: JSON values
+    description: str | None = None
+
+    @property
+    def ref(self) -> str:
+        """The lineage reference of this version, such as ``data:/bike/3``."""
+        return f"data:/{self.name}/{self.version}"

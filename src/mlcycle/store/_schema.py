@@ -28,6 +28,8 @@ from sqlalchemy import (
 
 __all__ = [
     "artifacts",
+    "dataset_versions",
+    "datasets",
     "environments",
     "event_cursors",
     "events",
@@ -181,4 +183,35 @@ lineage_edges = Table(
     Column("kind", String(64), primary_key=True),
     Column("created_at", Float, nullable=False),
     Column("actor", String(256), nullable=False),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("time_column", String(256), nullable=True),
+    Column("key", Text, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("lock_owner", String(64), nullable=True),
+    Column("lock_until", Float, nullable=True),
+)
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("name", String(128), ForeignKey("datasets.name"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("rows", BigInteger, nullable=False),
+    Column("columns", Text, nullable=False),
+    Column("digest", String(80), nullable=False, index=True),
+    Column("created_at", Float, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("delta_version", BigInteger, nullable=False),
+    Column("operation", String(16), nullable=False),
+    Column("profile_digest", String(80), nullable=True),
+    Column("policy", Text, nullable=False),
+    Column("description", Text, nullable=True),
 )

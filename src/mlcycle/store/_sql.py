@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from mlcycle.store._sql_datasets import DatasetsMixin
 from mlcycle.store._sql_db import Database
 from mlcycle.store._sql_events import EventsMixin
 from mlcycle.store._sql_metrics import MetricsMixin
@@ -23,8 +24,8 @@ from mlcycle.store._sql_runs import RunsMixin
 __all__ = ["SqlMetadataStore"]
 
 
-class SqlMetadataStore(RunsMixin, MetricsMixin, EventsMixin):
-    """Experiments, runs, metrics, environments, artifacts, events and lineage in SQL."""
+class SqlMetadataStore(RunsMixin, MetricsMixin, EventsMixin, DatasetsMixin):
+    """Experiments, runs, metrics, environments, artifacts, events, lineage and datasets in SQL."""
 
     def __init__(self, database: Database) -> None:
         self._db = database
