@@ -29,9 +29,16 @@ INT64 = (-(2**63), 2**63 - 1)
 _POINT_BYTES = 24  # int64 step, float64 timestamp, float64 value
 
 
+_LAYOUTS: dict[int, struct.Struct] = {}
+"""The layouts of the sizes most writes make, looked up without a call."""
+
+
 @functools.lru_cache(maxsize=1024)
 def _layout(count: int) -> struct.Struct:
-    return struct.Struct(f"<B{count}q{count}d{count}d")
+    layout = struct.Struct(f"<B{count}q{count}d{count}d")
+    if count <= 64:
+        _LAYOUTS[count] = layout
+    return layout
 
 
 def pack_points(
@@ -42,7 +49,8 @@ def pack_points(
     A step outside int64 is ``ValidationFailed``.
     """
     try:
-        return _layout(len(steps)).pack(FORMAT, *steps, *timestamps, *values)
+        layout = _LAYOUTS.get(len(steps)) or _layout(len(steps))
+        return layout.pack(FORMAT, *steps, *timestamps, *values)
     except struct.error as exc:
         low, high = INT64
         wrong = [step for step in steps if not low <= step <= high]

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Table
 from mlcycle.errors import ImmutableValue, NotFound, ValidationFailed
 from mlcycle.ids import new_id
 from mlcycle.store._keys import check_key
+from mlcycle.store._metric_chunks import INT64 as _INT64
 from mlcycle.store._metric_chunks import pack_points
 from mlcycle.store._records import (
     RunEnd,
@@ -135,8 +136,8 @@ class _Event:
     payload: dict[str, Any]  # Any: JSON-able
 
 
-_Series = tuple[list[int], list[float], list[float]]
-"""The steps, timestamps and values one batch logs for one run and key, in logged order."""
+_Series = list[tuple[int, float, float]]
+"""The (step, timestamp, value) points one batch logs for one run and key, in logged order."""
 
 
 @dataclass
@@ -277,33 +278,48 @@ def _add_metrics(
         timestamp = given_time if type(given_time) is float else float(given_time)  # type: ignore[arg-type]
         held = series.get(key)  # type: ignore[call-overload]
         if held is None:
-            held = series[key] = ([], [], [])  # type: ignore[index]
-        held[0].append(step)
-        held[1].append(timestamp)
-        held[2].append(value)
+            series[key] = [(step, timestamp, value)]  # type: ignore[index]
+        else:
+            held.append((step, timestamp, value))
 
 
 def _pack_series(prepared: PreparedBatch) -> None:
     """One chunk row and one latest row per run and key, before the transaction begins."""
+    try:
+        _pack_chunks(prepared)
+    except ValidationFailed as exc:  # a step beyond int64: name the metric
+        for run_id, series in prepared.series.items():
+            for key, points in series.items():
+                if any(not _INT64[0] <= point[0] <= _INT64[1] for point in points):
+                    raise ValidationFailed(f"metric '{key}' of run '{run_id}': {exc}") from exc
+        raise
+
+
+def _pack_chunks(prepared: PreparedBatch) -> None:
     chunks, latest = prepared.chunk_rows, prepared.latest_rows
     for run_id, series in prepared.series.items():
-        for key, (steps, timestamps, values) in series.items():
-            try:
+        for key, points in series.items():
+            if len(points) == 1:  # the common case of a value logged once per write
+                step, timestamp, value = points[0]
+                data = pack_points((step,), (timestamp,), (value,))
+                low = top = step
+                count = 1
+            else:
+                steps, timestamps, values = zip(*points, strict=True)
+                count = len(steps)
                 data = pack_points(steps, timestamps, values)
-            except ValidationFailed as exc:
-                raise ValidationFailed(f"metric '{key}' of run '{run_id}': {exc}") from exc
-            top = max(steps)
-            chunks.append((run_id, key, len(steps), min(steps), top, data))
-            if steps.count(top) == 1:
-                newest = steps.index(top)
-            else:  # the latest time wins at the greatest step; the later write on a tie
-                newest = max(
-                    (i for i, step in enumerate(steps) if step == top),
-                    key=lambda i: (timestamps[i], i),
-                )
-            value = values[newest]
+                low, top = min(steps), max(steps)
+                if steps.count(top) == 1:
+                    newest = steps.index(top)
+                else:  # at the greatest step the latest time wins, then the later write
+                    newest = max(
+                        (i for i, step in enumerate(steps) if step == top),
+                        key=lambda i: (timestamps[i], i),
+                    )
+                timestamp, value = timestamps[newest], values[newest]
+            chunks.append((run_id, key, count, low, top, data))
             is_nan = value != value  # noqa: PLR0124  (NaN is the one float unequal to itself)
-            latest.append((run_id, key, top, timestamps[newest], None if is_nan else value, is_nan))
+            latest.append((run_id, key, top, timestamp, None if is_nan else value, is_nan))
     chunks.sort(key=itemgetter(0, 1))  # in the (run_id, key) index's order
 
 
