@@ -111,3 +111,24 @@ def test_out_of_range_values_are_named(project: Path) -> None:
 def test_home_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLCYCLE_HOME", str(tmp_path))
     assert load_settings().home == tmp_path
+
+
+def test_data_policy_settings_come_from_toml_and_environment(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    defaults = load_settings(project).data
+    assert {"name", "first_name"} <= set(defaults.personal_names)
+    assert defaults.deny_columns == ()
+    assert defaults.pii_sample_rows == 100_000
+    (project / CONFIG_FILE).write_text(
+        '[data]\npersonal_names = ["customer"]\ndeny_columns = ["race"]\npii_sample_rows = 500\n'
+    )
+    settings = load_settings(project)
+    assert settings.data.personal_names == ("customer",)
+    assert settings.data.deny_columns == ("race",)
+    assert settings.data.pii_sample_rows == 500
+    monkeypatch.setenv("MLCYCLE_DATA__DENY_COLUMNS", '["race", "religion"]')
+    assert load_settings(project).data.deny_columns == ("race", "religion")
+    (project / CONFIG_FILE).write_text("[data]\npii_sample_rows = 0\n")
+    with pytest.raises(ValidationFailed, match=r"data\.pii_sample_rows"):
+        load_settings(project)

@@ -14,7 +14,13 @@ import tempfile
 from pathlib import Path
 
 from mlcycle.errors import AlreadyExists, WorkspaceError
-from mlcycle.settings import CONFIG_FILE, SECRETS_FILE, WORKSPACE_DIR, TrackingSettings
+from mlcycle.settings import (
+    CONFIG_FILE,
+    SECRETS_FILE,
+    WORKSPACE_DIR,
+    DataSettings,
+    TrackingSettings,
+)
 
 __all__ = ["FOLDERS", "init_project"]
 
@@ -87,6 +93,15 @@ CONFIG_TEMPLATE = f"""\
 # mode = "real"
 # Where a simulated clock keeps its time. Default: <project>/.mlcycle/clock.json
 #   state_file = ".mlcycle/clock.json"
+
+[data]
+# Policy checks at registration (GDPR). Columns with these names (any case; separators
+# ignored, so first_name also matches FirstName) are recorded as personal data.
+# personal_names = [{", ".join(f'"{name}"' for name in DataSettings().personal_names)}]
+# Columns that must not be used; datasets holding one are flagged, and model gates can refuse them.
+# deny_columns = []
+# How many rows (evenly spaced) are scanned for e-mails, phones, IPs and card numbers.
+# pii_sample_rows = 100000
 """
 
 SECRETS_TEMPLATE = """\

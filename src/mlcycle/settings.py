@@ -27,6 +27,7 @@ __all__ = [
     "CONFIG_FILE",
     "WORKSPACE_DIR",
     "ClockSettings",
+    "DataSettings",
     "S3Settings",
     "Settings",
     "StoreSettings",
@@ -95,6 +96,25 @@ class ClockSettings(_Section):
     state_file: Path | None = None
 
 
+class DataSettings(_Section):
+    """Datasets: which columns count as personal data, which are refused, how much is scanned."""
+
+    personal_names: tuple[str, ...] = (
+        "name",
+        "first_name",
+        "last_name",
+        "full_name",
+        "surname",
+        "email",
+        "phone",
+        "address",
+        "date_of_birth",
+        "ssn",
+    )
+    deny_columns: tuple[str, ...] = ()
+    pii_sample_rows: int = Field(default=100_000, ge=1)
+
+
 class Settings(BaseSettings):
     """Everything mlcycle is configured by; derived locations are properties."""
 
@@ -107,6 +127,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     tracking: TrackingSettings = TrackingSettings()
     clock: ClockSettings = ClockSettings()
+    data: DataSettings = DataSettings()
 
     @property
     def workspace_dir(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mlcycle.data._policy import PolicyFinding, scan_policy
 from mlcycle.data._profile import ColumnProfile, DatasetProfile, Histogram, profile_table
 from mlcycle.data._profile_report import render_profile_html
 
@@ -9,6 +10,8 @@ __all__ = [
     "ColumnProfile",
     "DatasetProfile",
     "Histogram",
+    "PolicyFinding",
     "profile_table",
     "render_profile_html",
+    "scan_policy",
 ]
