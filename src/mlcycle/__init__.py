@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from mlcycle import data
     from mlcycle.store import Event, Experiment, LineageTree
     from mlcycle.track import ActiveRun, RunView
     from mlcycle.workspace import Workspace
@@ -31,6 +32,7 @@ __all__ = [
     "active_run",
     "close",
     "current_workspace",
+    "data",
     "events",
     "get_run",
     "lineage",
@@ -127,11 +129,15 @@ def active_run() -> ActiveRun | None:
 
 
 def __getattr__(name: str) -> Any:  # Any: the lazily imported class
-    """Import ``Workspace``, ``ActiveRun`` and ``RunView`` on first use."""
+    """Import ``Workspace``, ``ActiveRun``, ``RunView`` and ``data`` (``mc.data``) on first use."""
     if name == "Workspace":
         from mlcycle.workspace import Workspace  # noqa: PLC0415  (light import)
 
         return Workspace
+    if name == "data":
+        import importlib  # noqa: PLC0415  (light import)
+
+        return importlib.import_module("mlcycle.data")
     if name in {"ActiveRun", "RunView"}:
         from mlcycle import track  # noqa: PLC0415  (light import)
 

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlcycle.clock import Clock, open_clock
 from mlcycle.errors import AlreadyExists, WorkspaceError
@@ -40,6 +40,9 @@ from mlcycle.track import DEFAULT_EXPERIMENT, ActiveRun, RunView, Tracker
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from mlcycle.data import DatasetRegistry
+    from mlcycle.store import DatasetCatalog, TableArea
 
 __all__ = ["Workspace"]
 
@@ -69,6 +72,25 @@ class Workspace:
             project_root=settings.home,
         )
         self._closed = False
+        self._data: DatasetRegistry | None = None
+
+    @property
+    def data(self) -> DatasetRegistry:
+        """Versioned datasets: ``ws.data.register("bike", "data/hour.csv")``, ``ws.data.load``."""
+        self._check_open()
+        if self._data is None:
+            from mlcycle.data import DatasetRegistry  # noqa: PLC0415  (pyarrow loads on first use)
+
+            self._data = DatasetRegistry(
+                catalog=cast("DatasetCatalog", self.metadata),  # the SQL store is every catalog
+                lineage=self.metadata,
+                tables=cast("TableArea", self.artifacts),  # every artifact store has a table area
+                artifacts=self.artifacts,
+                clock=self.clock,
+                actor=self.actor,
+                tracker=self.tracker,
+            )
+        return self._data
 
     @classmethod
     def open(cls, settings: Settings) -> Workspace:

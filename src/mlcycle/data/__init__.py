@@ -2,16 +2,55 @@
 
 from __future__ import annotations
 
+from mlcycle.data._content import content_digest
+from mlcycle.data._datasets import DatasetConflict, DatasetRegistry
+from mlcycle.data._diff import ColumnChange, DatasetDiff
 from mlcycle.data._policy import PolicyFinding, scan_policy
 from mlcycle.data._profile import ColumnProfile, DatasetProfile, Histogram, profile_table
 from mlcycle.data._profile_report import render_profile_html
+from mlcycle.data._refs import Ref, parse_ref
+from mlcycle.data._sdk import (
+    csv,
+    current_registry,
+    diff,
+    get,
+    history,
+    load,
+    load_table,
+    register,
+    rollback,
+    sql,
+)
+from mlcycle.data._sdk import list_datasets as list  # noqa: A004  (mc.data.list(), as documented)
+from mlcycle.data._sources import CsvFile, SqlQuery, read_source
 
 __all__ = [
+    "ColumnChange",
     "ColumnProfile",
+    "CsvFile",
+    "DatasetConflict",
+    "DatasetDiff",
     "DatasetProfile",
+    "DatasetRegistry",
     "Histogram",
     "PolicyFinding",
+    "Ref",
+    "SqlQuery",
+    "content_digest",
+    "csv",
+    "current_registry",
+    "diff",
+    "get",
+    "history",
+    "list",
+    "load",
+    "load_table",
+    "parse_ref",
     "profile_table",
+    "read_source",
+    "register",
     "render_profile_html",
+    "rollback",
     "scan_policy",
+    "sql",
 ]

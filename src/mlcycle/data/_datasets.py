@@ -1,0 +1,520 @@
+"""Versioned datasets: Delta tables in the table area, version records in the metadata store.
+
+A registration reads the source into Arrow, runs the caller's check, takes
+the dataset's write lease in the metadata store, writes one Delta commit and
+records the version (with its event and lineage edge) while giving the lease
+back, in one transaction. The lease makes concurrent writers take turns, so
+version numbers follow Delta's commit order; Delta's own optimistic
+concurrency (``CommitFailedError``) is retried from a fresh snapshot for
+writers that bypass the lease. Content that is already the latest version
+makes no new version.
+"""
+
+from __future__ import annotations
+
+import io
+import time as monotonic_time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlcycle.clock import Clock
+from mlcycle.data._content import canonical, content_digest
+from mlcycle.data._diff import DatasetDiff, diff_tables
+from mlcycle.data._refs import LATEST, parse_ref
+from mlcycle.data._sources import read_source
+from mlcycle.errors import MlcycleError, NotFound, ValidationFailed
+from mlcycle.ids import Digest, new_id
+from mlcycle.store import (
+    ArtifactStore,
+    Dataset,
+    DatasetCatalog,
+    DatasetVersion,
+    LineageGraph,
+    TableArea,
+    check_dataset_name,
+)
+from mlcycle.track import Tracker, current_run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DatasetConflict", "DatasetRegistry"]
+
+Mode = Literal["append", "overwrite"]
+Check = Callable[[pa.Table], None]
+_COMMIT_RETRIES = 5
+_TABLES_PREFIX = "datasets"
+ROW_COLUMN = "_mlcycle_row"
+"""Each stored row's position: Delta does not keep the order of files, the digest needs it."""
+
+
+class DatasetConflict(MlcycleError):
+    """Another writer held a dataset for longer than this one would wait, or won every commit."""
+
+
+@dataclass
+class DatasetRegistry:
+    """Register, load, compare and roll back versioned datasets of one workspace."""
+
+    catalog: DatasetCatalog
+    lineage: LineageGraph
+    tables: TableArea
+    artifacts: ArtifactStore | None
+    clock: Clock
+    actor: str
+    tracker: Tracker | None = None
+    policy_scan: Callable[[pa.Table], list[dict[str, Any]]] | None = None  # Any: JSON findings
+    lock_ttl_s: float = 600.0
+    lock_wait_s: float = 120.0
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        source: object,
+        *,
+        mode: Mode = "append",
+        time_column: str | None = None,
+        key: Sequence[str] | None = None,
+        schema: Literal["merge"] | None = None,
+        description: str | None = None,
+        check: Check | None = None,
+    ) -> DatasetVersion:
+        """Add ``source`` to dataset ``name`` as a new version (the first register creates it).
+
+        ``mode="append"`` adds the rows, ``"overwrite"`` replaces them; content
+        identical to the latest version makes no new version and returns it.
+        ``schema="merge"`` lets an append add (or leave out) columns. ``check``
+        runs on the new rows before anything is written; if it raises, nothing is.
+        """
+        check_dataset_name(name)
+        if mode not in {"append", "overwrite"}:
+            raise ValidationFailed(f"mode {mode!r} must be 'append' or 'overwrite'")
+        if schema not in {None, "merge"}:
+            raise ValidationFailed(f"schema {schema!r} must be None or 'merge'")
+        raw, described = read_source(source)
+        table = canonical(raw)
+        if table.num_rows == 0:
+            raise ValidationFailed(
+                f"the data for dataset '{name}' ({described}) has no rows; nothing was registered"
+            )
+        if ROW_COLUMN in table.column_names:
+            raise ValidationFailed(f"column name '{ROW_COLUMN}' is reserved; rename the column")
+        keys = tuple(key or ())
+        _require_columns(table, [*keys, *([time_column] if time_column else [])], name)
+        if check is not None:
+            check(table)
+        dataset = self._dataset(name, time_column=time_column, key=keys, description=description)
+        source_ref = _source_ref(described)
+        return self._write(
+            dataset, table, mode=mode, schema=schema, source=(described, source_ref), op=None
+        )
+
+    def rollback(self, name: str, version: int) -> DatasetVersion:
+        """Make a new version with the content of ``version``; history is never deleted."""
+        old = self.catalog.get_dataset_version(name, version)
+        table = self._read(old)
+        dataset = self.catalog.get_dataset(name)
+        return self._write(
+            dataset,
+            table,
+            mode="overwrite",
+            schema=None,
+            source=(old.ref, old.ref),
+            op="rollback",
+        )
+
+    def _dataset(
+        self, name: str, *, time_column: str | None, key: tuple[str, ...], description: str | None
+    ) -> Dataset:
+        dataset = self.catalog.ensure_dataset(
+            name,
+            actor=self.actor,
+            time=self.clock.now(),
+            time_column=time_column,
+            key=key,
+            description=description,
+        )
+        for what, given, stored in (
+            ("time_column", time_column, dataset.time_column),
+            ("key", key or None, dataset.key or None),
+        ):
+            if given is not None and given != stored:
+                raise ValidationFailed(
+                    f"dataset '{name}' was registered with {what}={stored!r}, not {given!r}; "
+                    "leave it out, or register a new dataset"
+                )
+        return dataset
+
+    def _write(
+        self,
+        dataset: Dataset,
+        table: pa.Table,
+        *,
+        mode: Mode,
+        schema: Literal["merge"] | None,
+        source: tuple[str, str],
+        op: str | None,
+    ) -> DatasetVersion:
+        owner = new_id()
+        self._lock(dataset.name, owner)
+        try:
+            return self._write_locked(
+                dataset, table, mode=mode, schema=schema, source=source, op=op, owner=owner
+            )
+        finally:
+            self.catalog.unlock_dataset(dataset.name, owner=owner)
+
+    def _write_locked(
+        self,
+        dataset: Dataset,
+        table: pa.Table,
+        *,
+        mode: Mode,
+        schema: Literal["merge"] | None,
+        source: tuple[str, str],
+        op: str | None,
+        owner: str,
+    ) -> DatasetVersion:
+        name = dataset.name
+        latest = self.catalog.latest_dataset_version(name)
+        uri = self.tables.table_uri(f"{_TABLES_PREFIX}/{name}")
+        current = self._delta(uri)
+        if current is None or latest is None:
+            mode = "overwrite"
+        if mode == "overwrite":
+            digest = content_digest(table)
+            if latest is not None and latest.digest == digest:
+                return latest
+        else:
+            _check_append(name, latest, _table_schema(current), table, merge=schema == "merge")
+        offset = self._row_count(uri) if mode == "append" else 0
+        numbered = table.append_column(
+            ROW_COLUMN, pa.array(range(offset, offset + table.num_rows), type=pa.int64())
+        )
+        delta_version = self._commit(
+            uri, numbered, mode=mode, merge=schema == "merge", exists=current is not None
+        )
+        stored = table
+        if mode == "append":
+            stored = self._read_delta(uri, delta_version)
+            digest = content_digest(stored)
+        operation = op or ("create" if latest is None else mode)
+        described, source_ref = source
+        inputs = [(source_ref, "source")]
+        if latest is not None and operation == "append":
+            inputs.append((latest.ref, "previous"))
+        record = DatasetVersion(
+            name=name,
+            version=0,
+            rows=stored.num_rows,
+            columns=stored.column_names,
+            types=[str(f.type) for f in stored.schema],
+            digest=digest,
+            created_at=self.clock.now(),
+            source=described,
+            actor=self.actor,
+            delta_version=delta_version,
+            operation=operation,
+            profile_digest=self._profile(stored),
+            policy=self.policy_scan(stored) if self.policy_scan is not None else [],
+        )
+        return self.catalog.add_dataset_version(record, inputs=inputs, release_lock=owner)
+
+    def _lock(self, name: str, owner: str) -> None:
+        deadline = monotonic_time.monotonic() + self.lock_wait_s
+        pause = 0.02
+        while True:
+            holder = self.catalog.lock_dataset(
+                name, owner=owner, now=self.clock.now(), ttl_s=self.lock_ttl_s
+            )
+            if holder is None:
+                return
+            if monotonic_time.monotonic() > deadline:
+                raise DatasetConflict(
+                    f"dataset '{name}' is being written by another process (lease {holder}) "
+                    f"for more than {self.lock_wait_s:.0f} s; try again when it is done (a "
+                    f"lease of a process that died expires after {self.lock_ttl_s:.0f} s)"
+                )
+            monotonic_time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    def _commit(self, uri: str, table: pa.Table, *, mode: Mode, merge: bool, exists: bool) -> int:
+        from deltalake import DeltaTable, write_deltalake  # noqa: PLC0415  (heavy; on first use)
+        from deltalake.exceptions import CommitFailedError, SchemaMismatchError  # noqa: PLC0415
+
+        schema_mode: Literal["merge", "overwrite"] | None = None
+        if mode == "overwrite" and exists:
+            schema_mode = "overwrite"
+        elif merge:
+            schema_mode = "merge"
+        for attempt in range(_COMMIT_RETRIES):
+            try:
+                write_deltalake(
+                    uri,
+                    table,
+                    mode=mode,
+                    schema_mode=schema_mode,
+                    storage_options=self.tables.storage_options() or None,
+                )
+                break
+            except CommitFailedError as exc:
+                if attempt == _COMMIT_RETRIES - 1:
+                    raise DatasetConflict(
+                        f"another writer committed to {uri} {_COMMIT_RETRIES} times in a row "
+                        f"({exc}); try again"
+                    ) from exc
+            except SchemaMismatchError as exc:
+                raise ValidationFailed(
+                    f"the new rows do not fit the table at {uri}: {exc}; register with "
+                    "mode='overwrite' or under a new dataset name; the table is unchanged"
+                ) from exc
+        found = DeltaTable(uri, storage_options=self.tables.storage_options() or None)
+        return int(found.version())
+
+    def _profile(self, table: pa.Table) -> Digest | None:
+        if self.artifacts is None:
+            return None
+        try:
+            from mlcycle.data._profile import profile_table  # noqa: PLC0415  (optional stage)
+        except ImportError:  # pragma: no cover  (profiles ship with the data stage)
+            return None
+        profile = profile_table(table)
+        body = orjson.dumps(profile.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)
+        return self.artifacts.put(io.BytesIO(body))
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(
+        self, ref: str, *, version: int | None = None, as_of: datetime | None = None
+    ) -> DatasetVersion:
+        """The version ``ref`` names (``bike``, ``bike/3``, ``bike@latest``, ``data:/bike/3``)."""
+        parsed = parse_ref(ref)
+        if parsed.kind != "data":
+            raise ValidationFailed(f"{ref!r} names a model; give a dataset such as 'bike/3'")
+        if parsed.alias not in {None, LATEST}:
+            raise NotFound(
+                f"datasets have no alias '@{parsed.alias}' (only '@latest'); "
+                f"give a version such as '{parsed.name}/3'"
+            )
+        if version is not None and parsed.version is not None and version != parsed.version:
+            raise ValidationFailed(f"{ref!r} names version {parsed.version}, not {version}")
+        wanted = version if version is not None else parsed.version
+        if wanted is not None:
+            return self.catalog.get_dataset_version(parsed.name, wanted)
+        if as_of is not None:
+            return self._as_of(parsed.name, as_of)
+        latest = self.catalog.latest_dataset_version(parsed.name)
+        if latest is None:
+            raise NotFound(f"dataset '{parsed.name}' has no versions yet; register data first")
+        return latest
+
+    def _as_of(self, name: str, as_of: datetime) -> DatasetVersion:
+        if as_of.tzinfo is None:
+            as_of = as_of.astimezone()
+        found = [v for v in self.catalog.list_dataset_versions(name) if v.created_at <= as_of]
+        if not found:
+            raise NotFound(f"dataset '{name}' had no version at {as_of.isoformat()}")
+        return found[-1]
+
+    def load_table(
+        self,
+        ref: str,
+        *,
+        version: int | None = None,
+        as_of: datetime | None = None,
+        columns: Sequence[str] | None = None,
+        start: object = None,
+        end: object = None,
+    ) -> pa.Table:
+        """The rows of a version as Arrow; ``start <= time column < end`` when given.
+
+        ``as_of`` is commit time (the version that was latest then); ``start``
+        and ``end`` filter on the dataset's own time column. Inside an active
+        run the version is recorded as the run's input.
+        """
+        found = self.get(ref, version=version, as_of=as_of)
+        table = self._read(found)
+        if start is not None or end is not None:
+            table = self._time_filter(found.name, table, start, end)
+        if columns is not None:
+            missing = [c for c in columns if c not in table.column_names]
+            if missing:
+                raise ValidationFailed(
+                    f"{found.ref} has no column(s) {missing}; it has {table.column_names}"
+                )
+            table = table.select(list(columns))
+        self._record_input(found)
+        return table
+
+    def load(
+        self,
+        ref: str,
+        *,
+        version: int | None = None,
+        as_of: datetime | None = None,
+        columns: Sequence[str] | None = None,
+        start: object = None,
+        end: object = None,
+    ) -> pd.DataFrame:
+        """The rows of a version as a pandas DataFrame (see ``load_table``)."""
+        table = self.load_table(
+            ref, version=version, as_of=as_of, columns=columns, start=start, end=end
+        )
+        frame: pd.DataFrame = table.to_pandas()
+        return frame
+
+    def _time_filter(self, name: str, table: pa.Table, start: object, end: object) -> pa.Table:
+        column_name = self.catalog.get_dataset(name).time_column
+        if column_name is None:
+            raise ValidationFailed(
+                f"dataset '{name}' has no time column; register it with time_column=... "
+                "to filter by start and end"
+            )
+        column = table.column(column_name)
+        mask = None
+        for bound, compare in ((start, pc.greater_equal), (end, pc.less)):
+            if bound is None:
+                continue
+            scalar = pa.scalar(bound)
+            try:
+                scalar = scalar.cast(column.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise ValidationFailed(
+                    f"cannot compare {bound!r} with time column '{column_name}' "
+                    f"({column.type}): {exc}"
+                ) from exc
+            part = compare(column, scalar)
+            mask = part if mask is None else pc.and_(mask, part)
+        return table.filter(mask)
+
+    def _record_input(self, found: DatasetVersion) -> None:
+        run = current_run()
+        if run is None or (self.tracker is not None and not run.tracker_is(self.tracker)):
+            return
+        self.lineage.add_edge(
+            found.ref, f"run:{run.id}", kind="input", actor=self.actor, time=self.clock.now()
+        )
+
+    def _read(self, found: DatasetVersion) -> pa.Table:
+        uri = self.tables.table_uri(f"{_TABLES_PREFIX}/{found.name}")
+        return self._read_delta(uri, found.delta_version)
+
+    def _delta(self, uri: str) -> Any:  # Any: a deltalake DeltaTable
+        from deltalake import DeltaTable  # noqa: PLC0415  (heavy; on first use)
+        from deltalake.exceptions import TableNotFoundError  # noqa: PLC0415
+
+        try:
+            return DeltaTable(uri, storage_options=self.tables.storage_options() or None)
+        except TableNotFoundError:
+            return None
+
+    def _row_count(self, uri: str) -> int:
+        from deltalake import DeltaTable, QueryBuilder  # noqa: PLC0415  (heavy; on first use)
+
+        table = DeltaTable(uri, storage_options=self.tables.storage_options() or None)
+        query = f'SELECT max("{ROW_COLUMN}") AS n FROM "t"'  # noqa: S608  (constants only)
+        found = pa.table(QueryBuilder().register("t", table).execute(query)).column("n")[0]
+        return 0 if found.as_py() is None else int(found.as_py()) + 1
+
+    def _read_delta(self, uri: str, delta_version: int) -> pa.Table:
+        # DataFusion's scan rather than to_pyarrow_table(): the pyarrow dataset scan can
+        # abort the interpreter at exit ("terminate called without an active exception").
+        from deltalake import DeltaTable, QueryBuilder  # noqa: PLC0415  (heavy; on first use)
+
+        table = DeltaTable(
+            uri, version=delta_version, storage_options=self.tables.storage_options() or None
+        )
+        query = f'SELECT * FROM "t" ORDER BY "{ROW_COLUMN}"'  # noqa: S608  (constants only)
+        found = pa.table(QueryBuilder().register("t", table).execute(query))
+        return canonical(found.drop_columns([ROW_COLUMN]))
+
+    # -- history -------------------------------------------------------------------------------
+
+    def history(self, name: str) -> list[DatasetVersion]:
+        """Every version of ``name``, oldest first."""
+        return self.catalog.list_dataset_versions(name)
+
+    def list(self) -> list[Dataset]:
+        """Every dataset, by name."""
+        return self.catalog.list_datasets()
+
+    def diff(self, name: str, old: int, new: int) -> DatasetDiff:
+        """Rows added, removed and changed (by key), schema and distribution changes."""
+        first = self.catalog.get_dataset_version(name, old)
+        second = self.catalog.get_dataset_version(name, new)
+        key = self.catalog.get_dataset(name).key
+        return diff_tables(
+            self._read(first), self._read(second), name=name, versions=(old, new), key=key
+        )
+
+
+def _require_columns(table: pa.Table, columns: Sequence[str], name: str) -> None:
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ValidationFailed(
+            f"the data for dataset '{name}' has no column(s) {missing} named as key or "
+            f"time column; it has {table.column_names}"
+        )
+
+
+def _source_ref(described: str) -> str:
+    if described.startswith(("file:", "sql:", "data:")):
+        return described
+    return f"memory:{described}"
+
+
+def _table_schema(current: Any) -> pa.Schema | None:  # Any: a deltalake DeltaTable
+    if current is None:
+        return None
+    return pa.schema(current.schema())
+
+
+def _check_append(
+    name: str,
+    latest: DatasetVersion | None,
+    existing: pa.Schema | None,
+    table: pa.Table,
+    *,
+    merge: bool,
+) -> None:
+    if existing is None:
+        return
+    known = {f.name: canonical_type_text(f.type) for f in existing if f.name != ROW_COLUMN}
+    new = {f.name: canonical_type_text(f.type) for f in table.schema}
+    at = f"version {latest.version}" if latest else "the table"
+    conflicts = [
+        f"'{c}' is {known[c]} in {at} but {t} in the new rows"
+        for c, t in new.items()
+        if c in known and known[c] != t
+    ]
+    if conflicts:
+        raise ValidationFailed(
+            f"cannot append to dataset '{name}': column {'; '.join(conflicts)}; convert the "
+            "column, register with mode='overwrite' to replace the table, or register a new "
+            "dataset; the table is unchanged"
+        )
+    added = [c for c in new if c not in known]
+    left_out = [c for c in known if c not in new]
+    if (added or left_out) and not merge:
+        parts = [
+            f"new column(s) {added}" if added else "",
+            f"no column(s) {left_out}" if left_out else "",
+        ]
+        raise ValidationFailed(
+            f"cannot append to dataset '{name}': the new rows have "
+            f"{' and '.join(p for p in parts if p)}; pass schema='merge' to evolve the schema, "
+            "or mode='overwrite'; the table is unchanged"
+        )
+
+
+def canonical_type_text(type_: pa.DataType) -> str:
+    """A column type as the canonical form names it (views and large types folded)."""
+    return str(canonical(pa.table({"x": pa.array([], type=type_)})).schema.field("x").type)
