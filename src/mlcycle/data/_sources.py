@@ -206,7 +206,8 @@ def _read_sql(source: SqlQuery) -> pa.Table:
         raise ValidationFailed(f"cannot use the database URL {shown}: {exc}") from exc
     try:
         with engine.connect() as conn:
-            frame = pd.read_sql_query(text(source.query), conn)
+            result = conn.execute(text(source.query))
+            frame = pd.DataFrame.from_records(result.fetchall(), columns=list(result.keys()))
     except DBAPIError as exc:
         detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         if exc.connection_invalidated or "connect" in detail.lower():
