@@ -211,3 +211,26 @@ def test_the_digest_ignores_chunking_and_pandas_metadata(values: list[int]) -> N
     assert content_digest(chunked) == content_digest(table)
     assert content_digest(pa.Table.from_pandas(table.to_pandas())) == content_digest(table)
     assert content_digest(table.slice(1)) != content_digest(table)
+
+
+def test_mc_data_acts_on_the_working_directory_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlcycle as mc
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLCYCLE_HOME", str(tmp_path))
+    try:
+        version = mc.data.register("sales", _frame(0, 3), key=["day", "hr"])
+        mc.data.register("sales", _frame(3, 1))
+        assert mc.data.get("sales@latest").version == 2
+        assert len(mc.data.load("sales/1")) == 3
+        assert mc.data.load_table("sales").num_rows == 4
+        assert [v.version for v in mc.data.history("sales")] == [1, 2]
+        assert mc.data.diff("sales", 1, 2).rows_added == 1
+        assert mc.data.rollback("sales", 1).digest == version.digest
+        assert [d.name for d in mc.data.list()] == ["sales"]
+        assert mc.data.sql("SELECT 1", "sqlite://").url == "sqlite://"
+        assert mc.data.csv("x.csv", delimiter=";").delimiter == ";"
+    finally:
+        mc.close()
