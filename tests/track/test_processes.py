@@ -109,8 +109,8 @@ def test_four_processes_share_one_sqlite_file(tmp_path: Path) -> None:
         assert process.returncode == 0, err
         assert "locked" not in err
     with sqlite3.connect(tmp_path / ".mlcycle" / "mlcycle.db") as conn:
-        assert conn.execute("SELECT count(*) FROM metrics").fetchone() == (8000,)
-        assert conn.execute("SELECT count(DISTINCT run_id) FROM metrics").fetchone() == (4,)
+        assert conn.execute("SELECT sum(count) FROM metric_chunks").fetchone() == (8000,)
+        assert conn.execute("SELECT count(DISTINCT run_id) FROM metric_chunks").fetchone() == (4,)
     with Workspace.find(tmp_path) as workspace:
         for out, _err in outputs:
             found = workspace.get_run(out.strip())

@@ -59,7 +59,7 @@ def test_a_store_that_fails_is_reported_at_the_next_log_call_and_at_finish(
     run.log_metric("loss", 1.0)
     workspace.flush()
     with sqlite3.connect(settings.workspace_dir / "mlcycle.db") as conn:
-        conn.execute("DROP TABLE metrics")
+        conn.execute("DROP TABLE metric_chunks")
     run.log_metric("loss", 2.0)
     raised: list[BaseException] = []
 
@@ -157,7 +157,7 @@ def test_a_failure_to_record_the_end_is_noted_on_the_users_exception(
     workspace = Workspace.open(settings.model_copy(update={"tracking": quick}))
     run = workspace.start_run("exp")
     with sqlite3.connect(settings.workspace_dir / "mlcycle.db") as conn:
-        conn.execute("DROP TABLE metrics")
+        conn.execute("DROP TABLE metric_chunks")
 
     def train() -> None:
         with run:
