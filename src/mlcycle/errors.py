@@ -7,7 +7,8 @@ The tree::
     ├── AlreadyExists                   a name or version that is already taken
     ├── ValidationFailed (ValueError)   input that breaks a rule; the message names the rule
     │   ├── QuerySyntaxError            a ``where`` expression that does not parse
-    │   └── ImmutableValue              a param logged again with another value
+    │   ├── ImmutableValue              a param logged again with another value
+    │   └── SchemaFileError             a schema file that does not parse; names file and line
     ├── IntegrityError                  stored content that no longer matches its digest
     ├── UnsafePath                      an artifact name that would escape its store
     ├── BackendUnavailable              a database or object store that cannot be reached
@@ -27,6 +28,7 @@ __all__ = [
     "MlcycleError",
     "NotFound",
     "QuerySyntaxError",
+    "SchemaFileError",
     "UnsafePath",
     "ValidationFailed",
     "WorkspaceError",
@@ -61,6 +63,15 @@ class QuerySyntaxError(ValidationFailed):
 
 class ImmutableValue(ValidationFailed):
     """A value that was recorded once and may not change, such as a run's param."""
+
+
+class SchemaFileError(ValidationFailed):
+    """A schema file edited into something invalid; ``source`` and ``line`` say where."""
+
+    def __init__(self, message: str, *, source: str = "", line: int | None = None) -> None:
+        super().__init__(message)
+        self.source = source
+        self.line = line
 
 
 class IntegrityError(MlcycleError):

@@ -251,7 +251,7 @@ def _numeric(name: str, type_name: str, column: pa.ChunkedArray) -> ColumnProfil
     )
     if ordered.size == 0:
         return base
-    starts = np.flatnonzero(np.diff(ordered)) + 1
+    starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
     category_counts = None
     top: list[tuple[str, int]] = []
     is_integer = pa.types.is_integer(column.type)
@@ -261,12 +261,14 @@ def _numeric(name: str, type_name: str, column: pa.ChunkedArray) -> ColumnProfil
         counts = np.diff(bounds).tolist()
         category_counts = dict(zip(labels, counts, strict=True))
         top = _top(labels, counts)
+    mean, std = _moments(ordered)
     return replace(
         base,
         distinct=int(starts.size + 1 + distinct_extra),
         min=float(ordered[0]),
         max=float(ordered[-1]),
-        **_moments(ordered),
+        mean=mean,
+        std=std,
         quantiles=_quantiles(ordered),
         histogram=_histogram(ordered),
         top_values=top,
@@ -275,7 +277,7 @@ def _numeric(name: str, type_name: str, column: pa.ChunkedArray) -> ColumnProfil
     )
 
 
-def _moments(ordered: npt.NDArray[np.float64]) -> dict[str, float | None]:
+def _moments(ordered: npt.NDArray[np.float64]) -> tuple[float | None, float | None]:
     """Mean and sample std; values near the float limit are scaled so the sums do not overflow."""
     scale = max(abs(float(ordered[0])), abs(float(ordered[-1])))
     scaled = ordered / scale if scale > _SAFE_MAGNITUDE else ordered
@@ -283,7 +285,7 @@ def _moments(ordered: npt.NDArray[np.float64]) -> dict[str, float | None]:
     with np.errstate(over="ignore", invalid="ignore"):
         mean = float(np.mean(scaled)) * factor
         std = float(np.std(scaled, ddof=1)) * factor if ordered.size > 1 else None
-    return {"mean": _finite(mean), "std": _finite(std)}
+    return _finite(mean), _finite(std)
 
 
 def _finite(value: float | None) -> float | None:
@@ -307,11 +309,11 @@ def _histogram(ordered: npt.NDArray[np.float64]) -> Histogram:
     low, high = float(ordered[0]), float(ordered[-1])
     if low == high:
         return Histogram(edges=[low, high], counts=[int(ordered.size)])
-    edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
-    if not np.all(np.isfinite(edges)):  # a span beyond float range: bins of half-widths
-        edges = low / 2 + np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1) * (high / 2 - low / 2)
-        edges = edges * 2
-        edges[0], edges[-1] = low, high
+    if math.isfinite(high - low):
+        edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
+    else:  # a span beyond float range: weigh the ends instead of stepping from one
+        steps = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
+        edges = low * (1 - steps) + high * steps
     inner = np.searchsorted(ordered, edges[1:-1], side="left")
     bounds = np.concatenate(([0], inner, [ordered.size]))
     return Histogram(edges=edges.tolist(), counts=np.diff(bounds).tolist())

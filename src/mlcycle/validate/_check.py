@@ -1,0 +1,285 @@
+"""Checking a table against a schema: one vectorised pass per column.
+
+Each rule is first tested with a cheap aggregate (null count from Arrow's
+metadata, min/max, one hash pass for categories); only a column that breaks a
+rule pays for a mask, and its examples come from filtering that mask and
+taking the first few values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlcycle.validate._report import Anomaly, ValidationReport
+from mlcycle.validate._schema import ColumnSchema, Schema, ensure_schema, type_family
+from mlcycle.validate._tables import TableLike, to_arrow
+
+__all__ = ["check"]
+
+EXAMPLES = 5
+
+
+def check(data: TableLike, schema: Schema | Path | str) -> ValidationReport:
+    """Every way ``data`` breaks ``schema``, as a report of anomalies.
+
+    >>> import pyarrow as pa
+    >>> from mlcycle.validate import infer_schema
+    >>> schema = infer_schema(pa.table({"x": [1.0, 2.0]}), slack=0.0)
+    >>> report = check(pa.table({"x": [1.5, 9.0]}), schema)
+    >>> report.ok, [(a.kind, a.column, a.count, a.examples) for a in report.anomalies]
+    (False, [('out_of_range', 'x', 1, [9.0])])
+    """
+    rules = ensure_schema(schema)
+    table = to_arrow(data)
+    anomalies: list[Anomaly] = []
+    if table.num_rows < max(rules.min_rows, 1):
+        anomalies.append(
+            Anomaly(
+                kind="empty_data",
+                severity="error",
+                column=None,
+                count=table.num_rows,
+                message=f"the data has {table.num_rows} rows; the schema asks for at least "
+                f"{max(rules.min_rows, 1)}",
+            )
+        )
+    present = set(table.schema.names)
+    for rule in rules.columns:
+        if rule.name not in present:
+            anomalies.append(
+                Anomaly(
+                    kind="missing_column",
+                    severity="error",
+                    column=rule.name,
+                    count=table.num_rows,
+                    message=f"column {rule.name!r} ({rule.type}) is missing",
+                )
+            )
+            continue
+        anomalies.extend(_check_column(table.column(rule.name), rule, table.num_rows))
+    expected = set(rules.names)
+    anomalies.extend(
+        Anomaly(
+            kind="unexpected_column",
+            severity="warning",
+            column=name,
+            count=table.num_rows,
+            message=f"column {name!r} ({table.schema.field(name).type}) is not in the schema",
+        )
+        for name in table.schema.names
+        if name not in expected
+    )
+    if rules.key and all(k in present for k in rules.key) and table.num_rows:
+        anomalies.extend(_check_key(table, rules.key))
+    return ValidationReport(
+        anomalies=anomalies, rows=table.num_rows, columns=table.num_columns, dataset=rules.dataset
+    )
+
+
+def _check_column(column: pa.ChunkedArray, rule: ColumnSchema, rows: int) -> list[Anomaly]:
+    family = type_family(str(column.type)) or str(column.type)
+    if not _compatible(family, rule.family):
+        return [
+            Anomaly(
+                kind="type_mismatch",
+                severity="error",
+                column=rule.name,
+                count=rows,
+                message=f"column {rule.name!r} is {column.type}; the schema expects {rule.type}",
+            )
+        ]
+    anomalies = _check_missing(column, rule, rows)
+    if family == "null" or column.null_count == rows:
+        return anomalies
+    if family in {"integer", "floating", "decimal"}:
+        anomalies.extend(_check_numeric(column, rule, family))
+    elif rule.domain is not None and family == "string":
+        anomalies.extend(_check_domain(column, rule))
+    return anomalies
+
+
+def _compatible(data_family: str, rule_family: str) -> bool:
+    if data_family in {rule_family, "null"}:
+        return True
+    return rule_family in {"floating", "decimal"} and data_family in {"integer", "decimal"}
+
+
+def _check_missing(column: pa.ChunkedArray, rule: ColumnSchema, rows: int) -> list[Anomaly]:
+    nulls = column.null_count
+    limit = 0.0 if rule.required else rule.max_missing_fraction
+    if not nulls or not rows or nulls / rows <= limit:
+        return []
+    positions = pc.indices_nonzero(pc.is_null(column)).slice(0, EXAMPLES).to_pylist()
+    allowed = "none (required)" if rule.required else f"at most {limit:.2%}"
+    return [
+        Anomaly(
+            kind="missing_fraction",
+            severity="error",
+            column=rule.name,
+            count=nulls,
+            rows=positions,
+            message=f"column {rule.name!r} is missing in {nulls:,} of {rows:,} rows "
+            f"({nulls / rows:.2%}); allowed: {allowed}",
+        )
+    ]
+
+
+def _numeric_values(column: pa.ChunkedArray, family: str) -> npt.NDArray[Any]:
+    if family == "decimal":
+        column = column.cast(pa.float64())
+    if column.null_count:
+        column = column.fill_null(0)  # positions stay aligned; nulls were counted already
+    values: npt.NDArray[Any] = column.to_numpy()
+    return values
+
+
+def _check_numeric(column: pa.ChunkedArray, rule: ColumnSchema, family: str) -> list[Anomaly]:
+    values = _numeric_values(column, family)
+    valid = None if not column.null_count else ~pc.is_null(column).to_numpy(zero_copy_only=False)
+    anomalies: list[Anomaly] = []
+    finite = None
+    if values.dtype.kind == "f":
+        finite_mask = np.isfinite(values)
+        if not finite_mask.all():
+            finite = finite_mask
+            anomalies.extend(_check_nan_inf(values, finite_mask, valid, rule))
+    if rule.min is None and rule.max is None:
+        return anomalies
+    candidates = values if finite is None else values[finite]
+    if valid is not None:
+        mask_valid = valid if finite is None else valid[finite]
+        candidates = candidates[mask_valid]
+    if candidates.size == 0:
+        return anomalies
+    low, high = candidates.min(), candidates.max()
+    if (rule.min is None or low >= rule.min) and (rule.max is None or high <= rule.max):
+        return anomalies
+    outside = np.zeros(values.shape, dtype=bool)
+    if rule.min is not None:
+        outside |= values < rule.min
+    if rule.max is not None:
+        outside |= values > rule.max
+    if valid is not None:
+        outside &= valid
+    if finite is not None:  # NaN and infinities have their own anomaly
+        outside &= finite
+    anomalies.append(_out_of_range(values, outside, rule))
+    return anomalies
+
+
+def _out_of_range(
+    values: npt.NDArray[Any], outside: npt.NDArray[np.bool_], rule: ColumnSchema
+) -> Anomaly:
+    positions = np.flatnonzero(outside)
+    bounds = f"[{_bound(rule.min)}, {_bound(rule.max)}]"
+    return Anomaly(
+        kind="out_of_range",
+        severity="error",
+        column=rule.name,
+        count=int(positions.size),
+        examples=values[positions[:EXAMPLES]].tolist(),
+        rows=positions[:EXAMPLES].tolist(),
+        message=f"column {rule.name!r} has {positions.size:,} values outside {bounds}",
+    )
+
+
+def _bound(value: float | None) -> str:
+    return "-inf" if value is None else f"{value:g}"
+
+
+def _check_nan_inf(
+    values: npt.NDArray[Any],
+    finite_mask: npt.NDArray[np.bool_],
+    valid: npt.NDArray[np.bool_] | None,
+    rule: ColumnSchema,
+) -> list[Anomaly]:
+    bad = ~finite_mask
+    if valid is not None:
+        bad &= valid
+    if rule.allow_nan:
+        bad &= ~np.isnan(values)
+    if rule.allow_inf:
+        bad &= ~np.isinf(values)
+    positions = np.flatnonzero(bad)
+    if positions.size == 0:
+        return []
+    allowed = [w for w, ok in (("NaN", rule.allow_nan), ("infinity", rule.allow_inf)) if not ok]
+    return [
+        Anomaly(
+            kind="nan_or_inf",
+            severity="error",
+            column=rule.name,
+            count=int(positions.size),
+            examples=[str(v) for v in values[positions[:EXAMPLES]].tolist()],
+            rows=positions[:EXAMPLES].tolist(),
+            message=f"column {rule.name!r} has {positions.size:,} values that are "
+            f"{' or '.join(allowed)}, which the schema does not allow",
+        )
+    ]
+
+
+def _check_domain(column: pa.ChunkedArray, rule: ColumnSchema) -> list[Anomaly]:
+    counted = pc.value_counts(pc.drop_null(column) if column.null_count else column)
+    values = counted.field("values")
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    domain = pa.array(rule.domain or [], type=values.type)
+    unseen = pc.invert(pc.is_in(values, value_set=domain))
+    if not pc.any(unseen).as_py():
+        return []
+    names = pc.filter(values, unseen)
+    counts = pc.filter(counted.field("counts"), unseen).to_numpy()
+    order = np.argsort(-counts, kind="stable")[:EXAMPLES]
+    total = int(counts.sum())
+    return [
+        Anomaly(
+            kind="unseen_category",
+            severity="error",
+            column=rule.name,
+            count=total,
+            examples=[names[int(i)].as_py() for i in order],
+            message=f"column {rule.name!r} has {total:,} values in {len(names):,} categories "
+            "outside its domain",
+        )
+    ]
+
+
+def _check_key(table: pa.Table, key: list[str]) -> list[Anomaly]:
+    if len(key) == 1:
+        column = table.column(key[0])
+        if pc.count_distinct(column, mode="all").as_py() == table.num_rows:
+            return []
+    grouped = table.select(key).group_by(key, use_threads=True).aggregate([([], "count_all")])
+    dupes = grouped.filter(pc.greater(grouped.column("count_all"), 1))
+    if dupes.num_rows == 0:
+        return []
+    extra = int(pc.sum(dupes.column("count_all")).as_py()) - dupes.num_rows
+    examples = [
+        row[key[0]] if len(key) == 1 else tuple(row[k] for k in key)
+        for row in dupes.slice(0, EXAMPLES).to_pylist()
+    ]
+    return [
+        Anomaly(
+            kind="duplicate_key",
+            severity="error",
+            column=", ".join(key),
+            count=extra,
+            examples=[_plain(e) for e in examples],
+            message=f"key ({', '.join(key)}) repeats: {dupes.num_rows:,} values occur more than "
+            f"once ({extra:,} extra rows)",
+        )
+    ]
+
+
+def _plain(value: Any) -> Any:  # Any: one key value of whatever type the column holds
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
