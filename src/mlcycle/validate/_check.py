@@ -8,6 +8,9 @@ taking the first few values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,8 @@ from mlcycle.validate._tables import TableLike, to_arrow
 __all__ = ["check"]
 
 EXAMPLES = 5
+_THREADS = 2
+_PARALLEL_CELLS = 1_000_000
 
 
 def check(data: TableLike, schema: Schema | Path | str) -> ValidationReport:
@@ -50,19 +55,26 @@ def check(data: TableLike, schema: Schema | Path | str) -> ValidationReport:
             )
         )
     present = set(table.schema.names)
-    for rule in rules.columns:
-        if rule.name not in present:
-            anomalies.append(
-                Anomaly(
-                    kind="missing_column",
-                    severity="error",
-                    column=rule.name,
-                    count=table.num_rows,
-                    message=f"column {rule.name!r} ({rule.type}) is missing",
-                )
-            )
-            continue
-        anomalies.extend(_check_column(table.column(rule.name), rule, table.num_rows))
+    anomalies.extend(
+        Anomaly(
+            kind="missing_column",
+            severity="error",
+            column=rule.name,
+            count=table.num_rows,
+            message=f"column {rule.name!r} ({rule.type}) is missing",
+        )
+        for rule in rules.columns
+        if rule.name not in present
+    )
+    tasks: list[Callable[[], list[Anomaly]]] = [
+        partial(_check_column, table.column(rule.name), rule, table.num_rows)
+        for rule in rules.columns
+        if rule.name in present
+    ]
+    if rules.key and all(k in present for k in rules.key) and table.num_rows:
+        tasks.append(partial(_check_key, table, rules.key))
+    for found in _run(tasks, cells=table.num_rows * len(tasks)):
+        anomalies.extend(found)
     expected = set(rules.names)
     anomalies.extend(
         Anomaly(
@@ -75,11 +87,17 @@ def check(data: TableLike, schema: Schema | Path | str) -> ValidationReport:
         for name in table.schema.names
         if name not in expected
     )
-    if rules.key and all(k in present for k in rules.key) and table.num_rows:
-        anomalies.extend(_check_key(table, rules.key))
     return ValidationReport(
         anomalies=anomalies, rows=table.num_rows, columns=table.num_columns, dataset=rules.dataset
     )
+
+
+def _run(tasks: list[Callable[[], list[Anomaly]]], *, cells: int) -> list[list[Anomaly]]:
+    """Run the per-column checks, on two threads when the table is big enough to gain."""
+    if cells < _PARALLEL_CELLS or len(tasks) < 2:
+        return [task() for task in tasks]
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+        return list(pool.map(lambda task: task(), tasks))
 
 
 def _check_column(column: pa.ChunkedArray, rule: ColumnSchema, rows: int) -> list[Anomaly]:
@@ -141,6 +159,8 @@ def _numeric_values(column: pa.ChunkedArray, family: str) -> npt.NDArray[Any]:
 
 def _check_numeric(column: pa.ChunkedArray, rule: ColumnSchema, family: str) -> list[Anomaly]:
     values = _numeric_values(column, family)
+    if not column.null_count and _within(values, rule):
+        return []
     valid = None if not column.null_count else ~pc.is_null(column).to_numpy(zero_copy_only=False)
     anomalies: list[Anomaly] = []
     finite = None
@@ -171,6 +191,14 @@ def _check_numeric(column: pa.ChunkedArray, rule: ColumnSchema, family: str) -> 
         outside &= finite
     anomalies.append(_out_of_range(values, outside, rule))
     return anomalies
+
+
+def _within(values: npt.NDArray[Any], rule: ColumnSchema) -> bool:
+    """Two SIMD reductions decide most columns: min and max propagate NaN and show infinities."""
+    low, high = values.min(), values.max()
+    if values.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
+        return False
+    return (rule.min is None or low >= rule.min) and (rule.max is None or high <= rule.max)
 
 
 def _out_of_range(
@@ -225,29 +253,56 @@ def _check_nan_inf(
 
 
 def _check_domain(column: pa.ChunkedArray, rule: ColumnSchema) -> list[Anomaly]:
-    counted = pc.value_counts(pc.drop_null(column) if column.null_count else column)
-    values = counted.field("values")
-    if pa.types.is_dictionary(values.type):
-        values = values.cast(values.type.value_type)
-    domain = pa.array(rule.domain or [], type=values.type)
-    unseen = pc.invert(pc.is_in(values, value_set=domain))
-    if not pc.any(unseen).as_py():
+    if pa.types.is_dictionary(column.type):
+        unseen = _unseen_in_dictionaries(column, rule.domain or [])
+    else:
+        inside = pc.is_in(column, value_set=pa.array(rule.domain or [], type=column.type))
+        if (pc.sum(inside).as_py() or 0) == len(column) - column.null_count:
+            return []
+        outside = pc.and_kleene(pc.invert(inside), pc.is_valid(column))
+        counted = pc.value_counts(pc.filter(column, outside))
+        unseen = dict(
+            zip(
+                counted.field("values").to_pylist(),
+                counted.field("counts").to_pylist(),
+                strict=True,
+            )
+        )
+    if not unseen:
         return []
-    names = pc.filter(values, unseen)
-    counts = pc.filter(counted.field("counts"), unseen).to_numpy()
-    order = np.argsort(-counts, kind="stable")[:EXAMPLES]
-    total = int(counts.sum())
+    total = sum(unseen.values())
+    examples = sorted(unseen, key=lambda v: (-unseen[v], v))[:EXAMPLES]
     return [
         Anomaly(
             kind="unseen_category",
             severity="error",
             column=rule.name,
             count=total,
-            examples=[names[int(i)].as_py() for i in order],
-            message=f"column {rule.name!r} has {total:,} values in {len(names):,} categories "
+            examples=list(examples),
+            message=f"column {rule.name!r} has {total:,} values in {len(unseen):,} categories "
             "outside its domain",
         )
     ]
+
+
+def _unseen_in_dictionaries(column: pa.ChunkedArray, domain: list[str]) -> dict[str, int]:
+    """Test each chunk's dictionary, then count only the rows that use an unseen entry."""
+    unseen: dict[str, int] = {}
+    for chunk in column.chunks:
+        entries = chunk.dictionary
+        outside = np.flatnonzero(
+            ~pc.is_in(entries, value_set=pa.array(domain, type=entries.type)).to_numpy(
+                zero_copy_only=False
+            )
+        )
+        if outside.size == 0:
+            continue
+        indices = pc.drop_null(chunk.indices).to_numpy()
+        counts = np.bincount(indices, minlength=len(entries))[outside]
+        for entry, count in zip(entries.take(outside).to_pylist(), counts.tolist(), strict=True):
+            if count:
+                unseen[entry] = unseen.get(entry, 0) + count
+    return unseen
 
 
 def _check_key(table: pa.Table, key: list[str]) -> list[Anomaly]:
