@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlcycle.data import DatasetRegistry
+from mlcycle.validate._refs import table_of
 from mlcycle.validate._report import Anomaly, ValidationReport
 from mlcycle.validate._schema import ColumnSchema, Schema, ensure_schema, type_family
 from mlcycle.validate._tables import TableLike, to_arrow
@@ -30,8 +33,17 @@ _THREADS = 2
 _PARALLEL_CELLS = 1_000_000
 
 
-def check(data: TableLike, schema: Schema | Path | str) -> ValidationReport:
-    """Every way ``data`` breaks ``schema``, as a report of anomalies.
+def check(
+    data: TableLike | str,
+    schema: Schema | Path | str,
+    *,
+    registry: DatasetRegistry | None = None,
+) -> ValidationReport:
+    """Every way ``data`` breaks ``schema`` (a Schema or a YAML file), as a report of anomalies.
+
+    ``data`` is a pyarrow Table, a pandas or polars DataFrame, or a dataset
+    reference such as ``"bike/3"`` (``registry`` defaults to the working
+    directory's workspace).
 
     >>> import pyarrow as pa
     >>> from mlcycle.validate import infer_schema
@@ -41,7 +53,13 @@ def check(data: TableLike, schema: Schema | Path | str) -> ValidationReport:
     (False, [('out_of_range', 'x', 1, [9.0])])
     """
     rules = ensure_schema(schema)
-    table = to_arrow(data)
+    if isinstance(data, str):
+        table, version = table_of(data, registry=registry)
+        return replace(_check_table(table, rules), dataset=version.ref)
+    return _check_table(to_arrow(data), rules)
+
+
+def _check_table(table: pa.Table, rules: Schema) -> ValidationReport:
     anomalies: list[Anomaly] = []
     if table.num_rows < max(rules.min_rows, 1):
         anomalies.append(

@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from mlcycle.data import ColumnProfile, DatasetProfile, profile_table
+from mlcycle.data import ColumnProfile, DatasetProfile, DatasetRegistry, profile_table
 from mlcycle.errors import ValidationFailed
+from mlcycle.validate._refs import profile_of
 from mlcycle.validate._schema import ColumnSchema, Schema, type_family
 from mlcycle.validate._tables import TableLike, to_arrow
 
@@ -21,12 +22,13 @@ __all__ = ["infer_schema"]
 
 
 def infer_schema(
-    data: DatasetProfile | TableLike,
+    data: DatasetProfile | TableLike | str,
     *,
     slack: float = 0.1,
     max_categories: int = 100,
     key: Sequence[str] | None = None,
     dataset: str | None = None,
+    registry: DatasetRegistry | None = None,
 ) -> Schema:
     """A schema that the profiled data passes, loosened by ``slack``.
 
@@ -36,7 +38,9 @@ def infer_schema(
     went negative; whole numbers for integer columns); the sorted categories of a
     string column with at most ``max_categories`` distinct values; NaN and
     infinities allowed only if seen. ``key`` names columns whose values together
-    must be unique.
+    must be unique. ``data`` may be a profile, a table or frame, or a dataset
+    reference such as ``"bike/3"`` (its stored profile is used; ``registry``
+    defaults to the working directory's workspace).
 
     >>> import pyarrow as pa
     >>> s = infer_schema(pa.table({"x": [0.0, 10.0], "c": ["a", "b"]}), key=["c"])
@@ -45,7 +49,13 @@ def infer_schema(
     """
     if slack < 0 or not math.isfinite(slack):
         raise ValidationFailed(f"slack must be a finite number >= 0, not {slack}")
-    profile = data if isinstance(data, DatasetProfile) else profile_table(to_arrow(data))
+    if isinstance(data, str):
+        profile, version = profile_of(data, registry=registry)
+        dataset = dataset if dataset is not None else version.name
+    elif isinstance(data, DatasetProfile):
+        profile = data
+    else:
+        profile = profile_table(to_arrow(data))
     if profile.rows == 0:
         raise ValidationFailed("the data has no rows; infer a schema from a non-empty dataset")
     key_columns = list(key or [])
