@@ -17,6 +17,7 @@ store, so users always see what they logged.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 from mlcycle.clock import Clock, open_clock
-from mlcycle.errors import AlreadyExists, WorkspaceError
+from mlcycle.errors import AlreadyExists, ValidationFailed, WorkspaceError
 from mlcycle.settings import CONFIG_FILE, Settings, load_settings
 from mlcycle.store import (
     ArtifactStore,
@@ -40,11 +41,15 @@ from mlcycle.track import DEFAULT_EXPERIMENT, ActiveRun, RunView, Tracker
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
-    from mlcycle.data import DatasetRegistry
+    from mlcycle.data import DatasetRegistry, PolicyFinding
     from mlcycle.store import DatasetCatalog, TableArea
 
-__all__ = ["Workspace"]
+__all__ = ["SCHEMAS_DIR", "Workspace"]
+
+SCHEMAS_DIR = "schemas"
+"""The project folder of dataset schemas: ``schemas/bike.yaml`` is the schema of ``bike``."""
 
 
 class Workspace:
@@ -89,8 +94,43 @@ class Workspace:
                 clock=self.clock,
                 actor=self.actor,
                 tracker=self.tracker,
+                policy_scan=self._scan_policy,
+                schema_check=self._check_schema,
+                schemas_dir=self.schemas_dir,
             )
         return self._data
+
+    @property
+    def schemas_dir(self) -> Path:
+        """The project's ``schemas/`` folder, where ``<dataset>.yaml`` schema files live."""
+        return self.settings.home / SCHEMAS_DIR
+
+    def _scan_policy(self, table: pa.Table) -> list[PolicyFinding]:
+        from mlcycle.data import scan_policy  # noqa: PLC0415  (pyarrow loads on first use)
+
+        rules = self.settings.data
+        return scan_policy(
+            table,
+            personal_names=rules.personal_names,
+            deny_columns=rules.deny_columns,
+            sample_rows=rules.pii_sample_rows,
+        )
+
+    def _check_schema(self, name: str, table: pa.Table) -> None:
+        from mlcycle.validate import check, load_schema  # noqa: PLC0415  (loads on first use)
+
+        path = self.schemas_dir / f"{name}.yaml"
+        if not path.is_file():
+            raise ValidationFailed(
+                f"cannot validate dataset '{name}': there is no schema file {path}; infer one "
+                f"with mc.validate.infer_schema('{name}') (it writes that file) or write it, "
+                "or register without validate=True; nothing was registered"
+            )
+        report = dataclasses.replace(check(table, load_schema(path)), dataset=name)
+        try:
+            report.raise_for_errors()
+        except ValidationFailed as exc:
+            raise ValidationFailed(f"{exc}\nSchema: {path}. Nothing was registered.") from exc
 
     @classmethod
     def open(cls, settings: Settings) -> Workspace:

@@ -17,6 +17,7 @@ import time as monotonic_time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -26,6 +27,7 @@ import pyarrow.compute as pc
 from mlcycle.clock import Clock
 from mlcycle.data._content import canonical, content_digest
 from mlcycle.data._diff import DatasetDiff, diff_tables
+from mlcycle.data._policy import PolicyFinding
 from mlcycle.data._refs import LATEST, parse_ref
 from mlcycle.data._sources import read_source
 from mlcycle.errors import MlcycleError, NotFound, ValidationFailed
@@ -48,6 +50,9 @@ __all__ = ["DatasetConflict", "DatasetRegistry"]
 
 Mode = Literal["append", "overwrite"]
 Check = Callable[[pa.Table], None]
+SchemaCheck = Callable[[str, pa.Table], None]
+"""Checks rows against the schema of the named dataset; raises ``ValidationFailed`` if bad."""
+PolicyScan = Callable[[pa.Table], Sequence[PolicyFinding]]
 _COMMIT_RETRIES = 5
 _TABLES_PREFIX = "datasets"
 ROW_COLUMN = "_mlcycle_row"
@@ -69,7 +74,9 @@ class DatasetRegistry:
     clock: Clock
     actor: str
     tracker: Tracker | None = None
-    policy_scan: Callable[[pa.Table], list[dict[str, Any]]] | None = None  # Any: JSON findings
+    policy_scan: PolicyScan | None = None
+    schema_check: SchemaCheck | None = None
+    schemas_dir: Path | None = None
     lock_ttl_s: float = 600.0
     lock_wait_s: float = 120.0
 
@@ -86,6 +93,7 @@ class DatasetRegistry:
         schema: Literal["merge"] | None = None,
         description: str | None = None,
         check: Check | None = None,
+        validate: bool = False,
     ) -> DatasetVersion:
         """Add ``source`` to dataset ``name`` as a new version (the first register creates it).
 
@@ -93,6 +101,9 @@ class DatasetRegistry:
         identical to the latest version makes no new version and returns it.
         ``schema="merge"`` lets an append add (or leave out) columns. ``check``
         runs on the new rows before anything is written; if it raises, nothing is.
+        ``validate=True`` checks the new rows against the dataset's schema
+        (``schemas/<name>.yaml`` in a workspace) the same way: data that breaks
+        it raises ``ValidationFailed`` listing the anomalies, and nothing is written.
         """
         check_dataset_name(name)
         if mode not in {"append", "overwrite"}:
@@ -109,6 +120,13 @@ class DatasetRegistry:
             raise ValidationFailed(f"column name '{ROW_COLUMN}' is reserved; rename the column")
         keys = tuple(key or ())
         _require_columns(table, [*keys, *([time_column] if time_column else [])], name)
+        if validate:
+            if self.schema_check is None:
+                raise ValidationFailed(
+                    f"cannot validate dataset '{name}': this registry has no schema check; "
+                    "use a Workspace (ws.data or mc.data), or pass check=..."
+                )
+            self.schema_check(name, table)
         if check is not None:
             check(table)
         dataset = self._dataset(name, time_column=time_column, key=keys, description=description)
@@ -224,9 +242,14 @@ class DatasetRegistry:
             delta_version=delta_version,
             operation=operation,
             profile_digest=self._profile(stored),
-            policy=self.policy_scan(stored) if self.policy_scan is not None else [],
+            policy=self._scan(stored),
         )
         return self.catalog.add_dataset_version(record, inputs=inputs, release_lock=owner)
+
+    def _scan(self, table: pa.Table) -> list[dict[str, Any]]:  # Any: JSON findings
+        if self.policy_scan is None:
+            return []
+        return [finding.to_dict() for finding in self.policy_scan(table)]
 
     def _lock(self, name: str, owner: str) -> None:
         deadline = monotonic_time.monotonic() + self.lock_wait_s
@@ -441,6 +464,16 @@ class DatasetRegistry:
     def history(self, name: str) -> list[DatasetVersion]:
         """Every version of ``name``, oldest first."""
         return self.catalog.list_dataset_versions(name)
+
+    def policy(self, ref: str | DatasetVersion) -> list[PolicyFinding]:
+        """The policy findings recorded on a version (``bike/3`` or its record).
+
+        Columns that look like personal data (e-mail, phone, IP address, card
+        number, a listed name) or are on the deny-list, as found at registration;
+        the registry's gates use them to refuse models trained on denied columns.
+        """
+        found = self.get(ref) if isinstance(ref, str) else ref
+        return [PolicyFinding.from_dict(item) for item in found.policy]
 
     def list(self) -> list[Dataset]:
         """Every dataset, by name."""

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from mlcycle.data._diff import DatasetDiff
+    from mlcycle.data._policy import PolicyFinding
     from mlcycle.store import Dataset, DatasetVersion
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "list_datasets",
     "load",
     "load_table",
+    "policy",
     "register",
     "rollback",
     "sql",
@@ -64,8 +66,12 @@ def register(
     schema: Literal["merge"] | None = None,
     description: str | None = None,
     check: Check | None = None,
+    validate: bool = False,
 ) -> DatasetVersion:
-    """Register ``source`` as a new version of dataset ``name`` (see ``DatasetRegistry``)."""
+    """Register ``source`` as a new version of dataset ``name`` (see ``DatasetRegistry``).
+
+    ``validate=True`` refuses rows that break ``schemas/<name>.yaml``; nothing is written.
+    """
     return current_registry().register(
         name,
         source,
@@ -75,6 +81,7 @@ def register(
         schema=schema,
         description=description,
         check=check,
+        validate=validate,
     )
 
 
@@ -126,6 +133,11 @@ def diff(name: str, old: int, new: int) -> DatasetDiff:
 def rollback(name: str, version: int) -> DatasetVersion:
     """A new version with the content of ``version``."""
     return current_registry().rollback(name, version)
+
+
+def policy(ref: str | DatasetVersion) -> list[PolicyFinding]:
+    """The personal-data and deny-list findings recorded on a version (``bike/3``)."""
+    return current_registry().policy(ref)
 
 
 def list_datasets() -> list[Dataset]:
