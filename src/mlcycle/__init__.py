@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlcycle import data
+    from mlcycle import data, validate
     from mlcycle.store import Event, Experiment, LineageTree
     from mlcycle.track import ActiveRun, RunView
     from mlcycle.workspace import Workspace
@@ -40,6 +40,7 @@ __all__ = [
     "search_runs",
     "seed_everything",
     "start_run",
+    "validate",
 ]
 
 _default: list[Workspace] = []
@@ -129,15 +130,15 @@ def active_run() -> ActiveRun | None:
 
 
 def __getattr__(name: str) -> Any:  # Any: the lazily imported class
-    """Import ``Workspace``, ``ActiveRun``, ``RunView`` and ``data`` (``mc.data``) on first use."""
+    """Import ``Workspace``, ``ActiveRun``, ``RunView``, ``data`` and ``validate`` on first use."""
     if name == "Workspace":
         from mlcycle.workspace import Workspace  # noqa: PLC0415  (light import)
 
         return Workspace
-    if name == "data":
+    if name in {"data", "validate"}:
         import importlib  # noqa: PLC0415  (light import)
 
-        return importlib.import_module("mlcycle.data")
+        return importlib.import_module(f"mlcycle.{name}")
     if name in {"ActiveRun", "RunView"}:
         from mlcycle import track  # noqa: PLC0415  (light import)
 
