@@ -12,6 +12,7 @@ import pytest
 from click.testing import Result
 
 from mlcycle import Workspace
+from mlcycle.cli._demo import DEMO_SCHEMA_MARK
 from mlcycle.settings import load_settings
 
 Invoke = Callable[..., Result]
@@ -26,7 +27,15 @@ def test_demo_tracks_three_models(
     assert result.exit_code == 0, result.output
     assert "initialised an mlcycle project" in result.stdout
     assert (tmp_path / "mlcycle.toml").is_file()
+    assert "registered dataset bike/1: 17,379 rows, 17 columns" in result.stdout
+    assert "wrote schemas/bike.yaml: 17 columns, key (dteday, hr)" in result.stdout
+    assert "validated bike/1 against schemas/bike.yaml: passed" in result.stdout
+    schema = (tmp_path / "schemas" / "bike.yaml").read_text()
+    assert schema.startswith(DEMO_SCHEMA_MARK + "\n# mlcycle schema for bike.")
     with Workspace.open(load_settings(tmp_path)) as workspace:
+        [version] = workspace.data.history("bike")
+        assert (version.rows, version.operation) == (17_379, "create")
+        assert workspace.data.catalog.get_dataset("bike").key == ("dteday", "hr")
         runs = workspace.search_runs("bike-demand", order_by="metrics.rmse")
         assert list(runs["name"]) == ["gbm", "ridge", "baseline"]
         assert set(runs["status"]) == {"finished"}
@@ -41,10 +50,43 @@ def test_demo_tracks_three_models(
         assert curve[-1].value == pytest.approx(rmse[0])
         names = {a.name for a in workspace.metadata.list_artifacts(gbm.id)}
         assert names == {"predictions_sample", "report"}
+        for run_id in runs["run_id"]:  # each run trained on the recorded dataset version
+            inputs = {(p.ref, p.kind) for p in workspace.lineage(f"run:{run_id}").parents}
+            assert ("data:/bike/1", "input") in inputs
+        assert set(runs["params.dataset"]) == {"bike/1"}
+        assert set(runs["params.train_rows"]) == {"14491"}  # hours before 2012-09-01
     table = result.stdout[result.stdout.index("bike-demand: test set") :]
     gbm_line = next(line for line in table.splitlines() if "gbm" in line)
     assert gbm_line.count("★") == 3  # best rmse, mae and r2
     assert "mlcycle runs compare" in result.stdout
+    assert "mlcycle data show bike" in result.stdout
+    assert f"mlcycle runs show {gbm.id}" in result.stdout
+
+
+@pytest.mark.slow
+def test_demo_twice_reuses_the_dataset_version_and_keeps_an_edited_schema(
+    invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert invoke("demo").exit_code == 0
+    again = invoke("demo")
+    assert again.exit_code == 0, again.output
+    assert "dataset bike/1 is up to date: 17,379 rows (no new version)" in again.stdout
+    assert "schema schemas/bike.yaml is up to date" in again.stdout
+    path = tmp_path / "schemas" / "bike.yaml"
+    # Someone takes the file over (drops the demo's first line) and tightens a bound.
+    owned = path.read_text().split("\n", 1)[1].replace("max: 1075", "max: 500")
+    path.write_text(owned)
+    refused = invoke("demo")
+    assert refused.exit_code == 1
+    assert "kept schemas/bike.yaml (edited or written by you" in refused.stdout
+    assert "out_of_range" in refused.stdout
+    assert refused.stderr.startswith("error: dataset bike/1 breaks")
+    assert "no model was trained" in refused.stderr
+    assert path.read_text() == owned
+    with Workspace.open(load_settings(tmp_path)) as workspace:
+        assert [v.version for v in workspace.data.history("bike")] == [1]
+        assert len(workspace.search_runs("bike-demand")) == 6  # two demos; the third trained none
 
 
 @pytest.mark.slow
@@ -65,6 +107,12 @@ def test_init_demo_then_runs_list_in_real_processes(tmp_path: Path) -> None:
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
     assert sorted(row["name"] for row in rows) == ["baseline", "gbm", "ridge"]
+    assert (project / "schemas" / "bike.yaml").is_file()  # in the project, not the cwd
+    gbm = next(row["run_id"] for row in rows if row["name"] == "gbm")
+    shown = mlcycle("runs", "show", gbm, cwd=project)
+    assert "data:/bike/1 (input)" in shown.stdout
+    validated = mlcycle("data", "validate", "bike", cwd=project)
+    assert validated.returncode == 0, validated.stdout + validated.stderr
     table = mlcycle("runs", "list", "-e", "bike-demand", cwd=project)
     for row in rows:
         assert row["run_id"] in table.stdout

@@ -6,6 +6,17 @@ model given them would read the answer off its inputs: target leakage), and
 ``instant`` and ``dteday`` are dropped because they only number the rows.
 The split is by time, as a deployed model meets the future: train on every
 hour before 2012-09-01, test on September to December 2012.
+
+Before training, the demo walks the data stage: it registers the bundled CSV
+as dataset ``bike`` (a no-op when that content is already the latest
+version, so the demo can run again), infers its schema into
+``schemas/bike.yaml`` and validates the version against it. Each run then
+loads that exact version, so its lineage lists ``data:/bike/N``.
+
+The schema file belongs to the project once someone edits it. The demo writes
+it with a first line saying so; it rewrites the file only while that line is
+there, and otherwise validates against the file as it finds it (and stops,
+training nothing, when the data breaks it).
 """
 
 from __future__ import annotations
@@ -19,14 +30,27 @@ from mlcycle.cli._context import console, load
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     import pandas as pd
+    from rich.console import Console
 
     from mlcycle import ActiveRun, Workspace
+    from mlcycle.settings import Settings
+    from mlcycle.store import DatasetVersion
 
-__all__ = ["EXPERIMENT", "SPLIT_DATE", "demo"]
+__all__ = ["DATASET", "DEMO_SCHEMA_MARK", "EXPERIMENT", "SPLIT_DATE", "demo"]
 
 EXPERIMENT = "bike-demand"
+DATASET = "bike"
+DATASET_KEY = ("dteday", "hr")
+TIME_COLUMN = "dteday"
+DEMO_SCHEMA_MARK = (
+    "# Written by `mlcycle demo`, which rewrites this file while this line is here; "
+    "delete this line to keep your edits."
+)
+"""The first line of a schema file the demo wrote (and may therefore rewrite)."""
+LEAKY = ["casual", "registered", "instant"]
 SPLIT_DATE = "2012-09-01"
 SEED = 42
 TARGET = "cnt"
@@ -37,12 +61,16 @@ HISTORY_EVERY = 10
 
 
 def demo(ctx: typer.Context) -> None:
-    """Track three models on the Bike Sharing data.
+    """Version, validate and train on the Bike Sharing data.
 
-    Trains a mean baseline, a ridge regression and gradient boosting to predict
-    hourly bike rentals (time-based split: train before 2012-09-01, test after),
-    records each as a run of experiment bike-demand and prints the comparison.
-    Uses the project found from the working directory, or creates one there.
+    Registers the bundled hourly data as dataset bike (no new version when it
+    is unchanged), infers its schema into schemas/bike.yaml (kept as it is if
+    you edited it: see docs/cli.md), validates the data against it, then
+    trains a mean baseline, a ridge regression and gradient boosting on that
+    dataset version to predict hourly rentals (train before 2012-09-01, test
+    after), records each as a run of experiment bike-demand and prints the
+    comparison. Uses the project found from the working directory, or creates
+    one there.
     """
     from mlcycle.project import init_project
     from mlcycle.settings import CONFIG_FILE
@@ -53,38 +81,49 @@ def demo(ctx: typer.Context) -> None:
         init_project(settings.home)
         out.print(f"initialised an mlcycle project in {settings.home}")
     started = time.perf_counter()
-    results = _train_all(settings)
+    results = _run(settings, out)
     out.print(_results_table(results))
     out.print(
         "★ best per metric: ↓ lowest for loss-like metrics (rmse, mae), ↑ highest otherwise (r2)"
     )
     out.print(f"tracked {len(results)} runs in {time.perf_counter() - started:.1f}s")
     ids = " ".join(result["run_id"] for result in results)
+    gbm = next(result["run_id"] for result in results if result["model"] == "gbm")
     out.print("\nNext, try:")
-    out.print(f"  mlcycle runs list -e {EXPERIMENT}", markup=False)
-    out.print(f"  mlcycle runs compare {ids}", markup=False, soft_wrap=True)
-    out.print(
-        "  mlcycle runs list --where 'metrics.rmse < 100' --order-by metrics.rmse", markup=False
-    )
+    for line in (
+        f"  mlcycle data show {DATASET}            # the profile of every column",
+        f"  mlcycle data validate {DATASET}        # against schemas/{DATASET}.yaml",
+        f"  mlcycle runs show {gbm}   # its lineage lists the dataset version",
+        f"  mlcycle runs list -e {EXPERIMENT}",
+        f"  mlcycle runs compare {ids}",
+        "  mlcycle runs list --where 'metrics.rmse < 100' --order-by metrics.rmse",
+    ):
+        out.print(line, markup=False, soft_wrap=True)
 
 
-def _train_all(settings: Any) -> list[dict[str, Any]]:  # Any: Settings, JSON-like results
+def _run(settings: Settings, out: Console) -> list[dict[str, Any]]:  # Any: JSON-like results
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     from mlcycle import Workspace
 
     progress = Progress(
-        TextColumn("{task.description:<28}"), BarColumn(), TimeElapsedColumn(), console=console()
+        TextColumn("{task.description:<28}"), BarColumn(), TimeElapsedColumn(), console=out
     )
     # One OpenMP thread: on a busy machine, gradient boosting's spinning thread pool
     # made the fit 40x slower (53 s instead of 1.3 s with 2 cores and a load of 8).
     with progress, threadpool_limits(limits=1, user_api="openmp"):
-        task = progress.add_task("loading Bike Sharing data", total=4)
-        train, test = _load_split()
-        progress.advance(task)
+        task = progress.add_task("registering dataset bike", total=6)
         workspace = Workspace.open(settings)
         try:
+            version = _register(workspace, out)
+            progress.advance(task)
+            progress.update(task, description="inferring its schema")
+            schema_path = _write_schema(workspace, version, settings, out)
+            progress.advance(task)
+            progress.update(task, description="validating it")
+            _validate(workspace, version, schema_path, out)
+            progress.advance(task)
             results = []
             for kind in ("baseline", "ridge", "gbm"):
                 progress.update(task, description=f"training {kind}")
@@ -92,7 +131,7 @@ def _train_all(settings: Any) -> list[dict[str, Any]]:  # Any: Settings, JSON-li
                 def note(text: str) -> None:
                     progress.update(task, description=text)
 
-                results.append(_train_one(workspace, kind, train=train, test=test, note=note))
+                results.append(_train_one(workspace, kind, version=version, note=note))
                 progress.advance(task)
             progress.update(task, description="done")
         finally:
@@ -100,14 +139,85 @@ def _train_all(settings: Any) -> list[dict[str, Any]]:  # Any: Settings, JSON-li
     return results
 
 
-def _load_split() -> tuple[pd.DataFrame, pd.DataFrame]:
+def _register(workspace: Workspace, out: Console) -> DatasetVersion:
+    """The bundled CSV as the latest version of ``bike``; the same content makes no new one."""
+    from mlcycle.datasets import BIKE_SHARING_HOURLY
+    from mlcycle.errors import NotFound
+
+    try:
+        before: int | None = workspace.data.get(DATASET).version
+    except NotFound:
+        before = None
+    version = workspace.data.register(
+        DATASET,
+        BIKE_SHARING_HOURLY,
+        mode="overwrite",  # the file is the whole dataset; unchanged content is a no-op
+        time_column=TIME_COLUMN,
+        key=list(DATASET_KEY),
+        description="UCI Bike Sharing, hourly counts with calendar and weather (CC BY 4.0)",
+    )
+    ref = f"{version.name}/{version.version}"
+    if version.version == before:
+        out.print(f"dataset {ref} is up to date: {version.rows:,} rows (no new version)")
+    else:
+        out.print(
+            f"registered dataset {ref}: {version.rows:,} rows, {len(version.columns)} columns "
+            f"from {BIKE_SHARING_HOURLY.name}"
+        )
+    return version
+
+
+def _write_schema(
+    workspace: Workspace, version: DatasetVersion, settings: Settings, out: Console
+) -> Path:
+    """Infer the schema into ``schemas/bike.yaml``, unless the project owns that file now."""
+    from mlcycle.cli._data import default_schema_path
+    from mlcycle.validate import infer_schema
+
+    path = default_schema_path(settings, DATASET)
+    shown = path.relative_to(settings.home)
+    if path.exists() and not _written_by_demo(path):
+        out.print(f"kept {shown} (edited or written by you; the demo leaves it as it is)")
+        return path
+    schema = infer_schema(version.ref, registry=workspace.data, key=list(DATASET_KEY), save=False)
+    text = f"{DEMO_SCHEMA_MARK}\n{schema.to_yaml()}"
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        out.print(f"schema {shown} is up to date")
+        return path
+    action = "rewrote" if path.exists() else "wrote"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    out.print(f"{action} {shown}: {len(schema.columns)} columns, key ({', '.join(schema.key)})")
+    return path
+
+
+def _written_by_demo(path: Path) -> bool:
+    with path.open(encoding="utf-8", errors="replace") as stream:
+        return stream.readline().rstrip("\n") == DEMO_SCHEMA_MARK
+
+
+def _validate(workspace: Workspace, version: DatasetVersion, schema: Path, out: Console) -> None:
+    """Check the version against the schema; errors stop the demo before any training."""
+    from mlcycle.errors import ValidationFailed
+    from mlcycle.validate import check, load_schema
+
+    report = check(version.ref, load_schema(schema), registry=workspace.data)
+    ref = f"{version.name}/{version.version}"
+    verdict = "[green]passed[/]" if report.ok else "[red]failed[/]"
+    shown = f"{schema.parent.name}/{schema.name}"
+    out.print(f"validated {ref} against {shown}: {verdict}, {report}", soft_wrap=True)
+    if not report.ok:
+        raise ValidationFailed(
+            f"dataset {ref} breaks {schema} ({len(report.errors)} error(s)); no model was "
+            f"trained. Fix the schema file, or delete it to let the demo infer a fresh one"
+        )
+
+
+def _split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     import pandas as pd
 
-    from mlcycle.datasets import BIKE_SHARING_HOURLY
-
-    frame = pd.read_csv(BIKE_SHARING_HOURLY, parse_dates=["dteday"])
-    # casual + registered == cnt: keeping them would leak the target into the features.
-    frame = frame.drop(columns=["casual", "registered", "instant"])
+    frame = frame.drop(columns=LEAKY)  # casual + registered == cnt: they leak the target
+    frame["dteday"] = pd.to_datetime(frame["dteday"])
     before = frame["dteday"] < pd.Timestamp(SPLIT_DATE)
     return frame[before].reset_index(drop=True), frame[~before].reset_index(drop=True)
 
@@ -141,14 +251,14 @@ def _train_one(
     workspace: Workspace,
     kind: str,
     *,
-    train: pd.DataFrame,
-    test: pd.DataFrame,
+    version: DatasetVersion,
     note: Callable[[str], None],
 ) -> dict[str, Any]:  # Any: JSON-like results
     import mlcycle as mc
 
     features = CATEGORICAL + NUMERIC
     model, params = _model(kind)
+    ref = f"{version.name}/{version.version}"
     with workspace.start_run(
         EXPERIMENT,
         name=kind,
@@ -157,11 +267,13 @@ def _train_one(
             "target": TARGET,
             "features": len(features),
             "split": f"train < {SPLIT_DATE} <= test",
-            "train_rows": len(train),
-            "test_rows": len(test),
+            "dataset": ref,
         },
-        tags={"demo": "true", "dataset": "uci-bike-sharing-hourly", "stage": "first-slice"},
+        tags={"demo": "true", "dataset": "uci-bike-sharing-hourly", "stage": "data"},
     ) as run:
+        # Loaded inside the run, so the run records data:/bike/N as its input.
+        train, test = _split(workspace.data.load(ref))
+        run.log_params({"train_rows": len(train), "test_rows": len(test)})
         mc.seed_everything(SEED)
         model.fit(train[features], train[TARGET])
         if kind == "gbm":
