@@ -20,7 +20,7 @@ from mlcycle.store._records import MetricPoint
 from mlcycle.store._schema import metadata
 from mlcycle.store._sql_db import MIGRATIONS_DIR, Database, _alembic_config
 
-HEAD = "0004"
+HEAD = "0005"
 OPTS = {"version_table": "mlcycle_alembic_version"}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from mlcycle.data._content import content_digest
 from mlcycle.data._datasets import DatasetConflict, DatasetRegistry
 from mlcycle.data._diff import ColumnChange, DatasetDiff
+from mlcycle.data._erase import Erasure, parse_predicate
 from mlcycle.data._policy import PolicyFinding, scan_policy
 from mlcycle.data._profile import ColumnProfile, DatasetProfile, Histogram, profile_table
 from mlcycle.data._profile_report import render_profile_html
@@ -13,6 +14,7 @@ from mlcycle.data._sdk import (
     csv,
     current_registry,
     diff,
+    erase,
     get,
     history,
     load,
@@ -33,6 +35,7 @@ __all__ = [
     "DatasetDiff",
     "DatasetProfile",
     "DatasetRegistry",
+    "Erasure",
     "Histogram",
     "PolicyFinding",
     "Ref",
@@ -41,11 +44,13 @@ __all__ = [
     "csv",
     "current_registry",
     "diff",
+    "erase",
     "get",
     "history",
     "list",
     "load",
     "load_table",
+    "parse_predicate",
     "parse_ref",
     "policy",
     "profile_table",

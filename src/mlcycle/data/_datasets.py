@@ -13,9 +13,10 @@ makes no new version.
 from __future__ import annotations
 
 import io
+import re
 import time as monotonic_time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,6 +28,7 @@ import pyarrow.compute as pc
 from mlcycle.clock import Clock
 from mlcycle.data._content import canonical, content_digest
 from mlcycle.data._diff import DatasetDiff, diff_tables
+from mlcycle.data._erase import Erasure, Predicate, parse_predicate
 from mlcycle.data._policy import PolicyFinding
 from mlcycle.data._refs import LATEST, parse_ref
 from mlcycle.data._sources import read_source
@@ -46,7 +48,7 @@ from mlcycle.track import Tracker, current_run
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DatasetConflict", "DatasetRegistry"]
+__all__ = ["DatasetConflict", "DatasetRegistry", "Erasure"]
 
 Mode = Literal["append", "overwrite"]
 Check = Callable[[pa.Table], None]
@@ -55,6 +57,8 @@ SchemaCheck = Callable[[str, pa.Table], None]
 PolicyScan = Callable[[pa.Table], Sequence[PolicyFinding]]
 _COMMIT_RETRIES = 5
 _TABLES_PREFIX = "datasets"
+_REWRITTEN = "_rewritten"
+"""Tables rewritten by an erasure: ``datasets/_rewritten/<name>/g<generation>``."""
 ROW_COLUMN = "_mlcycle_row"
 """Each stored row's position: Delta does not keep the order of files, the digest needs it."""
 
@@ -203,7 +207,7 @@ class DatasetRegistry:
     ) -> DatasetVersion:
         name = dataset.name
         latest = self.catalog.latest_dataset_version(name)
-        uri = self.tables.table_uri(f"{_TABLES_PREFIX}/{name}")
+        uri = self.tables.table_uri(self._table_name(name))  # read under the lease: erase moves it
         current = self._delta(uri)
         if current is None or latest is None:
             mode = "overwrite"
@@ -427,8 +431,12 @@ class DatasetRegistry:
         )
 
     def _read(self, found: DatasetVersion) -> pa.Table:
-        uri = self.tables.table_uri(f"{_TABLES_PREFIX}/{found.name}")
+        uri = self.tables.table_uri(self._table_name(found.name))
         return self._read_delta(uri, found.delta_version)
+
+    def _table_name(self, name: str) -> str:
+        """Where the dataset's Delta table is: ``datasets/<name>`` until an erasure moves it."""
+        return self.catalog.get_dataset(name).table_path or f"{_TABLES_PREFIX}/{name}"
 
     def _delta(self, uri: str) -> Any:  # Any: a deltalake DeltaTable
         from deltalake import DeltaTable  # noqa: PLC0415  (heavy; on first use)
@@ -458,6 +466,110 @@ class DatasetRegistry:
         query = f'SELECT * FROM "t" ORDER BY "{ROW_COLUMN}"'  # noqa: S608  (constants only)
         found = pa.table(QueryBuilder().register("t", table).execute(query))
         return canonical(found.drop_columns([ROW_COLUMN]))
+
+    # -- erasure -------------------------------------------------------------------------------
+
+    def erase(self, name: str, *, where: str, reason: str) -> Erasure:
+        """Remove the rows matching ``where`` from every version of ``name``; the one deletion.
+
+        ``where`` is a restricted predicate (``"email = 'ana@example.com'"``; see
+        ``mlcycle.data._erase`` for the grammar), parsed and run with Arrow
+        compute, never ``eval``. Every version is rewritten, in order and under
+        the dataset's write lease, into a fresh Delta table without the rows;
+        the version records (rows, digest, Delta commit, profile, policy) and the
+        table location are swapped in one transaction with a ``dataset.erased``
+        event (predicate, ``reason``, rows removed per version; never the erased
+        rows); then the old table's files are deleted. Version numbers stay.
+        """
+        predicate = parse_predicate(where)
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValidationFailed(
+                "erase needs a reason=... saying why (such as 'GDPR erasure request #123'); "
+                "it is recorded with the erasure"
+            )
+        self.catalog.get_dataset(name)
+        owner = new_id()
+        self._lock(name, owner)
+        try:
+            return self._erase_locked(name, predicate, reason.strip(), owner)
+        finally:
+            self.catalog.unlock_dataset(name, owner=owner)
+
+    def _erase_locked(self, name: str, predicate: Predicate, reason: str, owner: str) -> Erasure:
+        current = self._table_name(name)
+        generation = _generation(current)
+        target = f"{_TABLES_PREFIX}/{_REWRITTEN}/{name}/g{generation + 1}"
+        # Left behind by an erasure that died: a half-written target, or a table it had
+        # already swapped out but not yet deleted. Neither is read by any version.
+        for leftover in {target, *_table_names(name, generation)} - {current}:
+            self.tables.delete_table(leftover)
+        versions = self.catalog.list_dataset_versions(name)
+        old_uri = self.tables.table_uri(current)
+        contents = [self._read_delta(old_uri, v.delta_version) for v in versions]
+        if versions and not any(predicate.columns <= set(t.column_names) for t in contents):
+            raise ValidationFailed(
+                f"no version of dataset '{name}' has the column(s) "
+                f"{sorted(predicate.columns)} that where= names; nothing was erased"
+            )
+        masks = [
+            predicate.mask(t) if predicate.columns <= set(t.column_names) else None
+            for t in contents
+        ]
+        removed = {
+            v.version: 0 if m is None else int(pc.sum(m).as_py() or 0)
+            for v, m in zip(versions, masks, strict=True)
+        }
+        payload: dict[str, Any] = {  # Any: JSON values
+            "name": name,
+            "predicate": predicate.text,
+            "reason": reason,
+            "rows_removed": {str(k): n for k, n in removed.items()},
+            "total_removed": sum(removed.values()),
+            "table": current,
+        }
+        if not payload["total_removed"]:
+            stored = self.catalog.rewrite_dataset(
+                name,
+                versions=[],
+                table_path=current,
+                owner=owner,
+                actor=self.actor,
+                time=self.clock.now(),
+                payload=payload,
+            )
+            return Erasure(name, predicate.text, reason, removed, stored)
+        new_uri = self.tables.table_uri(target)
+        updated: list[DatasetVersion] = []
+        for index, (version, table, mask) in enumerate(zip(versions, contents, masks, strict=True)):
+            kept = table if mask is None else table.filter(pc.invert(mask))
+            numbered = kept.append_column(
+                ROW_COLUMN, pa.array(range(kept.num_rows), type=pa.int64())
+            )
+            commit = self._commit(
+                new_uri, numbered, mode="overwrite", merge=False, exists=index > 0
+            )
+            if removed[version.version]:
+                version = replace(  # noqa: PLW2901  (the rewritten record)
+                    version,
+                    rows=kept.num_rows,
+                    digest=content_digest(kept),
+                    profile_digest=self._profile(kept),
+                    policy=self._scan(kept),
+                )
+            updated.append(replace(version, delta_version=commit))
+        payload["table"] = target
+        payload["previous_table"] = current
+        stored = self.catalog.rewrite_dataset(
+            name,
+            versions=updated,
+            table_path=target,
+            owner=owner,
+            actor=self.actor,
+            time=self.clock.now(),
+            payload=payload,
+        )
+        self.tables.delete_table(current)
+        return Erasure(name, predicate.text, reason, removed, stored)
 
     # -- history -------------------------------------------------------------------------------
 
@@ -496,6 +608,20 @@ def _require_columns(table: pa.Table, columns: Sequence[str], name: str) -> None
             f"the data for dataset '{name}' has no column(s) {missing} named as key or "
             f"time column; it has {table.column_names}"
         )
+
+
+def _generation(table_name: str) -> int:
+    """How many erasures moved the table (``datasets/_rewritten/bike/g2`` -> 2)."""
+    found = re.fullmatch(rf"{_TABLES_PREFIX}/{_REWRITTEN}/.+/g([0-9]+)", table_name)
+    return int(found[1]) if found else 0
+
+
+def _table_names(name: str, generation: int) -> list[str]:
+    """Every place the table of ``name`` has been, up to ``generation``."""
+    return [
+        f"{_TABLES_PREFIX}/{name}",
+        *(f"{_TABLES_PREFIX}/{_REWRITTEN}/{name}/g{k}" for k in range(1, generation + 1)),
+    ]
 
 
 def _source_ref(described: str) -> str:

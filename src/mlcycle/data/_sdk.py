@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from mlcycle.data._diff import DatasetDiff
+    from mlcycle.data._erase import Erasure
     from mlcycle.data._policy import PolicyFinding
     from mlcycle.store import Dataset, DatasetVersion
 
@@ -27,6 +28,7 @@ __all__ = [
     "csv",
     "current_registry",
     "diff",
+    "erase",
     "get",
     "history",
     "list_datasets",
@@ -138,6 +140,14 @@ def rollback(name: str, version: int) -> DatasetVersion:
 def policy(ref: str | DatasetVersion) -> list[PolicyFinding]:
     """The personal-data and deny-list findings recorded on a version (``bike/3``)."""
     return current_registry().policy(ref)
+
+
+def erase(name: str, *, where: str, reason: str) -> Erasure:
+    """Remove the rows matching ``where`` from every version of ``name`` (see ``DatasetRegistry``).
+
+    ``mc.data.erase("customers", where="email = 'ana@example.com'", reason="GDPR request 17")``
+    """
+    return current_registry().erase(name, where=where, reason=reason)
 
 
 def list_datasets() -> list[Dataset]:

@@ -23,6 +23,7 @@ import hashlib
 import io
 import os
 import re
+import shutil
 import tempfile
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -373,6 +374,11 @@ class LocalArtifactStore:
     def storage_options(self) -> dict[str, str]:
         """Nothing: local tables need no options."""
         return {}
+
+    def delete_table(self, name: str) -> None:
+        """Remove the folder of table ``name`` (only erasure deletes tables)."""
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(self.table_uri(name))
 
     def _path(self, digest: Digest) -> Path:
         return self.root / blob_key(check_digest(digest))

@@ -138,6 +138,15 @@ class S3ArtifactStore:
                 options[option] = secret.get_secret_value()
         return options
 
+    def delete_table(self, name: str) -> None:
+        """Remove every object under table ``name``'s prefix (only erasure deletes tables)."""
+        prefix = f"{self._root}/{TABLES_DIR}/{check_table_name(name)}"
+        with self._errors():
+            self._fs.invalidate_cache()
+            if self._fs.exists(prefix):
+                self._fs.rm(prefix, recursive=True)
+            self._fs.invalidate_cache()
+
     def _key(self, digest: Digest) -> str:
         return f"{self._root}/{blob_key(check_digest(digest))}"
 

@@ -283,6 +283,26 @@ class DatasetCatalog(Protocol):
         """Give the lease back if ``owner`` holds it."""
         ...
 
+    def rewrite_dataset(
+        self,
+        name: str,
+        *,
+        versions: Sequence[DatasetVersion],
+        table_path: str,
+        owner: str,
+        actor: str,
+        time: datetime,
+        payload: dict[str, Any],  # Any: JSON values
+    ) -> list[DatasetVersion]:
+        """Replace version records and the table location of ``name``, as an erasure does.
+
+        In one transaction, while ``owner`` holds the lease: each of ``versions``
+        (matched by number) gets its new rows, digest, Delta commit, profile and
+        policy; the dataset's table moves to ``table_path``; a ``dataset.erased``
+        event carries ``payload``. Returns every version as stored.
+        """
+        ...
+
 
 class MetadataStore(
     ExperimentCatalog,
@@ -334,4 +354,11 @@ class TableArea(Protocol):
 
     def storage_options(self) -> dict[str, str]:
         """Options that let deltalake and pyarrow reach the area (empty when local)."""
+        ...
+
+    def delete_table(self, name: str) -> None:
+        """Remove every file of table ``name``; a table that is not there is no error.
+
+        Only erasure deletes tables: it is the one deliberate exception to never deleting.
+        """
         ...

@@ -225,6 +225,8 @@ class Dataset:
     time_column: str | None = None
     key: tuple[str, ...] = ()
     description: str | None = None
+    table_path: str | None = None
+    """The table's name in the table area when an erasure moved it (else ``datasets/<name>``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,6 +196,7 @@ datasets = Table(
     Column("description", Text, nullable=True),
     Column("lock_owner", String(64), nullable=True),
     Column("lock_until", Float, nullable=True),
+    Column("table_path", String(512), nullable=True),
 )
 
 dataset_versions = Table(

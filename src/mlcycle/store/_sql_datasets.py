@@ -23,9 +23,10 @@ from mlcycle.store._schema import dataset_versions, datasets, lineage_edges
 from mlcycle.store._sql_db import Database, from_epoch, to_epoch
 from mlcycle.store._sql_events import EVENT_LOCK, append_event, check_ref, inserted
 
-__all__ = ["DatasetsMixin", "check_dataset_name"]
+__all__ = ["DatasetsMixin", "check_dataset_name", "check_table_path"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+_TABLE_PATH = re.compile(r"datasets/[A-Za-z0-9_.\-/]{1,500}")
 _OPERATIONS = frozenset({"create", "append", "overwrite", "rollback"})
 
 
@@ -43,6 +44,16 @@ def check_dataset_name(name: str) -> str:
     return name
 
 
+def check_table_path(path: str) -> str:
+    """``path`` if it can name a dataset's table (``datasets/...``), else ``ValidationFailed``."""
+    if not isinstance(path, str) or not _TABLE_PATH.fullmatch(path) or ".." in path.split("/"):
+        raise ValidationFailed(
+            f"table path {path!r} must be 'datasets/' and up to 500 letters, digits, "
+            "'_', '.', '-' or '/'"
+        )
+    return path
+
+
 def _dataset(row: Any) -> Dataset:  # Any: a result row
     return Dataset(
         name=row.name,
@@ -51,6 +62,7 @@ def _dataset(row: Any) -> Dataset:  # Any: a result row
         time_column=row.time_column,
         key=tuple(orjson.loads(row.key)),
         description=row.description,
+        table_path=row.table_path,
     )
 
 
@@ -258,6 +270,75 @@ class DatasetsMixin:
     def unlock_dataset(self, name: str, *, owner: str) -> None:
         """Give the lease back if ``owner`` holds it."""
         self._db.write(lambda conn: _release(conn, name, owner))
+
+    def rewrite_dataset(
+        self,
+        name: str,
+        *,
+        versions: Sequence[DatasetVersion],
+        table_path: str,
+        owner: str,
+        actor: str,
+        time: datetime,
+        payload: dict[str, Any],  # Any: JSON values
+    ) -> list[DatasetVersion]:
+        """Replace version records and the table location of ``name``, as an erasure does.
+
+        In one transaction, while ``owner`` holds the lease: each of ``versions``
+        (matched by number) gets its new rows, digest, Delta commit, profile and
+        policy; the dataset's table moves to ``table_path``; a ``dataset.erased``
+        event carries ``payload``. Version numbers, times and sources stay.
+        """
+        check_table_path(table_path)
+        for record in versions:
+            _check_record(record)
+
+        def work(conn: Connection) -> list[DatasetVersion]:
+            holder = conn.execute(
+                select(datasets.c.lock_owner).where(datasets.c.name == name)
+            ).scalar_one_or_none()
+            _require_dataset(conn, name)
+            if holder != owner:
+                raise ValidationFailed(
+                    f"rewriting dataset '{name}' needs its write lease, held by {holder!r}, "
+                    f"not {owner!r}; take it with lock_dataset first"
+                )
+            for record in versions:
+                found = conn.execute(
+                    update(dataset_versions)
+                    .where(
+                        (dataset_versions.c.name == name)
+                        & (dataset_versions.c.version == record.version)
+                    )
+                    .values(
+                        rows=record.rows,
+                        digest=record.digest,
+                        delta_version=record.delta_version,
+                        profile_digest=record.profile_digest,
+                        policy=orjson.dumps(record.policy, option=orjson.OPT_SORT_KEYS).decode(),
+                    )
+                )
+                if found.rowcount != 1:
+                    raise NotFound(f"dataset '{name}' has no version {record.version}")
+            conn.execute(
+                update(datasets).where(datasets.c.name == name).values(table_path=table_path)
+            )
+            append_event(
+                conn,
+                "dataset.erased",
+                subject=f"data:/{name}",
+                actor=actor,
+                time=time,
+                payload=payload,
+            )
+            query = (
+                select(dataset_versions)
+                .where(dataset_versions.c.name == name)
+                .order_by(dataset_versions.c.version)
+            )
+            return [_version(row) for row in conn.execute(query)]
+
+        return self._db.write(work)
 
 
 def _release(conn: Connection, name: str, owner: str) -> None:

@@ -181,3 +181,22 @@ class ArtifactStoreContract:
     def test_storage_options_are_strings(self, store: Any) -> None:
         options = store.storage_options()
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in options.items())
+
+    def test_delete_table_removes_only_that_table(self, store: Any) -> None:
+        import pyarrow as pa  # noqa: PLC0415  (only this test writes tables)
+        from deltalake import DeltaTable, write_deltalake  # noqa: PLC0415
+        from deltalake.exceptions import TableNotFoundError  # noqa: PLC0415
+
+        options = store.storage_options() or None
+        rows = pa.table({"x": [1, 2, 3]})
+        for name in ("datasets/gone", "datasets/gone-not", "datasets/_rewritten/gone/g1"):
+            write_deltalake(store.table_uri(name), rows, storage_options=options)
+        store.delete_table("datasets/gone")
+        with pytest.raises(TableNotFoundError):
+            DeltaTable(store.table_uri("datasets/gone"), storage_options=options)
+        for kept in ("datasets/gone-not", "datasets/_rewritten/gone/g1"):
+            assert DeltaTable(store.table_uri(kept), storage_options=options).version() == 0
+        store.delete_table("datasets/gone")  # already gone: no error
+        store.delete_table("datasets/never-there")
+        with pytest.raises(UnsafePath, match="table name"):
+            store.delete_table("../escape")

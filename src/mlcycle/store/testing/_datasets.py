@@ -162,3 +162,59 @@ class DatasetCatalogContract:
         stored = [catalog.add_dataset_version(_record("hyp", rows=n)) for n in rows]
         assert [v.version for v in stored] == list(range(start + 1, start + 1 + len(rows)))
         assert [v.rows for v in stored] == rows
+
+    def test_rewrite_replaces_records_and_location_under_the_lease(self, catalog: Any) -> None:
+        catalog.ensure_dataset("bike", actor="ana", time=T0)
+        one = catalog.add_dataset_version(_record(rows=10))
+        two = catalog.add_dataset_version(_record(rows=12, digest="cd"))
+        assert catalog.get_dataset("bike").table_path is None
+        new_one = replace(one, rows=9, digest=Digest("sha256:" + "ef" * 32), delta_version=0)
+        payload = {"predicate": "id = 7", "reason": "request", "rows_removed": {"1": 1}}
+        with pytest.raises(ValidationFailed, match="write lease"):
+            catalog.rewrite_dataset(
+                "bike",
+                versions=[new_one],
+                table_path="datasets/_rewritten/bike/g1",
+                owner="me",
+                actor="ana",
+                time=T0,
+                payload=payload,
+            )
+        assert catalog.lock_dataset("bike", owner="me", now=T0, ttl_s=60) is None
+        with pytest.raises(ValidationFailed, match="table path"):
+            catalog.rewrite_dataset(
+                "bike",
+                versions=[],
+                table_path="../elsewhere",
+                owner="me",
+                actor="ana",
+                time=T0,
+                payload=payload,
+            )
+        stored = catalog.rewrite_dataset(
+            "bike",
+            versions=[new_one, replace(two, delta_version=1)],
+            table_path="datasets/_rewritten/bike/g1",
+            owner="me",
+            actor="ana",
+            time=T0,
+            payload=payload,
+        )
+        assert [(v.version, v.rows, v.delta_version) for v in stored] == [(1, 9, 0), (2, 12, 1)]
+        assert stored[0].digest == new_one.digest
+        assert stored[1].digest == two.digest
+        assert catalog.get_dataset_version("bike", 1) == stored[0]
+        assert catalog.get_dataset("bike").table_path == "datasets/_rewritten/bike/g1"
+        erased = catalog.read_events(types=["dataset.erased"])
+        assert [(e.subject, e.actor, e.payload) for e in erased] == [("data:/bike", "ana", payload)]
+        with pytest.raises(NotFound):
+            catalog.rewrite_dataset(
+                "bike",
+                versions=[replace(one, version=9)],
+                table_path="datasets/_rewritten/bike/g2",
+                owner="me",
+                actor="ana",
+                time=T0,
+                payload=payload,
+            )
+        assert catalog.get_dataset("bike").table_path == "datasets/_rewritten/bike/g1"
