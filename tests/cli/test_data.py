@@ -377,3 +377,39 @@ def test_register_show_validate_and_report_in_real_processes(project: Path) -> N
     page = (project / "bike.html").read_text()
     assert "https://" not in page
     assert "http://" not in page
+
+
+def test_missing_values_nan_and_a_diff_back_to_the_same_content(
+    invoke: Invoke, project: Path
+) -> None:
+    first = project / "data" / "first.csv"
+    first.write_text("x,label\n1,a\n,b\n2.5,\n")
+    second = project / "data" / "second.csv"
+    second.write_text("x,label\n1,a\ninf,b\n2.5,c\n")
+    for path in (first, second, first):
+        result = invoke("data", "register", "small", str(path), "--mode", "overwrite")
+        assert result.exit_code == 0, result.output
+    shown = invoke("data", "show", "small/1")
+    x_row = next(line for line in shown.stdout.splitlines() if line.startswith("│ x "))
+    assert "1 (33.3%)" in x_row  # one of three values missing
+    moved = json.loads(invoke("data", "diff", "small", "1", "2", "--json").stdout)
+    x_change = next(c for c in moved["distributions"] if c["name"] == "x")
+    assert x_change["mean_new"] == "inf"  # JSON has no infinity: spelled as a string
+    assert x_change["missing_old"] == pytest.approx(1 / 3)
+    back = invoke("data", "diff", "small", "1", "3")
+    assert back.exit_code == 0, back.output
+    assert "+0 added, -0 removed, 0 changed (by row hashes (no key))" in back.stdout
+    assert "no shared column changed" in back.stdout
+
+
+def test_schema_options_are_checked(invoke: Invoke, project: Path) -> None:
+    register_small(invoke, project)
+    alone = invoke("data", "register", "bike", "data/small.csv", "--schema", "s.yaml")
+    assert alone.exit_code == 1
+    assert "--schema is for --validate" in alone.stderr
+    other = project / "schemas" / "other.yaml"
+    assert invoke("data", "schema", "bike", "--out", str(other)).exit_code == 0
+    other.write_text(other.read_text().replace("dataset: bike", "dataset: other"))
+    result = invoke("data", "validate", "bike", "--schema", str(other))
+    assert result.exit_code == 0, result.output
+    assert "was written for dataset 'other'" in result.stdout
