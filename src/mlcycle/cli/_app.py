@@ -13,17 +13,20 @@ from mlcycle.cli._context import ErrorReportingGroup, GlobalOptions
 __all__ = ["app"]
 
 HELP = """\
-mlcycle: the MLOps loop in one Python package. Today it tracks experiments
-(runs, params, metrics, artifacts, environments, events and lineage) in an
-embedded SQLite database, or PostgreSQL and S3 for a team.
+mlcycle: the MLOps loop in one Python package. Today it versions, profiles
+and validates datasets (Delta tables with schemas in the project) and tracks
+experiments (runs, params, metrics, artifacts, environments, events and
+lineage) in an embedded SQLite database, or PostgreSQL and S3 for a team.
 
 Start here, from a clone of the repository:
 
 \b
-  make demo    trains three models on the bundled Bike Sharing data and tracks them
+  make demo    versions and validates the bundled Bike Sharing data, then
+               trains three models on it and tracks them
   make test    runs the whole test suite
 
-In your own project: `mlcycle init`, `mlcycle demo`, then `mlcycle runs list`.
+In your own project: `mlcycle init`, `mlcycle demo`, then `mlcycle data show
+bike` and `mlcycle runs list`.
 """
 
 app = typer.Typer(
