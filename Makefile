@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 export UV_COMPILE_BYTECODE := 1
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test check env clean bench
+.PHONY: demo test check env clean bench bench-data
 
 demo: $(VENV)/.synced
 	$(VENV)/bin/mlcycle demo
@@ -20,6 +20,11 @@ test: $(VENV)/.synced
 # BENCH_ARGS=--quick for a smaller run. Figures: docs/benchmarks.md.
 bench: $(VENV)/.synced
 	$(VENV)/bin/python benchmarks/tracking.py $(BENCH_ARGS)
+
+# The data benchmark against pandas and pandera (pandera in benchmarks/.work/, never in
+# uv.lock); BENCH_ARGS=--quick for 200,000 rows. Figures: docs/benchmarks.md.
+bench-data: $(VENV)/.synced
+	$(VENV)/bin/python benchmarks/data.py $(BENCH_ARGS)
 
 check: $(VENV)/.synced
 	scripts/check
