@@ -21,7 +21,7 @@ from mlcycle.store import ArtifactRecord, Run, RunEnd, RunError, RunStatus, chec
 from mlcycle.track._artifacts import store_artifact
 from mlcycle.track._redact import redact_mapping, redact_text
 from mlcycle.track._values import metric_step, metric_value, text_values
-from mlcycle.track._writer import END, METRIC, PARAM, TAG, Item
+from mlcycle.track._writer import END, METRIC, PARAM, TAG, Item, collector_paused
 
 if TYPE_CHECKING:
     from mlcycle.track._tracker import Tracker
@@ -100,6 +100,12 @@ class ActiveRun:
             self._refuse("log a metric")
         if step is not None and type(step) is not int:
             step = metric_step(next(iter(values), "?"), step)
+        with collector_paused():
+            items = self._metric_items(values, step)
+        self._tracker.writer.put_many(items)
+
+    def _metric_items(self, values: Mapping[str, float], step: int | None) -> list[Item]:
+        """Check and number the values of one ``log_metrics`` call; nothing is counted on error."""
         known, steps, now = self._metric_keys, self._steps, self._time()
         checked: list[tuple[str, float, int]] = []
         for key, value in values.items():
@@ -115,7 +121,7 @@ class ActiveRun:
             if held is None or at >= held[0]:
                 latest[key] = (at, number)
             items.append((METRIC, run_id, key, number, at, now))
-        self._tracker.writer.put_many(items)
+        return items
 
     def log_param(self, key: str, value: Any) -> None:  # Any: params are stored as text
         """Record a param; logging it again with another value raises ``ImmutableValue``."""
