@@ -193,6 +193,26 @@ def test_bike_profile_json_round_trips(bike: pa.Table) -> None:
     assert DatasetProfile.from_dict(profile.to_dict()) == profile
 
 
+def test_shallow_to_dict_writes_the_same_json_as_asdict(bike: pa.Table) -> None:
+    """The shallow ``to_dict`` gives byte for byte the JSON the deep ``asdict`` copy gave."""
+    import dataclasses
+
+    import orjson
+
+    profile = profile_table(bike)
+    assert any(c.histogram is not None and c.sample for c in profile.columns)
+    assert any(c.top_values for c in profile.columns)
+
+    def deep(column: ColumnProfile) -> dict[str, object]:
+        data = dataclasses.asdict(column)
+        data["top_values"] = [[value, count] for value, count in column.top_values]
+        return data
+
+    before = orjson.dumps({"rows": profile.rows, "columns": [deep(c) for c in profile.columns]})
+    assert profile.to_json() == before
+    assert DatasetProfile.from_json(before) == profile
+
+
 def test_from_dict_rejects_other_documents() -> None:
     from mlcycle.errors import ValidationFailed
 

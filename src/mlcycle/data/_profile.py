@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -108,8 +108,16 @@ class ColumnProfile:
     inf_count: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values (tuples become lists)."""
-        data = asdict(self)
+        """Plain JSON-ready values (tuples become lists), in field order.
+
+        Built shallowly: the lists and dicts are the profile's own (``sample``
+        holds up to 10,000 floats per column, and ``dataclasses.asdict`` copied
+        each one, seconds on a wide table), so treat the result as read-only.
+        """
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        histogram = self.histogram
+        if histogram is not None:
+            data["histogram"] = {"edges": histogram.edges, "counts": histogram.counts}
         data["top_values"] = [[value, count] for value, count in self.top_values]
         return data
 
