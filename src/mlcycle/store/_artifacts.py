@@ -363,6 +363,10 @@ class LocalArtifactStore:
         """Whether a blob with this digest is stored."""
         return self._path(digest).is_file()
 
+    def delete(self, digest: Digest) -> None:
+        """Remove a blob (only erasure deletes blobs); a missing one is no error."""
+        self._path(digest).unlink(missing_ok=True)
+
     def location(self, digest: Digest) -> str:
         """The blob's file path."""
         return str(self._path(digest))

@@ -110,6 +110,15 @@ class S3ArtifactStore:
         with self._errors():
             return bool(self._fs.exists(key))
 
+    def delete(self, digest: Digest) -> None:
+        """Remove a blob (only erasure deletes blobs); a missing one is no error."""
+        key = self._key(digest)
+        with self._errors():
+            self._fs.invalidate_cache(key)
+            if self._fs.exists(key):
+                self._fs.rm_file(key)
+            self._fs.invalidate_cache(key)
+
     def location(self, digest: Digest) -> str:
         """The blob's ``s3://`` URL."""
         return f"s3://{self._key(digest)}"

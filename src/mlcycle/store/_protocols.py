@@ -340,6 +340,10 @@ class ArtifactStore(Protocol):
         """Whether a blob with this digest is stored."""
         ...
 
+    def delete(self, digest: Digest) -> None:
+        """Remove a blob (only erasure deletes blobs); a missing one is no error."""
+        ...
+
     def location(self, digest: Digest) -> str:
         """Where the blob lives (a path or URL), for error messages and tools."""
         ...

@@ -133,6 +133,17 @@ class ArtifactStoreContract:
         digest = store.put(io.BytesIO(good))  # the store is still usable
         assert read_all(store, digest) == good
 
+    def test_delete_removes_only_that_blob(self, store: Any) -> None:
+        gone = store.put(io.BytesIO(b"erase me"))
+        kept = store.put(io.BytesIO(b"keep me"))
+        store.delete(gone)
+        store.delete(gone)  # already gone: no error
+        assert not store.exists(gone)
+        with pytest.raises(NotFound):
+            store.open(gone)
+        with store.open(kept) as stream:
+            assert stream.read() == b"keep me"
+
     def test_missing_digest_is_not_found_naming_it(self, store: Any) -> None:
         digest = _sha256(b"never stored")
         assert not store.exists(digest)
@@ -145,7 +156,7 @@ class ArtifactStoreContract:
          "sha256:" + "a" * 63, "sha256:../../" + "a" * 58],
     )  # fmt: skip
     def test_malformed_digest_is_refused(self, store: Any, bad: str) -> None:
-        for call in (store.open, store.exists, store.location):
+        for call in (store.open, store.exists, store.location, store.delete):
             with pytest.raises(ValidationFailed, match="not an artifact digest"):
                 call(Digest(bad))
 
