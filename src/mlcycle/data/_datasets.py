@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -218,9 +219,7 @@ class DatasetRegistry:
         else:
             _check_append(name, latest, _table_schema(current), table, merge=schema == "merge")
         offset = self._row_count(uri) if mode == "append" else 0
-        numbered = table.append_column(
-            ROW_COLUMN, pa.array(range(offset, offset + table.num_rows), type=pa.int64())
-        )
+        numbered = table.append_column(ROW_COLUMN, _row_numbers(offset, table.num_rows))
         delta_version = self._commit(
             uri, numbered, mode=mode, merge=schema == "merge", exists=current is not None
         )
@@ -542,9 +541,7 @@ class DatasetRegistry:
         updated: list[DatasetVersion] = []
         for index, (version, table, mask) in enumerate(zip(versions, contents, masks, strict=True)):
             kept = table if mask is None else table.filter(pc.invert(mask))
-            numbered = kept.append_column(
-                ROW_COLUMN, pa.array(range(kept.num_rows), type=pa.int64())
-            )
+            numbered = kept.append_column(ROW_COLUMN, _row_numbers(0, kept.num_rows))
             commit = self._commit(
                 new_uri, numbered, mode="overwrite", merge=False, exists=index > 0
             )
@@ -599,6 +596,11 @@ class DatasetRegistry:
         return diff_tables(
             self._read(first), self._read(second), name=name, versions=(old, new), key=key
         )
+
+
+def _row_numbers(start: int, count: int) -> pa.Array:
+    """``start .. start + count - 1`` as int64, built by numpy (``range`` boxed every int)."""
+    return pa.array(np.arange(start, start + count, dtype=np.int64))
 
 
 def _require_columns(table: pa.Table, columns: Sequence[str], name: str) -> None:
