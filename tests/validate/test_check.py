@@ -257,3 +257,54 @@ def test_out_of_range_counts_match_numpy(table: pa.Table, cut: float) -> None:
     found = [a for a in report.anomalies if a.kind == "out_of_range"]
     assert (found[0].count if found else 0) == expected
     assert all(isinstance(a, Anomaly) for a in report.anomalies)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.none() | st.integers(-50, 50), min_size=1, max_size=40),
+    st.sampled_from([pa.int64(), pa.int16(), pa.uint32(), pa.timestamp("us")]),
+)
+def test_duplicate_key_counts_match_python(values: list[int | None], type_: pa.DataType) -> None:
+    if not pa.types.is_signed_integer(type_) and not pa.types.is_timestamp(type_):
+        values = [None if v is None else abs(v) for v in values]
+    for ordered in (values, sorted(values, key=lambda v: (v is not None, v or 0))):
+        table = pa.table({"k": pa.array(ordered, pa.int64()).cast(type_)})
+        schema = Schema(
+            columns=[
+                ColumnSchema(name="k", type=str(type_), required=False, max_missing_fraction=1)
+            ],
+            key=["k"],
+        )
+        found = [a for a in check(table, schema).anomalies if a.kind == "duplicate_key"]
+        extra = len(ordered) - len(set(ordered))
+        assert (found[0].count if found else 0) == extra
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.none() | st.integers(-1000, 1000), min_size=1, max_size=30),
+    st.floats(-1100, 1100),
+    st.floats(0, 500),
+    st.sampled_from([pa.int64(), pa.float64()]),
+)
+def test_bounds_on_nullable_columns_match_numpy(
+    values: list[int | None], low: float, width: float, type_: pa.DataType
+) -> None:
+    """Nulls are filled inside the bounds for the fast path and never counted as outside."""
+    table = pa.table({"x": pa.array(values, pa.int64()).cast(type_)})
+    schema = Schema(
+        columns=[
+            ColumnSchema(
+                name="x",
+                type=str(type_),
+                required=False,
+                max_missing_fraction=1,
+                min=low,
+                max=low + width,
+            )
+        ]
+    )
+    present = np.array([v for v in values if v is not None], dtype=np.float64)
+    expected = int(((present < low) | (present > low + width)).sum())
+    found = [a for a in check(table, schema).anomalies if a.kind == "out_of_range"]
+    assert (found[0].count if found else 0) == expected

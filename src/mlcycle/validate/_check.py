@@ -8,6 +8,7 @@ taking the first few values.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -166,18 +167,35 @@ def _check_missing(column: pa.ChunkedArray, rule: ColumnSchema, rows: int) -> li
     ]
 
 
-def _numeric_values(column: pa.ChunkedArray, family: str) -> npt.NDArray[Any]:
+def _numeric_values(column: pa.ChunkedArray, family: str, rule: ColumnSchema) -> npt.NDArray[Any]:
     if family == "decimal":
         column = column.cast(pa.float64())
-    if column.null_count:
-        column = column.fill_null(0)  # positions stay aligned; nulls were counted already
+    if column.null_count:  # positions stay aligned; nulls were counted already
+        column = _fill_inside(column, rule)
     values: npt.NDArray[Any] = column.to_numpy()
     return values
 
 
+def _fill_inside(column: pa.ChunkedArray, rule: ColumnSchema) -> pa.ChunkedArray:
+    """Nulls filled with a value inside the bounds, so min/max still decide the column at once."""
+    filler: float = 0
+    if rule.min is not None and math.isfinite(rule.min):
+        filler = rule.min
+        if pa.types.is_integer(column.type):
+            filler = math.ceil(rule.min)
+    elif rule.max is not None and math.isfinite(rule.max):
+        filler = rule.max
+        if pa.types.is_integer(column.type):
+            filler = math.floor(rule.max)
+    try:
+        return column.fill_null(pa.scalar(filler).cast(column.type))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):  # out of the type
+        return column.fill_null(0)
+
+
 def _check_numeric(column: pa.ChunkedArray, rule: ColumnSchema, family: str) -> list[Anomaly]:
-    values = _numeric_values(column, family)
-    if not column.null_count and _within(values, rule):
+    values = _numeric_values(column, family, rule)
+    if _within(values, rule):  # nulls hold a value inside the bounds (or 0 without bounds)
         return []
     valid = None if not column.null_count else ~pc.is_null(column).to_numpy(zero_copy_only=False)
     anomalies: list[Anomaly] = []
@@ -324,10 +342,8 @@ def _unseen_in_dictionaries(column: pa.ChunkedArray, domain: list[str]) -> dict[
 
 
 def _check_key(table: pa.Table, key: list[str]) -> list[Anomaly]:
-    if len(key) == 1:
-        column = table.column(key[0])
-        if pc.count_distinct(column, mode="all").as_py() == table.num_rows:
-            return []
+    if len(key) == 1 and _unique(table.column(key[0])):
+        return []
     grouped = table.select(key).group_by(key, use_threads=True).aggregate([([], "count_all")])
     dupes = grouped.filter(pc.greater(grouped.column("count_all"), 1))
     if dupes.num_rows == 0:
@@ -348,6 +364,21 @@ def _check_key(table: pa.Table, key: list[str]) -> list[Anomaly]:
             f"once ({extra:,} extra rows)",
         )
     ]
+
+
+def _unique(column: pa.ChunkedArray) -> bool:
+    """Whether one key column has no repeats (nulls count as one value, as in a group-by)."""
+    type_ = column.type
+    if column.null_count == 0 and (
+        pa.types.is_integer(type_) or pa.types.is_timestamp(type_) or pa.types.is_date(type_)
+    ):
+        values = column.to_numpy()
+        if values.size < 2 or bool((values[1:] > values[:-1]).all()):  # already increasing
+            return True
+        ordered = np.sort(values)
+        return not bool((ordered[1:] == ordered[:-1]).any())
+    distinct: int = pc.count_distinct(column, mode="all").as_py()
+    return distinct == len(column)
 
 
 def _plain(value: Any) -> Any:  # Any: one key value of whatever type the column holds
