@@ -16,6 +16,7 @@ import io
 import re
 import time as monotonic_time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -220,13 +221,25 @@ class DatasetRegistry:
             _check_append(name, latest, _table_schema(current), table, merge=schema == "merge")
         offset = self._row_count(uri) if mode == "append" else 0
         numbered = table.append_column(ROW_COLUMN, _row_numbers(offset, table.num_rows))
-        delta_version = self._commit(
-            uri, numbered, mode=mode, merge=schema == "merge", exists=current is not None
-        )
-        stored = table
-        if mode == "append":
-            stored = self._read_delta(uri, delta_version)
-            digest = content_digest(stored)
+        with ThreadPoolExecutor(max_workers=3) as pool:  # numpy/Arrow kernels release the GIL
+            if mode == "overwrite":  # the stored rows are these: describe them while writing
+                stored = table
+                profiled, scanned = (
+                    pool.submit(self._profile, table),
+                    pool.submit(self._scan, table),
+                )
+            delta_version = self._commit(
+                uri, numbered, mode=mode, merge=schema == "merge", exists=current is not None
+            )
+            if mode == "append":
+                stored = self._read_delta(uri, delta_version)
+                profiled, scanned = (
+                    pool.submit(self._profile, stored),
+                    pool.submit(self._scan, stored),
+                )
+                digest = content_digest(stored)
+            profile_body, findings = profiled.result(), scanned.result()
+        profile_digest = self._store_profile(profile_body)
         operation = op or ("create" if latest is None else mode)
         described, source_ref = source
         inputs = [(source_ref, "source")]
@@ -244,8 +257,8 @@ class DatasetRegistry:
             actor=self.actor,
             delta_version=delta_version,
             operation=operation,
-            profile_digest=self._profile(stored),
-            policy=self._scan(stored),
+            profile_digest=profile_digest,
+            policy=findings,
         )
         return self.catalog.add_dataset_version(record, inputs=inputs, release_lock=owner)
 
@@ -305,7 +318,8 @@ class DatasetRegistry:
         found = DeltaTable(uri, storage_options=self.tables.storage_options() or None)
         return int(found.version())
 
-    def _profile(self, table: pa.Table) -> Digest | None:
+    def _profile(self, table: pa.Table) -> bytes | None:
+        """The profile's JSON; stored (``_store_profile``) only once the commit has landed."""
         if self.artifacts is None:
             return None
         try:
@@ -313,7 +327,11 @@ class DatasetRegistry:
         except ImportError:  # pragma: no cover  (profiles ship with the data stage)
             return None
         profile = profile_table(table)
-        body = orjson.dumps(profile.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)
+        return orjson.dumps(profile.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def _store_profile(self, body: bytes | None) -> Digest | None:
+        if body is None or self.artifacts is None:
+            return None
         return self.artifacts.put(io.BytesIO(body))
 
     # -- reading -------------------------------------------------------------------------------
@@ -550,7 +568,7 @@ class DatasetRegistry:
                     version,
                     rows=kept.num_rows,
                     digest=content_digest(kept),
-                    profile_digest=self._profile(kept),
+                    profile_digest=self._store_profile(self._profile(kept)),
                     policy=self._scan(kept),
                 )
             updated.append(replace(version, delta_version=commit))
