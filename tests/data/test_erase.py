@@ -101,6 +101,12 @@ def test_erase_rewrites_every_version_and_deletes_the_old_files(ws: Workspace) -
     assert one.profile_digest is not None
     assert one.profile_digest != v1.profile_digest
     assert ANA.encode() not in _blob_text(ws, one.profile_digest)
+    assert v1.profile_digest is not None
+    assert v2.profile_digest is not None
+    assert not ws.artifacts.exists(v1.profile_digest)  # replaced profiles may hold erased values
+    assert not ws.artifacts.exists(v2.profile_digest)
+    assert v3.profile_digest is not None
+    assert ws.artifacts.exists(v3.profile_digest)  # still the profile of version 3
     assert (one.source, one.created_at, one.operation) == (v1.source, v1.created_at, "create")
 
     after = _table_files(ws)

@@ -584,7 +584,26 @@ class DatasetRegistry:
             payload=payload,
         )
         self.tables.delete_table(current)
+        self._delete_unused_profiles(
+            {v.profile_digest for v in versions if removed[v.version] and v.profile_digest}
+        )
         return Erasure(name, predicate.text, reason, removed, stored)
+
+    def _delete_unused_profiles(self, digests: set[Digest]) -> None:
+        """Delete replaced profiles: their top values and samples may hold erased values.
+
+        A profile blob is content-addressed, so another version (of any dataset)
+        may share it; only those no version refers to any more are deleted.
+        """
+        if self.artifacts is None:
+            return
+        in_use = {
+            version.profile_digest
+            for dataset in self.catalog.list_datasets()
+            for version in self.catalog.list_dataset_versions(dataset.name)
+        }
+        for digest in digests - in_use:
+            self.artifacts.delete(digest)
 
     # -- history -------------------------------------------------------------------------------
 
