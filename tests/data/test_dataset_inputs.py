@@ -12,10 +12,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tests.data.conftest import area_settings
 
 from mlcycle.data import CsvFile, SqlQuery
 from mlcycle.errors import NotFound, ValidationFailed
-from mlcycle.settings import S3Settings, Settings, StoreSettings
+from mlcycle.settings import Settings
 from mlcycle.workspace import Workspace
 
 
@@ -114,35 +115,18 @@ def test_an_append_with_conflicting_types_leaves_the_table_unchanged(ws: Workspa
     assert (replaced.version, replaced.types) == (2, ["large_string", "large_string"])
 
 
-def _settings(home: str, actor: str, s3: tuple[str, str] | None) -> Settings:
-    if s3 is None:
-        return Settings(home=home, actor=actor)
-    endpoint, bucket = s3
-    return Settings(
-        home=home,
-        actor=actor,
-        store=StoreSettings(
-            artifacts_url=f"s3://{bucket}/team",
-            s3=S3Settings(endpoint_url=endpoint, region="us-east-1"),
-        ),
-    )
-
-
 def _append(home: str, worker: int, times: int, s3: tuple[str, str] | None) -> None:
-    with Workspace.open(_settings(home, f"w{worker}", s3)) as ws:
+    with Workspace.open(area_settings(home, f"w{worker}", s3)) as ws:
         for index in range(times):
             ws.data.register("shared", pd.DataFrame({"w": [worker] * 3, "i": [index] * 3}))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("area", ["local", pytest.param("s3", marks=pytest.mark.s3)])
 def test_two_processes_appending_at_once_both_land_as_versions(
-    tmp_path: Path, area: str, request: pytest.FixtureRequest
+    tmp_path: Path, area: tuple[str, str] | None
 ) -> None:
-    s3 = None
-    if area == "s3":  # the workers inherit the bucket's credentials from the environment
-        s3 = (request.getfixturevalue("s3_endpoint"), request.getfixturevalue("s3_bucket"))
-    with Workspace.open(_settings(str(tmp_path), "tester", s3)) as ws:
+    s3 = area  # the workers inherit the bucket's credentials from the environment
+    with Workspace.open(area_settings(str(tmp_path), "tester", s3)) as ws:
         ws.data.register("shared", pd.DataFrame({"w": [-1], "i": [-1]}))
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_append, args=(str(tmp_path), w, 4, s3)) for w in range(2)]
@@ -151,7 +135,7 @@ def test_two_processes_appending_at_once_both_land_as_versions(
     for worker in workers:
         worker.join(timeout=240)
     assert [worker.exitcode for worker in workers] == [0, 0]
-    with Workspace.open(_settings(str(tmp_path), "tester", s3)) as ws:
+    with Workspace.open(area_settings(str(tmp_path), "tester", s3)) as ws:
         history = ws.data.history("shared")
         assert [v.version for v in history] == list(range(1, 10))
         assert [v.rows for v in history] == [1 + 3 * n for n in range(9)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 from mlcycle.clock import SimulatedClock
 from mlcycle.data import DatasetRegistry, content_digest, parse_ref
 from mlcycle.errors import NotFound, ValidationFailed
-from mlcycle.settings import S3Settings, Settings, StoreSettings
+from mlcycle.settings import Settings
 from mlcycle.workspace import Workspace
 
 HOUR_CSV = Path(__file__).parents[2] / "src" / "mlcycle" / "datasets" / "hour.csv"
@@ -31,25 +30,6 @@ def _frame(start: int, rows: int) -> pd.DataFrame:
             "cnt": [float(i) for i in range(start, start + rows)],
         }
     )
-
-
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
-def ws(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
-    if request.param == "local":
-        settings = Settings(home=tmp_path, actor="tester")
-    else:
-        endpoint: str = request.getfixturevalue("s3_endpoint")
-        bucket: str = request.getfixturevalue("s3_bucket")
-        settings = Settings(
-            home=tmp_path,
-            actor="tester",
-            store=StoreSettings(
-                artifacts_url=f"s3://{bucket}/team",
-                s3=S3Settings(endpoint_url=endpoint, region="us-east-1"),
-            ),
-        )
-    with Workspace.open(settings) as workspace:
-        yield workspace
 
 
 def test_register_append_load_history_and_rollback(ws: Workspace) -> None:

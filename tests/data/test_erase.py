@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -13,7 +12,7 @@ import pytest
 import mlcycle as mc
 from mlcycle.data import parse_predicate
 from mlcycle.errors import NotFound, QuerySyntaxError, ValidationFailed
-from mlcycle.settings import S3Settings, Settings, StoreSettings
+from mlcycle.settings import Settings
 from mlcycle.workspace import Workspace
 
 ANA = "ana.secret@example.com"
@@ -28,25 +27,6 @@ def _people(start: int, rows: int) -> pa.Table:
             "spend": [float(i) for i in ids],
         }
     )
-
-
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
-def ws(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
-    if request.param == "local":
-        settings = Settings(home=tmp_path, actor="tester")
-    else:
-        endpoint: str = request.getfixturevalue("s3_endpoint")
-        bucket: str = request.getfixturevalue("s3_bucket")
-        settings = Settings(
-            home=tmp_path,
-            actor="tester",
-            store=StoreSettings(
-                artifacts_url=f"s3://{bucket}/team",
-                s3=S3Settings(endpoint_url=endpoint, region="us-east-1"),
-            ),
-        )
-    with Workspace.open(settings) as workspace:
-        yield workspace
 
 
 def _table_files(ws: Workspace) -> list[str]:
