@@ -214,3 +214,15 @@ def test_mc_data_acts_on_the_working_directory_workspace(
         assert mc.data.csv("x.csv", delimiter=";").delimiter == ";"
     finally:
         mc.close()
+
+
+def test_dataset_files_are_parquet_with_lz4(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    with Workspace.open(Settings(home=tmp_path, actor="tester")) as ws:
+        ws.data.register("bike", _frame(0, 48))
+        files = list(Path(ws.artifacts.table_uri("datasets/bike")).glob("*.parquet"))
+    assert files
+    for file in files:
+        meta = pq.ParquetFile(file).metadata
+        assert meta.row_group(0).column(0).compression in {"LZ4", "LZ4_RAW"}  # pyarrow says LZ4
