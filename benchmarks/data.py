@@ -34,14 +34,13 @@ import pyarrow.parquet as pq
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORK = HERE / ".work"
-VENV_BIN = Path(sys.executable).parent
 PANDERA_VERSION = "0.35.0"
-PANDERA_VENV = WORK / "pandera-venv"
 RUN_DIR = WORK / f"data-run-{os.getpid()}"  # per invocation: two benchmarks may run at once
 SIDE_TIMEOUT_S = 1800
 SEED = 20_240_611
 
 sys.path.insert(0, str(HERE))
+from _incumbents import incumbent_python  # noqa: E402
 from tracking import machine  # noqa: E402  (the same machine record as the tracking benchmark)
 
 FULL_ROWS = 1_000_000
@@ -287,40 +286,9 @@ def schema_rules(schema: Any) -> dict[str, int]:
 
 
 def ensure_pandera(version: str) -> Path:
-    """pandera in ``benchmarks/.work/pandera-venv``, reused when it already has ``version``."""
-    python = PANDERA_VENV / "bin" / "python"
-    if python.exists():
-        probe = subprocess.run(
-            [str(python), "-c", "import importlib.metadata as m; print(m.version('pandera'))"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if probe.stdout.strip() == version:
-            log(f"reusing pandera {version} in {PANDERA_VENV.relative_to(ROOT)}")
-            return python
-    log(f"installing pandera {version} into {PANDERA_VENV.relative_to(ROOT)}")
-    uv = str(VENV_BIN / "uv")
-    base_python = os.path.realpath(sys.executable)
-    subprocess.run(
-        [uv, "venv", "-q", "--clear", "--python", base_python, str(PANDERA_VENV)], check=True
-    )
+    """pandera in its throwaway venv, with the same pandas, numpy and pyarrow as ours."""
     pins = [f"{name}=={metadata.version(name)}" for name in ("pandas", "numpy", "pyarrow")]
-    subprocess.run(
-        [
-            uv,
-            "pip",
-            "install",
-            "-q",
-            "--compile-bytecode",
-            "--python",
-            str(python),
-            f"pandera[pandas]=={version}",
-            *pins,  # the same pandas, numpy and pyarrow as ours
-        ],
-        check=True,
-    )
-    return python
+    return incumbent_python("pandera", version, requirement="pandera[pandas]", pins=pins, log=log)
 
 
 def run_pandera(python: Path, label: str, ours: dict[str, Any], *, repeats: int) -> dict[str, Any]:

@@ -30,12 +30,12 @@ ROOT = HERE.parent
 WORK = HERE / ".work"
 VENV_BIN = Path(sys.executable).parent
 MLFLOW_VERSION = "3.17.2"
-MLFLOW_VENV = WORK / "mlflow-venv"
 RUN_DIR = WORK / f"run-{os.getpid()}"  # per invocation: two benchmarks may run at once
 POSTGRES_ADMIN = "postgresql://root@127.0.0.1:5432/test"
 SIDE_TIMEOUT_S = 1800
 
 sys.path.insert(0, str(HERE))
+from _incumbents import incumbent_python  # noqa: E402
 from _workload import Workload  # noqa: E402  (the sides import it by this path too)
 
 FULL = {
@@ -197,38 +197,8 @@ def run_side(
 
 
 def ensure_mlflow(version: str) -> Path:
-    """MLflow in ``benchmarks/.work/mlflow-venv``, reused when it already has ``version``."""
-    python = MLFLOW_VENV / "bin" / "python"
-    if python.exists():
-        probe = subprocess.run(
-            [str(python), "-c", "import importlib.metadata as m; print(m.version('mlflow'))"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if probe.stdout.strip() == version:
-            log(f"reusing MLflow {version} in {MLFLOW_VENV.relative_to(ROOT)}")
-            return python
-    log(f"installing MLflow {version} into {MLFLOW_VENV.relative_to(ROOT)} (about a minute)")
-    uv = str(VENV_BIN / "uv")
-    base_python = os.path.realpath(sys.executable)
-    subprocess.run(
-        [uv, "venv", "-q", "--clear", "--python", base_python, str(MLFLOW_VENV)], check=True
-    )
-    subprocess.run(
-        [
-            uv,
-            "pip",
-            "install",
-            "-q",
-            "--compile-bytecode",
-            "--python",
-            str(python),
-            f"mlflow=={version}",
-        ],
-        check=True,
-    )
-    return python
+    """MLflow in its throwaway venv (installing takes about a minute)."""
+    return incumbent_python("mlflow", version, log=log)
 
 
 @contextlib.contextmanager
