@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -288,6 +288,7 @@ def register(  # noqa: PLR0917 (Typer maps each parameter to an option)
 
     if mode not in {"append", "overwrite"}:
         raise ValidationFailed(f"--mode {mode!r} must be append or overwrite")
+    checked_mode: Literal["append", "overwrite"] = "append" if mode == "append" else "overwrite"
     if schema is not None and not validate:
         raise ValidationFailed("--schema is for --validate; add --validate to check the rows")
     data: object = source if delimiter is None else CsvFile(path=source, delimiter=delimiter)
@@ -301,7 +302,7 @@ def register(  # noqa: PLR0917 (Typer maps each parameter to an option)
         version = registry.register(
             name,
             data,
-            mode=mode,  # type: ignore[arg-type]  # checked above
+            mode=checked_mode,
             time_column=time_column,
             key=key or None,
             schema="merge" if merge_schema else None,
