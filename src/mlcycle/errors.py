@@ -5,10 +5,14 @@ The tree::
     MlcycleError
     ├── NotFound (LookupError)          an id, name or version that does not exist
     ├── AlreadyExists                   a name or version that is already taken
+    ├── Conflict                        a concurrent change got there first; read again and retry
+    │   └── AliasConflict               an alias moved between reading it and moving it
     ├── ValidationFailed (ValueError)   input that breaks a rule; the message names the rule
     │   ├── QuerySyntaxError            a ``where`` expression that does not parse
     │   ├── ImmutableValue              a param logged again with another value
-    │   └── SchemaFileError             a schema file that does not parse; names file and line
+    │   ├── SchemaFileError             a schema file that does not parse; names file and line
+    │   ├── GateFailed                  a promotion refused by failed validation gates
+    │   └── Untrusted                   a model or artifact that would run code on load, untrusted
     ├── IntegrityError                  stored content that no longer matches its digest
     ├── UnsafePath                      an artifact name that would escape its store
     ├── BackendUnavailable              a database or object store that cannot be reached
@@ -21,8 +25,11 @@ core never knows about HTTP.
 from __future__ import annotations
 
 __all__ = [
+    "AliasConflict",
     "AlreadyExists",
     "BackendUnavailable",
+    "Conflict",
+    "GateFailed",
     "ImmutableValue",
     "IntegrityError",
     "MlcycleError",
@@ -30,6 +37,7 @@ __all__ = [
     "QuerySyntaxError",
     "SchemaFileError",
     "UnsafePath",
+    "Untrusted",
     "ValidationFailed",
     "WorkspaceError",
 ]
@@ -47,8 +55,31 @@ class AlreadyExists(MlcycleError):
     """A name or version that is already taken."""
 
 
+class Conflict(MlcycleError):
+    """A concurrent change got there first; read the current state again and retry."""
+
+
+class AliasConflict(Conflict):
+    """An alias that moved between reading it and moving it."""
+
+
 class ValidationFailed(MlcycleError, ValueError):
     """Input that breaks a rule; the message names the rule and the fix."""
+
+
+class GateFailed(ValidationFailed):
+    """A promotion refused because validation gates failed; ``results`` holds them (JSON)."""
+
+    def __init__(self, message: str, *, results: dict[str, object]) -> None:
+        super().__init__(message)
+        self.results = results
+
+
+class Untrusted(ValidationFailed):
+    """Content that would run code when loaded (pickle, a type outside the allow-list).
+
+    Loading it needs ``trust=True`` or its publisher in ``registry.trusted_publishers``.
+    """
 
 
 class QuerySyntaxError(ValidationFailed):

@@ -28,8 +28,12 @@ __all__ = [
     "WORKSPACE_DIR",
     "ClockSettings",
     "DataSettings",
+    "GateSettings",
+    "MetricBound",
+    "RegistrySettings",
     "S3Settings",
     "Settings",
+    "SliceGate",
     "StoreSettings",
     "TrackingSettings",
     "find_project_root",
@@ -115,6 +119,76 @@ class DataSettings(_Section):
     pii_sample_rows: int = Field(default=100_000, ge=1)
 
 
+class MetricBound(_Section):
+    """Bounds on one metric: ``{min = 0.8}``, ``{max = 60.0}`` or both."""
+
+    min: float | None = None
+    max: float | None = None
+
+
+class SliceGate(_Section):
+    """Per-slice thresholds: the metric on each value of ``column`` (fairness, by ``sex``).
+
+    Slices with fewer than ``min_rows`` test rows are reported, not judged.
+    ``max_gap`` bounds the difference between the best and the worst slice.
+    """
+
+    column: str
+    metrics: dict[str, MetricBound] = {}
+    max_gap: dict[str, float] = {}
+    min_rows: int = Field(default=30, ge=1)
+
+
+class GateSettings(_Section):
+    """The validation gates of one model, run by ``evaluate`` and again at promotion.
+
+    ``target`` is the label column of the test data; ``primary_metric`` (such
+    as ``rmse`` or ``accuracy``) is the one the production and baseline
+    comparisons use, defaulting to ``rmse`` for regression and ``accuracy`` for
+    classification. Relative tolerances: a candidate may be at most
+    ``regression_tolerance`` worse than production, and must be at least
+    ``baseline_margin`` better than ``baseline`` trained on the same split.
+    ``None`` turns a gate off.
+    """
+
+    task: Literal["regression", "classification"] | None = None
+    target: str | None = None
+    primary_metric: str | None = None
+    thresholds: dict[str, MetricBound] = {}
+    regression_tolerance: float | None = Field(default=0.02, ge=0)
+    baseline: Literal["dummy", "linear"] | None = "dummy"
+    baseline_margin: float = Field(default=0.05, ge=0)
+    slices: tuple[SliceGate, ...] = ()
+    max_latency_p99_ms: float | None = Field(default=None, gt=0)
+    max_size_mb: float | None = Field(default=None, gt=0)
+    allow_nan_predictions: bool = False
+    require_disjoint_test: bool = True
+    signature_compatible: bool = True
+    deny_policy_columns: bool = True
+
+
+class RegistrySettings(_Section):
+    """The model registry: whom to trust with code on load, guarded aliases, gates per model.
+
+    ``trusted_publishers`` are actors whose unsafe (pickled) models load
+    without ``trust=True``; ``trusted_types`` extends the built-in allow-list
+    of types a skops file may hold. Promotion to a ``guarded_aliases`` alias
+    runs the gates and is refused when one fails, unless forced with a reason.
+    ``gates`` holds each model's gates by name; models without an entry use
+    the defaults of ``GateSettings``.
+    """
+
+    trusted_publishers: tuple[str, ...] = ()
+    trusted_types: tuple[str, ...] = ()
+    guarded_aliases: tuple[str, ...] = ("production",)
+    convert_onnx: bool = True
+    gates: dict[str, GateSettings] = {}
+
+    def gates_for(self, model: str) -> GateSettings:
+        """The gates of ``model``: its own entry, or the defaults."""
+        return self.gates.get(model, GateSettings())
+
+
 class Settings(BaseSettings):
     """Everything mlcycle is configured by; derived locations are properties."""
 
@@ -128,6 +202,7 @@ class Settings(BaseSettings):
     tracking: TrackingSettings = TrackingSettings()
     clock: ClockSettings = ClockSettings()
     data: DataSettings = DataSettings()
+    registry: RegistrySettings = RegistrySettings()
 
     @property
     def workspace_dir(self) -> Path:

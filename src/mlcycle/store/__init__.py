@@ -21,10 +21,12 @@ from mlcycle.store._protocols import (
     LineageGraph,
     MetadataStore,
     MetricLog,
+    ModelCatalog,
     RunLog,
     TableArea,
 )
 from mlcycle.store._records import (
+    AliasMove,
     ArtifactRecord,
     Dataset,
     DatasetVersion,
@@ -33,7 +35,9 @@ from mlcycle.store._records import (
     Experiment,
     LineageEdge,
     MetricPoint,
+    ModelVersion,
     PointTuple,
+    RegisteredModel,
     Run,
     RunEnd,
     RunError,
@@ -47,6 +51,7 @@ from mlcycle.store._sql import SqlMetadataStore
 from mlcycle.store._sql_datasets import check_dataset_name
 
 __all__ = [
+    "AliasMove",
     "ArtifactIndex",
     "ArtifactRecord",
     "ArtifactStore",
@@ -66,7 +71,10 @@ __all__ = [
     "MetadataStore",
     "MetricLog",
     "MetricPoint",
+    "ModelCatalog",
+    "ModelVersion",
     "PointTuple",
+    "RegisteredModel",
     "Run",
     "RunEnd",
     "RunError",

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
 from mlcycle.ids import Digest, ExperimentId, RunId
 from mlcycle.store._records import (
+    AliasMove,
     ArtifactRecord,
     Dataset,
     DatasetVersion,
@@ -21,6 +22,8 @@ from mlcycle.store._records import (
     Experiment,
     LineageEdge,
     MetricPoint,
+    ModelVersion,
+    RegisteredModel,
     Run,
     RunError,
     RunStatus,
@@ -37,6 +40,7 @@ __all__ = [
     "LineageGraph",
     "MetadataStore",
     "MetricLog",
+    "ModelCatalog",
     "RunLog",
     "TableArea",
 ]
@@ -301,6 +305,98 @@ class DatasetCatalog(Protocol):
         policy; the dataset's table moves to ``table_path``; a ``dataset.erased``
         event carries ``payload``. Returns every version as stored.
         """
+        ...
+
+
+class ModelCatalog(Protocol):
+    """Registered models, their versions, and aliases with the history of every move.
+
+    The model files live in the artifact store; this keeps what each version
+    is (flavor, digest, signature, origin, evaluation) and which version each
+    alias names. Alias moves are serialised with the event log, so two
+    processes promoting at once leave both moves in the history, in the order
+    they took effect, and the alias on the later one.
+    """
+
+    def ensure_model(
+        self, name: str, *, actor: str, time: datetime, description: str | None = None
+    ) -> RegisteredModel:
+        """Return model ``name``, creating it (and a ``model.created`` event) if new."""
+        ...
+
+    def get_model(self, name: str) -> RegisteredModel:
+        """Raise ``NotFound`` naming the model when there is none."""
+        ...
+
+    def list_models(self) -> list[RegisteredModel]:
+        """Every registered model, by name."""
+        ...
+
+    def add_model_version(
+        self, record: ModelVersion, *, inputs: Sequence[tuple[str, str]] = ()
+    ) -> ModelVersion:
+        """Record the next version of ``record.name`` (its ``version`` is ignored and assigned).
+
+        In one transaction: the version row, a ``model.version_created`` event,
+        and a lineage edge from each ``(source ref, kind)`` of ``inputs`` to the
+        version's ``models:/name/N``. Returns the record as stored.
+        """
+        ...
+
+    def get_model_version(self, name: str, version: int) -> ModelVersion:
+        """Raise ``NotFound`` naming the model and its latest version when there is none."""
+        ...
+
+    def list_model_versions(self, name: str) -> list[ModelVersion]:
+        """Every version of model ``name``, oldest first."""
+        ...
+
+    def update_model_version(
+        self,
+        name: str,
+        version: int,
+        *,
+        actor: str,
+        time: datetime,
+        evaluation: dict[str, Any] | None = None,  # Any: JSON values
+        tags: dict[str, str] | None = None,
+        description: str | None = None,
+        limitations: str | None = None,
+    ) -> ModelVersion:
+        """Set the given fields of a version (tags are merged; ``None`` leaves a field as is).
+
+        Records a ``model.evaluated`` event when ``evaluation`` is given, else
+        ``model.version_updated``. Returns the version as stored.
+        """
+        ...
+
+    def move_alias(
+        self,
+        name: str,
+        alias: str,
+        to_version: int | None,
+        *,
+        kind: str,
+        actor: str,
+        time: datetime,
+        reason: str | None = None,
+        forced: bool = False,
+        gates: dict[str, Any] | None = None,  # Any: JSON values
+        expect_from: int | Literal["any"] | None = "any",
+    ) -> AliasMove:
+        """Point ``alias`` at ``to_version`` (``None`` removes it), with its history and event.
+
+        In one transaction: the alias row, an ``AliasMove`` in the history and
+        a ``model.alias_moved`` event whose payload is the move. With
+        ``expect_from`` set to a version (or ``None`` for "no alias yet") the
+        move is refused with ``AliasConflict`` when the alias names something
+        else by then, so a rollback computed from a read cannot undo a
+        concurrent move. Raises ``NotFound`` for an unknown model or version.
+        """
+        ...
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasMove]:
+        """Every move of ``name``'s aliases (or of one alias), oldest first."""
         ...
 
 

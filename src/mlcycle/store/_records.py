@@ -11,6 +11,7 @@ from typing import Any, TypeAlias
 from mlcycle.ids import Digest, EventId, ExperimentId, RunId
 
 __all__ = [
+    "AliasMove",
     "ArtifactRecord",
     "Dataset",
     "DatasetVersion",
@@ -19,7 +20,9 @@ __all__ = [
     "Experiment",
     "LineageEdge",
     "MetricPoint",
+    "ModelVersion",
     "PointTuple",
+    "RegisteredModel",
     "Run",
     "RunEnd",
     "RunError",
@@ -259,3 +262,89 @@ class DatasetVersion:
     def ref(self) -> str:
         """The lineage reference of this version, such as ``data:/bike/3``."""
         return f"data:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredModel:
+    """A named model in the registry: what stays the same across its versions.
+
+    ``aliases`` maps each alias the model has now (``production``,
+    ``staging``, ``challenger`` or the user's own) to the version it names.
+    """
+
+    name: str
+    created_at: datetime
+    actor: str
+    description: str | None = None
+    aliases: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    """One registered version of a model: its stored files, signature, origin and results.
+
+    ``digest`` names the model file the flavor wrote (verified on every load);
+    ``files`` holds the other stored files by role (``onnx`` for a converted
+    copy, ``input_example``, ...). ``signature`` is the JSON form of the
+    inferred ``Signature`` (input columns and types, output). ``dataset_versions``
+    are references such as ``data:/bike/1`` the training run loaded;
+    ``code_version`` is the git commit (``<sha>-dirty`` when the tree had changes).
+    ``evaluation`` holds the last gate evaluation (JSON, see ``mlcycle.registry``);
+    ``publisher`` is the actor who registered it, which a trusted-publisher list
+    names. ``safe`` is false for flavors that load through pickle.
+    """
+
+    name: str
+    version: int
+    flavor: str
+    digest: Digest
+    signature: dict[str, Any]  # Any: JSON values
+    run_id: RunId | None
+    dataset_versions: tuple[str, ...]
+    code_version: str | None
+    created_at: datetime
+    actor: str
+    size: int = 0
+    safe: bool = True
+    files: dict[str, Digest] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    description: str | None = None
+    limitations: str | None = None
+    evaluation: dict[str, Any] | None = None  # Any: JSON values
+
+    @property
+    def ref(self) -> str:
+        """The lineage reference of this version, such as ``models:/bike-demand/3``."""
+        return f"models:/{self.name}/{self.version}"
+
+    @property
+    def publisher(self) -> str:
+        """Who registered this version: the actor a trusted-publisher list is checked against."""
+        return self.actor
+
+
+@dataclass(frozen=True, slots=True)
+class AliasMove:
+    """One move of a model's alias, as the audit trail keeps it.
+
+    ``from_version`` is what the alias named before (``None`` when it was
+    new), ``to_version`` what it names after (``None`` when it was removed).
+    ``kind`` is ``promote``, ``rollback`` or ``remove``; ``forced`` marks a
+    promotion past failed gates, whose ``reason`` is then required.
+    ``gates`` holds the gate results the move was decided on (JSON).
+    ``position`` is the event log position of the ``model.alias_moved`` event.
+    """
+
+    name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    kind: str
+    actor: str
+    time: datetime
+    reason: str | None = None
+    forced: bool = False
+    gates: dict[str, Any] | None = None  # Any: JSON values
+    position: int = 0

@@ -1,0 +1,21 @@
+"""The model registry: safe model formats, signatures, aliases with history, gates and cards."""
+
+from __future__ import annotations
+
+from mlcycle.registry._flavor import Flavor, LoadedModel
+from mlcycle.registry._flavors import ENTRY_POINT_GROUP, flavor_for, get_flavor, known_flavors
+from mlcycle.registry._signature import ColumnSpec, Signature
+from mlcycle.registry._sklearn import ALLOWED_TYPES, SklearnFlavor
+
+__all__ = [
+    "ALLOWED_TYPES",
+    "ENTRY_POINT_GROUP",
+    "ColumnSpec",
+    "Flavor",
+    "LoadedModel",
+    "Signature",
+    "SklearnFlavor",
+    "flavor_for",
+    "get_flavor",
+    "known_flavors",
+]

@@ -1,0 +1,43 @@
+"""The flavors mlcycle knows, and the ones installed packages add through entry points."""
+
+from __future__ import annotations
+
+import functools
+from importlib.metadata import entry_points
+
+from mlcycle.errors import ValidationFailed
+from mlcycle.registry._flavor import Flavor
+from mlcycle.registry._sklearn import SklearnFlavor
+
+__all__ = ["ENTRY_POINT_GROUP", "flavor_for", "get_flavor", "known_flavors"]
+
+ENTRY_POINT_GROUP = "mlcycle.flavors"
+
+
+@functools.cache
+def known_flavors() -> tuple[Flavor, ...]:
+    """The built-in flavors, then those of the ``mlcycle.flavors`` entry point group."""
+    builtin: list[Flavor] = [SklearnFlavor()]
+    added = [point.load()() for point in entry_points(group=ENTRY_POINT_GROUP)]
+    return (*builtin, *added)
+
+
+def get_flavor(name: str) -> Flavor:
+    """The flavor called ``name``; ``ValidationFailed`` lists the known ones."""
+    for flavor in known_flavors():
+        if flavor.name == name:
+            return flavor
+    names = ", ".join(flavor.name for flavor in known_flavors())
+    raise ValidationFailed(f"no model flavor '{name}'; the flavors are: {names}")
+
+
+def flavor_for(model: object) -> Flavor:
+    """The first flavor that can save ``model``; ``ValidationFailed`` lists the supported ones."""
+    for flavor in known_flavors():
+        if flavor.handles(model):
+            return flavor
+    names = ", ".join(flavor.name for flavor in known_flavors())
+    raise ValidationFailed(
+        f"no flavor can store a {type(model).__module__}.{type(model).__qualname__}; "
+        f"the supported flavors are: {names}"
+    )
