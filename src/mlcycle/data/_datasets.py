@@ -12,6 +12,7 @@ makes no new version.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import time as monotonic_time
@@ -43,6 +44,7 @@ from mlcycle.store import (
     DatasetVersion,
     LineageGraph,
     TableArea,
+    check_dataset_actor,
     check_dataset_name,
 )
 from mlcycle.track import Tracker, current_run
@@ -58,6 +60,8 @@ SchemaCheck = Callable[[str, pa.Table], None]
 """Checks rows against the schema of the named dataset; raises ``ValidationFailed`` if bad."""
 PolicyScan = Callable[[pa.Table], Sequence[PolicyFinding]]
 _COMMIT_RETRIES = 5
+_MAX_SOURCE_REF = 1000
+"""The longest lineage reference every backend keeps."""
 _TABLES_PREFIX = "datasets"
 _REWRITTEN = "_rewritten"
 """Tables rewritten by an erasure: ``datasets/_rewritten/<name>/g<generation>``."""
@@ -118,6 +122,7 @@ class DatasetRegistry:
         it raises ``ValidationFailed`` listing the anomalies, and nothing is written.
         """
         check_dataset_name(name)
+        check_dataset_actor(self.actor)
         if mode not in {"append", "overwrite"}:
             raise ValidationFailed(f"mode {mode!r} must be 'append' or 'overwrite'")
         if schema not in {None, "merge"}:
@@ -149,6 +154,7 @@ class DatasetRegistry:
 
     def rollback(self, name: str, version: int) -> DatasetVersion:
         """Make a new version with the content of ``version``; history is never deleted."""
+        check_dataset_actor(self.actor)
         old = self.catalog.get_dataset_version(name, version)
         table = self._read(old)
         dataset = self.catalog.get_dataset(name)
@@ -511,6 +517,7 @@ class DatasetRegistry:
                 "erase needs a reason=... saying why (such as 'GDPR erasure request #123'); "
                 "it is recorded with the erasure"
             )
+        check_dataset_actor(self.actor)
         self.catalog.get_dataset(name)
         owner = new_id()
         self._lock(name, owner)
@@ -671,9 +678,17 @@ def _table_names(name: str, generation: int) -> list[str]:
 
 
 def _source_ref(described: str) -> str:
-    if described.startswith(("file:", "sql:", "data:")):
-        return described
-    return f"memory:{described}"
+    """The lineage reference of a source: its description, cut to fit a reference.
+
+    A long path keeps its first characters and ends in a hash of the whole, so
+    two long sources stay two references.
+    """
+    ref = described if described.startswith(("file:", "sql:", "data:")) else f"memory:{described}"
+    ref = ref.strip().replace("\x00", "")
+    if len(ref) <= _MAX_SOURCE_REF:
+        return ref
+    whole = hashlib.sha256(ref.encode()).hexdigest()[:16]
+    return f"{ref[: _MAX_SOURCE_REF - len(whole) - 3]}...{whole}"
 
 
 def _table_schema(current: Any) -> pa.Schema | None:  # Any: a deltalake DeltaTable

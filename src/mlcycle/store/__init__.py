@@ -48,7 +48,7 @@ from mlcycle.store._records import (
     WriteOperation,
 )
 from mlcycle.store._sql import SqlMetadataStore
-from mlcycle.store._sql_datasets import check_dataset_name
+from mlcycle.store._sql_datasets import check_dataset_actor, check_dataset_name
 
 __all__ = [
     "AliasMove",
@@ -88,6 +88,7 @@ __all__ = [
     "WriteOperation",
     "ancestry",
     "check_artifact_name",
+    "check_dataset_actor",
     "check_dataset_name",
     "check_key",
     "check_table_name",
