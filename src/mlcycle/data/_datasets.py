@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 __all__ = ["DatasetConflict", "DatasetRegistry", "Erasure"]
 
 Mode = Literal["append", "overwrite"]
+Validation = Literal["passed", "skipped"] | None
+"""What a registration's schema validation did: ran and passed, was skipped, or was not asked."""
 Check = Callable[[pa.Table], None]
 SchemaCheck = Callable[[str, pa.Table], None]
 """Checks rows against the schema of the named dataset; raises ``ValidationFailed`` if bad."""
@@ -93,6 +95,8 @@ class DatasetRegistry:
     policy_scan: PolicyScan | None = None
     schema_check: SchemaCheck | None = None
     schemas_dir: Path | None = None
+    validate_on_register: Sequence[str] = ()
+    """Datasets whose registrations run ``schema_check`` unless told not to; ``"*"``: all."""
     lock_ttl_s: float = 600.0
     lock_wait_s: float = 120.0
 
@@ -109,7 +113,7 @@ class DatasetRegistry:
         schema: Literal["merge"] | None = None,
         description: str | None = None,
         check: Check | None = None,
-        validate: bool = False,
+        validate: bool | None = None,
     ) -> DatasetVersion:
         """Add ``source`` to dataset ``name`` as a new version (the first register creates it).
 
@@ -119,7 +123,9 @@ class DatasetRegistry:
         runs on the new rows before anything is written; if it raises, nothing is.
         ``validate=True`` checks the new rows against the dataset's schema
         (``schemas/<name>.yaml`` in a workspace) the same way: data that breaks
-        it raises ``ValidationFailed`` listing the anomalies, and nothing is written.
+        it raises ``ValidationFailed`` listing the anomalies, and nothing is
+        written. ``None`` (the default) follows ``validate_on_register``;
+        ``False`` skips the check.
         """
         check_dataset_name(name)
         check_dataset_actor(self.actor)
@@ -137,20 +143,39 @@ class DatasetRegistry:
             raise ValidationFailed(f"column name '{ROW_COLUMN}' is reserved; rename the column")
         keys = tuple(key or ())
         _require_columns(table, [*keys, *([time_column] if time_column else [])], name)
-        if validate:
-            if self.schema_check is None:
-                raise ValidationFailed(
-                    f"cannot validate dataset '{name}': this registry has no schema check; "
-                    "use a Workspace (ws.data or mc.data), or pass check=..."
-                )
-            self.schema_check(name, table)
+        validation = self._validate(name, table, validate=validate)
         if check is not None:
             check(table)
         dataset = self._dataset(name, time_column=time_column, key=keys, description=description)
         source_ref = _source_ref(described)
         return self._write(
-            dataset, table, mode=mode, schema=schema, source=(described, source_ref), op=None
+            dataset,
+            table,
+            mode=mode,
+            schema=schema,
+            source=(described, source_ref),
+            op=None,
+            validation=validation,
         )
+
+    def _validate(self, name: str, table: pa.Table, *, validate: bool | None) -> Validation:
+        """Check ``table`` against the schema of ``name`` if asked; say what was done."""
+        listed = name in self.validate_on_register
+        configured = listed or "*" in self.validate_on_register
+        if validate is None:
+            validate = listed or (configured and self._has_schema(name))
+        if not validate:
+            return "skipped" if configured else None
+        if self.schema_check is None:
+            raise ValidationFailed(
+                f"cannot validate dataset '{name}': this registry has no schema check; "
+                "use a Workspace (ws.data or mc.data), or pass check=..."
+            )
+        self.schema_check(name, table)
+        return "passed"
+
+    def _has_schema(self, name: str) -> bool:
+        return self.schemas_dir is not None and (self.schemas_dir / f"{name}.yaml").is_file()
 
     def rollback(self, name: str, version: int) -> DatasetVersion:
         """Make a new version with the content of ``version``; history is never deleted."""
@@ -165,6 +190,7 @@ class DatasetRegistry:
             schema=None,
             source=(old.ref, old.ref),
             op="rollback",
+            validation=None,
         )
 
     def _dataset(
@@ -198,12 +224,20 @@ class DatasetRegistry:
         schema: Literal["merge"] | None,
         source: tuple[str, str],
         op: str | None,
+        validation: Validation,
     ) -> DatasetVersion:
         owner = new_id()
         self._lock(dataset.name, owner)
         try:
             return self._write_locked(
-                dataset, table, mode=mode, schema=schema, source=source, op=op, owner=owner
+                dataset,
+                table,
+                mode=mode,
+                schema=schema,
+                source=source,
+                op=op,
+                owner=owner,
+                validation=validation,
             )
         finally:
             self.catalog.unlock_dataset(dataset.name, owner=owner)
@@ -218,6 +252,7 @@ class DatasetRegistry:
         source: tuple[str, str],
         op: str | None,
         owner: str,
+        validation: Validation,
     ) -> DatasetVersion:
         name = dataset.name
         latest = self.catalog.latest_dataset_version(name)
@@ -272,7 +307,9 @@ class DatasetRegistry:
             profile_digest=profile_digest,
             policy=findings,
         )
-        return self.catalog.add_dataset_version(record, inputs=inputs, release_lock=owner)
+        return self.catalog.add_dataset_version(
+            record, inputs=inputs, release_lock=owner, validation=validation
+        )
 
     def _scan(self, table: pa.Table) -> list[dict[str, Any]]:  # Any: JSON findings
         if self.policy_scan is None:

@@ -36,6 +36,7 @@ _MAX_ACTOR = 256
 """The ``actor`` columns' length: PostgreSQL refuses longer ones, SQLite would keep them."""
 _TABLE_PATH = re.compile(r"datasets/[A-Za-z0-9_.\-/]{1,500}")
 _OPERATIONS = frozenset({"create", "append", "overwrite", "rollback"})
+_VALIDATIONS = frozenset({"passed", "skipped", None})
 
 
 def check_dataset_name(name: str) -> str:
@@ -227,9 +228,12 @@ class DatasetsMixin:
         *,
         inputs: Sequence[tuple[str, str]] = (),
         release_lock: str | None = None,
+        validation: str | None = None,
     ) -> DatasetVersion:
         """Record the next version of ``record.name``, its event and lineage, in one transaction."""
         _check_record(record)
+        if validation not in _VALIDATIONS:
+            raise ValidationFailed(f"validation {validation!r} must be 'passed', 'skipped' or None")
         for source, kind in inputs:
             check_ref(source, "lineage source")
             if not kind or len(kind) > 64:
@@ -242,7 +246,7 @@ class DatasetsMixin:
             latest = _latest(conn, record.name)
             number = 1 if latest is None else latest.version + 1
             stored = _insert_version(conn, record, number)
-            _record_version_links(conn, stored, inputs)
+            _record_version_links(conn, stored, inputs, validation)
             if release_lock is not None:
                 _release(conn, record.name, release_lock)
             return stored
@@ -423,7 +427,10 @@ def _insert_version(conn: Connection, record: DatasetVersion, number: int) -> Da
 
 
 def _record_version_links(
-    conn: Connection, stored: DatasetVersion, inputs: Sequence[tuple[str, str]]
+    conn: Connection,
+    stored: DatasetVersion,
+    inputs: Sequence[tuple[str, str]],
+    validation: str | None,
 ) -> None:
     append_event(
         conn,
@@ -439,6 +446,7 @@ def _record_version_links(
             "source": stored.source,
             "operation": stored.operation,
             "delta_version": stored.delta_version,
+            "validation": validation,
         },
     )
     for source, kind in inputs:

@@ -82,7 +82,8 @@ class DatasetCatalogContract:
         catalog.ensure_dataset("bike", actor="ana", time=T0)
         one = catalog.add_dataset_version(_record(), inputs=[("file:/data/hour.csv", "source")])
         two = catalog.add_dataset_version(
-            replace(_record(rows=12, digest="cd"), operation="append", delta_version=1)
+            replace(_record(rows=12, digest="cd"), operation="append", delta_version=1),
+            validation="passed",
         )
         assert (one.version, two.version) == (1, 2)
         assert one.ref == "data:/bike/1"
@@ -93,9 +94,9 @@ class DatasetCatalogContract:
         assert catalog.latest_dataset_version("bike") == two
         assert catalog.list_dataset_versions("bike") == [one, two]
         made = catalog.read_events(types=["dataset.version_created"])
-        assert [(e.subject, e.payload["rows"]) for e in made] == [
-            ("data:/bike/1", 10),
-            ("data:/bike/2", 12),
+        assert [(e.subject, e.payload["rows"], e.payload["validation"]) for e in made] == [
+            ("data:/bike/1", 10, None),
+            ("data:/bike/2", 12, "passed"),
         ]
         edges = catalog.edges_into("data:/bike/1")
         assert [(e.source, e.kind) for e in edges] == [("file:/data/hour.csv", "source")]
@@ -114,6 +115,8 @@ class DatasetCatalogContract:
                 catalog.add_dataset_version(bad)
         with pytest.raises(ValidationFailed, match="lineage source"):
             catalog.add_dataset_version(_record(), inputs=[(" x", "source")])
+        with pytest.raises(ValidationFailed, match="'passed', 'skipped' or None"):
+            catalog.add_dataset_version(_record(), validation="maybe")
         assert catalog.latest_dataset_version("bike") is None
 
     def test_text_every_backend_keeps_or_refuses_alike(self, catalog: Any) -> None:
