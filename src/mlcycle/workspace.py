@@ -99,6 +99,7 @@ class Workspace:
                 policy_scan=self._scan_policy,
                 schema_check=self._check_schema,
                 schemas_dir=self.schemas_dir,
+                validate_on_register=self.settings.data.validate_on_register,
             )
         return self._data
 
@@ -143,9 +144,10 @@ class Workspace:
         path = self.schemas_dir / f"{name}.yaml"
         if not path.is_file():
             raise ValidationFailed(
-                f"cannot validate dataset '{name}': there is no schema file {path}; infer one "
-                f"with mc.validate.infer_schema('{name}') (it writes that file) or write it, "
-                "or register without validate=True; nothing was registered"
+                f"cannot validate dataset '{name}': there is no schema file {path}; infer it "
+                f"from a registered version with `mlcycle data schema {name}` (or "
+                f"mc.validate.infer_schema('{name}')) or write it, or register with "
+                "validate=False (--no-validate); nothing was registered"
             )
         report = dataclasses.replace(check(table, load_schema(path)), dataset=name)
         try:

@@ -48,7 +48,7 @@ from mlcycle.store._records import (
     WriteOperation,
 )
 from mlcycle.store._sql import SqlMetadataStore
-from mlcycle.store._sql_datasets import check_dataset_name
+from mlcycle.store._sql_datasets import check_dataset_actor, check_dataset_name
 from mlcycle.store._sql_models import LATEST_ALIAS, check_alias, check_model_name
 
 __all__ = [
@@ -91,6 +91,7 @@ __all__ = [
     "ancestry",
     "check_alias",
     "check_artifact_name",
+    "check_dataset_actor",
     "check_dataset_name",
     "check_key",
     "check_model_name",
