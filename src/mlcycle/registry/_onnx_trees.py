@@ -75,7 +75,9 @@ class _Forest:
         for node in range(nodes.count):
             if not nodes.is_leaf(node):
                 interior[node] = self._split(
-                    nodes.feature[node], nodes.threshold[node], missing_left=nodes.missing_left[node]
+                    nodes.feature[node],
+                    nodes.threshold[node],
+                    missing_left=nodes.missing_left[node],
                 )
         self.roots.append(interior[0])
         for node, index in interior.items():
@@ -303,10 +305,10 @@ _PLANNERS: dict[str, Callable[..., _Plan]] = {
 }
 
 
-def tree_ensemble_to_onnx(model: object) -> onnx.ModelProto:
+def tree_ensemble_to_onnx(model: object, *, input_name: str = "X") -> onnx.ModelProto:
     """A fitted scikit-learn tree ensemble as an ONNX model computing in float64.
 
-    The graph takes one float64 input ``X`` (rows by features). A regressor
+    The graph takes one float64 input ``X`` (rows by features; ``input_name``). A regressor
     gives ``variable`` (one value per row); a classifier gives ``label`` and
     ``probabilities``.
 
@@ -320,26 +322,28 @@ def tree_ensemble_to_onnx(model: object) -> onnx.ModelProto:
     classifier = name.endswith("Classifier")
     family = name.removesuffix("Classifier").removesuffix("Regressor")
     plan = _PLANNERS[family](model, classifier=classifier)
-    return _graph(plan, features=int(model.n_features_in_))  # type: ignore[attr-defined]
+    return _graph(plan, features=int(model.n_features_in_), input_name=input_name)  # type: ignore[attr-defined]
 
 
-def _graph(plan: _Plan, *, features: int) -> onnx.ModelProto:
+def _graph(plan: _Plan, *, features: int, input_name: str) -> onnx.ModelProto:
     import numpy as np  # noqa: PLC0415  (light: already loaded with pandas)
     from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415  (the onnx extra)
 
     nodes = []
-    source = "X"
+    source = input_name
     if plan.float32_input:  # scikit-learn's trees compare float32(x) with float64 thresholds
-        nodes.append(helper.make_node("Cast", ["X"], ["x32"], to=TensorProto.FLOAT))
-        nodes.append(helper.make_node("Cast", ["x32"], ["x64"], to=TensorProto.DOUBLE))
-        source = "x64"
-    nodes.append(plan.forest.node(source, "trees", targets=plan.targets))
-    base = numpy_helper.from_array(np.asarray([plan.base], dtype=np.float64), name="base")
-    nodes.append(helper.make_node("Add", ["trees", "base"], ["raw"]))
+        nodes.append(helper.make_node("Cast", [input_name], ["mlcycle_x32"], to=TensorProto.FLOAT))
+        nodes.append(
+            helper.make_node("Cast", ["mlcycle_x32"], ["mlcycle_x64"], to=TensorProto.DOUBLE)
+        )
+        source = "mlcycle_x64"
+    nodes.append(plan.forest.node(source, "mlcycle_trees", targets=plan.targets))
+    base = numpy_helper.from_array(np.asarray([plan.base], dtype=np.float64), name="mlcycle_base")
+    nodes.append(helper.make_node("Add", ["mlcycle_trees", "mlcycle_base"], ["mlcycle_raw"]))
     initializers = [base]
-    inputs = [helper.make_tensor_value_info("X", TensorProto.DOUBLE, [None, features])]
+    inputs = [helper.make_tensor_value_info(input_name, TensorProto.DOUBLE, [None, features])]
     if plan.classes is None:
-        nodes.append(helper.make_node("Identity", ["raw"], ["variable"]))
+        nodes.append(helper.make_node("Identity", ["mlcycle_raw"], ["variable"]))
         outputs = [helper.make_tensor_value_info("variable", TensorProto.DOUBLE, [None, 1])]
     else:
         more_nodes, more_initializers, outputs = _classifier_outputs(plan)
@@ -360,27 +364,29 @@ def _classifier_outputs(
     nodes = []
     initializers = []
     if plan.link == "sigmoid":
-        one = numpy_helper.from_array(np.ones((1, 1), dtype=np.float64), name="one")
+        one = numpy_helper.from_array(np.ones((1, 1), dtype=np.float64), name="mlcycle_one")
         initializers.append(one)
         nodes += [
-            helper.make_node("Sigmoid", ["raw"], ["positive"]),
-            helper.make_node("Sub", ["one", "positive"], ["negative"]),
-            helper.make_node("Concat", ["negative", "positive"], ["probabilities"], axis=1),
+            helper.make_node("Sigmoid", ["mlcycle_raw"], ["mlcycle_positive"]),
+            helper.make_node("Sub", ["mlcycle_one", "mlcycle_positive"], ["mlcycle_negative"]),
+            helper.make_node(
+                "Concat", ["mlcycle_negative", "mlcycle_positive"], ["probabilities"], axis=1
+            ),
         ]
     elif plan.link == "softmax":
-        nodes.append(helper.make_node("Softmax", ["raw"], ["probabilities"], axis=1))
+        nodes.append(helper.make_node("Softmax", ["mlcycle_raw"], ["probabilities"], axis=1))
     else:
-        nodes.append(helper.make_node("Identity", ["raw"], ["probabilities"]))
+        nodes.append(helper.make_node("Identity", ["mlcycle_raw"], ["probabilities"]))
     classes = np.asarray(plan.classes)
     string_labels = classes.dtype.kind in "OUS"
     label_type = TensorProto.STRING if string_labels else TensorProto.INT64
     table = classes.astype(object if string_labels else np.int64)
     if not string_labels and not np.array_equal(table, classes):
         raise ValidationFailed("class labels must be integers or strings to convert to ONNX")
-    initializers.append(numpy_helper.from_array(table, name="classes"))
+    initializers.append(numpy_helper.from_array(table, name="mlcycle_classes"))
     nodes += [
-        helper.make_node("ArgMax", ["probabilities"], ["index"], axis=1, keepdims=0),
-        helper.make_node("Gather", ["classes", "index"], ["label"], axis=0),
+        helper.make_node("ArgMax", ["probabilities"], ["mlcycle_index"], axis=1, keepdims=0),
+        helper.make_node("Gather", ["mlcycle_classes", "mlcycle_index"], ["label"], axis=0),
     ]
     outputs = [
         helper.make_tensor_value_info("label", label_type, [None]),
