@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import onnx
     import pandas as pd
 
-__all__ = ["RELATIVE_TOLERANCE", "ABSOLUTE_TOLERANCE", "OnnxFlavor", "convert_to_onnx"]
+__all__ = ["ABSOLUTE_TOLERANCE", "RELATIVE_TOLERANCE", "OnnxFlavor", "convert_to_onnx"]
 
 RELATIVE_TOLERANCE = 1e-5
 ABSOLUTE_TOLERANCE = 1e-6

@@ -195,7 +195,7 @@ class _Plan:
 
 
 def _check_loss(model: Any, expected: set[str]) -> None:  # Any: a fitted estimator
-    loss = type(model._loss).__name__  # noqa: SLF001  (the loss decides the link; no public API)
+    loss = type(model._loss).__name__  # the loss decides the link; no public API
     if loss not in expected:
         raise ValidationFailed(
             f"{type(model).__name__} with loss {loss} has no exact ONNX form here "
@@ -244,7 +244,7 @@ def _plan_gradient_boosting(model: Any, *, classifier: bool) -> _Plan:  # Any: f
     import numpy as np  # noqa: PLC0415  (light: already loaded with pandas)
 
     zeros = np.zeros((1, model.n_features_in_))
-    base = [float(v) for v in model._raw_predict_init(zeros)[0]]  # noqa: SLF001  (constant init)
+    base = [float(v) for v in model._raw_predict_init(zeros)[0]]  # constant init
     stages = model.estimators_
     forest = _Forest()
     rate = float(model.learning_rate)
@@ -267,7 +267,7 @@ def _plan_gradient_boosting(model: Any, *, classifier: bool) -> _Plan:  # Any: f
 def _plan_hist_gradient_boosting(model: Any, *, classifier: bool) -> _Plan:  # Any: fitted
     expected = {"HalfBinomialLoss", "HalfMultinomialLoss"} if classifier else set()
     if not classifier:
-        link = type(model._loss.link).__name__  # noqa: SLF001  (no public API for the link)
+        link = type(model._loss.link).__name__  # no public API for the link
         if link != "IdentityLink":
             raise ValidationFailed(
                 f"HistGradientBoostingRegressor with a {link} has no exact ONNX form here"
@@ -275,12 +275,12 @@ def _plan_hist_gradient_boosting(model: Any, *, classifier: bool) -> _Plan:  # A
     else:
         _check_loss(model, expected)
     forest = _Forest()
-    for iteration in model._predictors:  # noqa: SLF001  (the fitted trees; no public API)
+    for iteration in model._predictors:  # the fitted trees; no public API
         for target, predictor in enumerate(iteration):
             nodes = _hist_tree(predictor)
             values = predictor.nodes["value"]
             forest.add_tree(nodes, lambda node, v=values: v[node], target=target)
-    base = [float(v) for v in model._baseline_prediction.ravel()]  # noqa: SLF001
+    base = [float(v) for v in model._baseline_prediction.ravel()]
     targets = len(base)
     return _Plan(
         forest=forest,
