@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from mlcycle.registry._aliases import evaluation_passed, failed_gates
+from mlcycle.registry._evaluate import GateInputs, evaluate_gates, fit_baseline
 from mlcycle.registry._flavor import Flavor, LoadedModel
 from mlcycle.registry._flavors import ENTRY_POINT_GROUP, flavor_for, get_flavor, known_flavors
+from mlcycle.registry._gates import Evaluation, GateResult, SliceMetrics
 from mlcycle.registry._registry import GateCheck, ModelRegistry
 from mlcycle.registry._sdk import (
     current_registry,
@@ -29,15 +31,21 @@ __all__ = [
     "ALLOWED_TYPES",
     "ENTRY_POINT_GROUP",
     "ColumnSpec",
+    "Evaluation",
     "Flavor",
     "GateCheck",
+    "GateInputs",
+    "GateResult",
     "LoadedModel",
     "ModelRegistry",
     "Signature",
     "SklearnFlavor",
+    "SliceMetrics",
     "current_registry",
+    "evaluate_gates",
     "evaluation_passed",
     "failed_gates",
+    "fit_baseline",
     "flavor_for",
     "gate_results",
     "get",
