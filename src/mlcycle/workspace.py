@@ -119,6 +119,7 @@ class Workspace:
                 actor=self.actor,
                 settings=self.settings.registry,
                 tracker=self.tracker,
+                data=self.data,
             )
         return self._registry
 

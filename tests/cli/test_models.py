@@ -14,8 +14,8 @@ from mlcycle.cli._models import EXIT_GATE_FAILED
 from mlcycle.settings import Settings
 from mlcycle.workspace import Workspace
 
-FAILED = {"passed": False, "gates": [{"name": "rmse", "passed": False, "value": 60.0}]}
-PASSED = {"passed": True, "gates": [{"name": "rmse", "passed": True, "value": 40.0}]}
+FAILED = {"passed": False, "results": [{"name": "rmse", "passed": False, "value": 60.0}]}
+PASSED = {"passed": True, "results": [{"name": "rmse", "passed": True, "value": 40.0}]}
 
 
 @pytest.fixture

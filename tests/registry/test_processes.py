@@ -31,7 +31,7 @@ PROMOTING = textwrap.dedent(
             registry.promote("bike", int(version), reason=f"from p{version}")
     """
 )
-PASSED = {"passed": True, "gates": [{"name": "rmse", "passed": True}]}
+PASSED = {"passed": True, "results": [{"name": "rmse", "passed": True}]}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import pytest
 from sklearn.linear_model import Ridge
 
 from mlcycle.errors import AliasConflict, GateFailed, NotFound, ValidationFailed
 from mlcycle.registry import evaluation_passed, failed_gates
-from mlcycle.settings import Settings
-from mlcycle.store import ModelVersion
 from mlcycle.workspace import Workspace
 
-PASSED = {"passed": True, "gates": [{"name": "rmse", "passed": True, "value": 40.0}]}
+PASSED = {"passed": True, "results": [{"name": "rmse", "passed": True, "value": 40.0}]}
 FAILED = {
     "passed": False,
-    "gates": [
+    "results": [
         {"name": "rmse", "passed": False, "value": 60.0, "max": 50.0},
         {"name": "nan", "passed": True},
     ],
@@ -135,22 +130,6 @@ def test_promoting_a_missing_version_names_the_latest(workspace: Workspace, ridg
         workspace.registry.promote("bike", 1, to="latest")
 
 
-def test_a_gate_check_hook_decides_at_promotion(tmp_path: Path, ridge: Ridge) -> None:
-    seen: list[int] = []
-
-    def check(version: ModelVersion) -> dict[str, Any] | None:
-        seen.append(version.version)
-        return FAILED if version.version == 1 else None
-
-    with Workspace.open(Settings(home=tmp_path, actor="ana")) as workspace:
-        workspace.registry.gate_check = check
-        _versions(workspace, ridge, 2)
-        with pytest.raises(GateFailed):
-            workspace.registry.promote("bike", 1)
-        assert workspace.registry.promote("bike", 2).gates == PASSED  # None: the stored results
-        assert seen == [1, 2]
-
-
 def test_a_rollback_from_a_stale_read_is_a_conflict(workspace: Workspace, ridge: Ridge) -> None:
     _versions(workspace, ridge, 2)
     catalog = workspace.registry.catalog
@@ -167,7 +146,5 @@ def test_gate_verdicts() -> None:
     assert not evaluation_passed(FAILED)
     assert not evaluation_passed(None)
     assert not evaluation_passed({"passed": False})
-    assert evaluation_passed({"gates": {"rmse": {"passed": True}}})
-    assert failed_gates({"gates": {"rmse": {"passed": False}, "size": {"passed": True}}}) == [
-        "rmse"
-    ]
+    assert evaluation_passed({"results": [{"name": "rmse", "passed": True}]})
+    assert failed_gates({"results": [{"name": "rmse", "passed": False}]}) == ["rmse"]

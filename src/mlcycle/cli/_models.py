@@ -203,12 +203,10 @@ def _print_gates(evaluation: dict[str, Any] | None, *, stderr: bool = False) -> 
     if not evaluation:
         out.print("  gates: not evaluated")
         return
-    gates = evaluation.get("gates", [])
-    rows = gates.items() if isinstance(gates, dict) else ((g.get("name"), g) for g in gates)
     table = Table("gate", "passed", "details", title="gate results")
-    for gate, result in rows:
-        details = ", ".join(f"{k}={v}" for k, v in result.items() if k not in {"name", "passed"})
-        table.add_row(str(gate), "yes" if result.get("passed") else "NO", details)
+    for result in evaluation.get("results", []):
+        verdict = "skipped" if result.get("skipped") else "yes" if result.get("passed") else "NO"
+        table.add_row(str(result.get("name", "?")), verdict, str(result.get("detail", "")))
     out.print(table)
 
 

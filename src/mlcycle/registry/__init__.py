@@ -7,7 +7,7 @@ from mlcycle.registry._evaluate import GateInputs, evaluate_gates, fit_baseline
 from mlcycle.registry._flavor import Flavor, LoadedModel
 from mlcycle.registry._flavors import ENTRY_POINT_GROUP, flavor_for, get_flavor, known_flavors
 from mlcycle.registry._gates import Evaluation, GateResult, SliceMetrics
-from mlcycle.registry._registry import GateCheck, ModelRegistry
+from mlcycle.registry._registry import ModelRegistry
 from mlcycle.registry._sdk import (
     current_registry,
     gate_results,
@@ -33,7 +33,6 @@ __all__ = [
     "ColumnSpec",
     "Evaluation",
     "Flavor",
-    "GateCheck",
     "GateInputs",
     "GateResult",
     "LoadedModel",

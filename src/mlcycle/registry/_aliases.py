@@ -1,8 +1,9 @@
 """What alias history and stored gate results mean: rollback targets and gate verdicts.
 
 Pure functions over records, so the rules are tested without a store.
-A version's ``evaluation`` (JSON) says ``passed`` and lists its ``gates``,
-each a JSON object with at least ``name`` and ``passed``.
+A version's ``evaluation`` (JSON, as ``Evaluation.to_dict`` writes it) says
+``passed`` and lists its gate ``results``, each a JSON object with at least
+``name`` and ``passed``.
 """
 
 from __future__ import annotations
@@ -42,17 +43,14 @@ def rollback_target(history: Sequence[AliasMove], current: int | None) -> int | 
 
 
 def _gates(evaluation: Mapping[str, Any]) -> list[Mapping[str, Any]]:  # Any: JSON values
-    gates = evaluation.get("gates", [])
-    if isinstance(gates, Mapping):
-        return [{"name": name, **dict(result)} for name, result in gates.items()]
-    return [gate for gate in gates if isinstance(gate, Mapping)]
+    return [gate for gate in evaluation.get("results", []) if isinstance(gate, Mapping)]
 
 
 def failed_gates(evaluation: Mapping[str, Any]) -> list[str]:  # Any: JSON values
     """The names of the gates that failed in ``evaluation``.
 
-    >>> failed_gates({"gates": [{"name": "rmse", "passed": False},
-    ...                         {"name": "nan", "passed": True}]})
+    >>> failed_gates({"results": [{"name": "rmse", "passed": False},
+    ...                           {"name": "nan", "passed": True}]})
     ['rmse']
     """
     return [str(gate.get("name", "?")) for gate in _gates(evaluation) if not gate.get("passed")]

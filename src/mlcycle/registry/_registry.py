@@ -25,7 +25,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,7 @@ from mlcycle.ids import Digest, RunId
 from mlcycle.registry._aliases import evaluation_passed, failed_gates, rollback_target
 from mlcycle.registry._flavor import Flavor, LoadedModel
 from mlcycle.registry._flavors import flavor_for, get_flavor
+from mlcycle.registry._gates import Evaluation
 from mlcycle.registry._signature import Signature, example_frame, infer_signature
 from mlcycle.registry._trust import require_trust
 from mlcycle.settings import RegistrySettings
@@ -57,10 +58,9 @@ from mlcycle.track import ActiveRun, Tracker, current_run
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["GateCheck", "ModelRegistry"]
+    from mlcycle.data import DatasetRegistry
 
-GateCheck = Callable[[ModelVersion], "dict[str, Any] | None"]  # Any: JSON values
-"""Run at promotion: fresh gate results for a version (JSON), or ``None`` to use the stored ones."""
+__all__ = ["ModelRegistry"]
 
 _PROMOTE_ATTEMPTS = 20
 _EXAMPLE_ROLE = "input_example"
@@ -78,8 +78,8 @@ class ModelRegistry:
     actor: str
     settings: RegistrySettings
     tracker: Tracker | None = None
-    gate_check: GateCheck | None = None
-    """Re-runs the gates at promotion when set (``None`` uses the version's stored evaluation)."""
+    data: DatasetRegistry | None = None
+    """Datasets, for the gates: policy findings and the training rows of a recorded split."""
 
     def register(
         self,
@@ -206,8 +206,38 @@ class ModelRegistry:
         return self.catalog.alias_history(name, alias)
 
     def gate_results(self, ref: str | ModelVersion) -> dict[str, Any] | None:  # Any: JSON
-        """The gate evaluation stored on a version (``None`` before it was evaluated)."""
+        """The gate evaluation stored on a version (``None`` before it was evaluated).
+
+        ``Evaluation.from_dict`` turns it back into an ``Evaluation``.
+        """
         return self.get(ref).evaluation
+
+    def evaluate(
+        self,
+        ref: str | ModelVersion,
+        test_data: pd.DataFrame,
+        *,
+        train_data: pd.DataFrame | None = None,
+        target: str | None = None,
+        trust: bool = False,
+    ) -> Evaluation:
+        """Run the version's gates on held-out ``test_data`` and store the verdict on it.
+
+        The gates are the model's ``[registry.gates.NAME]`` settings: metric
+        thresholds, a test set disjoint from the training run's recorded split,
+        no regression against the current production version on the same rows,
+        a margin over a dummy or linear baseline fitted on ``train_data`` (by
+        default the split's training rows, read from its dataset version),
+        per-slice bounds, finite predictions, latency and size budgets,
+        signature compatibility and no denied column. ``target`` is the label
+        column (default: the gate settings' ``target``). The rows are stored
+        too, so promotion can run the gates again against a newer production.
+        """
+        from mlcycle.registry._evaluation import evaluate_version  # noqa: PLC0415  (numpy, sklearn)
+
+        return evaluate_version(
+            self, self.get(ref), test_data, train=train_data, target=target, trust=trust
+        )
 
     def update(
         self,
@@ -251,7 +281,7 @@ class ModelRegistry:
                 "the alias history keeps: pass reason='...'"
             )
         candidate = self.catalog.get_model_version(name, version)
-        gates = self._gates(candidate)
+        gates = self._gates(candidate, to)
         overridden = self._check_gates(candidate, to, gates, force=force)
         for attempt in range(_PROMOTE_ATTEMPTS):
             current = self.catalog.get_model(name).aliases.get(to)
@@ -318,12 +348,14 @@ class ModelRegistry:
         named = ", ".join(f"{a} -> {v}" for a, v in model.aliases.items()) or "none"
         raise NotFound(f"model '{name}' has no alias '{alias}' (its aliases: {named})")
 
-    def _gates(self, version: ModelVersion) -> dict[str, Any] | None:  # Any: JSON values
-        if self.gate_check is not None:
-            fresh = self.gate_check(version)
-            if fresh is not None:
-                return fresh
-        return version.evaluation
+    def _gates(self, version: ModelVersion, to: str) -> dict[str, Any] | None:  # Any: JSON
+        """The gate results a move to ``to`` is judged by: fresh ones for a guarded alias."""
+        if to not in self.settings.guarded_aliases:
+            return version.evaluation
+        from mlcycle.registry._evaluation import reevaluate  # noqa: PLC0415  (numpy, sklearn)
+
+        fresh = reevaluate(self, version)
+        return version.evaluation if fresh is None else fresh
 
     def _check_gates(
         self,
