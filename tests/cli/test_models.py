@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -106,3 +107,40 @@ def test_empty_registry_and_alias_conflict_code(project_settings: Settings, invo
     with Workspace.open(project_settings):
         pass
     assert "no models yet" in invoke("models", "list").stdout
+
+
+def test_evaluate_runs_the_gates_on_the_recorded_split(
+    project_settings: Settings, invoke: Invoke, tmp_path: Path
+) -> None:
+    from sklearn.dummy import DummyRegressor
+
+    from mlcycle.datasets import BIKE_SHARING_HOURLY
+
+    features = ["hr", "temp", "hum", "workingday"]
+    with Workspace.open(project_settings) as workspace:
+        workspace.data.register("bike", BIKE_SHARING_HOURLY, time_column="dteday")
+        for model in (Ridge(), DummyRegressor()):
+            with workspace.start_run("bike") as run:
+                frame = workspace.data.load("bike/1")
+                train, test = frame[frame["yr"] == 0], frame[frame["yr"] == 1]
+                run.log_split("bike/1", train, test, time_column="dteday")
+                model.fit(train[features], train["cnt"])
+                workspace.registry.register("demand", model, input_example=test[features][:3])
+    passed = invoke("models", "evaluate", "demand/1", "--target", "cnt")
+    assert passed.exit_code == 0, passed.output
+    assert "gates passed on 8,734 test rows" in passed.stdout  # 2012, read back by the split
+    assert "beats_baseline" in passed.stdout
+    failed = invoke("models", "evaluate", "demand/2", "--target", "cnt", "--json")
+    assert failed.exit_code == EXIT_GATE_FAILED
+    assert json.loads(failed.stdout)["passed"] is False
+    rows = tmp_path / "rows.csv"
+    pd.read_csv(BIKE_SHARING_HOURLY).tail(100).to_csv(rows, index=False)
+    on_file = invoke("models", "evaluate", "demand/1", "--target", "cnt", "--data", str(rows))
+    assert on_file.exit_code == 0, on_file.output
+    assert "on 100 test rows" in on_file.stdout
+    missing = invoke("models", "evaluate", "demand/1", "--data", str(tmp_path / "nope.csv"))
+    assert missing.exit_code == 1
+    assert "no file" in missing.stderr
+    no_target = invoke("models", "evaluate", "demand/1")
+    assert no_target.exit_code == 1
+    assert "label column" in no_target.stderr

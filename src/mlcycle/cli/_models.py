@@ -1,4 +1,4 @@
-"""``mlcycle models``: list, show, promote, roll back and trace registered models.
+"""``mlcycle models``: list, show, evaluate, promote, roll back and trace registered models.
 
 Models are named by the reference grammar of the registry: ``bike-demand`` is
 the latest version, ``bike-demand/3`` version 3, ``bike-demand@production``
@@ -17,12 +17,15 @@ import typer
 from mlcycle.cli._context import console, open_workspace, print_error
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlcycle import Workspace
     from mlcycle.store import AliasMove, ModelVersion, RegisteredModel
 
 __all__ = ["EXIT_ALIAS_CONFLICT", "EXIT_GATE_FAILED", "app"]
 
 app = typer.Typer(
-    help="List, show, promote, roll back and trace registered models.",
+    help="List, show, evaluate, promote, roll back and trace registered models.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -83,6 +86,38 @@ def show(
     if version.limitations:
         out.print(f"  limitations: {version.limitations}")
     _print_gates(version.evaluation)
+
+
+@app.command("evaluate")
+def evaluate(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help=REF_HELP)],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="Held-out rows: a CSV or Parquet file, or a dataset version such as bike/3. "
+            "Default: the test rows of the split the training run recorded.",
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="The label column (default: the model's gate settings)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a version's validation gates and store the verdict; exit 3 when a gate fails."""
+    with open_workspace(ctx) as workspace:
+        rows = None if data is None else _rows(workspace, data)
+        evaluation = workspace.registry.evaluate(ref, rows, target=target)
+        stored = workspace.registry.gate_results(ref)
+    if as_json:
+        _echo_json(stored)
+    else:
+        console().print(evaluation.summary(), markup=False)
+        _print_gates(stored)
+    if not evaluation.passed:
+        raise typer.Exit(EXIT_GATE_FAILED)
 
 
 @app.command("promote")
@@ -181,6 +216,22 @@ def lineage(
     out = console()
     for line in tree.lines():
         out.print(line, markup=False)
+
+
+def _rows(workspace: Workspace, data: str) -> pd.DataFrame:
+    """A file's rows (CSV or Parquet), or else the dataset version ``data`` names."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from mlcycle.errors import ValidationFailed
+
+    path = Path(data)
+    if path.suffix.lower() in {".csv", ".parquet"}:
+        if not path.is_file():
+            raise ValidationFailed(f"no file {data}: give an existing CSV or Parquet file")
+        return pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    return workspace.data.load(data)
 
 
 def _report_move(move: AliasMove, *, as_json: bool) -> None:

@@ -10,6 +10,7 @@ from mlcycle.registry._gates import Evaluation, GateResult, SliceMetrics
 from mlcycle.registry._registry import ModelRegistry
 from mlcycle.registry._sdk import (
     current_registry,
+    evaluate,
     gate_results,
     get,
     history,
@@ -41,6 +42,7 @@ __all__ = [
     "SklearnFlavor",
     "SliceMetrics",
     "current_registry",
+    "evaluate",
     "evaluate_gates",
     "evaluation_passed",
     "failed_gates",

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from mlcycle.registry._registry import ModelRegistry
     from mlcycle.store import ModelVersion
 
-__all__ = ["evaluate_version", "reevaluate"]
+__all__ = ["evaluate_version", "reevaluate", "recorded_test_rows"]
 
 PRODUCTION = "production"
 TEST_ROLE = "test_data"
@@ -41,7 +41,7 @@ TRAIN_ROLE = "train_data"
 def evaluate_version(
     registry: ModelRegistry,
     version: ModelVersion,
-    test: pd.DataFrame,
+    test: pd.DataFrame | None,
     *,
     train: pd.DataFrame | None = None,
     target: str | None = None,
@@ -52,15 +52,17 @@ def evaluate_version(
 
     ``against`` is the production version to compare with (default: the one
     the ``production`` alias names now; the candidate itself is never its own
-    comparison).
+    comparison). Without ``test`` rows, the recorded split's test rows are used.
     """
+    split = _split(registry, version)
+    if test is None:
+        test = recorded_test_rows(registry, version, split)
     if len(test) == 0:
         raise ValidationFailed(
             f"no test rows to evaluate {version.ref} on; pass the held-out rows it never saw"
         )
     settings = registry.settings.gates_for(version.name)
     candidate = registry.load(version, trust=trust)
-    split = _split(registry, version)
     if train is None and split is not None:
         train = _train_rows(registry, split)
     evaluation = evaluate_gates(
@@ -110,6 +112,20 @@ def reevaluate(
         train = _get_frame(registry, Digest(stored[TRAIN_ROLE]))
     evaluate_version(registry, version, test, train=train, target=stored.get("target"), trust=True)
     return registry.catalog.get_model_version(version.name, version.version).evaluation
+
+
+def recorded_test_rows(
+    registry: ModelRegistry, version: ModelVersion, split: Split | None
+) -> pd.DataFrame:
+    """The test rows of the split the version's training run recorded, from its dataset version."""
+    if split is None or registry.data is None:
+        why = "its training run recorded no split" if split is None else "no datasets to read"
+        raise ValidationFailed(
+            f"no test rows given for {version.ref} and none to find ({why}); pass the "
+            "held-out rows, or record the split in training with run.log_split(...)"
+        )
+    frame = registry.data.load(split.dataset)
+    return frame[split.test_mask(frame)].reset_index(drop=True)
 
 
 def _production_version(

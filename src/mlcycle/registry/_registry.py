@@ -215,7 +215,7 @@ class ModelRegistry:
     def evaluate(
         self,
         ref: str | ModelVersion,
-        test_data: pd.DataFrame,
+        test_data: pd.DataFrame | None = None,
         *,
         train_data: pd.DataFrame | None = None,
         target: str | None = None,
@@ -230,8 +230,10 @@ class ModelRegistry:
         default the split's training rows, read from its dataset version),
         per-slice bounds, finite predictions, latency and size budgets,
         signature compatibility and no denied column. ``target`` is the label
-        column (default: the gate settings' ``target``). The rows are stored
-        too, so promotion can run the gates again against a newer production.
+        column (default: the gate settings' ``target``). Without ``test_data``,
+        the test rows of the training run's recorded split are read from its
+        dataset version. The rows are stored with the verdict, so promotion can
+        run the gates again against a newer production.
         """
         from mlcycle.registry._evaluation import evaluate_version  # noqa: PLC0415  (numpy, sklearn)
 

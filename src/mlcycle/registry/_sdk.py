@@ -16,11 +16,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from mlcycle.registry._flavor import Flavor, LoadedModel
+    from mlcycle.registry._gates import Evaluation
     from mlcycle.store import AliasMove, ModelVersion, RegisteredModel, Run
     from mlcycle.track import ActiveRun
 
 __all__ = [
     "current_registry",
+    "evaluate",
     "gate_results",
     "get",
     "history",
@@ -137,3 +139,17 @@ def rollback_target(name: str, alias: str = "production") -> ModelVersion | None
 def gate_results(ref: str | ModelVersion) -> dict[str, Any] | None:  # Any: JSON values
     """The gate evaluation stored on a version."""
     return current_registry().gate_results(ref)
+
+
+def evaluate(
+    ref: str | ModelVersion,
+    test_data: pd.DataFrame | None = None,
+    *,
+    train_data: pd.DataFrame | None = None,
+    target: str | None = None,
+    trust: bool = False,
+) -> Evaluation:
+    """Run a version's gates on held-out rows and store the verdict (``ModelRegistry.evaluate``)."""
+    return current_registry().evaluate(
+        ref, test_data, train_data=train_data, target=target, trust=trust
+    )
