@@ -232,6 +232,7 @@ class ModelCatalogContract:
         assert catalog.get_model("bike").aliases["production"] == history[-1].to_version
 
     @settings(
+        deadline=None,  # a database round trip per example; PostgreSQL under load is slow
         max_examples=10,
         suppress_health_check=[
             HealthCheck.function_scoped_fixture,
