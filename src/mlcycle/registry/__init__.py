@@ -7,6 +7,10 @@ from mlcycle.registry._evaluate import GateInputs, evaluate_gates, fit_baseline
 from mlcycle.registry._flavor import Flavor, LoadedModel
 from mlcycle.registry._flavors import ENTRY_POINT_GROUP, flavor_for, get_flavor, known_flavors
 from mlcycle.registry._gates import Evaluation, GateResult, SliceMetrics
+from mlcycle.registry._lightgbm import LightGBMFlavor
+from mlcycle.registry._mlflow import export_mlflow, import_mlflow
+from mlcycle.registry._onnx import OnnxFlavor, convert_to_onnx
+from mlcycle.registry._pyfunc import PyfuncFlavor
 from mlcycle.registry._registry import ModelRegistry
 from mlcycle.registry._sdk import (
     current_registry,
@@ -25,26 +29,34 @@ from mlcycle.registry._sdk import (
     versions,
 )
 from mlcycle.registry._signature import ColumnSpec, Signature, infer_signature
-from mlcycle.registry._sklearn import ALLOWED_TYPES, SklearnFlavor
+from mlcycle.registry._sklearn import ALLOWED_TYPES, ESTIMATOR_FAMILIES, SklearnFlavor
 from mlcycle.registry._trust import is_trusted, require_trust
+from mlcycle.registry._xgboost import XGBoostFlavor
 
 __all__ = [
     "ALLOWED_TYPES",
     "ENTRY_POINT_GROUP",
+    "ESTIMATOR_FAMILIES",
     "ColumnSpec",
     "Evaluation",
     "Flavor",
     "GateInputs",
     "GateResult",
+    "LightGBMFlavor",
     "LoadedModel",
     "ModelRegistry",
+    "OnnxFlavor",
+    "PyfuncFlavor",
     "Signature",
     "SklearnFlavor",
     "SliceMetrics",
+    "XGBoostFlavor",
+    "convert_to_onnx",
     "current_registry",
     "evaluate",
     "evaluate_gates",
     "evaluation_passed",
+    "export_mlflow",
     "failed_gates",
     "fit_baseline",
     "flavor_for",
@@ -52,6 +64,7 @@ __all__ = [
     "get",
     "get_flavor",
     "history",
+    "import_mlflow",
     "infer_signature",
     "input_example",
     "is_trusted",

@@ -154,6 +154,15 @@ class _TreeNodes:
         return bool(self.leaf[node])
 
 
+def _leaf_values(values: Any, *, scale: float = 1.0) -> Callable[[int], float]:  # Any: an array
+    """The value of a leaf by node index, times ``scale`` (a learning rate, a forest's share)."""
+
+    def value(node: int) -> float:
+        return float(values[node]) * scale
+
+    return value
+
+
 def _sklearn_tree(tree: Any) -> _TreeNodes:  # Any: sklearn.tree._tree.Tree
     left = tree.children_left.tolist()
     return _TreeNodes(
@@ -222,7 +231,7 @@ def _plan_forest(model: Any, trees: Sequence[Any], *, classifier: bool) -> _Plan
             values = values / totals[:, None]
         for target in range(classes):
             column = values[:, target]
-            forest.add_tree(nodes, lambda node, c=column: c[node] * share, target=target)
+            forest.add_tree(nodes, _leaf_values(column, scale=share), target=target)
     return _Plan(
         forest=forest,
         targets=classes,
@@ -252,7 +261,7 @@ def _plan_gradient_boosting(model: Any, *, classifier: bool) -> _Plan:  # Any: f
         for target, estimator in enumerate(stage):
             values = estimator.tree_.value[:, 0, 0]
             nodes = _sklearn_tree(estimator.tree_)
-            forest.add_tree(nodes, lambda node, v=values: rate * v[node], target=target)
+            forest.add_tree(nodes, _leaf_values(values, scale=rate), target=target)
     targets = stages.shape[1]
     return _Plan(
         forest=forest,
@@ -279,7 +288,7 @@ def _plan_hist_gradient_boosting(model: Any, *, classifier: bool) -> _Plan:  # A
         for target, predictor in enumerate(iteration):
             nodes = _hist_tree(predictor)
             values = predictor.nodes["value"]
-            forest.add_tree(nodes, lambda node, v=values: v[node], target=target)
+            forest.add_tree(nodes, _leaf_values(values), target=target)
     base = [float(v) for v in model._baseline_prediction.ravel()]
     targets = len(base)
     return _Plan(
