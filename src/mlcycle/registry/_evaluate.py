@@ -27,6 +27,8 @@ from collections.abc import Collection
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from threadpoolctl import threadpool_limits
+
 from mlcycle.errors import ValidationFailed
 from mlcycle.registry._compatibility import denied_column_gate, signature_gate
 from mlcycle.registry._flavor import LoadedModel
@@ -127,7 +129,8 @@ def evaluate_gates(inputs: GateInputs) -> Evaluation:
     slices: list[SliceMetrics] = []
     for gate in settings.slices:
         results += _slice_gates(gate, inputs.test, scored, slices)
-    latency = _latency_p99_ms(inputs.candidate, scored.frame, inputs.latency_samples)
+    with threadpool_limits(limits=1):  # one request, one thread: as a serving worker predicts
+        latency = _latency_p99_ms(inputs.candidate, scored.frame, inputs.latency_samples)
     if latency is not None:
         metrics["latency_p99_ms"] = latency
     results += [_latency_gate(settings, latency), _size_gate(inputs)]
@@ -136,7 +139,8 @@ def evaluate_gates(inputs: GateInputs) -> Evaluation:
         results.append(signature_gate(inputs.candidate.signature, production))
     if settings.deny_policy_columns:
         results.append(denied_column_gate(scored.frame.columns, inputs.denied_columns))
-    importance, notes = _importance(inputs.candidate, scored)
+    with threadpool_limits(limits=1):  # many small predictions: threads only contend
+        importance, notes = _importance(inputs.candidate, scored)
     return Evaluation(
         task=scored.task,
         target=target,
