@@ -70,6 +70,8 @@ class GateInputs:
     ``target`` defaults to ``settings.target`` and ``task`` to ``settings.task``,
     else it is inferred. ``train`` holds the training rows the baseline is
     fitted on; ``size_bytes`` defaults to the candidate version's size.
+    ``importance=False`` skips permutation importance and SHAP (a re-check at
+    promotion needs only the verdict).
     """
 
     candidate: LoadedModel
@@ -84,6 +86,7 @@ class GateInputs:
     denied_columns: Collection[str] = frozenset()
     size_bytes: int | None = None
     latency_samples: int = 100
+    importance: bool = True
 
 
 @dataclass
@@ -139,8 +142,11 @@ def evaluate_gates(inputs: GateInputs) -> Evaluation:
         results.append(signature_gate(inputs.candidate.signature, production))
     if settings.deny_policy_columns:
         results.append(denied_column_gate(scored.frame.columns, inputs.denied_columns))
-    with threadpool_limits(limits=1):  # many small predictions: threads only contend
-        importance, notes = _importance(inputs.candidate, scored)
+    importance: dict[str, dict[str, float]] = {}
+    notes: list[str] = []
+    if inputs.importance:
+        with threadpool_limits(limits=1):  # many small predictions: threads only contend
+            importance, notes = _importance(inputs.candidate, scored)
     return Evaluation(
         task=scored.task,
         target=target,
