@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mlcycle.registry._card import ModelCard
 from mlcycle.registry._evaluate import GateInputs, evaluate_gates, fit_baseline
 from mlcycle.registry._flavor import Flavor, LoadedModel
 from mlcycle.registry._flavors import ENTRY_POINT_GROUP, flavor_for, get_flavor, known_flavors
@@ -18,6 +19,7 @@ __all__ = [
     "GateInputs",
     "GateResult",
     "LoadedModel",
+    "ModelCard",
     "Signature",
     "SklearnFlavor",
     "SliceMetrics",

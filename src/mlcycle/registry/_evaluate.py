@@ -27,7 +27,7 @@ from collections.abc import Collection
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from mlcycle.errors import ValidationFailed
 from mlcycle.registry._compatibility import denied_column_gate, signature_gate
