@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mlcycle.registry._aliases import evaluation_passed, failed_gates
+from mlcycle.registry._card import ModelCard
 from mlcycle.registry._evaluate import GateInputs, evaluate_gates, fit_baseline
 from mlcycle.registry._flavor import Flavor, LoadedModel
 from mlcycle.registry._flavors import ENTRY_POINT_GROUP, flavor_for, get_flavor, known_flavors
@@ -44,6 +45,7 @@ __all__ = [
     "GateResult",
     "LightGBMFlavor",
     "LoadedModel",
+    "ModelCard",
     "ModelRegistry",
     "OnnxFlavor",
     "PyfuncFlavor",

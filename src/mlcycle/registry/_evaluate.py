@@ -27,6 +27,8 @@ from collections.abc import Collection
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
 from mlcycle.errors import ValidationFailed
 from mlcycle.registry._compatibility import denied_column_gate, signature_gate
 from mlcycle.registry._flavor import LoadedModel
@@ -68,6 +70,8 @@ class GateInputs:
     ``target`` defaults to ``settings.target`` and ``task`` to ``settings.task``,
     else it is inferred. ``train`` holds the training rows the baseline is
     fitted on; ``size_bytes`` defaults to the candidate version's size.
+    ``importance=False`` skips permutation importance and SHAP (a re-check at
+    promotion needs only the verdict).
     """
 
     candidate: LoadedModel
@@ -82,6 +86,7 @@ class GateInputs:
     denied_columns: Collection[str] = frozenset()
     size_bytes: int | None = None
     latency_samples: int = 100
+    importance: bool = True
 
 
 @dataclass
@@ -127,7 +132,8 @@ def evaluate_gates(inputs: GateInputs) -> Evaluation:
     slices: list[SliceMetrics] = []
     for gate in settings.slices:
         results += _slice_gates(gate, inputs.test, scored, slices)
-    latency = _latency_p99_ms(inputs.candidate, scored.frame, inputs.latency_samples)
+    with threadpool_limits(limits=1):  # one request, one thread: as a serving worker predicts
+        latency = _latency_p99_ms(inputs.candidate, scored.frame, inputs.latency_samples)
     if latency is not None:
         metrics["latency_p99_ms"] = latency
     results += [_latency_gate(settings, latency), _size_gate(inputs)]
@@ -136,7 +142,11 @@ def evaluate_gates(inputs: GateInputs) -> Evaluation:
         results.append(signature_gate(inputs.candidate.signature, production))
     if settings.deny_policy_columns:
         results.append(denied_column_gate(scored.frame.columns, inputs.denied_columns))
-    importance, notes = _importance(inputs.candidate, scored)
+    importance: dict[str, dict[str, float]] = {}
+    notes: list[str] = []
+    if inputs.importance:
+        with threadpool_limits(limits=1):  # many small predictions: threads only contend
+            importance, notes = _importance(inputs.candidate, scored)
     return Evaluation(
         task=scored.task,
         target=target,

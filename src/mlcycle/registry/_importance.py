@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_ROWS", "REPEATS", "SEED", "permutation_importance", "shap_importance"]
 
-MAX_ROWS = 2_000
+MAX_ROWS = 1_000
 SHAP_ROWS = 500
-REPEATS = 5
+REPEATS = 3
 SEED = 0
 _TREE_MODULES = ("sklearn.ensemble", "sklearn.tree", "xgboost", "lightgbm", "catboost")
 
