@@ -15,7 +15,10 @@ from mlcycle.cli._models import EXIT_GATE_FAILED
 from mlcycle.settings import Settings
 from mlcycle.workspace import Workspace
 
-FAILED = {"passed": False, "results": [{"name": "rmse", "passed": False, "value": 60.0}]}
+FAILED = {
+    "passed": False,
+    "results": [{"name": "rmse", "passed": False, "detail": "rmse 60 > max 50"}],
+}
 PASSED = {"passed": True, "results": [{"name": "rmse", "passed": True, "value": 40.0}]}
 
 
@@ -66,7 +69,7 @@ def test_promote_refused_by_gates_prints_them(models: Settings, invoke: Invoke) 
     assert refused.exit_code == EXIT_GATE_FAILED
     assert "models:/bike/2 cannot become 'production'" in refused.stderr
     assert "rmse" in refused.stderr
-    assert "value=60.0" in refused.stderr
+    assert "rmse 60 > max 50" in refused.stderr
     unforced = invoke("models", "promote", "bike", "2", "--force")
     assert unforced.exit_code == 1
     assert "needs a reason" in unforced.stderr

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from mlcycle.registry._registry import ModelRegistry
     from mlcycle.store import ModelVersion
 
-__all__ = ["evaluate_version", "reevaluate", "recorded_test_rows"]
+__all__ = ["evaluate_version", "recorded_test_rows", "reevaluate"]
 
 PRODUCTION = "production"
 TEST_ROLE = "test_data"

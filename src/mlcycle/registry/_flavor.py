@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-__all__ = ["Flavor", "LoadedModel"]
+__all__ = ["ANY_TYPE", "Flavor", "LoadedModel"]
+
+ANY_TYPE = "*"
+"""In ``trusted_types``: the caller trusts the file (``trust=True``), so any type may load."""
 
 
 class Flavor(Protocol):
@@ -43,7 +46,10 @@ class Flavor(Protocol):
         ...
 
     def load(self, path: Path, *, trusted_types: Sequence[str] = ()) -> object:
-        """Read a model written by ``save``; refuse (``Untrusted``) what the allow-list lacks."""
+        """Read a model written by ``save``; refuse (``Untrusted``) what the allow-list lacks.
+
+        ``trusted_types`` extends the allow-list; holding ``ANY_TYPE`` it lifts it.
+        """
         ...
 
     def predict(self, model: object, frame: pd.DataFrame) -> np.ndarray:

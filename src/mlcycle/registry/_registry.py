@@ -28,18 +28,18 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlcycle.clock import Clock
 from mlcycle.data import parse_ref
 from mlcycle.errors import AliasConflict, GateFailed, IntegrityError, NotFound, ValidationFailed
 from mlcycle.ids import Digest, RunId
 from mlcycle.registry._aliases import evaluation_passed, failed_gates, rollback_target
-from mlcycle.registry._flavor import Flavor, LoadedModel
+from mlcycle.registry._flavor import ANY_TYPE, Flavor, LoadedModel
 from mlcycle.registry._flavors import flavor_for, get_flavor
 from mlcycle.registry._gates import Evaluation
 from mlcycle.registry._signature import Signature, example_frame, infer_signature
-from mlcycle.registry._trust import require_trust
+from mlcycle.registry._trust import is_trusted, require_trust
 from mlcycle.settings import RegistrySettings
 from mlcycle.store import (
     AliasMove,
@@ -64,6 +64,9 @@ __all__ = ["ModelRegistry"]
 
 _PROMOTE_ATTEMPTS = 20
 _EXAMPLE_ROLE = "input_example"
+_ONNX_ROLE = "onnx"
+ONNX_TAG = "mlcycle.onnx"
+"""The tag that says whether a version has an ONNX copy, and why not."""
 
 
 @dataclass
@@ -106,9 +109,14 @@ class ModelRegistry:
         digest, size = self._store_model(chosen, model)
         files: dict[str, Digest] = {}
         signature = Signature(inputs=(), outputs=())
+        notes: dict[str, str] = {}
         if input_example is not None:
             signature = infer_signature(input_example, _predict(chosen, model, input_example))
             files[_EXAMPLE_ROLE] = self._store_example(input_example)
+            if self.settings.convert_onnx and chosen.name == "sklearn":
+                onnx_digest, notes[ONNX_TAG] = self._store_onnx(model, input_example)
+                if onnx_digest is not None:
+                    files[_ONNX_ROLE] = onnx_digest
         origin = self._run(run)
         data = self._datasets(origin.id) if origin else ()
         record = ModelVersion(
@@ -126,7 +134,7 @@ class ModelRegistry:
             safe=chosen.safe,
             files=files,
             metrics=_floats(metrics if metrics is not None else (origin.metrics if origin else {})),
-            tags={str(k): str(v) for k, v in (tags or {}).items()},
+            tags={**notes, **{str(k): str(v) for k, v in (tags or {}).items()}},
             params=_texts(params if params is not None else (origin.params if origin else {})),
             description=description,
         )
@@ -150,15 +158,29 @@ class ModelRegistry:
         assert parsed.alias is not None, "a reference that is not latest has an alias"
         return self.catalog.get_model_version(parsed.name, self._alias(parsed.name, parsed.alias))
 
-    def load(self, ref: str | ModelVersion, *, trust: bool = False) -> LoadedModel:
+    def load(
+        self,
+        ref: str | ModelVersion,
+        *,
+        trust: bool = False,
+        runtime: Literal["native", "onnx"] = "native",
+    ) -> LoadedModel:
         """Load the version ``ref`` names, after checking its file against its digest.
 
         A flavor that loads through pickle needs ``trust=True`` or a trusted
-        publisher (``Untrusted`` otherwise); a file whose bytes changed is
-        refused with ``IntegrityError`` naming the digest.
+        publisher (``Untrusted`` otherwise); a skops file holding a type outside
+        the allow-list and ``registry.trusted_types`` is refused the same way,
+        unless trusted. A file whose bytes changed is refused with
+        ``IntegrityError`` naming the digest. ``runtime="onnx"`` loads the ONNX
+        copy made at registration (scikit-learn models with an input example),
+        served by ONNX Runtime with the same predictions.
         """
         version = self.get(ref)
-        flavor = get_flavor(version.flavor)
+        trusted = is_trusted(trust=trust, publisher=version.publisher, settings=self.settings)
+        if runtime == "onnx":
+            flavor, digest = get_flavor("onnx"), self._onnx_digest(version)
+        else:
+            flavor, digest = get_flavor(version.flavor), version.digest
         if not (version.safe and flavor.safe):
             require_trust(
                 f"model {version.ref} ({version.flavor} flavor)",
@@ -166,10 +188,11 @@ class ModelRegistry:
                 publisher=version.publisher,
                 settings=self.settings,
             )
+        types = (*self.settings.trusted_types, *((ANY_TYPE,) if trusted else ()))
         with tempfile.TemporaryDirectory(prefix="mlcycle-load-") as folder:
             path = Path(folder) / f"model{flavor.suffix}"
-            self._fetch(version, version.digest, path)
-            model = flavor.load(path, trusted_types=self.settings.trusted_types)
+            self._fetch(version, digest, path)
+            model = flavor.load(path, trusted_types=types)
         return LoadedModel(
             model=model,
             flavor=flavor,
@@ -381,6 +404,33 @@ class ModelRegistry:
             "or force it with force=True and a reason",
             results=gates or {},
         )
+
+    def _store_onnx(self, model: object, example: object) -> tuple[Digest | None, str]:
+        """An ONNX copy of a scikit-learn model, or why there is none (recorded as a tag)."""
+        from mlcycle.registry._onnx import convert_to_onnx  # noqa: PLC0415  (onnx: when used)
+
+        frame = example_frame(example)
+        if frame is not example and not hasattr(model, "feature_names_in_"):
+            return None, "not converted: give the input example as a DataFrame to convert"
+        try:
+            converted = convert_to_onnx(model, frame)
+        except ValidationFailed as exc:
+            return None, f"not converted: {exc}"
+        with tempfile.TemporaryDirectory(prefix="mlcycle-onnx-") as folder:
+            path = Path(folder) / "model.onnx"
+            path.write_bytes(converted.SerializeToString())
+            digest = self.artifacts.put_file(str(path))
+        worst = {entry.key: entry.value for entry in converted.metadata_props}
+        return digest, f"converted (max abs diff {worst.get('mlcycle.max_abs_diff', '?')})"
+
+    def _onnx_digest(self, version: ModelVersion) -> Digest:
+        digest = version.files.get(_ONNX_ROLE)
+        if digest is None:
+            why = version.tags.get(ONNX_TAG, "it was registered without an input example")
+            raise NotFound(
+                f"model {version.ref} has no ONNX copy ({why}); load it with runtime='native'"
+            )
+        return digest
 
     def _flavor(self, model: object, flavor: str | Flavor | None) -> Flavor:
         if flavor is None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlcycle.errors import Untrusted, ValidationFailed
+from mlcycle.registry._flavor import ANY_TYPE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -159,16 +160,18 @@ class SklearnFlavor:
             raise ValidationFailed(f"{path} is not a readable skops file: {exc}") from exc
         allowed = ALLOWED_TYPES | set(trusted_types)
         refused = sorted(name for name in set(found) - allowed if not _is_estimator_class(name))
-        if refused:
+        if refused and ANY_TYPE not in trusted_types:
             raise Untrusted(
                 f"the skops file {path.name} holds types outside the allow-list: "
                 f"{', '.join(refused)}; if you reviewed them and trust the publisher, add them "
-                "to registry.trusted_types in mlcycle.toml"
+                "to registry.trusted_types in mlcycle.toml, or load with trust=True"
             )
         return skops.io.load(path, trusted=sorted(set(found)))
 
     def predict(self, model: object, frame: pd.DataFrame) -> np.ndarray:
-        """``model.predict(frame)``."""
+        """``model.predict(frame)``; a model fitted on an array gets the frame's values."""
         import numpy as np  # noqa: PLC0415  (light: already loaded with pandas)
 
-        return np.asarray(model.predict(frame))  # type: ignore[attr-defined]  # an estimator
+        on_array = hasattr(model, "n_features_in_") and not hasattr(model, "feature_names_in_")
+        rows = np.asarray(frame) if on_array else frame
+        return np.asarray(model.predict(rows))  # type: ignore[attr-defined]  # an estimator
