@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -160,12 +160,15 @@ class GateSettings(_Section):
     classification. Relative tolerances: a candidate may be at most
     ``regression_tolerance`` worse than production, and must be at least
     ``baseline_margin`` better than ``baseline`` trained on the same split.
-    ``None`` turns a gate off.
+    ``None`` (or ``false`` in TOML) turns a gate off. ``positive_label`` is the
+    class precision, recall, f1 and roc_auc are about in binary classification
+    (default: the last class in sorted order, ``>50K`` on Adult).
     """
 
     task: Literal["regression", "classification"] | None = None
     target: str | None = None
     primary_metric: str | None = None
+    positive_label: str | int | None = None
     thresholds: dict[str, MetricBound] = {}
     regression_tolerance: float | None = Field(default=0.02, ge=0)
     baseline: Literal["dummy", "linear"] | None = "dummy"
@@ -177,6 +180,12 @@ class GateSettings(_Section):
     require_disjoint_test: bool = True
     signature_compatible: bool = True
     deny_policy_columns: bool = True
+
+    @field_validator("regression_tolerance", "baseline", mode="before")
+    @classmethod
+    def _false_is_off(cls, value: object) -> object:
+        """TOML has no null: ``false`` turns the gate off."""
+        return None if value is False else value
 
 
 class RegistrySettings(_Section):

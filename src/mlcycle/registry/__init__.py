@@ -2,20 +2,66 @@
 
 from __future__ import annotations
 
+from mlcycle.registry._aliases import evaluation_passed, failed_gates
+from mlcycle.registry._evaluate import GateInputs, evaluate_gates, fit_baseline
 from mlcycle.registry._flavor import Flavor, LoadedModel
 from mlcycle.registry._flavors import ENTRY_POINT_GROUP, flavor_for, get_flavor, known_flavors
-from mlcycle.registry._signature import ColumnSpec, Signature
+from mlcycle.registry._gates import Evaluation, GateResult, SliceMetrics
+from mlcycle.registry._registry import GateCheck, ModelRegistry
+from mlcycle.registry._sdk import (
+    current_registry,
+    gate_results,
+    get,
+    history,
+    input_example,
+    load,
+    models,
+    promote,
+    register,
+    rollback,
+    rollback_target,
+    update,
+    versions,
+)
+from mlcycle.registry._signature import ColumnSpec, Signature, infer_signature
 from mlcycle.registry._sklearn import ALLOWED_TYPES, SklearnFlavor
+from mlcycle.registry._trust import is_trusted, require_trust
 
 __all__ = [
     "ALLOWED_TYPES",
     "ENTRY_POINT_GROUP",
     "ColumnSpec",
+    "Evaluation",
     "Flavor",
+    "GateCheck",
+    "GateInputs",
+    "GateResult",
     "LoadedModel",
+    "ModelRegistry",
     "Signature",
     "SklearnFlavor",
+    "SliceMetrics",
+    "current_registry",
+    "evaluate_gates",
+    "evaluation_passed",
+    "failed_gates",
+    "fit_baseline",
     "flavor_for",
+    "gate_results",
+    "get",
     "get_flavor",
+    "history",
+    "infer_signature",
+    "input_example",
+    "is_trusted",
     "known_flavors",
+    "load",
+    "models",
+    "promote",
+    "register",
+    "require_trust",
+    "rollback",
+    "rollback_target",
+    "update",
+    "versions",
 ]
