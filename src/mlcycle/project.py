@@ -102,6 +102,9 @@ CONFIG_TEMPLATE = f"""\
 # deny_columns = []
 # How many rows (evenly spaced) are scanned for e-mails, phones, IPs and card numbers.
 # pii_sample_rows = 100000
+# Datasets whose registrations are checked against schemas/<name>.yaml, refusing bad data
+# (nothing is written); "*" means every dataset that has a schema file.
+# validate_on_register = []
 """
 
 SECRETS_TEMPLATE = """\

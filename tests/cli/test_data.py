@@ -219,6 +219,33 @@ def test_register_validate_refuses_bad_rows_and_writes_nothing(
     assert "registered bike/2 (append)" in accepted.stdout
 
 
+def test_register_follows_validate_on_register_and_no_validate_skips(
+    invoke: Invoke, project: Path
+) -> None:
+    register_bike(invoke)
+    assert invoke("data", "schema", "bike").exit_code == 0
+    config = project / "mlcycle.toml"
+    config.write_text(
+        config.read_text().replace("[data]\n", '[data]\nvalidate_on_register = ["bike"]\n')
+    )
+    bad = write_csv(
+        project / "data" / "bad.csv", with_field(next_day(ROWS, "2013-01-01"), "hr", {0: "30"})
+    )
+    refused = invoke("data", "register", "bike", str(bad))
+    assert refused.exit_code == 1
+    assert "out_of_range" in refused.stderr
+    assert "Nothing was registered" in refused.stderr
+    clash = invoke("data", "register", "bike", str(bad), "--no-validate", "--schema", "x.yaml")
+    assert clash.exit_code == 1
+    assert "--schema is for --validate" in clash.stderr
+    skipped = invoke("data", "register", "bike", str(bad), "--no-validate")
+    assert skipped.exit_code == 0, skipped.output
+    assert "registered bike/2 (append)" in skipped.stdout
+    with Workspace.open(Settings(home=project)) as ws:
+        events = ws.events(types=["dataset.version_created"])
+    assert [e.payload["validation"] for e in events] == [None, "skipped"]
+
+
 def test_show_lists_policy_findings(invoke: Invoke, project: Path) -> None:
     people = project / "data" / "people.csv"
     people.write_text(
@@ -405,8 +432,8 @@ def test_missing_values_nan_and_a_diff_back_to_the_same_content(
 def test_schema_options_are_checked(invoke: Invoke, project: Path) -> None:
     register_small(invoke, project)
     alone = invoke("data", "register", "bike", "data/small.csv", "--schema", "s.yaml")
-    assert alone.exit_code == 1
-    assert "--schema is for --validate" in alone.stderr
+    assert alone.exit_code == 1  # --schema implies --validate
+    assert "schema file s.yaml does not exist" in alone.stderr
     other = project / "schemas" / "other.yaml"
     assert invoke("data", "schema", "bike", "--out", str(other)).exit_code == 0
     other.write_text(other.read_text().replace("dataset: bike", "dataset: other"))

@@ -9,7 +9,7 @@ import pytest
 from tests.data.conftest import Stores, table_files
 
 import mlcycle as mc
-from mlcycle.data import PolicyFinding
+from mlcycle.data import DatasetRegistry, PolicyFinding
 from mlcycle.errors import ValidationFailed
 from mlcycle.settings import DataSettings, Settings, load_settings
 from mlcycle.validate import infer_schema
@@ -185,3 +185,17 @@ def test_mc_data_register_follows_the_setting(
         assert mc.data.register("bike", BAD, validate=False).rows == 2
     finally:
         mc.close()
+
+
+def test_a_registry_without_a_schema_check_says_so(ws: Workspace) -> None:
+    bare = DatasetRegistry(
+        catalog=ws.metadata,  # type: ignore[arg-type]  # the SQL store is every catalog
+        lineage=ws.metadata,
+        tables=ws.artifacts,  # type: ignore[arg-type]  # every artifact store has a table area
+        artifacts=None,
+        clock=ws.clock,
+        actor="tester",
+    )
+    with pytest.raises(ValidationFailed, match="no schema check; use a Workspace"):
+        bare.register("bike", GOOD, validate=True)
+    assert ws.data.list() == []

@@ -275,7 +275,8 @@ def register(  # noqa: PLR0917 (Typer maps each parameter to an option)
         Path | None,
         typer.Option(
             "--schema",
-            help="Schema file for --validate (default: schemas/NAME.yaml).",
+            help="Schema file to validate against instead of schemas/NAME.yaml "
+            "(implies --validate).",
             dir_okay=False,
         ),
     ] = None,

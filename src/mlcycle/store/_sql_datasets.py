@@ -61,9 +61,9 @@ def check_dataset_actor(actor: str) -> str:
     """
     if not isinstance(actor, str) or not 0 < len(actor) <= _MAX_ACTOR or "\x00" in actor:
         raise ValidationFailed(
-            f"actor {actor[:80] if isinstance(actor, str) else actor!r} must be 1 to "
+            f"actor {actor[:80] if isinstance(actor, str) else actor!r:.90} must be 1 to "
             f"{_MAX_ACTOR} characters without NUL; set actor in mlcycle.toml or "
-            "MLCYCLE_ACTOR to a shorter name; nothing was written"
+            "MLCYCLE_ACTOR to another name; nothing was written"
         )
     return actor
 
