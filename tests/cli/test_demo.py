@@ -49,7 +49,28 @@ def test_demo_tracks_three_models(
         assert [point.step for point in curve] == list(range(10, 301, 10))
         assert curve[-1].value == pytest.approx(rmse[0])
         names = {a.name for a in workspace.metadata.list_artifacts(gbm.id)}
-        assert names == {"predictions_sample", "report"}
+        assert names == {"predictions_sample", "report", "mlcycle/split.json"}
+        assert gbm.tags["mlcycle.split"]  # the gates read it back
+        # Each run's model is a version of bike-demand; the gates judged each one.
+        versions = {v.run_id: v for v in workspace.registry.versions("bike-demand")}
+        assert set(versions) == set(runs["run_id"])
+        by_name = {row["name"]: versions[row["run_id"]] for _, row in runs.iterrows()}
+        for name, version in by_name.items():
+            assert version.dataset_versions == ("data:/bike/1",)
+            assert version.evaluation is not None
+            assert version.evaluation["passed"] is (name != "baseline"), name
+        failed = [r["name"] for r in by_name["baseline"].evaluation["results"] if not r["passed"]]
+        assert failed == ["beats_baseline"]
+        production = workspace.registry.get("models:/bike-demand@production")
+        assert production == by_name["gbm"]
+        assert production.tags["algo"] == "gbm"
+        assert production.tags["mlcycle.onnx"].startswith("converted")
+        [move] = workspace.registry.history("bike-demand")
+        assert (move.to_version, move.kind, move.forced) == (production.version, "promote", False)
+        assert "lowest test rmse" in (move.reason or "")
+        chain = "\n".join(workspace.lineage(production.ref).lines())
+        assert f"run:{gbm.id}" in chain
+        assert "data:/bike/1" in chain
         for run_id in runs["run_id"]:  # each run trained on the recorded dataset version
             inputs = {(p.ref, p.kind) for p in workspace.lineage(f"run:{run_id}").parents}
             assert ("data:/bike/1", "input") in inputs
@@ -61,6 +82,9 @@ def test_demo_tracks_three_models(
     assert "mlcycle runs compare" in result.stdout
     assert "mlcycle data show bike" in result.stdout
     assert f"mlcycle runs show {gbm.id}" in result.stdout
+    assert "gates failed: baseline (beats_baseline)" in result.stdout
+    assert "promoted bike-demand/3 (gbm) to production" in result.stdout
+    assert "mlcycle models lineage models:/bike-demand@production" in result.stdout
 
 
 @pytest.mark.slow
@@ -87,6 +111,9 @@ def test_demo_twice_reuses_the_dataset_version_and_keeps_an_edited_schema(
     with Workspace.open(load_settings(tmp_path)) as workspace:
         assert [v.version for v in workspace.data.history("bike")] == [1]
         assert len(workspace.search_runs("bike-demand")) == 6  # two demos; the third trained none
+        # The second demo's gbm is as good as the first: it passed no_regression and took over.
+        assert workspace.registry.get("bike-demand@production").version == 6
+        assert [m.to_version for m in workspace.registry.history("bike-demand")] == [3, 6]
 
 
 @pytest.mark.slow
