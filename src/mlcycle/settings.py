@@ -14,9 +14,9 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -100,6 +100,12 @@ class ClockSettings(_Section):
     state_file: Path | None = None
 
 
+DatasetPattern = Annotated[
+    str, StringConstraints(pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9_.\-]{0,127})$")
+]
+"""A dataset name, or ``*`` for every dataset."""
+
+
 class DataSettings(_Section):
     """Datasets: which columns count as personal data, which are refused, how much is scanned."""
 
@@ -117,6 +123,12 @@ class DataSettings(_Section):
     )
     deny_columns: tuple[str, ...] = ()
     pii_sample_rows: int = Field(default=100_000, ge=1)
+    validate_on_register: tuple[DatasetPattern, ...] = ()
+    """Datasets whose registrations are checked against ``schemas/<name>.yaml``; ``"*"``: all.
+
+    A listed dataset without a schema file is refused; under ``"*"`` one is
+    registered unchecked (its event says ``"validation": "skipped"``).
+    """
 
 
 class MetricBound(_Section):
@@ -148,12 +160,15 @@ class GateSettings(_Section):
     classification. Relative tolerances: a candidate may be at most
     ``regression_tolerance`` worse than production, and must be at least
     ``baseline_margin`` better than ``baseline`` trained on the same split.
-    ``None`` turns a gate off.
+    ``None`` (or ``false`` in TOML) turns a gate off. ``positive_label`` is the
+    class precision, recall, f1 and roc_auc are about in binary classification
+    (default: the last class in sorted order, ``>50K`` on Adult).
     """
 
     task: Literal["regression", "classification"] | None = None
     target: str | None = None
     primary_metric: str | None = None
+    positive_label: str | int | None = None
     thresholds: dict[str, MetricBound] = {}
     regression_tolerance: float | None = Field(default=0.02, ge=0)
     baseline: Literal["dummy", "linear"] | None = "dummy"
@@ -165,6 +180,12 @@ class GateSettings(_Section):
     require_disjoint_test: bool = True
     signature_compatible: bool = True
     deny_policy_columns: bool = True
+
+    @field_validator("regression_tolerance", "baseline", mode="before")
+    @classmethod
+    def _false_is_off(cls, value: object) -> object:
+        """TOML has no null: ``false`` turns the gate off."""
+        return None if value is False else value
 
 
 class RegistrySettings(_Section):

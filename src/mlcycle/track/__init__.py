@@ -11,6 +11,7 @@ from mlcycle.track._redact import REDACTED, is_secret_name, redact_argv, redact_
 from mlcycle.track._runs import ActiveRun, current_run
 from mlcycle.track._search import BASE_COLUMNS, RunView, runs_frame
 from mlcycle.track._seed import seed_everything
+from mlcycle.track._split import SPLIT_TAG, Split
 from mlcycle.track._tracker import DEFAULT_EXPERIMENT, Tracker
 from mlcycle.track._writer import BatchWriter
 
@@ -18,10 +19,12 @@ __all__ = [
     "BASE_COLUMNS",
     "DEFAULT_EXPERIMENT",
     "REDACTED",
+    "SPLIT_TAG",
     "ActiveRun",
     "BatchWriter",
     "GitState",
     "RunView",
+    "Split",
     "Tracker",
     "capture_environment",
     "current_run",

@@ -24,6 +24,12 @@ from mlcycle.track._values import metric_step, metric_value, text_values
 from mlcycle.track._writer import END, METRIC, PARAM, TAG, Item, collector_paused
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import pandas as pd
+
+    from mlcycle.store import DatasetVersion
+    from mlcycle.track._split import Split, TimeValue
     from mlcycle.track._tracker import Tracker
 
 __all__ = ["ActiveRun", "current_run"]
@@ -178,6 +184,40 @@ class ActiveRun:
             blobs=tracker.artifacts,
             index=tracker.metadata,
             clock=tracker.clock,
+        )
+
+    def log_split(
+        self,
+        dataset_ref: str | DatasetVersion,
+        train: pd.DataFrame,
+        test: pd.DataFrame | None = None,
+        *,
+        time_column: str | None = None,
+        train_until: TimeValue | None = None,
+        test_from: TimeValue | None = None,
+        key: str | Sequence[str] | None = None,
+    ) -> Split:
+        """Record how this run split ``dataset_ref`` into ``train`` and ``test`` rows.
+
+        Give a time cut-off (``time_column``; ``train_until`` and ``test_from``
+        default to the train rows' last and the test rows' first time) or the
+        ``key`` columns that identify a row, or both. The split is checked
+        (train rows after the cut-off, or test rows among the train keys, raise
+        ``ValidationFailed``) and stored as the tag ``mlcycle.split``; the
+        registry's gates read it back with ``Split.from_run`` to show a test set
+        was never trained on.
+        """
+        from mlcycle.track._split import record_split  # noqa: PLC0415  (numpy, when used)
+
+        return record_split(
+            self,
+            dataset_ref,
+            train,
+            test,
+            time_column=time_column,
+            train_until=train_until,
+            test_from=test_from,
+            key=key,
         )
 
     def set_seed(self, seed: int) -> None:
