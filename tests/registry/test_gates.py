@@ -285,9 +285,11 @@ def test_the_baseline_gate_fails_a_model_no_better_than_the_mean(
     no_train = GateInputs(mean, bike[1], settings=GateSettings(target="cnt"), split=bike_split)
     assert "no training rows" in evaluate_gates(no_train).result("beats_baseline").detail
     off = GateSettings.model_validate({"target": "cnt", "baseline": False})
-    assert evaluate_gates(bike_inputs(bike, mean, bike_split, settings=off)).result(
-        "beats_baseline"
-    ).skipped
+    assert (
+        evaluate_gates(bike_inputs(bike, mean, bike_split, settings=off))
+        .result("beats_baseline")
+        .skipped
+    )
 
 
 def test_a_linear_baseline_is_beaten_by_the_gbm_not_by_ridge(
@@ -360,9 +362,7 @@ def test_a_signature_that_drops_a_column_fails_naming_it(
     assert not result.passed
     assert result.detail == "removes input column(s) production takes: hum"
     retyped = train[BIKE_FEATURES].astype({"season": str})
-    encode = ColumnTransformer(
-        [("season", OrdinalEncoder(), ["season"])], remainder="passthrough"
-    )
+    encode = ColumnTransformer([("season", OrdinalEncoder(), ["season"])], remainder="passthrough")
     strings = make_pipeline(encode, Ridge()).fit(retyped, train["cnt"])
     test = bike[1].astype({"season": str})
     changed = evaluate_gates(
@@ -370,9 +370,10 @@ def test_a_signature_that_drops_a_column_fails_naming_it(
     ).result("signature_compatible")
     assert not changed.passed
     assert changed.detail == "changes the type of: season (int64 -> string)"
-    assert "no production" in evaluate_gates(bike_inputs(bike, gbm, bike_split)).result(
-        "signature_compatible"
-    ).detail
+    assert (
+        "no production"
+        in evaluate_gates(bike_inputs(bike, gbm, bike_split)).result("signature_compatible").detail
+    )
 
 
 def test_a_denied_column_among_the_features_fails(
@@ -383,7 +384,9 @@ def test_a_denied_column_among_the_features_fails(
     assert not result.passed
     assert result.detail.startswith("feature(s) windspeed are denied by the data policy")
     off = GateSettings(target="cnt", deny_policy_columns=False)
-    names = [r.name for r in evaluate_gates(bike_inputs(bike, gbm, bike_split, settings=off)).results]
+    names = [
+        r.name for r in evaluate_gates(bike_inputs(bike, gbm, bike_split, settings=off)).results
+    ]
     assert "no_denied_columns" not in names
 
 
@@ -398,7 +401,9 @@ def test_bad_inputs_are_refused_with_the_fix(
     with pytest.raises(ValidationFailed, match=r"lacks the model's input column\(s\) \['hum'\]"):
         evaluate_gates(GateInputs(gbm, test.drop(columns="hum"), target="cnt"))
     with pytest.raises(ValidationFailed, match="'accuracy' is not a regression metric"):
-        evaluate_gates(GateInputs(gbm, test, target="cnt", settings=GateSettings(primary_metric="accuracy")))
+        evaluate_gates(
+            GateInputs(gbm, test, target="cnt", settings=GateSettings(primary_metric="accuracy"))
+        )
 
 
 def test_gate_settings_read_false_as_off() -> None:
@@ -507,7 +512,9 @@ def test_a_slice_below_its_bound_fails_naming_the_slice(
     assert result.detail == f"sex={worse}: recall {recall[worse]:.4g} < min {bound:g}"
     assert result.measured == recall[worse]
     gap = evaluation.result("slice.sex.recall.gap")
-    assert not gap.passed and gap.detail.startswith(f"recall gap by sex {recall[better] - recall[worse]:.4g}")
+    assert not gap.passed and gap.detail.startswith(
+        f"recall gap by sex {recall[better] - recall[worse]:.4g}"
+    )
     missing = evaluation.result("slice.nationality")
     assert missing.detail == "the test data has no column 'nationality' to slice by"
 
@@ -529,4 +536,3 @@ def test_a_full_evaluation_of_the_demo_model_is_quick(
     evaluation = evaluate_gates(inputs)
     assert time.perf_counter() - started < 120  # a guard against hanging, not a benchmark
     assert evaluation.duration_s > 0
-
