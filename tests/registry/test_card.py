@@ -1,4 +1,4 @@
-"""Model cards in Markdown and HTML from a version, its evaluation, history, data and environment."""
+"""Model cards in Markdown and HTML: a version, its evaluation, history, data, environment."""
 
 from __future__ import annotations
 
@@ -123,15 +123,14 @@ def test_markdown_card_holds_every_section(version: ModelVersion, evaluation: Ev
     assert "| Tag algo | ridge |" in text
     assert "`data:/bike/1`: 500 rows, 17 columns." in text
     assert "| cnt | numeric | 0 |" in text
-    assert (
-        f"| rmse | {evaluation.metrics['rmse']:.4g} | {evaluation.compared['baseline']['rmse']:.4g} |"
-        in text
-    )
+    rmse, baseline = evaluation.metrics["rmse"], evaluation.compared["baseline"]["rmse"]
+    assert f"| rmse | {rmse:.4g} | {baseline:.4g} |" in text
     assert "| workingday=1 |" in text
     assert "| threshold.rmse.max | pass |" in text or "| threshold.rmse.max | FAIL |" in text
     assert "| disjoint_test | skipped | turned off (require_disjoint_test = false) |" in text
     assert "| alpha | 1.0 |" in text
-    assert "| scikit-learn | 1.9.1 |" in text and "1 other packages" in text
+    assert "| scikit-learn | 1.9.1 |" in text
+    assert "1 other packages" in text
     assert "Trained on 2011-2012 Washington D.C. data only." in text
     assert "SHAP skipped: Ridge is not a tree model" in text
     assert "| hr |" in text  # among the permutation importances
@@ -146,12 +145,14 @@ def test_html_card_is_self_contained_and_escaped(version: ModelVersion, tmp_path
     card = ModelCard.build(version, history=moves())
     page = card.to_html()
     assert page.startswith("<!DOCTYPE html>")
-    assert "<script" not in page and "http" not in page
+    assert "<script" not in page
+    assert "http" not in page
     assert "Plan bike &lt;rebalancing&gt; per hour" in page
     assert "<h2>Validation gates</h2>" in page
     assert "<h2>Alias history</h2>" in page
     markdown, html = card.write(tmp_path / "cards")
-    assert markdown.name == "bike-demand-v2.md" and html.name == "bike-demand-v2.html"
+    assert markdown.name == "bike-demand-v2.md"
+    assert html.name == "bike-demand-v2.html"
     assert markdown.read_text() == card.to_markdown()
     assert html.read_text() == page
 

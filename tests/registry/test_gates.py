@@ -191,7 +191,8 @@ def test_evaluation_round_trips_through_json(demo_evaluation: Evaluation) -> Non
     stored = json.loads(json.dumps(demo_evaluation.to_dict()))
     again = Evaluation.from_dict(stored)
     assert again.to_dict() == demo_evaluation.to_dict()
-    assert again.passed and stored["passed"] is True
+    assert again.passed
+    assert stored["passed"] is True
     with pytest.raises(ValidationFailed, match="not a stored gate evaluation"):
         Evaluation.from_dict({"task": "regression"})
 
@@ -208,7 +209,8 @@ def test_a_metric_over_its_threshold_fails_naming_it(
     rmse = evaluation.result("threshold.rmse.max")
     assert not rmse.passed
     assert rmse.limit == 60.0
-    assert rmse.measured is not None and rmse.measured > 60
+    assert rmse.measured is not None
+    assert rmse.measured > 60
     assert f"rmse {rmse.measured:.4g} > max 60" == rmse.detail
     assert "roc_auc was not measured" in evaluation.result("threshold.roc_auc.min").detail
     assert "FAILED threshold.rmse.max" in evaluation.summary()
@@ -237,7 +239,8 @@ def test_the_split_gate_needs_a_recorded_split(
     assert "recorded no split" in missing.detail
     off = GateSettings(target="cnt", require_disjoint_test=False)
     skipped = evaluate_gates(bike_inputs(bike, gbm, None, settings=off)).result("disjoint_test")
-    assert skipped.passed and skipped.skipped
+    assert skipped.passed
+    assert skipped.skipped
 
 
 def test_a_split_logged_by_the_training_run_is_checked(
@@ -268,7 +271,8 @@ def test_a_candidate_worse_than_production_fails(
     assert "vs production" in result.detail
     assert evaluation.compared["production"]["rmse"] < evaluation.metrics["rmse"]
     alone = evaluate_gates(bike_inputs(bike, ridge, bike_split)).result("no_regression")
-    assert alone.skipped and alone.detail == "no production version to compare with"
+    assert alone.skipped
+    assert alone.detail == "no production version to compare with"
     off = GateSettings.model_validate({"target": "cnt", "regression_tolerance": False})
     turned_off = evaluate_gates(bike_inputs(bike, ridge, bike_split, settings=off, production=gbm))
     assert turned_off.result("no_regression").skipped
@@ -320,7 +324,7 @@ class HolesRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
 
 
 def test_nan_predictions_fail(bike: tuple[pd.DataFrame, pd.DataFrame], bike_split: Split) -> None:
-    train, test = bike
+    train, _test = bike
     holes = loaded(HolesRegressor().fit(train[BIKE_FEATURES], train["cnt"]), train)
     holes = loaded(holes.model, train[BIKE_FEATURES])
     evaluation = evaluate_gates(bike_inputs(bike, holes, bike_split))
@@ -338,15 +342,18 @@ def test_latency_and_size_budgets(
         bike_inputs(bike, gbm, bike_split, settings=settings, size_bytes=3 * 1024 * 1024)
     )
     latency, size = evaluation.result("latency_p99"), evaluation.result("model_size")
-    assert not latency.passed and "ms > 1e-06 ms" in latency.detail
-    assert not size.passed and size.detail == "size 3 MiB > 1 MiB"
+    assert not latency.passed
+    assert "ms > 1e-06 ms" in latency.detail
+    assert not size.passed
+    assert size.detail == "size 3 MiB > 1 MiB"
     unmeasured = bike_inputs(bike, gbm, bike_split, settings=settings, latency_samples=0)
     unmeasured = GateInputs(**{**unmeasured.__dict__, "size_bytes": None})
     again = evaluate_gates(unmeasured)
     assert "not measured" in again.result("latency_p99").detail
     assert "size is unknown" in again.result("model_size").detail
     defaults = evaluate_gates(bike_inputs(bike, gbm, bike_split))
-    assert defaults.result("latency_p99").skipped and defaults.result("model_size").skipped
+    assert defaults.result("latency_p99").skipped
+    assert defaults.result("model_size").skipped
 
 
 def test_a_signature_that_drops_a_column_fails_naming_it(
@@ -408,7 +415,8 @@ def test_bad_inputs_are_refused_with_the_fix(
 
 def test_gate_settings_read_false_as_off() -> None:
     settings = GateSettings.model_validate({"baseline": False, "regression_tolerance": False})
-    assert settings.baseline is None and settings.regression_tolerance is None
+    assert settings.baseline is None
+    assert settings.regression_tolerance is None
     assert GateSettings().baseline == "dummy"
 
 
@@ -512,9 +520,8 @@ def test_a_slice_below_its_bound_fails_naming_the_slice(
     assert result.detail == f"sex={worse}: recall {recall[worse]:.4g} < min {bound:g}"
     assert result.measured == recall[worse]
     gap = evaluation.result("slice.sex.recall.gap")
-    assert not gap.passed and gap.detail.startswith(
-        f"recall gap by sex {recall[better] - recall[worse]:.4g}"
-    )
+    assert not gap.passed
+    assert gap.detail.startswith(f"recall gap by sex {recall[better] - recall[worse]:.4g}")
     missing = evaluation.result("slice.nationality")
     assert missing.detail == "the test data has no column 'nationality' to slice by"
 
