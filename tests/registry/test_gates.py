@@ -10,6 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.dummy import DummyRegressor
@@ -25,6 +28,7 @@ from mlcycle.registry import (
     ColumnSpec,
     Evaluation,
     GateInputs,
+    GateResult,
     LoadedModel,
     Signature,
     SklearnFlavor,
@@ -543,3 +547,26 @@ def test_a_full_evaluation_of_the_demo_model_is_quick(
     evaluation = evaluate_gates(inputs)
     assert time.perf_counter() - started < 120  # a guard against hanging, not a benchmark
     assert evaluation.duration_s > 0
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=32)
+results = st.builds(
+    GateResult,
+    name=st.text(min_size=1, max_size=20),
+    passed=st.booleans(),
+    detail=st.text(max_size=40),
+    measured=st.none() | finite,
+    limit=st.none() | finite,
+    skipped=st.booleans(),
+)
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(st.lists(results, max_size=6), st.dictionaries(st.text(max_size=8), finite, max_size=4))
+def test_any_evaluation_round_trips(gates: list[GateResult], metrics: dict[str, float]) -> None:
+    evaluation = Evaluation(
+        "classification", "income", "accuracy", 10, tuple(gates), metrics=metrics
+    )
+    stored = json.loads(json.dumps(evaluation.to_dict()))
+    assert Evaluation.from_dict(stored) == evaluation
+    assert stored["passed"] is all(gate.passed for gate in gates)
