@@ -23,14 +23,16 @@ def incumbent_python(
     *,
     requirement: str | None = None,
     pins: Sequence[str] = (),
+    venv: Path | None = None,
     log: Callable[[str], None],
 ) -> Path:
     """The Python of ``benchmarks/.work/<distribution>-venv`` with ``distribution==version``.
 
     ``requirement`` is what to install when it differs from the distribution's
-    name (an extra, say); ``pins`` are further exact requirements.
+    name (an extra, say); ``pins`` are further exact requirements; ``venv``
+    puts the environment elsewhere (tests cache theirs outside the checkout).
     """
-    venv = WORK / f"{distribution}-venv"
+    venv = venv or WORK / f"{distribution}-venv"
     python = venv / "bin" / "python"
     if python.exists():
         probe = subprocess.run(
@@ -44,9 +46,9 @@ def incumbent_python(
             check=False,
         )
         if probe.stdout.strip() == version:
-            log(f"reusing {distribution} {version} in {venv.relative_to(HERE.parent)}")
+            log(f"reusing {distribution} {version} in {venv}")
             return python
-    log(f"installing {distribution} {version} into {venv.relative_to(HERE.parent)}")
+    log(f"installing {distribution} {version} into {venv}")
     base_python = os.path.realpath(sys.executable)
     subprocess.run(
         [str(UV), "venv", "-q", "--clear", "--python", base_python, str(venv)], check=True

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlcycle import data, validate
+    from mlcycle import data, registry, validate
     from mlcycle.store import Event, Experiment, LineageTree
     from mlcycle.track import ActiveRun, RunView
     from mlcycle.workspace import Workspace
@@ -37,6 +37,7 @@ __all__ = [
     "get_run",
     "lineage",
     "list_experiments",
+    "registry",
     "search_runs",
     "seed_everything",
     "start_run",
@@ -111,7 +112,11 @@ def events(since: int = 0, *, types: Iterable[str] | None = None, limit: int = 1
 
 
 def lineage(ref: str, *, max_depth: int | None = None) -> LineageTree:
-    """The ancestry of ``ref`` as a tree (``.lines()`` to print, ``.to_dict()`` for JSON)."""
+    """The ancestry of ``ref`` as a tree (``.lines()`` to print, ``.to_dict()`` for JSON).
+
+    ``mc.lineage("models:/bike@production")`` follows the alias to its version,
+    then model version <- run <- dataset versions <- sources.
+    """
     return current_workspace().lineage(ref, max_depth=max_depth)
 
 
@@ -130,12 +135,12 @@ def active_run() -> ActiveRun | None:
 
 
 def __getattr__(name: str) -> Any:  # Any: the lazily imported class
-    """Import ``Workspace``, ``ActiveRun``, ``RunView``, ``data`` and ``validate`` on first use."""
+    """Import ``Workspace``, ``ActiveRun``, ``RunView`` and the SDK modules on first use."""
     if name == "Workspace":
         from mlcycle.workspace import Workspace  # noqa: PLC0415  (light import)
 
         return Workspace
-    if name in {"data", "validate"}:
+    if name in {"data", "registry", "validate"}:
         import importlib  # noqa: PLC0415  (light import)
 
         return importlib.import_module(f"mlcycle.{name}")

@@ -14,9 +14,9 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -100,6 +100,12 @@ class ClockSettings(_Section):
     state_file: Path | None = None
 
 
+DatasetPattern = Annotated[
+    str, StringConstraints(pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9_.\-]{0,127})$")
+]
+"""A dataset name, or ``*`` for every dataset."""
+
+
 class DataSettings(_Section):
     """Datasets: which columns count as personal data, which are refused, how much is scanned."""
 
@@ -117,6 +123,12 @@ class DataSettings(_Section):
     )
     deny_columns: tuple[str, ...] = ()
     pii_sample_rows: int = Field(default=100_000, ge=1)
+    validate_on_register: tuple[DatasetPattern, ...] = ()
+    """Datasets whose registrations are checked against ``schemas/<name>.yaml``; ``"*"``: all.
+
+    A listed dataset without a schema file is refused; under ``"*"`` one is
+    registered unchecked (its event says ``"validation": "skipped"``).
+    """
 
 
 class MetricBound(_Section):

@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from mlcycle.data import DatasetRegistry, PolicyFinding
-    from mlcycle.store import DatasetCatalog, TableArea
+    from mlcycle.registry import ModelRegistry
+    from mlcycle.store import DatasetCatalog, ModelCatalog, TableArea
 
 __all__ = ["SCHEMAS_DIR", "Workspace"]
 
@@ -78,6 +79,7 @@ class Workspace:
         )
         self._closed = False
         self._data: DatasetRegistry | None = None
+        self._registry: ModelRegistry | None = None
 
     @property
     def data(self) -> DatasetRegistry:
@@ -97,8 +99,29 @@ class Workspace:
                 policy_scan=self._scan_policy,
                 schema_check=self._check_schema,
                 schemas_dir=self.schemas_dir,
+                validate_on_register=self.settings.data.validate_on_register,
             )
         return self._data
+
+    @property
+    def registry(self) -> ModelRegistry:
+        """Registered models: ``ws.registry.register("bike", model)``, ``load``, ``promote``."""
+        self._check_open()
+        if self._registry is None:
+            from mlcycle.registry import ModelRegistry  # noqa: PLC0415  (loads on first use)
+
+            self._registry = ModelRegistry(
+                catalog=cast("ModelCatalog", self.metadata),  # the SQL store is every catalog
+                lineage=self.metadata,
+                runs=self.metadata,
+                artifacts=self.artifacts,
+                clock=self.clock,
+                actor=self.actor,
+                settings=self.settings.registry,
+                tracker=self.tracker,
+                data=self.data,
+            )
+        return self._registry
 
     @property
     def schemas_dir(self) -> Path:
@@ -122,9 +145,10 @@ class Workspace:
         path = self.schemas_dir / f"{name}.yaml"
         if not path.is_file():
             raise ValidationFailed(
-                f"cannot validate dataset '{name}': there is no schema file {path}; infer one "
-                f"with mc.validate.infer_schema('{name}') (it writes that file) or write it, "
-                "or register without validate=True; nothing was registered"
+                f"cannot validate dataset '{name}': there is no schema file {path}; infer it "
+                f"from a registered version with `mlcycle data schema {name}` (or "
+                f"mc.validate.infer_schema('{name}')) or write it, or register with "
+                "validate=False (--no-validate); nothing was registered"
             )
         report = dataclasses.replace(check(table, load_schema(path)), dataset=name)
         try:
@@ -222,11 +246,18 @@ class Workspace:
         return self.metadata.read_events(since=since, types=types, limit=limit)
 
     def lineage(self, ref: str, *, max_depth: int | None = None) -> LineageTree:
-        """The ancestry of ``ref`` (``run:<id>``, ``env:sha256:...``; a bare id means a run)."""
+        """The ancestry of ``ref`` (``run:<id>``, ``data:/bike/3``, ``models:/bike@production``).
+
+        A bare id means a run; a model reference with an alias (or none) is
+        resolved to the version it names, whose chain runs model version <-
+        run <- dataset versions <- sources.
+        """
         self._check_open()
         self.tracker.settle()
         if ":" not in ref:
             ref = f"run:{ref}"
+        elif ref.startswith("models:/"):
+            ref = self.registry.get(ref).ref
         return ancestry(self.metadata, ref, max_depth=max_depth)
 
     def flush(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -12,18 +11,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tests.data.conftest import area_settings
+from tests.data.conftest import Stores
 
 from mlcycle.data import CsvFile, SqlQuery
 from mlcycle.errors import NotFound, ValidationFailed
-from mlcycle.settings import Settings
 from mlcycle.workspace import Workspace
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Iterator[Workspace]:
-    with Workspace.open(Settings(home=tmp_path, actor="tester")) as workspace:
-        yield workspace
 
 
 def _nothing_registered(ws: Workspace) -> None:
@@ -115,27 +107,29 @@ def test_an_append_with_conflicting_types_leaves_the_table_unchanged(ws: Workspa
     assert (replaced.version, replaced.types) == (2, ["large_string", "large_string"])
 
 
-def _append(home: str, worker: int, times: int, s3: tuple[str, str] | None) -> None:
-    with Workspace.open(area_settings(home, f"w{worker}", s3)) as ws:
+def _append(home: str, worker: int, times: int, stores: Stores) -> None:
+    with Workspace.open(stores.settings(home, f"w{worker}")) as ws:
         for index in range(times):
             ws.data.register("shared", pd.DataFrame({"w": [worker] * 3, "i": [index] * 3}))
 
 
 @pytest.mark.slow
 def test_two_processes_appending_at_once_both_land_as_versions(
-    tmp_path: Path, area: tuple[str, str] | None
+    tmp_path: Path, stores: Stores
 ) -> None:
-    s3 = area  # the workers inherit the bucket's credentials from the environment
-    with Workspace.open(area_settings(str(tmp_path), "tester", s3)) as ws:
+    # The workers inherit the bucket's credentials from the environment.
+    with Workspace.open(stores.settings(tmp_path)) as ws:
         ws.data.register("shared", pd.DataFrame({"w": [-1], "i": [-1]}))
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_append, args=(str(tmp_path), w, 4, s3)) for w in range(2)]
+    workers = [
+        context.Process(target=_append, args=(str(tmp_path), w, 4, stores)) for w in range(2)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(timeout=240)
     assert [worker.exitcode for worker in workers] == [0, 0]
-    with Workspace.open(area_settings(str(tmp_path), "tester", s3)) as ws:
+    with Workspace.open(stores.settings(tmp_path)) as ws:
         history = ws.data.history("shared")
         assert [v.version for v in history] == list(range(1, 10))
         assert [v.rows for v in history] == [1 + 3 * n for n in range(9)]

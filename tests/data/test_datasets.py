@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.data.conftest import table_files
 
 from mlcycle.clock import SimulatedClock
 from mlcycle.data import DatasetRegistry, content_digest, parse_ref
@@ -56,27 +57,25 @@ def test_register_append_load_history_and_rollback(ws: Workspace) -> None:
     assert ws.artifacts.exists(first.profile_digest)
 
 
-def test_as_of_is_commit_time(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, actor="tester")
-    with Workspace.open(settings) as ws:
-        clock = SimulatedClock(tmp_path / "clock.json")
-        clock.set(datetime(2030, 1, 1, tzinfo=UTC))
-        registry = DatasetRegistry(
-            catalog=ws.metadata,  # type: ignore[arg-type]  # the SQL store is every catalog
-            lineage=ws.metadata,
-            tables=ws.artifacts,  # type: ignore[arg-type]  # a local store has a table area
-            artifacts=None,
-            clock=clock,
-            actor="tester",
-        )
-        registry.register("sales", _frame(0, 3))
-        middle = clock.now() + timedelta(seconds=30)
-        clock.advance(timedelta(seconds=60))
-        registry.register("sales", _frame(3, 2))
-        assert registry.get("sales", as_of=middle).version == 1
-        assert len(registry.load("sales", as_of=clock.now())) == 5
-        with pytest.raises(NotFound, match="had no version at"):
-            registry.get("sales", as_of=middle - timedelta(days=1))
+def test_as_of_is_commit_time(ws: Workspace, tmp_path: Path) -> None:
+    clock = SimulatedClock(tmp_path / "clock.json")
+    clock.set(datetime(2030, 1, 1, tzinfo=UTC))
+    registry = DatasetRegistry(
+        catalog=ws.metadata,  # type: ignore[arg-type]  # the SQL store is every catalog
+        lineage=ws.metadata,
+        tables=ws.artifacts,  # type: ignore[arg-type]  # every artifact store has a table area
+        artifacts=None,
+        clock=clock,
+        actor="tester",
+    )
+    registry.register("sales", _frame(0, 3))
+    middle = clock.now() + timedelta(seconds=30)
+    clock.advance(timedelta(seconds=60))
+    registry.register("sales", _frame(3, 2))
+    assert registry.get("sales", as_of=middle).version == 1
+    assert len(registry.load("sales", as_of=clock.now())) == 5
+    with pytest.raises(NotFound, match="had no version at"):
+        registry.get("sales", as_of=middle - timedelta(days=1))
 
 
 def test_the_bike_sharing_csv_registers_with_its_source_in_lineage(ws: Workspace) -> None:
@@ -90,16 +89,15 @@ def test_the_bike_sharing_csv_registers_with_its_source_in_lineage(ws: Workspace
     assert [e.subject for e in events] == ["data:/bike/1"]
 
 
-def test_a_run_that_loads_a_version_lists_it_in_its_lineage(tmp_path: Path) -> None:
-    with Workspace.open(Settings(home=tmp_path, actor="tester")) as ws:
-        version = ws.data.register("bike", HOUR_CSV)
-        ws.data.load("bike")  # outside a run: no edge
-        with ws.start_run("demand") as run:
-            ws.data.load_table("bike/1", columns=["cnt"])
-        lines = ws.lineage(run.id).lines()
-        assert f"└── {version.ref} (input)" in lines
-        assert any(version.source in line for line in lines)
-        assert [e.target for e in ws.metadata.edges_from(version.ref)] == [f"run:{run.id}"]
+def test_a_run_that_loads_a_version_lists_it_in_its_lineage(ws: Workspace) -> None:
+    version = ws.data.register("bike", HOUR_CSV)
+    ws.data.load("bike")  # outside a run: no edge
+    with ws.start_run("demand") as run:
+        ws.data.load_table("bike/1", columns=["cnt"])
+    lines = ws.lineage(run.id).lines()
+    assert f"└── {version.ref} (input)" in lines
+    assert any(version.source in line for line in lines)
+    assert [e.target for e in ws.metadata.edges_from(version.ref)] == [f"run:{run.id}"]
 
 
 def test_a_new_column_needs_schema_merge_and_shows_in_the_diff(ws: Workspace) -> None:
@@ -115,54 +113,50 @@ def test_a_new_column_needs_schema_merge_and_shows_in_the_diff(ws: Workspace) ->
     assert ws.data.load("sales")["temp"].isna().sum() == 4
 
 
-def test_diff_by_key_and_by_row_hashes(tmp_path: Path) -> None:
-    with Workspace.open(Settings(home=tmp_path, actor="tester")) as ws:
-        base = _frame(0, 6)
-        changed = base.copy()
-        changed.loc[0, "cnt"] = 99.0
-        changed = pd.concat([changed.drop(index=1), _frame(6, 2)], ignore_index=True)
-        for name, key in (("keyed", ["day", "hr"]), ("plain", None)):
-            ws.data.register(name, base, key=key)
-            ws.data.register(name, changed, mode="overwrite")
-        keyed = ws.data.diff("keyed", 1, 2)
-        assert (keyed.rows_added, keyed.rows_removed, keyed.rows_changed) == (2, 1, 1)
-        plain = ws.data.diff("plain", 1, 2)
-        assert (plain.rows_added, plain.rows_removed, plain.rows_changed) == (3, 2, 0)
-        cnt = next(c for c in keyed.distributions if c.name == "cnt")
-        assert cnt.mean_old == pytest.approx(2.5)
-        assert cnt.mean_delta is not None
-        assert cnt.mean_delta > 0
-        assert ws.data.diff("keyed", 1, 1).unchanged
-        assert keyed.to_dict()["rows"]["changed"] == 1
+def test_diff_by_key_and_by_row_hashes(ws: Workspace) -> None:
+    base = _frame(0, 6)
+    changed = base.copy()
+    changed.loc[0, "cnt"] = 99.0
+    changed = pd.concat([changed.drop(index=1), _frame(6, 2)], ignore_index=True)
+    for name, key in (("keyed", ["day", "hr"]), ("plain", None)):
+        ws.data.register(name, base, key=key)
+        ws.data.register(name, changed, mode="overwrite")
+    keyed = ws.data.diff("keyed", 1, 2)
+    assert (keyed.rows_added, keyed.rows_removed, keyed.rows_changed) == (2, 1, 1)
+    plain = ws.data.diff("plain", 1, 2)
+    assert (plain.rows_added, plain.rows_removed, plain.rows_changed) == (3, 2, 0)
+    cnt = next(c for c in keyed.distributions if c.name == "cnt")
+    assert cnt.mean_old == pytest.approx(2.5)
+    assert cnt.mean_delta is not None
+    assert cnt.mean_delta > 0
+    assert ws.data.diff("keyed", 1, 1).unchanged
+    assert keyed.to_dict()["rows"]["changed"] == 1
 
 
-def test_a_failing_check_writes_nothing(tmp_path: Path) -> None:
-    with Workspace.open(Settings(home=tmp_path, actor="tester")) as ws:
+def test_a_failing_check_writes_nothing(ws: Workspace) -> None:
+    def refuse(table: pa.Table) -> None:
+        raise ValidationFailed(f"{table.num_rows} rows refused")
 
-        def refuse(table: pa.Table) -> None:
-            raise ValidationFailed(f"{table.num_rows} rows refused")
-
-        with pytest.raises(ValidationFailed, match="10 rows refused"):
-            ws.data.register("sales", _frame(0, 10), check=refuse)
-        assert ws.data.list() == []
-        assert not (tmp_path / ".mlcycle").joinpath("artifacts", "tables", "datasets").exists()
+    with pytest.raises(ValidationFailed, match="10 rows refused"):
+        ws.data.register("sales", _frame(0, 10), check=refuse)
+    assert ws.data.list() == []
+    assert table_files(ws) == []
 
 
-def test_unknown_datasets_versions_and_aliases_are_clear(tmp_path: Path) -> None:
-    with Workspace.open(Settings(home=tmp_path, actor="tester")) as ws:
-        with pytest.raises(NotFound, match="no dataset 'sales'"):
-            ws.data.load("sales")
-        ws.data.register("sales", _frame(0, 2))
-        with pytest.raises(NotFound, match=r"no version 9 \(latest is 1\)"):
-            ws.data.load("sales/9")
-        with pytest.raises(NotFound, match="no alias '@production'"):
-            ws.data.load("sales@production")
-        with pytest.raises(ValidationFailed, match="names a model"):
-            ws.data.get("models:/sales/1")
-        with pytest.raises(ValidationFailed, match="no column"):
-            ws.data.load("sales", columns=["nope"])
-        with pytest.raises(ValidationFailed, match="no time column"):
-            ws.data.load("sales", start="2030-01-01")
+def test_unknown_datasets_versions_and_aliases_are_clear(ws: Workspace) -> None:
+    with pytest.raises(NotFound, match="no dataset 'sales'"):
+        ws.data.load("sales")
+    ws.data.register("sales", _frame(0, 2))
+    with pytest.raises(NotFound, match=r"no version 9 \(latest is 1\)"):
+        ws.data.load("sales/9")
+    with pytest.raises(NotFound, match="no alias '@production'"):
+        ws.data.load("sales@production")
+    with pytest.raises(ValidationFailed, match="names a model"):
+        ws.data.get("models:/sales/1")
+    with pytest.raises(ValidationFailed, match="no column"):
+        ws.data.load("sales", columns=["nope"])
+    with pytest.raises(ValidationFailed, match="no time column"):
+        ws.data.load("sales", start="2030-01-01")
 
 
 @given(

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import boto3
 import orjson
 import pyarrow as pa
 import pytest
+from tests.data.conftest import table_files
 
 import mlcycle as mc
 from mlcycle.data import parse_predicate
 from mlcycle.errors import NotFound, QuerySyntaxError, ValidationFailed
-from mlcycle.settings import Settings
 from mlcycle.workspace import Workspace
 
 ANA = "ana.secret@example.com"
@@ -29,23 +28,6 @@ def _people(start: int, rows: int) -> pa.Table:
     )
 
 
-def _table_files(ws: Workspace) -> list[str]:
-    """Every file of the table area, relative to it, read straight from disk or the bucket."""
-    url = ws.settings.artifacts_url
-    if url.startswith("s3://"):
-        bucket, _, prefix = url.removeprefix("s3://").partition("/")
-        client = boto3.client(
-            "s3", endpoint_url=ws.settings.store.s3.endpoint_url, region_name="us-east-1"
-        )
-        root = f"{prefix}/tables/"
-        keys: list[str] = []
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root):
-            keys.extend(item["Key"].removeprefix(root) for item in page.get("Contents", []))
-        return sorted(keys)
-    root_path = Path(url) / "tables"
-    return sorted(str(p.relative_to(root_path)) for p in root_path.rglob("*") if p.is_file())
-
-
 def _blob_text(ws: Workspace, digest: str) -> bytes:
     with ws.artifacts.open(digest) as stream:  # type: ignore[arg-type]  # a Digest string
         return stream.read()
@@ -56,7 +38,7 @@ def test_erase_rewrites_every_version_and_deletes_the_old_files(ws: Workspace) -
     v1 = data.register("people", _people(0, 10), key=["customer_id"])
     v2 = data.register("people", _people(10, 5))
     v3 = data.register("people", _people(100, 3), mode="overwrite")  # ana is not in v3
-    before = _table_files(ws)
+    before = table_files(ws)
     assert any(f.startswith("datasets/people/") for f in before)
 
     erasure = data.erase("people", where="customer_id = 7", reason="GDPR request 17")
@@ -89,7 +71,7 @@ def test_erase_rewrites_every_version_and_deletes_the_old_files(ws: Workspace) -
     assert ws.artifacts.exists(v3.profile_digest)  # still the profile of version 3
     assert (one.source, one.created_at, one.operation) == (v1.source, v1.created_at, "create")
 
-    after = _table_files(ws)
+    after = table_files(ws)
     assert not any(f.startswith("datasets/people/") for f in after)
     assert after
     assert all(f.startswith("datasets/_rewritten/people/g1/") for f in after)
@@ -113,38 +95,36 @@ def test_a_second_erase_moves_on_and_leaves_one_table(ws: Workspace) -> None:
     ws.data.erase("people", where=f"email = '{ANA}'", reason="request 1")
     ws.data.erase("people", where="spend >= 8 or customer_id in (0, 1)", reason="request 2")
     assert ws.data.load_table("people").column("customer_id").to_pylist() == [2, 3, 4, 5, 6]
-    files = _table_files(ws)
+    files = table_files(ws)
     assert files
     assert all(f.startswith("datasets/_rewritten/people/g2/") for f in files)
     nothing = ws.data.erase("people", where="customer_id = 999", reason="request 3")
     assert nothing.total_removed == 0
-    assert _table_files(ws) == files
+    assert table_files(ws) == files
     assert len(ws.events(types=["dataset.erased"])) == 3
 
 
-def test_erasing_every_row_leaves_empty_versions(tmp_path: Path) -> None:
-    with Workspace.open(Settings(home=tmp_path, actor="tester")) as ws:
-        ws.data.register("people", _people(0, 3))
-        ws.data.erase("people", where="customer_id >= 0", reason="all of them")
-        assert ws.data.load_table("people/1").num_rows == 0
-        assert ws.data.get("people/1").rows == 0
+def test_erasing_every_row_leaves_empty_versions(ws: Workspace) -> None:
+    ws.data.register("people", _people(0, 3))
+    ws.data.erase("people", where="customer_id >= 0", reason="all of them")
+    assert ws.data.load_table("people/1").num_rows == 0
+    assert ws.data.get("people/1").rows == 0
 
 
-def test_bad_erasures_are_refused_and_change_nothing(tmp_path: Path) -> None:
-    with Workspace.open(Settings(home=tmp_path, actor="tester")) as ws:
-        first = ws.data.register("people", _people(0, 10))
-        with pytest.raises(QuerySyntaxError, match="expected a value"):
-            ws.data.erase("people", where="email == 'x'", reason="r")
-        with pytest.raises(ValidationFailed, match=r"has the column\(s\) \['mail'\]"):
-            ws.data.erase("people", where="mail = 'x'", reason="r")
-        with pytest.raises(ValidationFailed, match="needs a reason"):
-            ws.data.erase("people", where="customer_id = 7", reason=" ")
-        with pytest.raises(ValidationFailed, match="cannot compare column 'customer_id'"):
-            ws.data.erase("people", where="customer_id = 'seven'", reason="r")
-        with pytest.raises(NotFound):
-            ws.data.erase("nobody", where="customer_id = 7", reason="r")
-        assert ws.data.history("people") == [first]
-        assert ws.events(types=["dataset.erased"]) == []
+def test_bad_erasures_are_refused_and_change_nothing(ws: Workspace) -> None:
+    first = ws.data.register("people", _people(0, 10))
+    with pytest.raises(QuerySyntaxError, match="expected a value"):
+        ws.data.erase("people", where="email == 'x'", reason="r")
+    with pytest.raises(ValidationFailed, match=r"has the column\(s\) \['mail'\]"):
+        ws.data.erase("people", where="mail = 'x'", reason="r")
+    with pytest.raises(ValidationFailed, match="needs a reason"):
+        ws.data.erase("people", where="customer_id = 7", reason=" ")
+    with pytest.raises(ValidationFailed, match="cannot compare column 'customer_id'"):
+        ws.data.erase("people", where="customer_id = 'seven'", reason="r")
+    with pytest.raises(NotFound):
+        ws.data.erase("nobody", where="customer_id = 7", reason="r")
+    assert ws.data.history("people") == [first]
+    assert ws.events(types=["dataset.erased"]) == []
 
 
 def test_predicates_follow_sql_null_rules_and_never_evaluate_python() -> None:

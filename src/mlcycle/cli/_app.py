@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mlcycle.cli import _data, _db, _demo, _experiments, _init, _runs
+from mlcycle.cli import _data, _db, _demo, _experiments, _init, _models, _runs
 from mlcycle.cli._context import ErrorReportingGroup, GlobalOptions
 
 __all__ = ["app"]
@@ -42,6 +42,7 @@ app = typer.Typer(
 app.add_typer(_experiments.app, name="experiments")
 app.add_typer(_runs.app, name="runs")
 app.add_typer(_data.app, name="data")
+app.add_typer(_models.app, name="models")
 app.add_typer(_db.app, name="db")
 app.command("init")(_init.init)
 app.command("demo")(_demo.demo)

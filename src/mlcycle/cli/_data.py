@@ -8,6 +8,7 @@ recomputing it, so ``show`` and ``report`` cost a small JSON read.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -261,13 +262,15 @@ def register(  # noqa: PLR0917 (Typer maps each parameter to an option)
         typer.Option("--description", help="What the dataset holds (set when it is created)."),
     ] = None,
     validate: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--validate",
+            "--validate/--no-validate",
             help="Check the new rows against the schema first (schemas/NAME.yaml or --schema) "
-            "and register nothing when it finds errors.",
+            "and register nothing when it finds errors. Default: as data.validate_on_register "
+            "in mlcycle.toml says.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     schema: Annotated[
         Path | None,
         typer.Option(
@@ -289,12 +292,14 @@ def register(  # noqa: PLR0917 (Typer maps each parameter to an option)
     if mode not in {"append", "overwrite"}:
         raise ValidationFailed(f"--mode {mode!r} must be append or overwrite")
     checked_mode: Literal["append", "overwrite"] = "append" if mode == "append" else "overwrite"
-    if schema is not None and not validate:
-        raise ValidationFailed("--schema is for --validate; add --validate to check the rows")
+    if schema is not None and validate is False:
+        raise ValidationFailed("--schema is for --validate; leave out --no-validate")
     data: object = source if delimiter is None else CsvFile(path=source, delimiter=delimiter)
-    check = _registration_check(schema) if schema is not None else None
     with open_workspace(ctx) as workspace:
         registry = workspace.data
+        if schema is not None:  # this file instead of schemas/NAME.yaml
+            registry = dataclasses.replace(registry, schema_check=_registration_check(schema))
+            validate = True
         try:
             before: int | None = registry.get(_name_of(name)).version
         except NotFound:
@@ -307,8 +312,7 @@ def register(  # noqa: PLR0917 (Typer maps each parameter to an option)
             key=key or None,
             schema="merge" if merge_schema else None,
             description=description,
-            check=check,
-            validate=validate and schema is None,  # the project's schemas/NAME.yaml
+            validate=validate,
         )
     out = console()
     if version.version == before:
@@ -327,14 +331,15 @@ def register(  # noqa: PLR0917 (Typer maps each parameter to an option)
     out.print(f"Next: [bold]mlcycle data show {_ref(version)}[/]")
 
 
-def _registration_check(schema: Path) -> Any:  # Any: a check taking a pyarrow Table
+def _registration_check(schema: Path) -> Any:  # Any: a schema check taking a pyarrow Table
     """A check refusing rows that break the schema file ``schema`` (read once, now)."""
     from mlcycle.errors import ValidationFailed
     from mlcycle.validate import check, load_schema
 
     rules = load_schema(schema)
 
-    def run(table: Any) -> None:  # Any: a pyarrow Table
+    def run(name: str, table: Any) -> None:  # Any: a pyarrow Table
+        del name  # the file was named on the command line
         try:
             check(table, rules).raise_for_errors()
         except ValidationFailed as exc:

@@ -12,6 +12,7 @@ makes no new version.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import time as monotonic_time
@@ -43,6 +44,7 @@ from mlcycle.store import (
     DatasetVersion,
     LineageGraph,
     TableArea,
+    check_dataset_actor,
     check_dataset_name,
 )
 from mlcycle.track import Tracker, current_run
@@ -53,11 +55,15 @@ if TYPE_CHECKING:
 __all__ = ["DatasetConflict", "DatasetRegistry", "Erasure"]
 
 Mode = Literal["append", "overwrite"]
+Validation = Literal["passed", "skipped"] | None
+"""What a registration's schema validation did: ran and passed, was skipped, or was not asked."""
 Check = Callable[[pa.Table], None]
 SchemaCheck = Callable[[str, pa.Table], None]
 """Checks rows against the schema of the named dataset; raises ``ValidationFailed`` if bad."""
 PolicyScan = Callable[[pa.Table], Sequence[PolicyFinding]]
 _COMMIT_RETRIES = 5
+_MAX_SOURCE_REF = 1000
+"""The longest lineage reference every backend keeps."""
 _TABLES_PREFIX = "datasets"
 _REWRITTEN = "_rewritten"
 """Tables rewritten by an erasure: ``datasets/_rewritten/<name>/g<generation>``."""
@@ -89,6 +95,8 @@ class DatasetRegistry:
     policy_scan: PolicyScan | None = None
     schema_check: SchemaCheck | None = None
     schemas_dir: Path | None = None
+    validate_on_register: Sequence[str] = ()
+    """Datasets whose registrations run ``schema_check`` unless told not to; ``"*"``: all."""
     lock_ttl_s: float = 600.0
     lock_wait_s: float = 120.0
 
@@ -105,7 +113,7 @@ class DatasetRegistry:
         schema: Literal["merge"] | None = None,
         description: str | None = None,
         check: Check | None = None,
-        validate: bool = False,
+        validate: bool | None = None,
     ) -> DatasetVersion:
         """Add ``source`` to dataset ``name`` as a new version (the first register creates it).
 
@@ -115,9 +123,12 @@ class DatasetRegistry:
         runs on the new rows before anything is written; if it raises, nothing is.
         ``validate=True`` checks the new rows against the dataset's schema
         (``schemas/<name>.yaml`` in a workspace) the same way: data that breaks
-        it raises ``ValidationFailed`` listing the anomalies, and nothing is written.
+        it raises ``ValidationFailed`` listing the anomalies, and nothing is
+        written. ``None`` (the default) follows ``validate_on_register``;
+        ``False`` skips the check.
         """
         check_dataset_name(name)
+        check_dataset_actor(self.actor)
         if mode not in {"append", "overwrite"}:
             raise ValidationFailed(f"mode {mode!r} must be 'append' or 'overwrite'")
         if schema not in {None, "merge"}:
@@ -132,23 +143,43 @@ class DatasetRegistry:
             raise ValidationFailed(f"column name '{ROW_COLUMN}' is reserved; rename the column")
         keys = tuple(key or ())
         _require_columns(table, [*keys, *([time_column] if time_column else [])], name)
-        if validate:
-            if self.schema_check is None:
-                raise ValidationFailed(
-                    f"cannot validate dataset '{name}': this registry has no schema check; "
-                    "use a Workspace (ws.data or mc.data), or pass check=..."
-                )
-            self.schema_check(name, table)
+        validation = self._validate(name, table, validate=validate)
         if check is not None:
             check(table)
         dataset = self._dataset(name, time_column=time_column, key=keys, description=description)
         source_ref = _source_ref(described)
         return self._write(
-            dataset, table, mode=mode, schema=schema, source=(described, source_ref), op=None
+            dataset,
+            table,
+            mode=mode,
+            schema=schema,
+            source=(described, source_ref),
+            op=None,
+            validation=validation,
         )
+
+    def _validate(self, name: str, table: pa.Table, *, validate: bool | None) -> Validation:
+        """Check ``table`` against the schema of ``name`` if asked; say what was done."""
+        listed = name in self.validate_on_register
+        configured = listed or "*" in self.validate_on_register
+        if validate is None:
+            validate = listed or (configured and self._has_schema(name))
+        if not validate:
+            return "skipped" if configured else None
+        if self.schema_check is None:
+            raise ValidationFailed(
+                f"cannot validate dataset '{name}': this registry has no schema check; "
+                "use a Workspace (ws.data or mc.data), or pass check=..."
+            )
+        self.schema_check(name, table)
+        return "passed"
+
+    def _has_schema(self, name: str) -> bool:
+        return self.schemas_dir is not None and (self.schemas_dir / f"{name}.yaml").is_file()
 
     def rollback(self, name: str, version: int) -> DatasetVersion:
         """Make a new version with the content of ``version``; history is never deleted."""
+        check_dataset_actor(self.actor)
         old = self.catalog.get_dataset_version(name, version)
         table = self._read(old)
         dataset = self.catalog.get_dataset(name)
@@ -159,6 +190,7 @@ class DatasetRegistry:
             schema=None,
             source=(old.ref, old.ref),
             op="rollback",
+            validation=None,
         )
 
     def _dataset(
@@ -192,12 +224,20 @@ class DatasetRegistry:
         schema: Literal["merge"] | None,
         source: tuple[str, str],
         op: str | None,
+        validation: Validation,
     ) -> DatasetVersion:
         owner = new_id()
         self._lock(dataset.name, owner)
         try:
             return self._write_locked(
-                dataset, table, mode=mode, schema=schema, source=source, op=op, owner=owner
+                dataset,
+                table,
+                mode=mode,
+                schema=schema,
+                source=source,
+                op=op,
+                owner=owner,
+                validation=validation,
             )
         finally:
             self.catalog.unlock_dataset(dataset.name, owner=owner)
@@ -212,6 +252,7 @@ class DatasetRegistry:
         source: tuple[str, str],
         op: str | None,
         owner: str,
+        validation: Validation,
     ) -> DatasetVersion:
         name = dataset.name
         latest = self.catalog.latest_dataset_version(name)
@@ -266,7 +307,9 @@ class DatasetRegistry:
             profile_digest=profile_digest,
             policy=findings,
         )
-        return self.catalog.add_dataset_version(record, inputs=inputs, release_lock=owner)
+        return self.catalog.add_dataset_version(
+            record, inputs=inputs, release_lock=owner, validation=validation
+        )
 
     def _scan(self, table: pa.Table) -> list[dict[str, Any]]:  # Any: JSON findings
         if self.policy_scan is None:
@@ -511,6 +554,7 @@ class DatasetRegistry:
                 "erase needs a reason=... saying why (such as 'GDPR erasure request #123'); "
                 "it is recorded with the erasure"
             )
+        check_dataset_actor(self.actor)
         self.catalog.get_dataset(name)
         owner = new_id()
         self._lock(name, owner)
@@ -671,9 +715,17 @@ def _table_names(name: str, generation: int) -> list[str]:
 
 
 def _source_ref(described: str) -> str:
-    if described.startswith(("file:", "sql:", "data:")):
-        return described
-    return f"memory:{described}"
+    """The lineage reference of a source: its description, cut to fit a reference.
+
+    A long path keeps its first characters and ends in a hash of the whole, so
+    two long sources stay two references.
+    """
+    ref = described if described.startswith(("file:", "sql:", "data:")) else f"memory:{described}"
+    ref = ref.strip().replace("\x00", "")
+    if len(ref) <= _MAX_SOURCE_REF:
+        return ref
+    whole = hashlib.sha256(ref.encode()).hexdigest()[:16]
+    return f"{ref[: _MAX_SOURCE_REF - len(whole) - 3]}...{whole}"
 
 
 def _table_schema(current: Any) -> pa.Schema | None:  # Any: a deltalake DeltaTable

@@ -68,11 +68,12 @@ def register(
     schema: Literal["merge"] | None = None,
     description: str | None = None,
     check: Check | None = None,
-    validate: bool = False,
+    validate: bool | None = None,
 ) -> DatasetVersion:
     """Register ``source`` as a new version of dataset ``name`` (see ``DatasetRegistry``).
 
-    ``validate=True`` refuses rows that break ``schemas/<name>.yaml``; nothing is written.
+    ``validate=True`` refuses rows that break ``schemas/<name>.yaml``; nothing is
+    written. ``None`` follows the ``data.validate_on_register`` setting; ``False`` skips.
     """
     return current_registry().register(
         name,

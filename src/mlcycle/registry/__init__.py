@@ -2,30 +2,82 @@
 
 from __future__ import annotations
 
+from mlcycle.registry._aliases import evaluation_passed, failed_gates
 from mlcycle.registry._card import ModelCard
 from mlcycle.registry._evaluate import GateInputs, evaluate_gates, fit_baseline
 from mlcycle.registry._flavor import Flavor, LoadedModel
 from mlcycle.registry._flavors import ENTRY_POINT_GROUP, flavor_for, get_flavor, known_flavors
 from mlcycle.registry._gates import Evaluation, GateResult, SliceMetrics
-from mlcycle.registry._signature import ColumnSpec, Signature
-from mlcycle.registry._sklearn import ALLOWED_TYPES, SklearnFlavor
+from mlcycle.registry._lightgbm import LightGBMFlavor
+from mlcycle.registry._mlflow import export_mlflow, import_mlflow
+from mlcycle.registry._onnx import OnnxFlavor, convert_to_onnx
+from mlcycle.registry._pyfunc import PyfuncFlavor
+from mlcycle.registry._registry import ModelRegistry
+from mlcycle.registry._sdk import (
+    current_registry,
+    evaluate,
+    gate_results,
+    get,
+    history,
+    input_example,
+    load,
+    models,
+    promote,
+    register,
+    rollback,
+    rollback_target,
+    update,
+    versions,
+)
+from mlcycle.registry._signature import ColumnSpec, Signature, infer_signature
+from mlcycle.registry._sklearn import ALLOWED_TYPES, ESTIMATOR_FAMILIES, SklearnFlavor
+from mlcycle.registry._trust import is_trusted, require_trust
+from mlcycle.registry._xgboost import XGBoostFlavor
 
 __all__ = [
     "ALLOWED_TYPES",
     "ENTRY_POINT_GROUP",
+    "ESTIMATOR_FAMILIES",
     "ColumnSpec",
     "Evaluation",
     "Flavor",
     "GateInputs",
     "GateResult",
+    "LightGBMFlavor",
     "LoadedModel",
     "ModelCard",
+    "ModelRegistry",
+    "OnnxFlavor",
+    "PyfuncFlavor",
     "Signature",
     "SklearnFlavor",
     "SliceMetrics",
+    "XGBoostFlavor",
+    "convert_to_onnx",
+    "current_registry",
+    "evaluate",
     "evaluate_gates",
+    "evaluation_passed",
+    "export_mlflow",
+    "failed_gates",
     "fit_baseline",
     "flavor_for",
+    "gate_results",
+    "get",
     "get_flavor",
+    "history",
+    "import_mlflow",
+    "infer_signature",
+    "input_example",
+    "is_trusted",
     "known_flavors",
+    "load",
+    "models",
+    "promote",
+    "register",
+    "require_trust",
+    "rollback",
+    "rollback_target",
+    "update",
+    "versions",
 ]

@@ -7,7 +7,11 @@ from importlib.metadata import entry_points
 
 from mlcycle.errors import ValidationFailed
 from mlcycle.registry._flavor import Flavor
+from mlcycle.registry._lightgbm import LightGBMFlavor
+from mlcycle.registry._onnx import OnnxFlavor
+from mlcycle.registry._pyfunc import PyfuncFlavor
 from mlcycle.registry._sklearn import SklearnFlavor
+from mlcycle.registry._xgboost import XGBoostFlavor
 
 __all__ = ["ENTRY_POINT_GROUP", "flavor_for", "get_flavor", "known_flavors"]
 
@@ -16,10 +20,16 @@ ENTRY_POINT_GROUP = "mlcycle.flavors"
 
 @functools.cache
 def known_flavors() -> tuple[Flavor, ...]:
-    """The built-in flavors, then those of the ``mlcycle.flavors`` entry point group."""
-    builtin: list[Flavor] = [SklearnFlavor()]
+    """The flavors in the order they are tried: the specific ones first, ``pyfunc`` last.
+
+    XGBoost and LightGBM come before scikit-learn (their wrappers look like
+    estimators), then ONNX, then the ``mlcycle.flavors`` entry points, and
+    ``pyfunc`` at the end because it takes anything with ``predict``. Each
+    flavor imports its library only when it saves or loads a model.
+    """
+    builtin: list[Flavor] = [XGBoostFlavor(), LightGBMFlavor(), SklearnFlavor(), OnnxFlavor()]
     added = [point.load()() for point in entry_points(group=ENTRY_POINT_GROUP)]
-    return (*builtin, *added)
+    return (*builtin, *added, PyfuncFlavor())
 
 
 def get_flavor(name: str) -> Flavor:

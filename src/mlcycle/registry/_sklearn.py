@@ -1,10 +1,12 @@
 """scikit-learn estimators and pipelines, stored with skops: no pickle, an explicit allow-list.
 
 skops reads an object tree back by type name and refuses any type it was not
-told to trust. Beyond skops' own defaults, this module trusts the few
-scikit-learn internals fitted models need (the tree node storage, loss
-objects), and ``registry.trusted_types`` may add more; anything else is
-refused with its type name.
+told to trust. Beyond skops' own defaults, this module trusts the estimator
+classes of the common scikit-learn families (pipelines, column transformers,
+scalers, encoders, imputers, linear models, trees, ensembles, dummies, SVMs,
+neighbours, ...), the few internals fitted models need (tree node storage,
+loss objects, neighbour trees), and ``registry.trusted_types`` may add more;
+anything else is refused with its type name.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-__all__ = ["ALLOWED_TYPES", "SklearnFlavor"]
+__all__ = ["ALLOWED_TYPES", "ESTIMATOR_FAMILIES", "SklearnFlavor"]
 
 ALLOWED_TYPES: frozenset[str] = frozenset(
     {
@@ -53,10 +55,78 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
         "sklearn._loss._loss.CyExponentialLoss",
         "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        # Neighbour searches (KNN models, KNNImputer) and their metrics.
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neighbors._ball_tree.BallTree",
+        *(
+            f"sklearn.metrics._dist_metrics.{metric}Distance{bits}"
+            for metric in ("Euclidean", "SEuclidean", "Manhattan", "Chebyshev", "Minkowski")
+            for bits in ("64", "32")
+        ),
+        # Score functions of feature selectors, and the plain containers pipelines keep.
+        "sklearn.feature_selection._univariate_selection.f_classif",
+        "sklearn.feature_selection._univariate_selection.f_regression",
+        "sklearn.feature_selection._univariate_selection.r_regression",
+        "sklearn.feature_selection._univariate_selection.chi2",
+        "sklearn.feature_selection._mutual_info.mutual_info_classif",
+        "sklearn.feature_selection._mutual_info.mutual_info_regression",
+        "sklearn.utils._bunch.Bunch",
+        # Element-wise functions for FunctionTransformer and TransformedTargetRegressor.
+        *(f"numpy.{name}" for name in ("log", "log1p", "exp", "expm1", "sqrt", "square", "abs")),
         "numpy.dtype",
         "builtins.slice",
     }
 )
+
+ESTIMATOR_FAMILIES: tuple[str, ...] = (
+    "sklearn.calibration",
+    "sklearn.cluster",
+    "sklearn.compose",
+    "sklearn.covariance",
+    "sklearn.cross_decomposition",
+    "sklearn.decomposition",
+    "sklearn.discriminant_analysis",
+    "sklearn.dummy",
+    "sklearn.ensemble",
+    "sklearn.feature_extraction",
+    "sklearn.feature_selection",
+    "sklearn.gaussian_process",
+    "sklearn.impute",
+    "sklearn.isotonic",
+    "sklearn.kernel_approximation",
+    "sklearn.kernel_ridge",
+    "sklearn.linear_model",
+    "sklearn.mixture",
+    "sklearn.multiclass",
+    "sklearn.multioutput",
+    "sklearn.naive_bayes",
+    "sklearn.neighbors",
+    "sklearn.neural_network",
+    "sklearn.pipeline",
+    "sklearn.preprocessing",
+    "sklearn.svm",
+    "sklearn.tree",
+)
+"""scikit-learn packages whose estimator classes are trusted: a stored estimator is
+data (its parameters and fitted arrays), and these classes run no code of the file's."""
+
+
+def _is_estimator_class(name: str) -> bool:
+    """Whether ``name`` is a scikit-learn estimator class of one of the trusted families."""
+    module, _, attribute = name.rpartition(".")
+    if not any(
+        module == family or module.startswith(family + ".") for family in ESTIMATOR_FAMILIES
+    ):
+        return False
+    import importlib  # noqa: PLC0415  (only for files holding such types)
+
+    from sklearn.base import BaseEstimator  # noqa: PLC0415  (loaded already: skops imports it)
+
+    try:
+        found = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(found, type) and issubclass(found, BaseEstimator)
 
 
 class SklearnFlavor:
@@ -88,7 +158,7 @@ class SklearnFlavor:
         except Exception as exc:
             raise ValidationFailed(f"{path} is not a readable skops file: {exc}") from exc
         allowed = ALLOWED_TYPES | set(trusted_types)
-        refused = sorted(set(found) - allowed)
+        refused = sorted(name for name in set(found) - allowed if not _is_estimator_class(name))
         if refused:
             raise Untrusted(
                 f"the skops file {path.name} holds types outside the allow-list: "

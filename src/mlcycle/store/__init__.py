@@ -48,9 +48,11 @@ from mlcycle.store._records import (
     WriteOperation,
 )
 from mlcycle.store._sql import SqlMetadataStore
-from mlcycle.store._sql_datasets import check_dataset_name
+from mlcycle.store._sql_datasets import check_dataset_actor, check_dataset_name
+from mlcycle.store._sql_models import LATEST_ALIAS, check_alias, check_model_name
 
 __all__ = [
+    "LATEST_ALIAS",
     "AliasMove",
     "ArtifactIndex",
     "ArtifactRecord",
@@ -87,9 +89,12 @@ __all__ = [
     "WriteBatch",
     "WriteOperation",
     "ancestry",
+    "check_alias",
     "check_artifact_name",
+    "check_dataset_actor",
     "check_dataset_name",
     "check_key",
+    "check_model_name",
     "check_table_name",
     "open_artifact_store",
     "open_metadata_store",

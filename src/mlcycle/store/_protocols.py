@@ -253,12 +253,14 @@ class DatasetCatalog(Protocol):
         *,
         inputs: Sequence[tuple[str, str]] = (),
         release_lock: str | None = None,
+        validation: str | None = None,
     ) -> DatasetVersion:
         """Record the next version of ``record.name`` (its ``version`` is ignored and assigned).
 
         In one transaction: the version row, a ``dataset.version_created``
-        event, a lineage edge from each ``(source ref, kind)`` of ``inputs`` to
-        the version's ``data:/name/N``, and the release of the lease held by
+        event (its ``validation`` is ``"passed"``, ``"skipped"`` or ``None``), a
+        lineage edge from each ``(source ref, kind)`` of ``inputs`` to the
+        version's ``data:/name/N``, and the release of the lease held by
         ``release_lock``. Returns the record as stored.
         """
         ...

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "alias_moves",
     "artifacts",
     "dataset_versions",
     "datasets",
@@ -38,7 +39,10 @@ __all__ = [
     "lineage_edges",
     "metadata",
     "metric_chunks",
+    "model_aliases",
+    "model_versions",
     "params",
+    "registered_models",
     "runs",
     "tags",
 ]
@@ -215,4 +219,64 @@ dataset_versions = Table(
     Column("profile_digest", String(80), nullable=True),
     Column("policy", Text, nullable=False),
     Column("description", Text, nullable=True),
+)
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("description", Text, nullable=True),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("name", String(128), ForeignKey("registered_models.name"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("flavor", String(64), nullable=False),
+    Column("digest", String(80), nullable=False, index=True),
+    Column("signature", Text, nullable=False),
+    Column("run_id", _ID, nullable=True, index=True),
+    Column("dataset_versions", Text, nullable=False),
+    Column("code_version", String(80), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("safe", Boolean, nullable=False),
+    Column("files", Text, nullable=False),
+    Column("metrics", Text, nullable=False),
+    Column("tags", Text, nullable=False),
+    Column("params", Text, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("limitations", Text, nullable=True),
+    Column("evaluation", Text, nullable=True),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("name", String(128), ForeignKey("registered_models.name"), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+alias_moves = Table(
+    "alias_moves",
+    metadata,
+    Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    Column("name", String(128), ForeignKey("registered_models.name"), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("time", Float, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("forced", Boolean, nullable=False),
+    Column("gates", Text, nullable=True),
+    Column("position", BigInteger, nullable=False),
+    Index(None, "name", "alias"),
 )

@@ -23,11 +23,20 @@ from mlcycle.store._schema import dataset_versions, datasets, lineage_edges
 from mlcycle.store._sql_db import Database, from_epoch, to_epoch
 from mlcycle.store._sql_events import EVENT_LOCK, append_event, check_ref, inserted
 
-__all__ = ["DatasetsMixin", "check_dataset_name", "check_table_path"]
+__all__ = [
+    "DatasetsMixin",
+    "check_dataset_actor",
+    "check_dataset_name",
+    "check_dataset_text",
+    "check_table_path",
+]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+_MAX_ACTOR = 256
+"""The ``actor`` columns' length: PostgreSQL refuses longer ones, SQLite would keep them."""
 _TABLE_PATH = re.compile(r"datasets/[A-Za-z0-9_.\-/]{1,500}")
 _OPERATIONS = frozenset({"create", "append", "overwrite", "rollback"})
+_VALIDATIONS = frozenset({"passed", "skipped", None})
 
 
 def check_dataset_name(name: str) -> str:
@@ -42,6 +51,36 @@ def check_dataset_name(name: str) -> str:
             "starting with a letter or digit (such as 'bike' or 'bike-hourly')"
         )
     return name
+
+
+def check_dataset_actor(actor: str) -> str:
+    """``actor`` if every backend can record it as who made a dataset version, else refused.
+
+    >>> check_dataset_actor("ana")
+    'ana'
+    """
+    if not isinstance(actor, str) or not 0 < len(actor) <= _MAX_ACTOR or "\x00" in actor:
+        raise ValidationFailed(
+            f"actor {actor[:80] if isinstance(actor, str) else actor!r} must be 1 to "
+            f"{_MAX_ACTOR} characters without NUL; set actor in mlcycle.toml or "
+            "MLCYCLE_ACTOR to a shorter name; nothing was written"
+        )
+    return actor
+
+
+def check_dataset_text(value: str | None, what: str, *, limit: int | None = None) -> None:
+    """Refuse text PostgreSQL cannot keep (NUL, or over ``limit``), on every backend alike."""
+    if value is None:
+        return
+    if "\x00" in value:
+        raise ValidationFailed(
+            f"{what} {value[:80]!r} contains a NUL character, which the metadata store "
+            "cannot keep; remove it"
+        )
+    if limit is not None and len(value) > limit:
+        raise ValidationFailed(
+            f"{what} {value[:80]!r}... has {len(value)} characters; the most is {limit}"
+        )
 
 
 def check_table_path(path: str) -> str:
@@ -117,6 +156,9 @@ def _check_record(record: DatasetVersion) -> None:
             f"a version of '{record.name}' needs rows ({record.rows}) and delta_version "
             f"({record.delta_version}) that are not negative"
         )
+    check_dataset_actor(record.actor)
+    check_dataset_text(record.source, "source")
+    check_dataset_text(record.description, "description")
     if len(record.columns) != len(record.types):
         raise ValidationFailed(
             f"a version of '{record.name}' has {len(record.columns)} columns "
@@ -141,6 +183,9 @@ class DatasetsMixin:
     ) -> Dataset:
         """Return dataset ``name``, creating it (and a ``dataset.created`` event) if new."""
         check_dataset_name(name)
+        check_dataset_actor(actor)
+        check_dataset_text(time_column, "time column name", limit=_MAX_ACTOR)
+        check_dataset_text(description, "description")
         row = {
             "name": name,
             "created_at": to_epoch(time),
@@ -171,9 +216,11 @@ class DatasetsMixin:
         return self._db.read(lambda conn: _require_dataset(conn, name))
 
     def list_datasets(self) -> list[Dataset]:
-        """Every dataset, by name."""
-        query = select(datasets).order_by(datasets.c.name)
-        return self._db.read(lambda conn: [_dataset(row) for row in conn.execute(query)])
+        """Every dataset, by name in code-point order (not a PostgreSQL collation's order)."""
+        found = self._db.read(
+            lambda conn: [_dataset(row) for row in conn.execute(select(datasets))]
+        )
+        return sorted(found, key=lambda dataset: dataset.name)
 
     def add_dataset_version(
         self,
@@ -181,9 +228,12 @@ class DatasetsMixin:
         *,
         inputs: Sequence[tuple[str, str]] = (),
         release_lock: str | None = None,
+        validation: str | None = None,
     ) -> DatasetVersion:
         """Record the next version of ``record.name``, its event and lineage, in one transaction."""
         _check_record(record)
+        if validation not in _VALIDATIONS:
+            raise ValidationFailed(f"validation {validation!r} must be 'passed', 'skipped' or None")
         for source, kind in inputs:
             check_ref(source, "lineage source")
             if not kind or len(kind) > 64:
@@ -196,7 +246,7 @@ class DatasetsMixin:
             latest = _latest(conn, record.name)
             number = 1 if latest is None else latest.version + 1
             stored = _insert_version(conn, record, number)
-            _record_version_links(conn, stored, inputs)
+            _record_version_links(conn, stored, inputs, validation)
             if release_lock is not None:
                 _release(conn, record.name, release_lock)
             return stored
@@ -290,6 +340,7 @@ class DatasetsMixin:
         event carries ``payload``. Version numbers, times and sources stay.
         """
         check_table_path(table_path)
+        check_dataset_actor(actor)
         for record in versions:
             _check_record(record)
 
@@ -376,7 +427,10 @@ def _insert_version(conn: Connection, record: DatasetVersion, number: int) -> Da
 
 
 def _record_version_links(
-    conn: Connection, stored: DatasetVersion, inputs: Sequence[tuple[str, str]]
+    conn: Connection,
+    stored: DatasetVersion,
+    inputs: Sequence[tuple[str, str]],
+    validation: str | None,
 ) -> None:
     append_event(
         conn,
@@ -392,6 +446,7 @@ def _record_version_links(
             "source": stored.source,
             "operation": stored.operation,
             "delta_version": stored.delta_version,
+            "validation": validation,
         },
     )
     for source, kind in inputs:

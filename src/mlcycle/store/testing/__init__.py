@@ -5,9 +5,11 @@ from __future__ import annotations
 from mlcycle.store.testing._artifacts import ArtifactStoreContract
 from mlcycle.store.testing._datasets import DatasetCatalogContract
 from mlcycle.store.testing._metadata import MetadataStoreContract
+from mlcycle.store.testing._models import ModelCatalogContract
 
 __all__ = [
     "ArtifactStoreContract",
     "DatasetCatalogContract",
     "MetadataStoreContract",
+    "ModelCatalogContract",
 ]

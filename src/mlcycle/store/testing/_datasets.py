@@ -82,7 +82,8 @@ class DatasetCatalogContract:
         catalog.ensure_dataset("bike", actor="ana", time=T0)
         one = catalog.add_dataset_version(_record(), inputs=[("file:/data/hour.csv", "source")])
         two = catalog.add_dataset_version(
-            replace(_record(rows=12, digest="cd"), operation="append", delta_version=1)
+            replace(_record(rows=12, digest="cd"), operation="append", delta_version=1),
+            validation="passed",
         )
         assert (one.version, two.version) == (1, 2)
         assert one.ref == "data:/bike/1"
@@ -93,9 +94,9 @@ class DatasetCatalogContract:
         assert catalog.latest_dataset_version("bike") == two
         assert catalog.list_dataset_versions("bike") == [one, two]
         made = catalog.read_events(types=["dataset.version_created"])
-        assert [(e.subject, e.payload["rows"]) for e in made] == [
-            ("data:/bike/1", 10),
-            ("data:/bike/2", 12),
+        assert [(e.subject, e.payload["rows"], e.payload["validation"]) for e in made] == [
+            ("data:/bike/1", 10, None),
+            ("data:/bike/2", 12, "passed"),
         ]
         edges = catalog.edges_into("data:/bike/1")
         assert [(e.source, e.kind) for e in edges] == [("file:/data/hour.csv", "source")]
@@ -106,12 +107,41 @@ class DatasetCatalogContract:
             replace(_record(), operation="merge"),
             replace(_record(), rows=-1),
             replace(_record(), types=["int64"]),
+            replace(_record(), actor="a" * 257),
+            replace(_record(), actor="ana\x00"),
+            replace(_record(), source="file:/a\x00b"),
         ):
             with pytest.raises(ValidationFailed):
                 catalog.add_dataset_version(bad)
         with pytest.raises(ValidationFailed, match="lineage source"):
             catalog.add_dataset_version(_record(), inputs=[(" x", "source")])
+        with pytest.raises(ValidationFailed, match="'passed', 'skipped' or None"):
+            catalog.add_dataset_version(_record(), validation="maybe")
         assert catalog.latest_dataset_version("bike") is None
+
+    def test_text_every_backend_keeps_or_refuses_alike(self, catalog: Any) -> None:
+        long = "x" * 100_000
+        made = catalog.ensure_dataset(
+            "bike", actor="a" * 256, time=T0, time_column="t" * 256, description=long
+        )
+        assert (made.actor, made.time_column, made.description) == ("a" * 256, "t" * 256, long)
+        stored = catalog.add_dataset_version(replace(_record(), source=f"file:/{long}"))
+        assert catalog.get_dataset_version("bike", 1) == stored
+        for bad in (
+            {"actor": "a" * 257},
+            {"actor": "a\x00"},
+            {"time_column": "t" * 257},
+            {"description": "a\x00b"},
+        ):
+            with pytest.raises(ValidationFailed):
+                catalog.ensure_dataset("rides", **{"actor": "ana", "time": T0, **bad})
+        assert [d.name for d in catalog.list_datasets()] == ["bike"]
+
+    def test_names_list_in_code_point_order(self, catalog: Any) -> None:
+        names = ["b", "B", "a-1", "a_1", "a.1", "A", "a1", "0a"]
+        for name in names:
+            catalog.ensure_dataset(name, actor="ana", time=T0)
+        assert [d.name for d in catalog.list_datasets()] == sorted(names)
 
     def test_the_lease_is_exclusive_until_it_expires_or_is_released(self, catalog: Any) -> None:
         catalog.ensure_dataset("bike", actor="ana", time=T0)
@@ -148,6 +178,7 @@ class DatasetCatalogContract:
         assert numbers == list(range(1, 16))
 
     @settings(
+        deadline=None,  # a database round trip per example; PostgreSQL under load is slow
         max_examples=15,
         suppress_health_check=[
             HealthCheck.function_scoped_fixture,
