@@ -120,6 +120,7 @@ class Workspace:
                 settings=self.settings.registry,
                 tracker=self.tracker,
                 data=self.data,
+                environments=self.metadata,
             )
         return self._registry
 

@@ -24,7 +24,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from mlcycle.errors import Untrusted, ValidationFailed
-from mlcycle.registry import ColumnSpec, Signature, SklearnFlavor, export_mlflow, import_mlflow
+from mlcycle.registry import (
+    ColumnSpec,
+    Signature,
+    SklearnFlavor,
+    read_mlflow_model,
+    write_mlflow_model,
+)
 
 MLFLOW_VERSION = "3.17.2"
 VENV = Path.home() / ".cache" / "mlcycle-tests" / f"mlflow-{MLFLOW_VERSION}"
@@ -72,7 +78,9 @@ def test_an_export_loads_in_mlflow_pyfunc_without_pickle(
         inputs=tuple(ColumnSpec(name, "float64") for name in frame.columns),
         outputs=(ColumnSpec("prediction", "float64"),),
     )
-    folder = export_mlflow(model, tmp_path / "mlflow", signature=signature, input_example=frame[:3])
+    folder = write_mlflow_model(
+        model, tmp_path / "mlflow", signature=signature, input_example=frame[:3]
+    )
     assert sorted(path.name for path in folder.iterdir()) == [
         "MLmodel",
         "conda.yaml",
@@ -109,19 +117,19 @@ def test_a_skops_file_exports_as_it_is(
 ) -> None:
     model = Ridge().fit(frame, target)
     SklearnFlavor().save(model, tmp_path / "m.skops")
-    folder = export_mlflow(tmp_path / "m.skops", tmp_path / "out")
+    folder = write_mlflow_model(tmp_path / "m.skops", tmp_path / "out")
     assert (folder / "model.skops").read_bytes() == (tmp_path / "m.skops").read_bytes()
-    back = import_mlflow(folder)
+    back = read_mlflow_model(folder)
     np.testing.assert_array_equal(back.predict(frame), model.predict(frame))  # type: ignore[attr-defined]
 
 
 def test_export_refuses_other_models_and_used_folders(tmp_path: Path) -> None:
     with pytest.raises(ValidationFailed, match="supports scikit-learn models"):
-        export_mlflow(object(), tmp_path / "a")
+        write_mlflow_model(object(), tmp_path / "a")
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "x").write_text("")
     with pytest.raises(ValidationFailed, match="is not empty"):
-        export_mlflow(Ridge(), tmp_path / "b")
+        write_mlflow_model(Ridge(), tmp_path / "b")
 
 
 def save_in_mlflow(python: Path, folder: Path, fmt: str, model: object) -> None:
@@ -147,8 +155,8 @@ def test_pickled_mlflow_models_import_only_with_trust(
     model = make_pipeline(StandardScaler(), Ridge()).fit(frame, target)
     save_in_mlflow(mlflow_python, tmp_path / "model", fmt, model)
     with pytest.raises(Untrusted, match=f"stored with {fmt}.*trust=True"):
-        import_mlflow(tmp_path / "model")
-    back = import_mlflow(tmp_path / "model", trust=True)
+        read_mlflow_model(tmp_path / "model")
+    back = read_mlflow_model(tmp_path / "model", trust=True)
     np.testing.assert_array_equal(back.predict(frame), model.predict(frame))  # type: ignore[attr-defined]
     SklearnFlavor().save(back, tmp_path / "stored.skops")  # and from then on it is skops
 
@@ -158,23 +166,23 @@ def test_skops_mlflow_models_import_through_the_allow_list(
 ) -> None:
     model = HistGradientBoostingRegressor(max_iter=10).fit(frame, target)
     save_in_mlflow(mlflow_python, tmp_path / "model", "skops", model)
-    back = import_mlflow(tmp_path / "model")
+    back = read_mlflow_model(tmp_path / "model")
     np.testing.assert_array_equal(back.predict(frame), model.predict(frame))  # type: ignore[attr-defined]
 
     risky = make_pipeline(FunctionTransformer(np.fliplr), Ridge())
     risky.fit(frame, target)
     save_in_mlflow(mlflow_python, tmp_path / "risky", "skops", risky)
     with pytest.raises(Untrusted, match=r"numpy\.fliplr"):
-        import_mlflow(tmp_path / "risky", trust=True)
-    import_mlflow(tmp_path / "risky", trusted_types=["numpy.fliplr"])
+        read_mlflow_model(tmp_path / "risky", trust=True)
+    read_mlflow_model(tmp_path / "risky", trusted_types=["numpy.fliplr"])
 
 
 def test_import_refuses_folders_that_are_not_mlflow_sklearn_models(tmp_path: Path) -> None:
     with pytest.raises(ValidationFailed, match="no MLmodel file"):
-        import_mlflow(tmp_path)
+        read_mlflow_model(tmp_path)
     (tmp_path / "MLmodel").write_text("flavors:\n  onnx: {}\n")
     with pytest.raises(ValidationFailed, match=r"no sklearn flavor \(its flavors: onnx\)"):
-        import_mlflow(tmp_path)
+        read_mlflow_model(tmp_path)
     (tmp_path / "MLmodel").write_text("flavors:\n  sklearn: {pickled_model: ../../etc/passwd}\n")
     with pytest.raises(ValidationFailed, match="names no model file inside it"):
-        import_mlflow(tmp_path)
+        read_mlflow_model(tmp_path)

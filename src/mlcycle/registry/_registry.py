@@ -44,6 +44,7 @@ from mlcycle.settings import RegistrySettings
 from mlcycle.store import (
     AliasMove,
     ArtifactStore,
+    EnvironmentCatalog,
     LineageGraph,
     ModelCatalog,
     ModelVersion,
@@ -58,7 +59,8 @@ from mlcycle.track import ActiveRun, Tracker, current_run
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlcycle.data import DatasetRegistry
+    from mlcycle.data import DatasetProfile, DatasetRegistry
+    from mlcycle.registry._card import ModelCard
 
 __all__ = ["ModelRegistry"]
 
@@ -82,7 +84,9 @@ class ModelRegistry:
     settings: RegistrySettings
     tracker: Tracker | None = None
     data: DatasetRegistry | None = None
-    """Datasets, for the gates: policy findings and the training rows of a recorded split."""
+    """Datasets, for the gates (policy findings, training rows of a split) and cards (profiles)."""
+    environments: EnvironmentCatalog | None = None
+    """Runs' software environments, for model cards."""
 
     def register(
         self,
@@ -264,6 +268,87 @@ class ModelRegistry:
             self, self.get(ref), test_data, train=train_data, target=target, trust=trust
         )
 
+    def card(self, ref: str | ModelVersion) -> ModelCard:
+        """The model card of a version: what it is for, its data, metrics, gates and history.
+
+        Built from the version, its stored evaluation (gates, per-slice
+        metrics, importance), the profiles of the dataset versions it was
+        trained on, its run's environment and the model's alias history;
+        ``card.write(folder)`` writes it as Markdown and HTML.
+        """
+        from mlcycle.registry._card import ModelCard  # noqa: PLC0415  (only for cards)
+
+        version = self.get(ref)
+        environment = None
+        if version.run_id is not None and self.environments is not None:
+            digest = self.runs.get_run(version.run_id).environment_digest
+            environment = None if digest is None else self.environments.get_environment(digest)
+        return ModelCard.build(
+            version,
+            history=self.catalog.alias_history(version.name),
+            profiles=self._profiles(version),
+            environment=environment,
+        )
+
+    def export_mlflow(self, ref: str | ModelVersion, directory: str | Path) -> Path:
+        """Write a scikit-learn version as an MLflow model directory, stored with skops.
+
+        ``mlflow.pyfunc.load_model(directory)`` loads it with MLflow's own
+        code; the file is checked against its digest on the way out.
+        """
+        from mlcycle.registry._mlflow import write_mlflow_model  # noqa: PLC0415  (yaml, when used)
+
+        version = self.get(ref)
+        if version.flavor != "sklearn":
+            raise ValidationFailed(
+                f"model {version.ref} is a {version.flavor} model; only scikit-learn models "
+                "export to MLflow's format"
+            )
+        example = self.input_example(version) if _EXAMPLE_ROLE in version.files else None
+        with tempfile.TemporaryDirectory(prefix="mlcycle-export-") as folder:
+            path = Path(folder) / "model.skops"
+            self._fetch(version, version.digest, path)
+            return write_mlflow_model(
+                path,
+                Path(directory),
+                signature=Signature.from_dict(version.signature),
+                input_example=example,
+            )
+
+    def import_mlflow(
+        self,
+        name: str,
+        directory: str | Path,
+        *,
+        trust: bool = False,
+        run: ActiveRun | Run | str | None = None,
+        tags: Mapping[str, str] | None = None,
+        description: str | None = None,
+    ) -> ModelVersion:
+        """Register the scikit-learn model of an MLflow model directory as a skops version.
+
+        A pickled MLflow model runs code when read, so it is read only with
+        ``trust=True`` (``Untrusted`` otherwise); it is stored as skops, so
+        later loads need no trust. Its ``input_example`` is kept when present.
+        """
+        from mlcycle.registry._mlflow import (  # noqa: PLC0415  (yaml, when used)
+            mlflow_input_example,
+            read_mlflow_model,
+        )
+
+        path = Path(directory)
+        types = (*self.settings.trusted_types, *((ANY_TYPE,) if trust else ()))
+        model = read_mlflow_model(path, trust=trust, trusted_types=types)
+        return self.register(
+            name,
+            model,
+            run=run,
+            input_example=mlflow_input_example(path),
+            tags={"mlcycle.imported_from": f"mlflow:{path.name}", **(tags or {})},
+            description=description,
+            flavor="sklearn",
+        )
+
     def update(
         self,
         ref: str | ModelVersion,
@@ -431,6 +516,23 @@ class ModelRegistry:
                 f"model {version.ref} has no ONNX copy ({why}); load it with runtime='native'"
             )
         return digest
+
+    def _profiles(self, version: ModelVersion) -> dict[str, DatasetProfile]:
+        """The stored profiles of the dataset versions ``version`` was trained on, by reference."""
+        from mlcycle.data import DatasetProfile  # noqa: PLC0415  (only for cards)
+
+        found: dict[str, DatasetProfile] = {}
+        if self.data is None:
+            return found
+        for ref in version.dataset_versions:
+            try:
+                dataset = self.data.get(ref.removeprefix("data:/"))
+            except NotFound:
+                continue
+            if dataset.profile_digest is not None:
+                with self.artifacts.open(dataset.profile_digest) as stream:
+                    found[ref] = DatasetProfile.from_json(stream.read())
+        return found
 
     def _flavor(self, model: object, flavor: str | Flavor | None) -> Flavor:
         if flavor is None:

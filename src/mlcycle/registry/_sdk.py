@@ -13,19 +13,25 @@ from typing import TYPE_CHECKING, Any
 from mlcycle.registry._registry import ModelRegistry
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
+    from mlcycle.registry._card import ModelCard
     from mlcycle.registry._flavor import Flavor, LoadedModel
     from mlcycle.registry._gates import Evaluation
     from mlcycle.store import AliasMove, ModelVersion, RegisteredModel, Run
     from mlcycle.track import ActiveRun
 
 __all__ = [
+    "card",
     "current_registry",
     "evaluate",
+    "export_mlflow",
     "gate_results",
     "get",
     "history",
+    "import_mlflow",
     "input_example",
     "load",
     "models",
@@ -152,4 +158,28 @@ def evaluate(
     """Run a version's gates on held-out rows and store the verdict (``ModelRegistry.evaluate``)."""
     return current_registry().evaluate(
         ref, test_data, train_data=train_data, target=target, trust=trust
+    )
+
+
+def card(ref: str | ModelVersion) -> ModelCard:
+    """The model card of a version (``ModelRegistry.card``); ``.write(folder)`` saves it."""
+    return current_registry().card(ref)
+
+
+def export_mlflow(ref: str | ModelVersion, directory: str | Path) -> Path:
+    """Write a scikit-learn version as an MLflow model directory (skops, never pickle)."""
+    return current_registry().export_mlflow(ref, directory)
+
+
+def import_mlflow(
+    name: str,
+    directory: str | Path,
+    *,
+    trust: bool = False,
+    tags: Mapping[str, str] | None = None,
+    description: str | None = None,
+) -> ModelVersion:
+    """Register an MLflow scikit-learn model as a skops version; pickled ones need ``trust``."""
+    return current_registry().import_mlflow(
+        name, directory, trust=trust, tags=tags, description=description
     )
