@@ -143,3 +143,53 @@ def test_evaluate_refuses_bad_input_and_stores_nothing(workspace: Workspace) -> 
     with pytest.raises(ValidationFailed, match=r"lacks the model's input column\(s\) \['hum'\]"):
         workspace.registry.evaluate(version, test.drop(columns=["hum"]), target="cnt")
     assert workspace.registry.gate_results(version) is None
+
+
+def test_the_card_gathers_data_profiles_gates_environment_and_history(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from mlcycle.cli._app import app
+
+    version = _train(workspace, HistGradientBoostingRegressor(max_iter=30, random_state=0))
+    workspace.registry.update(
+        version, tags={"purpose": "hourly rentals", "owner": "ana"}, limitations="no 2013 data"
+    )
+    workspace.registry.evaluate(version, _test_rows(workspace), target="cnt")
+    workspace.registry.promote("bike-demand", 1, reason="first release")
+    card = workspace.registry.card("bike-demand@production")
+    text = card.to_markdown()
+    assert text.startswith("# Model card: bike-demand version 1")
+    for expected in (
+        "hourly rentals",  # purpose, from the tags
+        "data:/bike/1",  # the training data version, with its profile
+        "17,379",
+        "beats_baseline",  # the gate results
+        "no 2013 data",  # limitations
+        "first release",  # alias history
+        "scikit-learn",  # the run's environment
+    ):
+        assert expected in text, expected
+    assert "The training environment was not recorded" not in text
+    assert "permutation" in text.lower()  # importance from the evaluation
+    workspace.close()  # the CLI opens the project itself
+    (tmp_path / "mlcycle.toml").write_text("")
+    result = CliRunner().invoke(
+        app,
+        [
+            "--home",
+            str(tmp_path),
+            "models",
+            "card",
+            "bike-demand",
+            "1",
+            "--out",
+            str(tmp_path / "c"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "c" / "bike-demand-v1.html").read_text()
+    assert "<h2>Validation gates</h2>" in html
+    assert "http" not in html.replace("http-equiv", "")  # offline: nothing fetched
+    assert (tmp_path / "c" / "bike-demand-v1.md").read_text() == text

@@ -186,3 +186,61 @@ def test_import_refuses_folders_that_are_not_mlflow_sklearn_models(tmp_path: Pat
     (tmp_path / "MLmodel").write_text("flavors:\n  sklearn: {pickled_model: ../../etc/passwd}\n")
     with pytest.raises(ValidationFailed, match="names no model file inside it"):
         read_mlflow_model(tmp_path)
+
+
+def test_registry_round_trip_through_mlflow_with_the_cli(
+    mlflow_python: Path,
+    frame: pd.DataFrame,
+    target: np.ndarray,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from mlcycle.cli._app import app
+    from mlcycle.settings import Settings
+    from mlcycle.workspace import Workspace
+
+    home = tmp_path / "project"
+    home.mkdir()
+    (home / "mlcycle.toml").write_text("")
+    monkeypatch.chdir(home)
+    model = make_pipeline(StandardScaler(), Ridge()).fit(frame, target)
+    with Workspace.open(Settings(home=home, actor="ana")) as workspace:
+        workspace.registry.register("abc", model, input_example=frame[:4])
+    cli = CliRunner()
+    exported = cli.invoke(app, ["models", "export", "abc/1", str(tmp_path / "out")])
+    assert exported.exit_code == 0, exported.output
+    assert "exported models:/abc/1" in exported.stdout
+    (tmp_path / "rows.json").write_text(frame.to_json(orient="split", index=False))
+    output = run_in_mlflow(
+        mlflow_python,
+        f"""
+        import json, os
+        os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
+        import mlflow.pyfunc, pandas as pd
+        model = mlflow.pyfunc.load_model({str(tmp_path / "out")!r})
+        rows = pd.DataFrame(**json.load(open({str(tmp_path / "rows.json")!r})))
+        print(json.dumps(model.predict(rows).tolist()))
+        """,
+    )
+    np.testing.assert_allclose(json.loads(output.strip().splitlines()[-1]), model.predict(frame))
+    # Back in: a pickled MLflow model needs --trust, then it is skops and loads without trust.
+    save_in_mlflow(mlflow_python, tmp_path / "pickled", "pickle", model)
+    refused = cli.invoke(app, ["models", "import", "abc", str(tmp_path / "pickled")])
+    assert refused.exit_code == 1
+    assert "stored with pickle" in refused.stderr
+    imported = cli.invoke(
+        app, ["models", "import", "abc", str(tmp_path / "pickled"), "--trust", "--json"]
+    )
+    assert imported.exit_code == 0, imported.output
+    assert json.loads(imported.stdout)["flavor"] == "sklearn"
+    with Workspace.open(Settings(home=home, actor="bo")) as workspace:
+        assert [v.version for v in workspace.registry.versions("abc")] == [1, 2]
+        version = workspace.registry.get("abc/2")
+        assert version.tags["mlcycle.imported_from"] == "mlflow:pickled"
+        back = workspace.registry.load("abc/2")  # skops now: no trust needed
+        np.testing.assert_allclose(back.predict(frame), model.predict(frame))
+        with pytest.raises(ValidationFailed, match="is not an MLflow model directory"):
+            workspace.registry.import_mlflow("abc", tmp_path)
+        assert len(workspace.registry.versions("abc")) == 2  # nothing registered on refusal
