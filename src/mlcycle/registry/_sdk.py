@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlcycle.registry._registry import ModelRegistry
 
@@ -77,9 +77,11 @@ def register(
     )
 
 
-def load(ref: str | ModelVersion, *, trust: bool = False) -> LoadedModel:
+def load(
+    ref: str | ModelVersion, *, trust: bool = False, runtime: Literal["native", "onnx"] = "native"
+) -> LoadedModel:
     """Load ``models:/bike@production`` (or ``bike/3``), its digest checked first."""
-    return current_registry().load(ref, trust=trust)
+    return current_registry().load(ref, trust=trust, runtime=runtime)
 
 
 def get(ref: str | ModelVersion) -> ModelVersion:
