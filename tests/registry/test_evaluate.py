@@ -193,3 +193,30 @@ def test_the_card_gathers_data_profiles_gates_environment_and_history(
     assert "<h2>Validation gates</h2>" in html
     assert "http" not in html.replace("http-equiv", "")  # offline: nothing fetched
     assert (tmp_path / "c" / "bike-demand-v1.md").read_text() == text
+
+
+def test_promotion_loads_an_unsafe_version_again_only_when_trusted(workspace: Workspace) -> None:
+    from tests.registry.custom_models import Doubler
+
+    from mlcycle.errors import Untrusted
+
+    registry = workspace.registry
+    test = _test_rows(workspace)
+    with workspace.start_run("bike", name="doubler") as run:
+        train, _ = _split(workspace.data.load("bike/1"))
+        run.log_split("bike/1", train, test, time_column="dteday", test_from=CUT)
+        custom = registry.register(
+            "bike-demand", Doubler(0.0), input_example=test[FEATURES].head(3), flavor="pyfunc"
+        )
+    with pytest.raises(Untrusted, match="trust=True"):
+        registry.evaluate(custom, test, target="cnt")
+    registry.evaluate(custom, test, target="cnt", trust=True)
+    ridge = _train(workspace, Ridge())
+    registry.evaluate(ridge, test, target="cnt")
+    registry.promote("bike-demand", ridge.version, force=True, reason="baseline for the test")
+    # Production moved: promoting the custom model runs its gates again, which unpickles it.
+    with pytest.raises(Untrusted, match=r"models:/bike-demand/1 \(pyfunc flavor\)"):
+        registry.promote("bike-demand", custom.version)
+    with pytest.raises(GateFailed):  # trusted, judged, and it is far worse than ridge
+        registry.promote("bike-demand", custom.version, trust=True)
+    assert registry.get("bike-demand@production").version == ridge.version

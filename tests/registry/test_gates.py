@@ -393,7 +393,7 @@ def test_a_denied_column_among_the_features_fails(
     evaluation = evaluate_gates(bike_inputs(bike, gbm, bike_split, denied_columns={"Wind-Speed"}))
     result = evaluation.result("no_denied_columns")
     assert not result.passed
-    assert result.detail.startswith("feature(s) windspeed are denied by the data policy")
+    assert result.detail.startswith("feature(s) windspeed were flagged by the data policy")
     off = GateSettings(target="cnt", deny_policy_columns=False)
     names = [
         r.name for r in evaluate_gates(bike_inputs(bike, gbm, bike_split, settings=off)).results

@@ -73,8 +73,9 @@ def show(
         return
     out = console()
     out.print(f"[bold]{version.ref}[/]")
-    for key in ("flavor", "digest", "size", "safe", "run_id", "code_version", "created_at"):
-        out.print(f"  {key}: {summary[key]}")
+    for key in ("flavor", "digest", "safe", "run_id", "code_version", "created_at"):
+        out.print(f"  {key}: {'-' if summary[key] is None else summary[key]}")
+    out.print(f"  size: {version.size:,} bytes")
     out.print(f"  actor: {version.actor}")
     out.print(f"  aliases: {', '.join(summary['aliases']) or '-'}")
     out.print(f"  datasets: {', '.join(version.dataset_versions) or '-'}")

@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mlcycle.clock import Clock
 from mlcycle.data import parse_ref
-from mlcycle.errors import AliasConflict, GateFailed, IntegrityError, NotFound, ValidationFailed
+from mlcycle.errors import (
+    AliasConflict,
+    GateFailed,
+    IntegrityError,
+    NotFound,
+    Untrusted,
+    ValidationFailed,
+)
 from mlcycle.ids import Digest, RunId
 from mlcycle.registry._aliases import evaluation_passed, failed_gates, rollback_target
 from mlcycle.registry._flavor import ANY_TYPE, Flavor, LoadedModel
@@ -196,7 +203,10 @@ class ModelRegistry:
         with tempfile.TemporaryDirectory(prefix="mlcycle-load-") as folder:
             path = Path(folder) / f"model{flavor.suffix}"
             self._fetch(version, digest, path)
-            model = flavor.load(path, trusted_types=types)
+            try:
+                model = flavor.load(path, trusted_types=types)
+            except Untrusted as exc:
+                raise Untrusted(f"refusing to load {version.ref}: {exc}") from exc
         return LoadedModel(
             model=model,
             flavor=flavor,
@@ -377,12 +387,16 @@ class ModelRegistry:
         *,
         reason: str | None = None,
         force: bool = False,
+        trust: bool = False,
     ) -> AliasMove:
         """Point alias ``to`` at ``version``, recorded with who, when, why and the gate results.
 
         An alias in ``registry.guarded_aliases`` takes only a version whose
         gates passed (``GateFailed`` with the results otherwise), unless
-        ``force=True`` with a ``reason``, which the history keeps.
+        ``force=True`` with a ``reason``, which the history keeps. When
+        production moved since the version was evaluated, its gates run again
+        on the stored rows (the fresh verdict is kept on the version), which
+        loads the model: an unsafe one needs ``trust`` as for ``load``.
         """
         check_alias(to)
         if force and not (reason and reason.strip()):
@@ -391,7 +405,7 @@ class ModelRegistry:
                 "the alias history keeps: pass reason='...'"
             )
         candidate = self.catalog.get_model_version(name, version)
-        gates = self._gates(candidate, to)
+        gates = self._gates(candidate, to, trust=trust)
         overridden = self._check_gates(candidate, to, gates, force=force)
         for attempt in range(_PROMOTE_ATTEMPTS):
             current = self.catalog.get_model(name).aliases.get(to)
@@ -458,13 +472,15 @@ class ModelRegistry:
         named = ", ".join(f"{a} -> {v}" for a, v in model.aliases.items()) or "none"
         raise NotFound(f"model '{name}' has no alias '{alias}' (its aliases: {named})")
 
-    def _gates(self, version: ModelVersion, to: str) -> dict[str, Any] | None:  # Any: JSON
+    def _gates(
+        self, version: ModelVersion, to: str, *, trust: bool
+    ) -> dict[str, Any] | None:  # Any: JSON values
         """The gate results a move to ``to`` is judged by: fresh ones for a guarded alias."""
         if to not in self.settings.guarded_aliases:
             return version.evaluation
         from mlcycle.registry._evaluation import reevaluate  # noqa: PLC0415  (numpy, sklearn)
 
-        fresh = reevaluate(self, version)
+        fresh = reevaluate(self, version, trust=trust)
         return version.evaluation if fresh is None else fresh
 
     def _check_gates(
@@ -486,7 +502,8 @@ class ModelRegistry:
             why = f"its gates failed: {', '.join(failed_gates(gates)) or 'passed is false'}"
         raise GateFailed(
             f"model {version.ref} cannot become '{to}' (a guarded alias): {why}; "
-            "or force it with force=True and a reason",
+            "or force it with a reason the history keeps (force=True, reason=...; "
+            "mlcycle models promote --force --reason ...)",
             results=gates or {},
         )
 

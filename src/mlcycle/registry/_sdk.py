@@ -129,9 +129,10 @@ def promote(
     *,
     reason: str | None = None,
     force: bool = False,
+    trust: bool = False,
 ) -> AliasMove:
     """Point alias ``to`` at ``version``; guarded aliases need passed gates or a forced reason."""
-    return current_registry().promote(name, version, to, reason=reason, force=force)
+    return current_registry().promote(name, version, to, reason=reason, force=force, trust=trust)
 
 
 def rollback(name: str, alias: str = "production", *, reason: str | None = None) -> AliasMove:
