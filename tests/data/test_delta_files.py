@@ -99,3 +99,16 @@ def test_float_columns_are_written_without_a_dictionary(ws: Workspace, tmp_path:
     assert not any("DICTIONARY" in e for e in encodings["x"])
     assert not any("DICTIONARY" in e for e in encodings["_mlcycle_row"])
     assert any("DICTIONARY" in e for e in encodings["c"])
+
+
+def test_new_tables_keep_their_commit_log(ws: Workspace) -> None:
+    from deltalake import DeltaTable
+
+    ws.data.register("kept", pa.table({"n": [1, 2]}))
+    ws.data.register("kept", pa.table({"n": [3]}), mode="append")
+    uri = ws.artifacts.table_uri("datasets/kept")
+    table = DeltaTable(uri, storage_options=ws.artifacts.storage_options() or None)
+    # delta-rs deletes commit files older than 30 days at checkpoints unless this is off,
+    # which would make old versions unreadable: history is never deleted.
+    assert table.metadata().configuration == {"delta.enableExpiredLogCleanup": "false"}
+    assert ws.data.load("kept/1")["n"].tolist() == [1, 2]

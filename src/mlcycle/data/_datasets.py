@@ -63,6 +63,9 @@ if TYPE_CHECKING:
 __all__ = ["PARQUET_CODEC", "DatasetConflict", "DatasetRegistry", "Erasure"]
 
 Mode = Literal["append", "overwrite"]
+TABLE_PROPERTIES: dict[str, str | None] = {"delta.enableExpiredLogCleanup": "false"}
+"""Set on every new dataset table: a checkpoint never deletes old commit files (delta-rs
+does after 30 days by default), so every version stays readable until an erasure."""
 Validation = Literal["passed", "skipped"] | None
 """What a registration's schema validation did: ran and passed, was skipped, or was not asked."""
 Check = Callable[[pa.Table], None]
@@ -423,6 +426,7 @@ class DatasetRegistry:
                     storage_options=self.tables.storage_options() or None,
                     writer_properties=writer_properties(table.schema, plain=(ROW_COLUMN,)),
                     commit_properties=self._remember(uri, fingerprint),
+                    configuration=None if exists else TABLE_PROPERTIES,
                 )
                 break
             except CommitFailedError as exc:
