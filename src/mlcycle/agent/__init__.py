@@ -1,6 +1,6 @@
 """The agent: schedules and triggers that launch pipelines, following the store's event log.
 
-It sits above ``serve`` and ``monitor`` (ADR 0011): it acts on what they
+It sits above ``serve`` and ``monitor`` (ADR 0010): it acts on what they
 record, such as an ``alert.fired`` event, and will drive continuous training.
 """
 
