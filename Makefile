@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 export UV_COMPILE_BYTECODE := 1
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test check env clean bench bench-data
+.PHONY: demo test check env clean bench bench-data bench-registry
 
 demo: $(VENV)/.synced
 	$(VENV)/bin/mlcycle demo
@@ -25,6 +25,12 @@ bench: $(VENV)/.synced
 # uv.lock); BENCH_ARGS=--quick for 200,000 rows. Figures: docs/benchmarks.md.
 bench-data: $(VENV)/.synced
 	$(VENV)/bin/python benchmarks/data.py $(BENCH_ARGS)
+
+# The registry benchmark: register, load (warm and cold), scikit-learn vs ONNX predict
+# latency and a gate evaluation on Bike Sharing; BENCH_ARGS=--quick for a smoke-sized run.
+# Figures: docs/benchmarks.md.
+bench-registry: $(VENV)/.synced
+	$(VENV)/bin/python benchmarks/registry.py $(BENCH_ARGS)
 
 check: $(VENV)/.synced
 	scripts/check

@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from mlcycle.errors import NotFound
-from mlcycle.registry import OnnxFlavor
+from mlcycle.registry import OnnxFlavor, convert_to_onnx
 from mlcycle.settings import RegistrySettings, Settings
 from mlcycle.workspace import Workspace
 
@@ -57,3 +57,16 @@ def test_conversion_can_be_turned_off(
         )
         assert "onnx" not in version.files
         assert "mlcycle.onnx" not in version.tags
+
+
+def test_an_onnx_model_registers_with_an_input_example(
+    workspace: Workspace, frame: pd.DataFrame, target: np.ndarray
+) -> None:
+    model = HistGradientBoostingRegressor(max_iter=10, random_state=0).fit(frame, target)
+    version = workspace.registry.register(
+        "converted", convert_to_onnx(model, frame.head(5)), input_example=frame.head(5)
+    )
+    assert version.flavor == "onnx"
+    assert version.signature["outputs"]
+    loaded = workspace.registry.load(version.ref)
+    np.testing.assert_allclose(loaded.predict(frame), model.predict(frame), rtol=1e-5, atol=1e-6)

@@ -54,6 +54,8 @@ class OnnxFlavor:
 
     def predict(self, model: object, frame: pd.DataFrame) -> np.ndarray:
         """The session's ``label`` output when it has one (a classifier), else its first output."""
+        if self.handles(model):  # a ModelProto, as register predicts its input example with
+            model = _session(model.SerializeToString(), name="model")  # type: ignore[attr-defined]
         outputs = run_onnx(model, frame)
         prediction = outputs.get("label", next(iter(outputs.values())))
         if prediction.ndim == 2 and prediction.shape[1] == 1:
