@@ -20,7 +20,7 @@ from mlcycle.store._records import MetricPoint
 from mlcycle.store._schema import metadata
 from mlcycle.store._sql_db import MIGRATIONS_DIR, Database, _alembic_config
 
-HEAD = "0006"
+HEAD = "0007"
 OPTS = {"version_table": "mlcycle_alembic_version"}
 
 

@@ -11,6 +11,13 @@ from mlcycle.store._artifacts import (
 from mlcycle.store._backends import open_metadata_store, upgrade_metadata
 from mlcycle.store._keys import check_key
 from mlcycle.store._lineage import LineageTree, ancestry
+from mlcycle.store._pipeline_records import (
+    PipelineRun,
+    PipelineStatus,
+    StepOutput,
+    StepRun,
+    StepStatus,
+)
 from mlcycle.store._protocols import (
     ArtifactIndex,
     ArtifactStore,
@@ -22,6 +29,7 @@ from mlcycle.store._protocols import (
     MetadataStore,
     MetricLog,
     ModelCatalog,
+    PipelineLog,
     RunLog,
     TableArea,
 )
@@ -75,6 +83,9 @@ __all__ = [
     "MetricPoint",
     "ModelCatalog",
     "ModelVersion",
+    "PipelineLog",
+    "PipelineRun",
+    "PipelineStatus",
     "PointTuple",
     "RegisteredModel",
     "Run",
@@ -85,6 +96,9 @@ __all__ = [
     "RunStatus",
     "RunValues",
     "SqlMetadataStore",
+    "StepOutput",
+    "StepRun",
+    "StepStatus",
     "TableArea",
     "WriteBatch",
     "WriteOperation",

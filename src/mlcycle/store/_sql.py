@@ -20,13 +20,17 @@ from mlcycle.store._sql_db import Database
 from mlcycle.store._sql_events import EventsMixin
 from mlcycle.store._sql_metrics import MetricsMixin
 from mlcycle.store._sql_models import ModelsMixin
+from mlcycle.store._sql_pipelines import PipelinesMixin
 from mlcycle.store._sql_runs import RunsMixin
 
 __all__ = ["SqlMetadataStore"]
 
 
-class SqlMetadataStore(RunsMixin, MetricsMixin, EventsMixin, DatasetsMixin, ModelsMixin):
-    """Experiments, runs, metrics, environments, artifacts, events, lineage, datasets, models."""
+class SqlMetadataStore(
+    RunsMixin, MetricsMixin, EventsMixin, DatasetsMixin, ModelsMixin, PipelinesMixin
+):
+    """Experiments, runs, metrics, environments, artifacts, events, lineage, datasets, models,
+    pipeline runs."""
 
     def __init__(self, database: Database) -> None:
         self._db = database
