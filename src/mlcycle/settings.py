@@ -30,6 +30,7 @@ __all__ = [
     "DataSettings",
     "GateSettings",
     "MetricBound",
+    "PipelineSettings",
     "RegistrySettings",
     "S3Settings",
     "Settings",
@@ -210,6 +211,16 @@ class RegistrySettings(_Section):
         return self.gates.get(model, GateSettings())
 
 
+class PipelineSettings(_Section):
+    """One pipeline's settings: parameter values that override the defaults in its code.
+
+    ``[pipelines.training.params]`` with ``n_estimators = 200`` runs ``training``
+    with 200 unless the call or the command line gives another value.
+    """
+
+    params: dict[str, Any] = {}  # Any: TOML values, checked against the pipeline's parameters
+
+
 class Settings(BaseSettings):
     """Everything mlcycle is configured by; derived locations are properties."""
 
@@ -224,6 +235,7 @@ class Settings(BaseSettings):
     clock: ClockSettings = ClockSettings()
     data: DataSettings = DataSettings()
     registry: RegistrySettings = RegistrySettings()
+    pipelines: dict[str, PipelineSettings] = {}
 
     @property
     def workspace_dir(self) -> Path:
