@@ -14,6 +14,7 @@ import importlib
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from mlcycle.errors import BackendUnavailable, ValidationFailed
@@ -80,6 +81,7 @@ def schedule(
         for node in list(pending):
             if failed is None and all(context.records[u].status.done for u in node.upstream):
                 running[submit(node)] = node.name
+                context.tell(replace(context.records[node.name], status=StepStatus.RUNNING))
                 pending.remove(node)
         if not running:
             break
@@ -96,6 +98,7 @@ def _collect(context: RunContext, name: str, future: Any) -> StepError | None:  
     except Exception as exc:  # noqa: BLE001  (a worker that died: the step failed)
         return StepError(name, 1, exc)
     context.records[name] = record
+    context.tell(record)
     if record.status is StepStatus.FAILED:
         return StepError(name, record.attempts, RuntimeError(record.error or "failed"))
     return None

@@ -21,7 +21,7 @@ from mlcycle.errors import ValidationFailed
 
 __all__ = ["RESERVED", "ParamSpec", "ResolvedParams", "coerce", "param_specs", "resolve_params"]
 
-RESERVED = frozenset({"workspace", "executor", "no_cache", "trust"})
+RESERVED = frozenset({"workspace", "executor", "no_cache", "trust", "progress"})
 """Keywords of ``Pipeline.run`` itself, so no parameter may be called so."""
 _MISSING = inspect.Parameter.empty
 

@@ -25,6 +25,7 @@ from mlcycle.pipeline._host import PipelineHost, default_host
 from mlcycle.pipeline._params import ResolvedParams, coerce, param_specs, resolve_params
 from mlcycle.pipeline._runner import PipelineResult, resume_run, start_run
 from mlcycle.pipeline._target import target_of
+from mlcycle.store import StepRun
 
 __all__ = ["Pipeline", "pipeline"]
 
@@ -104,36 +105,24 @@ class Pipeline:
         executor: str = "local",
         no_cache: bool = False,
         trust: bool = False,
+        progress: Callable[[StepRun], None] | None = None,
         **params: Any,  # Any: parameter values
     ) -> PipelineResult:
         """Run the pipeline with ``params`` over its defaults and ``mlcycle.toml``.
 
         ``executor`` is ``local``, ``process`` or ``dask://host:port``;
-        ``no_cache`` runs every step; ``trust`` lets pickled outputs load.
+        ``no_cache`` runs every step; ``trust`` lets pickled outputs load;
+        ``progress`` is called with each step's record as its state changes.
         Raises ``PipelineFailed`` (with the run id to resume) when a step fails.
         """
-        return self._start(
-            workspace, params, "run", executor=executor, no_cache=no_cache, trust=trust
-        )
-
-    def _start(
-        self,
-        workspace: PipelineHost | None,
-        params: Mapping[str, Any],  # Any: parameter values
-        source: str,
-        *,
-        executor: str,
-        no_cache: bool,
-        trust: bool,
-    ) -> PipelineResult:
-        host = workspace if workspace is not None else default_host()
         return start_run(
             self,
-            host=host,
-            overrides={k: (v, source) for k, v in params.items()},
+            host=workspace if workspace is not None else default_host(),
+            overrides={k: (v, "run") for k, v in params.items()},
             executor=executor,
             no_cache=no_cache,
             trust=trust,
+            progress=progress,
         )
 
     def run_from_cli(
@@ -144,15 +133,17 @@ class Pipeline:
         executor: str = "local",
         no_cache: bool = False,
         trust: bool = False,
+        progress: Callable[[StepRun], None] | None = None,
     ) -> PipelineResult:
         """Run with command-line ``name=text`` parameters (recorded as coming from ``cli``)."""
-        return self._start(
-            workspace,
-            self.parse_params(pairs),
-            "cli",
+        return start_run(
+            self,
+            host=workspace,
+            overrides={k: (v, "cli") for k, v in self.parse_params(pairs).items()},
             executor=executor,
             no_cache=no_cache,
             trust=trust,
+            progress=progress,
         )
 
     def resume(
@@ -163,16 +154,17 @@ class Pipeline:
         allow_changed_code: bool = False,
         trust: bool = False,
         executor: str | None = None,
+        progress: Callable[[StepRun], None] | None = None,
     ) -> PipelineResult:
         """Run the steps of ``run_id`` that did not complete (see ``mlcycle.pipeline.resume``)."""
-        host = workspace if workspace is not None else default_host()
         return resume_run(
             self,
             run_id,
-            host=host,
+            host=workspace if workspace is not None else default_host(),
             allow_changed_code=allow_changed_code,
             trust=trust,
             executor=executor,
+            progress=progress,
         )
 
 
@@ -196,6 +188,7 @@ def resume(
     allow_changed_code: bool = False,
     trust: bool = False,
     executor: str | None = None,
+    progress: Callable[[StepRun], None] | None = None,
 ) -> PipelineResult:
     """Resume pipeline run ``run_id``, loading its pipeline from the target it recorded.
 
@@ -210,4 +203,5 @@ def resume(
         allow_changed_code=allow_changed_code,
         trust=trust,
         executor=executor,
+        progress=progress,
     )

@@ -11,6 +11,7 @@ complete, refusing changed code unless told to accept it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -89,6 +90,7 @@ def start_run(
     executor: str,
     no_cache: bool,
     trust: bool,
+    progress: Callable[[StepRun], None] | None = None,
 ) -> PipelineResult:
     """Resolve, build, record and run ``pipeline``; ``PipelineFailed`` names the run to resume."""
     config = host.settings.pipelines.get(pipeline.name)
@@ -141,6 +143,7 @@ def start_run(
             records={s.step: s for s in steps},
             no_cache=no_cache,
             trust=trust,
+            progress=progress,
         )
         return _drive(context, order, runner, tracking)
     finally:
@@ -235,6 +238,7 @@ def resume_run(
     allow_changed_code: bool,
     trust: bool,
     executor: str | None,
+    progress: Callable[[StepRun], None] | None = None,
 ) -> PipelineResult:
     """Run the steps of ``run_id`` that did not complete, reusing the stored outputs of the rest."""
     from mlcycle.pipeline._target import load_target  # noqa: PLC0415  (it imports _pipeline)
@@ -287,7 +291,9 @@ def resume_run(
                 run_id=tracking.id,
             )
         )
-        context = RunContext(host=host, run=record, codes=codes, records=steps, trust=trust)
+        context = RunContext(
+            host=host, run=record, codes=codes, records=steps, trust=trust, progress=progress
+        )
         return _drive(context, order, runner, tracking)
     finally:
         runner.close()

@@ -12,6 +12,7 @@ import inspect
 import time
 import traceback
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -52,6 +53,7 @@ class RunContext:
     no_cache: bool = False
     trust: bool = False
     values: dict[str, object] = field(default_factory=dict)
+    progress: Callable[[StepRun], None] | None = None
 
     def value(self, node: str) -> object:
         """The output of ``node``: kept in memory, else read from the artifact store."""
@@ -70,7 +72,13 @@ class RunContext:
         """Write a step's new state to the store and keep it here."""
         pipeline_log(self.host).save_step_run(record)
         self.records[record.step] = record
+        self.tell(record)
         return record
+
+    def tell(self, record: StepRun) -> None:
+        """Pass a step's new state to whoever shows progress."""
+        if self.progress is not None:
+            self.progress(record)
 
 
 def cache_key(ctx: RunContext, node: Node) -> tuple[str, dict[str, Digest], dict[str, Any]]:
