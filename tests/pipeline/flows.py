@@ -172,13 +172,13 @@ def boxed(value: int) -> Box:
 
 
 @step
-def unbox(box: Box) -> int:
-    return box.value
+def unbox(box: Box, plus: int) -> int:
+    return box.value + plus
 
 
 @pipeline
-def pickled(value: int = 7) -> None:
-    unbox(boxed(value))
+def pickled(value: int = 7, plus: int = 0) -> None:
+    unbox(boxed(value), plus)
 
 
 @step

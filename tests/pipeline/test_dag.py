@@ -71,7 +71,9 @@ def test_a_missing_argument_names_the_step_and_the_argument() -> None:
     def broken() -> None:
         add()  # type: ignore[call-arg]
 
-    with pytest.raises(ValidationFailed, match=r"step 'add' in pipeline 'broken' is missing argument 'a'"):
+    with pytest.raises(
+        ValidationFailed, match=r"step 'add' in pipeline 'broken' is missing argument 'a'"
+    ):
         broken.build({})
 
 

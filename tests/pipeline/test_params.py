@@ -27,9 +27,7 @@ def test_every_effective_value_is_recorded_with_its_source(home: Path, marks: st
         assert result.output("total") == {"x": 10.5, "y": 21.0}
         tracked = workspace.get_run(result.record.run_id or "")
         assert tracked.params["rows"] == "7"
-        from_cli = flows.simple.run_from_cli(
-            {"marks": marks, "factor": "4"}, workspace=workspace
-        )
+        from_cli = flows.simple.run_from_cli({"marks": marks, "factor": "4"}, workspace=workspace)
         assert from_cli.record.param_sources["factor"] == "cli"
         assert from_cli.record.params["factor"] == 4.0
 

@@ -137,25 +137,32 @@ def _cache_hit(ctx: RunContext, key: str) -> StepRun | None:
 
 def _run(ctx: RunContext, node: Node, base: StepRun) -> StepRun:
     host = ctx.host
-    started = host.clock.now()
-    record = ctx.save(
-        replace(base, status=StepStatus.RUNNING, started_at=started, cached_from=None, attempts=0)
-    )
-    arguments = {**node.arguments, **{arg: ctx.value(src) for arg, src in node.inputs.items()}}
-    bound = inspect.BoundArguments(node.step.signature, OrderedDict(arguments))
-    logs = LogBuffer()
     tracking = host.tracker.start_run(
         ctx.run.pipeline,
         name=node.name,
-        params=record.params,
+        params=base.params,
         tags={"pipeline": ctx.run.pipeline, "pipeline.run": ctx.run.id, "pipeline.step": node.name},
         parent=ctx.run.run_id,
     )
-    record = ctx.save(replace(record, run_id=tracking.id))
+    record = ctx.save(
+        replace(
+            base,
+            status=StepStatus.RUNNING,
+            started_at=host.clock.now(),
+            cached_from=None,
+            attempts=0,
+            run_id=tracking.id,
+        )
+    )
+    logs = LogBuffer()
     clock = time.monotonic()
     tried = [0]
     try:
         with tracking:
+            inputs = {arg: ctx.value(src) for arg, src in node.inputs.items()}
+            bound = inspect.BoundArguments(
+                node.step.signature, OrderedDict({**node.arguments, **inputs})
+            )
             value = _attempts(ctx, node, bound, logs, tried)
             output = store_output(
                 value,
