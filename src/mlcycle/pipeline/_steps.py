@@ -144,6 +144,7 @@ def _run(ctx: RunContext, node: Node, base: StepRun) -> StepRun:
         tags={"pipeline": ctx.run.pipeline, "pipeline.run": ctx.run.id, "pipeline.step": node.name},
         parent=ctx.run.run_id,
     )
+    host.tracker.flush()  # the step's run is stored before its record points at it
     record = ctx.save(
         replace(
             base,
