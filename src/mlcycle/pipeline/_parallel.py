@@ -201,7 +201,8 @@ class DaskExecutor:
             )
 
         def wait_any(futures: Iterable[Any]) -> Iterable[Any]:  # Any: futures
-            found = distributed.wait(list(futures), return_when="FIRST_COMPLETED")  # type: ignore[no-untyped-call]  # untyped library
+            with self.client.as_current():
+                found = distributed.wait(list(futures), return_when="FIRST_COMPLETED")  # type: ignore[no-untyped-call]  # untyped library
             done: Iterable[Any] = found.done  # Any: futures
             return done
 
