@@ -40,7 +40,7 @@ def counted(marks: str, name: str) -> int:
 @step
 def make(rows: int, marks: str) -> pd.DataFrame:
     count(marks, "make")
-    print(f"making {rows} rows")  # noqa: T201  (captured into the step's logs)
+    print(f"making {rows} rows")
     log.warning("made %d rows", rows)
     return pd.DataFrame({"x": np.arange(rows, dtype=float), "y": np.arange(rows) * 2.0})
 
@@ -137,8 +137,11 @@ def count_rows(df: pd.DataFrame) -> int:
     return len(df)
 
 
+BIKE = ref("bike@latest")
+
+
 @pipeline
-def from_data(data: DatasetRef = ref("bike@latest")) -> None:
+def from_data(data: DatasetRef = BIKE) -> None:
     count_rows(read(data))
 
 

@@ -114,7 +114,7 @@ def test_a_pipeline_needs_steps_and_plain_parameters() -> None:
 
     with pytest.raises(ValidationFailed, match="calls no steps"):
         empty.build({})
-    with pytest.raises(ValidationFailed, match="keyword of Pipeline.run"):
+    with pytest.raises(ValidationFailed, match=r"keyword of Pipeline\.run"):
 
         @pipeline
         def reserved(executor: str = "x") -> None:

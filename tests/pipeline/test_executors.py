@@ -7,12 +7,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from tests.pipeline import flows
 
 from mlcycle.errors import BackendUnavailable, ValidationFailed
 from mlcycle.pipeline import PipelineResult
 from mlcycle.store import PipelineStatus, StepStatus
 from mlcycle.workspace import Workspace
-from tests.pipeline import flows
 
 pytestmark = pytest.mark.slow
 

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.linear_model import Ridge
+from tests.pipeline import flows
 
 from mlcycle.errors import PipelineFailed, Untrusted, ValidationFailed
 from mlcycle.pipeline import load_output, store_output
 from mlcycle.settings import RegistrySettings, Settings
 from mlcycle.store import LocalArtifactStore
 from mlcycle.workspace import Workspace
-from tests.pipeline import flows
 
 
 def _round_trip(value: object, tmp: Path, *, allow_pickle: bool = False) -> tuple[str, object]:
@@ -87,7 +87,7 @@ def test_no_serializer_names_the_step_the_type_and_the_fix(tmp_path: Path) -> No
     assert "step 'make_box' returned a tests.pipeline.flows.Box" in message
     assert "@step(pickle=True)" in message
     objects = np.array([object()], dtype=object)
-    with pytest.raises(ValidationFailed, match="returned a numpy.ndarray"):
+    with pytest.raises(ValidationFailed, match=r"returned a numpy\.ndarray"):
         store_output(objects, step="s", allow_pickle=False, artifacts=artifacts, publisher="a")
 
 

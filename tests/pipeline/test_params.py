@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.pipeline import flows
 
 from mlcycle.data import DatasetRef
 from mlcycle.errors import NotFound, ValidationFailed
 from mlcycle.settings import PipelineSettings, Settings
 from mlcycle.workspace import Workspace
-from tests.pipeline import flows
 
 
 def test_every_effective_value_is_recorded_with_its_source(home: Path, marks: str) -> None:
@@ -45,9 +45,11 @@ def test_mlcycle_toml_sets_parameters(home: Path, marks: str) -> None:
 
 def test_unknown_and_missing_parameters_are_named(home: Path, marks: str) -> None:
     settings = Settings(home=home, pipelines={"simple": PipelineSettings(params={"rowz": 1})})
-    with Workspace.open(settings) as workspace:
-        with pytest.raises(ValidationFailed, match=r"no parameter 'rowz' in \[pipelines.simple"):
-            flows.simple.run(workspace=workspace, marks=marks)
+    with (
+        Workspace.open(settings) as workspace,
+        pytest.raises(ValidationFailed, match=r"no parameter 'rowz' in \[pipelines.simple"),
+    ):
+        flows.simple.run(workspace=workspace, marks=marks)
     with Workspace.open(Settings(home=home)) as workspace:
         with pytest.raises(ValidationFailed, match="needs parameter 'marks'"):
             flows.simple.run(workspace=workspace)

@@ -11,14 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.pipeline import flows
+from tests.pipeline.flows import counted
 
 from mlcycle.errors import ValidationFailed
 from mlcycle.pipeline import load_target, reap_stale_pipelines, resume
 from mlcycle.settings import load_settings
 from mlcycle.store import PipelineStatus, RunStatus, StepStatus
 from mlcycle.workspace import Workspace
-from tests.pipeline import flows
-from tests.pipeline.flows import counted
 
 REPO = Path(__file__).resolve().parents[2]
 

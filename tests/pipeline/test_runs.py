@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.pipeline import flows
+from tests.pipeline.flows import counted
 
 from mlcycle.errors import PipelineFailed
 from mlcycle.pipeline import load_target
 from mlcycle.store import PipelineStatus, RunStatus, StepStatus
 from mlcycle.workspace import Workspace
-from tests.pipeline import flows
-from tests.pipeline.flows import counted
 
 
 def test_each_step_is_recorded_inside_a_child_tracking_run(
@@ -30,10 +30,11 @@ def test_each_step_is_recorded_inside_a_child_tracking_run(
         ("scale", StepStatus.COMPLETED, ("make",)),
         ("total", StepStatus.COMPLETED, ("scale",)),
     ]
-    make, scale, total = steps
+    make, scale, _total = steps
     assert scale.inputs == {"df": make.outputs["return"].digest}
     assert scale.params == {"factor": 2.0, "marks": marks}
-    assert make.code_digest is not None and make.code_digest != scale.code_digest
+    assert make.code_digest is not None
+    assert make.code_digest != scale.code_digest
     assert all(s.duration_s is not None and s.duration_s >= 0 for s in steps)
     assert "making 4 rows" in make.logs
     assert "WARNING tests.flows: made 4 rows" in make.logs
