@@ -8,7 +8,11 @@ changes and exits non-zero when the run fails, naming the run to resume.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -114,6 +118,16 @@ def _summary(record: PipelineRun, steps: list[StepRun]) -> dict[str, Any]:  # An
     }
 
 
+@contextmanager
+def _quiet_stdout(as_json: bool) -> Iterator[None]:
+    """With ``--json``, what steps print goes to stderr, so stdout holds only the JSON."""
+    if not as_json:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
 def _finish(result: PipelineResult, *, as_json: bool) -> None:
     steps = list(result.steps.values())
     if as_json:
@@ -159,14 +173,15 @@ def run(  # noqa: PLR0917 (Typer maps each parameter to an option)
         found = load_target(target, root=workspace.settings.home)
         if not as_json:
             console().print(f"pipeline '{found.name}' ({target}) on {executor}")
-        result = found.run_from_cli(
-            pairs,
-            workspace=workspace,
-            executor=executor,
-            no_cache=no_cache,
-            trust=trust,
-            progress=_progress(as_json),
-        )
+        with _quiet_stdout(as_json):
+            result = found.run_from_cli(
+                pairs,
+                workspace=workspace,
+                executor=executor,
+                no_cache=no_cache,
+                trust=trust,
+                progress=_progress(as_json),
+            )
         _finish(result, as_json=as_json)
 
 
@@ -195,7 +210,7 @@ def resume(  # noqa: PLR0917 (Typer maps each parameter to an option)
     """Run only the steps of a failed or killed run that did not complete."""
     from mlcycle.pipeline import resume as resume_run
 
-    with open_workspace(ctx) as workspace:
+    with open_workspace(ctx) as workspace, _quiet_stdout(as_json):
         result = resume_run(
             run_id,
             workspace=workspace,
@@ -204,7 +219,7 @@ def resume(  # noqa: PLR0917 (Typer maps each parameter to an option)
             executor=executor,
             progress=_progress(as_json),
         )
-        _finish(result, as_json=as_json)
+    _finish(result, as_json=as_json)
 
 
 @app.command("list")
