@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from tests.pipeline import flows
 
 from mlcycle.errors import BackendUnavailable, ValidationFailed
 from mlcycle.pipeline import PipelineResult
+from mlcycle.settings import Settings, StoreSettings
 from mlcycle.store import PipelineStatus, StepStatus
 from mlcycle.workspace import Workspace
 
@@ -97,3 +99,17 @@ def test_the_dask_executor_gives_the_same_results_and_records(
             workspace=workspace, marks=marks, rendezvous=True, executor=dask_scheduler
         )
     )
+
+
+@pytest.mark.postgres
+def test_workers_share_a_postgresql_metadata_store(
+    home: Path, marks: str, postgres_url: str
+) -> None:
+    settings = Settings(home=home, actor="tester", store=StoreSettings(metadata_url=postgres_url))
+    with Workspace.open(settings) as workspace:
+        result = flows.diamond.run(
+            workspace=workspace, marks=marks, rendezvous=True, executor="process:2"
+        )
+        _check_parallel(result)
+        steps = workspace.metadata.list_step_runs(result.id)  # type: ignore[attr-defined]
+        assert [s.status for s in steps] == [StepStatus.COMPLETED] * 4
