@@ -84,7 +84,9 @@ def test_lazy_names() -> None:
     assert mc.RunView is RunView
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = mc.nope  # type: ignore[attr-defined]
-    assert set(mc.__all__) <= set(dir(mc)) | {"Workspace", "ActiveRun", "RunView"}
+    lazy = {"Workspace", "ActiveRun", "RunView", "step", "pipeline", "data", "registry", "validate"}
+    assert set(mc.__all__) <= set(dir(mc)) | lazy
+    assert mc.step is __import__("mlcycle.pipeline", fromlist=["step"]).step
 
 
 def test_import_mlcycle_is_light() -> None:

@@ -11,6 +11,7 @@ imported on first use.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlcycle import data, registry, validate
+    from mlcycle import data, pipeline, registry, validate
+    from mlcycle.pipeline import step
     from mlcycle.store import Event, Experiment, LineageTree
     from mlcycle.track import ActiveRun, RunView
     from mlcycle.workspace import Workspace
@@ -37,10 +39,12 @@ __all__ = [
     "get_run",
     "lineage",
     "list_experiments",
+    "pipeline",
     "registry",
     "search_runs",
     "seed_everything",
     "start_run",
+    "step",
     "validate",
 ]
 
@@ -49,7 +53,14 @@ _default_lock = threading.Lock()
 
 
 def current_workspace() -> Workspace:
-    """The workspace of the working directory, opened (and if need be initialised) on first use."""
+    """The workspace of the working directory, opened (and if need be initialised) on first use.
+
+    Inside a pipeline step it is the workspace the pipeline runs on.
+    """
+    running = sys.modules.get("mlcycle.pipeline")
+    host = running.active_host() if running is not None else None
+    if host is not None:
+        return host  # type: ignore[no-any-return]  # a PipelineHost is a Workspace
     with _default_lock:
         if not _default:
             from mlcycle.workspace import Workspace  # noqa: PLC0415  (keeps import mlcycle light)
@@ -140,7 +151,11 @@ def __getattr__(name: str) -> Any:  # Any: the lazily imported class
         from mlcycle.workspace import Workspace  # noqa: PLC0415  (light import)
 
         return Workspace
-    if name in {"data", "registry", "validate"}:
+    if name == "step":
+        from mlcycle.pipeline import step  # noqa: PLC0415  (light import)
+
+        return step
+    if name in {"data", "pipeline", "registry", "validate"}:
         import importlib  # noqa: PLC0415  (light import)
 
         return importlib.import_module(f"mlcycle.{name}")

@@ -16,6 +16,7 @@ The tree::
     ├── IntegrityError                  stored content that no longer matches its digest
     ├── UnsafePath                      an artifact name that would escape its store
     ├── BackendUnavailable              a database or object store that cannot be reached
+    ├── PipelineFailed                  a pipeline run stopped at a failed step; resume it by id
     └── WorkspaceError                  a workspace that cannot be opened or written
 
 HTTP status codes are chosen by exception class in ``serve`` and ``ui``; the
@@ -34,6 +35,7 @@ __all__ = [
     "IntegrityError",
     "MlcycleError",
     "NotFound",
+    "PipelineFailed",
     "QuerySyntaxError",
     "SchemaFileError",
     "UnsafePath",
@@ -119,3 +121,12 @@ class BackendUnavailable(MlcycleError):
 
 class WorkspaceError(MlcycleError):
     """A workspace that cannot be found, created or written."""
+
+
+class PipelineFailed(MlcycleError):
+    """A pipeline run stopped at a failed step; ``run_id`` is what to resume."""
+
+    def __init__(self, message: str, *, run_id: str, step: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.step = step

@@ -105,6 +105,13 @@ CONFIG_TEMPLATE = f"""\
 # Datasets whose registrations are checked against schemas/<name>.yaml, refusing bad data
 # (nothing is written); "*" means every dataset that has a schema file.
 # validate_on_register = []
+
+# Pipeline parameters, overriding the defaults in the pipeline's code; a value given to
+# .run() or with `mlcycle pipelines run ... --param NAME=VALUE` overrides these in turn.
+# For example, for the pipeline `training`:
+#   [pipelines.training.params]
+#   n_estimators = 200
+#   data = "bike@latest"
 """
 
 SECRETS_TEMPLATE = """\

@@ -31,6 +31,7 @@ __all__ = [
     "DataSettings",
     "GateSettings",
     "MetricBound",
+    "PipelineSettings",
     "RegistrySettings",
     "S3Settings",
     "Settings",
@@ -240,6 +241,16 @@ class AgentSettings(_Section):
         return value
 
 
+class PipelineSettings(_Section):
+    """One pipeline's settings: parameter values that override the defaults in its code.
+
+    ``[pipelines.training.params]`` with ``n_estimators = 200`` runs ``training``
+    with 200 unless the call or the command line gives another value.
+    """
+
+    params: dict[str, Any] = {}  # Any: TOML values, checked against the pipeline's parameters
+
+
 class Settings(BaseSettings):
     """Everything mlcycle is configured by; derived locations are properties."""
 
@@ -255,6 +266,7 @@ class Settings(BaseSettings):
     data: DataSettings = DataSettings()
     registry: RegistrySettings = RegistrySettings()
     agent: AgentSettings = AgentSettings()
+    pipelines: dict[str, PipelineSettings] = {}
 
     @property
     def workspace_dir(self) -> Path:

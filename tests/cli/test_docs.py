@@ -94,3 +94,28 @@ def test_readme_sdk_snippet_matches_the_tracking_example_names() -> None:
     assert "make test" in readme
     for name in ("mc.start_run", "run.log_metric", "mc.search_runs", "metric_history"):
         assert name in readme
+
+
+@pytest.mark.slow
+def test_pipelines_page_example_runs_and_is_cached_the_second_time(tmp_path: Path) -> None:
+    example = python_blocks(ROOT / "docs" / "pipelines.md")[0]
+    assert "@pipeline" in example
+    (tmp_path / "pipelines.py").write_text(example)
+    register = (
+        "import mlcycle as mc; from mlcycle.datasets import BIKE_SHARING_HOURLY as f; "
+        "mc.data.register('bike', f)"
+    )
+    subprocess.run([sys.executable, "-c", register], cwd=tmp_path, check=True, timeout=120)
+    command = [sys.executable, "-m", "mlcycle", "pipelines", "run", "pipelines.py:training",
+               "--param", "n_estimators=10", "--json"]  # fmt: skip
+    outcomes = []
+    for _ in range(2):
+        done = subprocess.run(
+            command, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        outcomes.append(json.loads(done.stdout))
+    assert [s["status"] for s in outcomes[0]["steps"]] == ["completed"] * 3
+    assert [s["status"] for s in outcomes[1]["steps"]] == ["cached"] * 3
+    assert outcomes[0]["datasets"] == {"data": "data:/bike/1"}
+    assert outcomes[1]["steps"][2]["cached_from"] == outcomes[0]["run_id"]

@@ -9,7 +9,7 @@ from mlcycle.data._erase import Erasure, parse_predicate
 from mlcycle.data._policy import PolicyFinding, scan_policy
 from mlcycle.data._profile import ColumnProfile, DatasetProfile, Histogram, profile_table
 from mlcycle.data._profile_report import render_profile_html
-from mlcycle.data._refs import Ref, parse_ref
+from mlcycle.data._refs import DatasetRef, Ref, parse_ref, ref
 from mlcycle.data._sdk import (
     csv,
     current_registry,
@@ -34,6 +34,7 @@ __all__ = [
     "DatasetConflict",
     "DatasetDiff",
     "DatasetProfile",
+    "DatasetRef",
     "DatasetRegistry",
     "Erasure",
     "Histogram",
@@ -55,6 +56,7 @@ __all__ = [
     "policy",
     "profile_table",
     "read_source",
+    "ref",
     "register",
     "render_profile_html",
     "rollback",

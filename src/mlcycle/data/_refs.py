@@ -15,7 +15,7 @@ from typing import Literal
 
 from mlcycle.errors import ValidationFailed
 
-__all__ = ["LATEST", "Ref", "RefKind", "parse_ref"]
+__all__ = ["LATEST", "DatasetRef", "Ref", "RefKind", "parse_ref", "ref"]
 
 RefKind = Literal["data", "models"]
 LATEST = "latest"
@@ -81,3 +81,47 @@ def parse_ref(text: str, *, kind: RefKind = "data") -> Ref:
         version=None if version is None else int(version),
         alias=found["alias"],
     )
+
+
+class DatasetRef(str):
+    """A dataset reference as a typed value (``bike@latest``, ``bike/3``), checked when made.
+
+    Pipelines resolve parameters of this type to a version before any step
+    runs, so ``bike@latest`` becomes ``bike/3`` and the run records which.
+
+    >>> DatasetRef("bike@latest").parsed.is_latest
+    True
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, text: str) -> DatasetRef:
+        """Check ``text`` names a dataset (``data:/`` prefix allowed), then keep it as given."""
+        parsed = parse_ref(str(text))
+        if parsed.kind != "data":
+            raise ValidationFailed(f"{text!r} names a model; give a dataset such as 'bike@latest'")
+        return super().__new__(cls, str(parsed))
+
+    @property
+    def parsed(self) -> Ref:
+        """The reference's parts."""
+        return parse_ref(self)
+
+    @property
+    def name(self) -> str:
+        """The dataset's name."""
+        return self.parsed.name
+
+    @property
+    def version(self) -> int | None:
+        """The version number, once resolved (``None`` for ``bike@latest``)."""
+        return self.parsed.version
+
+
+def ref(text: str) -> DatasetRef:
+    """A typed dataset reference, for pipeline parameters: ``mc.data.ref("bike@latest")``.
+
+    >>> ref("data:/bike/3")
+    'bike/3'
+    """
+    return DatasetRef(text)

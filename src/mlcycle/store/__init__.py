@@ -11,6 +11,13 @@ from mlcycle.store._artifacts import (
 from mlcycle.store._backends import open_metadata_store, upgrade_metadata
 from mlcycle.store._keys import check_key
 from mlcycle.store._lineage import LineageTree, ancestry
+from mlcycle.store._pipeline_records import (
+    PipelineRun,
+    PipelineStatus,
+    StepOutput,
+    StepRun,
+    StepStatus,
+)
 from mlcycle.store._protocols import (
     ArtifactIndex,
     ArtifactStore,
@@ -22,6 +29,7 @@ from mlcycle.store._protocols import (
     MetadataStore,
     MetricLog,
     ModelCatalog,
+    PipelineLog,
     RunLog,
     ScheduleCatalog,
     TableArea,
@@ -81,6 +89,9 @@ __all__ = [
     "MetricPoint",
     "ModelCatalog",
     "ModelVersion",
+    "PipelineLog",
+    "PipelineRun",
+    "PipelineStatus",
     "PointTuple",
     "RegisteredModel",
     "Run",
@@ -94,6 +105,9 @@ __all__ = [
     "ScheduleCatalog",
     "ScheduleKind",
     "SqlMetadataStore",
+    "StepOutput",
+    "StepRun",
+    "StepStatus",
     "TableArea",
     "TriggerFiring",
     "WriteBatch",

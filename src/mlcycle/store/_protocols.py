@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, BinaryIO, Literal, Protocol
 
 from mlcycle.ids import Digest, ExperimentId, RunId
+from mlcycle.store._pipeline_records import PipelineRun, StepRun
 from mlcycle.store._records import (
     AliasMove,
     ArtifactRecord,
@@ -43,6 +44,7 @@ __all__ = [
     "MetadataStore",
     "MetricLog",
     "ModelCatalog",
+    "PipelineLog",
     "RunLog",
     "ScheduleCatalog",
     "TableArea",
@@ -464,6 +466,52 @@ class ScheduleCatalog(Protocol):
 
     def release_lease(self, name: str, *, holder: str) -> None:
         """Give the lease back if ``holder`` has it."""
+
+
+class PipelineLog(Protocol):
+    """Pipeline runs and their step runs, durable after every step.
+
+    Starting, ending and killing a run record ``pipeline.started``,
+    ``pipeline.finished`` or ``pipeline.failed`` in the same transaction; the
+    dataset versions a run reads become lineage edges into ``pipeline:<id>``.
+    """
+
+    def create_pipeline_run(self, record: PipelineRun, steps: Sequence[StepRun]) -> PipelineRun:
+        """Record a new run with its steps, lineage and ``pipeline.started`` event."""
+        ...
+
+    def get_pipeline_run(self, run_id: str) -> PipelineRun:
+        """Raise ``NotFound`` naming the id when there is no such run."""
+        ...
+
+    def list_pipeline_runs(
+        self, *, pipeline: str | None = None, limit: int = 100
+    ) -> list[PipelineRun]:
+        """Pipeline runs, newest first."""
+        ...
+
+    def list_step_runs(self, pipeline_run_id: str) -> list[StepRun]:
+        """The run's steps in DAG order."""
+        ...
+
+    def save_step_run(self, record: StepRun) -> None:
+        """Replace the stored state of one step of a run."""
+        ...
+
+    def update_pipeline_run(self, record: PipelineRun) -> PipelineRun:
+        """Store a run's new state; a change of status records its event."""
+        ...
+
+    def heartbeat_pipeline_run(self, run_id: str, *, at: datetime) -> None:
+        """Note that the process running ``run_id`` is alive."""
+        ...
+
+    def reap_stale_pipeline_runs(self, *, older_than: datetime, at: datetime) -> list[str]:
+        """Mark running runs not heartbeated since ``older_than`` as killed; their ids."""
+        ...
+
+    def find_cached_step(self, cache_key: str) -> StepRun | None:
+        """The newest completed step run with ``cache_key``, if any."""
         ...
 
 

@@ -20,6 +20,7 @@ from mlcycle.store._sql_db import Database
 from mlcycle.store._sql_events import EventsMixin
 from mlcycle.store._sql_metrics import MetricsMixin
 from mlcycle.store._sql_models import ModelsMixin
+from mlcycle.store._sql_pipelines import PipelinesMixin
 from mlcycle.store._sql_runs import RunsMixin
 from mlcycle.store._sql_schedules import SchedulesMixin
 
@@ -27,10 +28,16 @@ __all__ = ["SqlMetadataStore"]
 
 
 class SqlMetadataStore(
-    RunsMixin, MetricsMixin, EventsMixin, DatasetsMixin, ModelsMixin, SchedulesMixin
+    RunsMixin,
+    MetricsMixin,
+    EventsMixin,
+    DatasetsMixin,
+    ModelsMixin,
+    PipelinesMixin,
+    SchedulesMixin,
 ):
     """Experiments, runs, metrics, environments, artifacts, events, lineage, datasets, models,
-    schedules."""
+    pipeline runs, schedules."""
 
     def __init__(self, database: Database) -> None:
         self._db = database

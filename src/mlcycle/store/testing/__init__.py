@@ -6,6 +6,7 @@ from mlcycle.store.testing._artifacts import ArtifactStoreContract
 from mlcycle.store.testing._datasets import DatasetCatalogContract
 from mlcycle.store.testing._metadata import MetadataStoreContract
 from mlcycle.store.testing._models import ModelCatalogContract
+from mlcycle.store.testing._pipelines import PipelineLogContract
 from mlcycle.store.testing._schedules import ScheduleCatalogContract
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "DatasetCatalogContract",
     "MetadataStoreContract",
     "ModelCatalogContract",
+    "PipelineLogContract",
     "ScheduleCatalogContract",
 ]

@@ -1,0 +1,190 @@
+"""What a pipeline run records, retries with backoff, failures, and the cache."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from tests.pipeline import flows
+from tests.pipeline.flows import counted
+
+from mlcycle.errors import PipelineFailed
+from mlcycle.pipeline import load_target
+from mlcycle.store import PipelineStatus, RunStatus, StepStatus
+from mlcycle.workspace import Workspace
+
+
+def test_each_step_is_recorded_inside_a_child_tracking_run(
+    workspace: Workspace, marks: str
+) -> None:
+    result = flows.simple.run(workspace=workspace, marks=marks, rows=4)
+    assert result.status is PipelineStatus.COMPLETED
+    log = workspace.metadata
+    stored = log.get_pipeline_run(result.id)  # type: ignore[attr-defined]
+    assert stored == result.record
+    steps = log.list_step_runs(result.id)  # type: ignore[attr-defined]
+    assert [(s.step, s.status, s.upstream) for s in steps] == [
+        ("make", StepStatus.COMPLETED, ()),
+        ("scale", StepStatus.COMPLETED, ("make",)),
+        ("total", StepStatus.COMPLETED, ("scale",)),
+    ]
+    make, scale, _total = steps
+    assert scale.inputs == {"df": make.outputs["return"].digest}
+    assert scale.params == {"factor": 2.0, "marks": marks}
+    assert make.code_digest is not None
+    assert make.code_digest != scale.code_digest
+    assert all(s.duration_s is not None and s.duration_s >= 0 for s in steps)
+    assert "making 4 rows" in make.logs
+    assert "WARNING tests.flows: made 4 rows" in make.logs
+    parent = workspace.get_run(result.record.run_id or "")
+    assert parent.status is RunStatus.FINISHED
+    for s in steps:
+        child = workspace.get_run(s.run_id or "")
+        assert child.parent_id == parent.id
+        assert child.name == s.step
+        assert child.tags["pipeline.run"] == result.id
+    types = [e.type for e in workspace.events(types=["pipeline.started", "pipeline.finished"])]
+    assert types == ["pipeline.started", "pipeline.finished"]
+    assert result.output("total") == {"x": 12.0, "y": 24.0}
+
+
+def test_logs_are_bounded(workspace: Workspace) -> None:
+    from mlcycle.pipeline import LOG_LIMIT, pipeline, step
+
+    @step
+    def chatty() -> int:
+        print("x" * (LOG_LIMIT + 500))
+        return 1
+
+    @pipeline
+    def noisy() -> None:
+        chatty()
+
+    logs = noisy.run(workspace=workspace).steps["chatty"].logs
+    assert len(logs) < LOG_LIMIT + 200
+    assert "501 more characters of output not kept" in logs
+
+
+def test_retries_back_off_then_succeed(workspace: Workspace, marks: str) -> None:
+    result = flows.retrying.run(workspace=workspace, marks=marks)
+    flaky = result.steps["flaky"]
+    assert flaky.status is StepStatus.COMPLETED
+    assert flaky.attempts == 3
+    assert "attempt 1 of step 'flaky' failed: ConnectionError" in flaky.logs
+    assert "retrying in 0.01 s" in flaky.logs
+    assert "retrying in 0.02 s" in flaky.logs
+
+
+def test_a_failed_step_stops_the_run_and_names_what_to_resume(
+    workspace: Workspace, marks: str
+) -> None:
+    with pytest.raises(PipelineFailed) as caught:
+        flows.gated.run(workspace=workspace, marks=marks)
+    message = str(caught.value)
+    assert "step 'gate' failed after 1 attempt: RuntimeError: the gate is closed" in message
+    assert f"mlcycle pipelines resume {caught.value.run_id}" in message
+    run = workspace.metadata.get_pipeline_run(caught.value.run_id)  # type: ignore[attr-defined]
+    assert run.status is PipelineStatus.FAILED
+    gate = workspace.metadata.list_step_runs(run.id)[-1]  # type: ignore[attr-defined]
+    assert gate.status is StepStatus.FAILED
+    assert "RuntimeError: the gate is closed" in gate.logs
+    assert workspace.get_run(gate.run_id or "").status is RunStatus.FAILED
+    assert workspace.get_run(run.run_id or "").status is RunStatus.FAILED
+    failed = workspace.events(types=["pipeline.failed"])
+    assert [e.payload["status"] for e in failed] == ["failed"]
+
+
+def test_a_second_run_comes_from_the_cache(workspace: Workspace, marks: str) -> None:
+    first = flows.simple.run(workspace=workspace, marks=marks)
+    second = flows.simple.run(workspace=workspace, marks=marks)
+    assert {s.status for s in second.steps.values()} == {StepStatus.CACHED}
+    assert second.steps["total"].cached_from == first.id
+    assert second.steps["total"].outputs == first.steps["total"].outputs
+    assert second.output("total") == first.output("total")
+    assert counted(marks, "make") == 1
+    changed = flows.simple.run(workspace=workspace, marks=marks, factor=3.0)
+    statuses = {name: s.status for name, s in changed.steps.items()}
+    assert statuses == {
+        "make": StepStatus.CACHED,
+        "scale": StepStatus.COMPLETED,
+        "total": StepStatus.COMPLETED,
+    }
+    forced = flows.simple.run(workspace=workspace, marks=marks, no_cache=True)
+    assert {s.status for s in forced.steps.values()} == {StepStatus.COMPLETED}
+    assert counted(marks, "make") == 2
+
+
+def test_a_step_with_cache_off_always_runs(workspace: Workspace) -> None:
+    from mlcycle.pipeline import pipeline, step
+
+    @step(cache=False)
+    def now() -> int:
+        return 1
+
+    @pipeline
+    def uncached() -> None:
+        now()
+
+    uncached.run(workspace=workspace)
+    assert uncached.run(workspace=workspace).steps["now"].status is StepStatus.COMPLETED
+
+
+def test_new_data_misses_the_cache(workspace: Workspace) -> None:
+    workspace.data.register("bike", pd.DataFrame({"hour": [1]}), validate=False)
+    flows.from_data.run(workspace=workspace)
+    assert flows.from_data.run(workspace=workspace).steps["read"].status is StepStatus.CACHED
+    workspace.data.register("bike", pd.DataFrame({"hour": [2]}), validate=False)
+    fresh = flows.from_data.run(workspace=workspace)
+    assert fresh.steps["read"].status is StepStatus.COMPLETED
+    assert fresh.output("count_rows") == 2
+
+
+def _project_pipeline(home: Path, helper_body: str) -> None:
+    (home / "helpers.py").write_text(
+        textwrap.dedent(
+            f"""
+            def bump(value: int) -> int:
+                return {helper_body}
+            """
+        )
+    )
+    (home / "flow.py").write_text(
+        textwrap.dedent(
+            """
+            import helpers
+            from mlcycle import pipeline, step
+
+            def inner(value: int) -> int:
+                return helpers.bump(value)
+
+            @step
+            def compute(value: int) -> int:
+                return inner(value)
+
+            @pipeline
+            def project(value: int = 1) -> None:
+                compute(value)
+            """
+        )
+    )
+
+
+def test_a_change_in_a_helper_under_the_project_root_misses_the_cache(
+    workspace: Workspace, home: Path
+) -> None:
+    import sys
+
+    _project_pipeline(home, "value + 1")
+    found = load_target(str(home / "flow.py") + ":project", root=home)
+    assert found.run(workspace=workspace).output("compute") == 2
+    assert found.run(workspace=workspace).steps["compute"].status is StepStatus.CACHED
+    for name in [n for n, m in sys.modules.items() if "flow" in n or n == "helpers"]:
+        if getattr(sys.modules[name], "__file__", "").startswith(str(home)):
+            del sys.modules[name]
+    _project_pipeline(home, "value + 10")
+    changed = load_target("flow.py:project", root=home)
+    result = changed.run(workspace=workspace)
+    assert result.steps["compute"].status is StepStatus.COMPLETED
+    assert result.output("compute") == 11
