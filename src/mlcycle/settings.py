@@ -26,6 +26,7 @@ from mlcycle.errors import ValidationFailed, WorkspaceError
 __all__ = [
     "CONFIG_FILE",
     "WORKSPACE_DIR",
+    "AgentSettings",
     "ClockSettings",
     "DataSettings",
     "GateSettings",
@@ -210,6 +211,35 @@ class RegistrySettings(_Section):
         return self.gates.get(model, GateSettings())
 
 
+class AgentSettings(_Section):
+    """The agent: how often it polls, its lease, cron's time zone and the command it launches.
+
+    ``command`` is the prefix a schedule's target is appended to (default:
+    ``python -m mlcycle --home HOME pipelines run``). Agents that share a
+    ``group`` take turns through one lease and one event cursor.
+    """
+
+    poll_interval_s: float = Field(default=5.0, gt=0)
+    lease_ttl_s: float = Field(default=60.0, gt=0)
+    group: str = Field(default="default", min_length=1, max_length=100)
+    timezone: str = "UTC"
+    command: tuple[str, ...] | None = None
+    launch_timeout_s: float | None = Field(default=None, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415  (rarely set)
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r}; use a name such as 'Europe/Paris'"
+            ) from exc
+        return value
+
+
 class Settings(BaseSettings):
     """Everything mlcycle is configured by; derived locations are properties."""
 
@@ -224,6 +254,7 @@ class Settings(BaseSettings):
     clock: ClockSettings = ClockSettings()
     data: DataSettings = DataSettings()
     registry: RegistrySettings = RegistrySettings()
+    agent: AgentSettings = AgentSettings()
 
     @property
     def workspace_dir(self) -> Path:

@@ -43,9 +43,10 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from mlcycle.agent import Agent, Launcher, Schedules
     from mlcycle.data import DatasetRegistry, PolicyFinding
     from mlcycle.registry import ModelRegistry
-    from mlcycle.store import DatasetCatalog, ModelCatalog, TableArea
+    from mlcycle.store import DatasetCatalog, ModelCatalog, ScheduleCatalog, TableArea
 
 __all__ = ["SCHEMAS_DIR", "Workspace"]
 
@@ -120,8 +121,47 @@ class Workspace:
                 settings=self.settings.registry,
                 tracker=self.tracker,
                 data=self.data,
+                environments=self.metadata,
             )
         return self._registry
+
+    @property
+    def schedules(self) -> Schedules:
+        """Schedules: ``ws.schedules.add("nightly", "pipelines.py:training", cron="0 2 * * *")``."""
+        self._check_open()
+        from mlcycle.agent import Schedules  # noqa: PLC0415  (loads on first use)
+
+        catalog = cast("ScheduleCatalog", self.metadata)  # the SQL store is every catalog
+        return Schedules(catalog=catalog, clock=self.clock, actor=self.actor)
+
+    def agent(self, *, launcher: Launcher | None = None, name: str | None = None) -> Agent:
+        """An agent for this project's schedules, configured by ``settings.agent``.
+
+        ``launcher`` defaults to running ``mlcycle pipelines run TARGET`` (see
+        ``agent.command``) in a process of its own.
+        """
+        self._check_open()
+        from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+        from mlcycle.agent import Agent, CommandLauncher, pipeline_command  # noqa: PLC0415
+
+        config = self.settings.agent
+        if launcher is None:
+            launcher = CommandLauncher(
+                pipeline_command(self.settings),
+                cwd=self.settings.home,
+                timeout_s=config.launch_timeout_s,
+            )
+        return Agent(
+            catalog=cast("ScheduleCatalog", self.metadata),  # the SQL store is every catalog
+            events=self.metadata,
+            clock=self.clock,
+            launcher=launcher,
+            name=name,
+            group=config.group,
+            lease_ttl_s=config.lease_ttl_s,
+            timezone=ZoneInfo(config.timezone),
+        )
 
     @property
     def schemas_dir(self) -> Path:

@@ -71,7 +71,8 @@ def test_every_command_and_option_has_help() -> None:
 def test_command_groups_are_plural_nouns() -> None:
     root = typer.main.get_command(app)
     groups = {name for name, cmd in root.commands.items() if hasattr(cmd, "commands")}
-    assert groups == {"experiments", "runs", "data", "db", "models"}  # data: a mass noun, as in DVC
+    # data: a mass noun, as in DVC
+    assert groups == {"experiments", "runs", "data", "db", "models", "schedules"}
 
 
 def test_usage_errors_keep_exit_code_2(invoke: Invoke, project: Path) -> None:

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlcycle.data import ColumnProfile, DatasetProfile, Histogram, profile_table
+from mlcycle.data._profile import _sorted
 from mlcycle.datasets import BIKE_SHARING_HOURLY
 
 QUANTILES = {
@@ -270,3 +271,15 @@ def test_generated_tables_match_numpy_and_round_trip(table: pa.Table) -> None:
     assert strings.category_counts == {str(k): int(v) for k, v in expected.items()}
     assert strings.distinct == len(expected)
     assert DatasetProfile.from_json(profile.to_json()) == profile
+
+
+@given(
+    st.lists(st.integers(min_value=-(2**60), max_value=2**60), max_size=60),
+    st.integers(min_value=-5, max_value=5),
+    st.booleans(),
+)
+def test_sorting_shortcuts_give_numpys_sort(values: list[int], shift: int, spread: bool) -> None:
+    small = np.array([v % 7 + shift for v in values], dtype=np.float64)  # counted
+    wide = np.array(values, dtype=np.float64) if spread else np.sort(small)  # sorted or not
+    for array, integer in ((small, True), (wide, True), (wide * 0.5, False)):
+        assert np.array_equal(_sorted(array.copy(), integer=integer), np.sort(array))

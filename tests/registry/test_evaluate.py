@@ -143,3 +143,80 @@ def test_evaluate_refuses_bad_input_and_stores_nothing(workspace: Workspace) -> 
     with pytest.raises(ValidationFailed, match=r"lacks the model's input column\(s\) \['hum'\]"):
         workspace.registry.evaluate(version, test.drop(columns=["hum"]), target="cnt")
     assert workspace.registry.gate_results(version) is None
+
+
+def test_the_card_gathers_data_profiles_gates_environment_and_history(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from mlcycle.cli._app import app
+
+    version = _train(workspace, HistGradientBoostingRegressor(max_iter=30, random_state=0))
+    workspace.registry.update(
+        version, tags={"purpose": "hourly rentals", "owner": "ana"}, limitations="no 2013 data"
+    )
+    workspace.registry.evaluate(version, _test_rows(workspace), target="cnt")
+    workspace.registry.promote("bike-demand", 1, reason="first release")
+    card = workspace.registry.card("bike-demand@production")
+    text = card.to_markdown()
+    assert text.startswith("# Model card: bike-demand version 1")
+    for expected in (
+        "hourly rentals",  # purpose, from the tags
+        "data:/bike/1",  # the training data version, with its profile
+        "17,379",
+        "beats_baseline",  # the gate results
+        "no 2013 data",  # limitations
+        "first release",  # alias history
+        "scikit-learn",  # the run's environment
+    ):
+        assert expected in text, expected
+    assert "The training environment was not recorded" not in text
+    assert "permutation" in text.lower()  # importance from the evaluation
+    workspace.close()  # the CLI opens the project itself
+    (tmp_path / "mlcycle.toml").write_text("")
+    result = CliRunner().invoke(
+        app,
+        [
+            "--home",
+            str(tmp_path),
+            "models",
+            "card",
+            "bike-demand",
+            "1",
+            "--out",
+            str(tmp_path / "c"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "c" / "bike-demand-v1.html").read_text()
+    assert "<h2>Validation gates</h2>" in html
+    assert "http" not in html.replace("http-equiv", "")  # offline: nothing fetched
+    assert (tmp_path / "c" / "bike-demand-v1.md").read_text() == text
+
+
+def test_promotion_loads_an_unsafe_version_again_only_when_trusted(workspace: Workspace) -> None:
+    from tests.registry.custom_models import Doubler
+
+    from mlcycle.errors import Untrusted
+
+    registry = workspace.registry
+    test = _test_rows(workspace)
+    with workspace.start_run("bike", name="doubler") as run:
+        train, _ = _split(workspace.data.load("bike/1"))
+        run.log_split("bike/1", train, test, time_column="dteday", test_from=CUT)
+        custom = registry.register(
+            "bike-demand", Doubler(0.0), input_example=test[FEATURES].head(3), flavor="pyfunc"
+        )
+    with pytest.raises(Untrusted, match="trust=True"):
+        registry.evaluate(custom, test, target="cnt")
+    registry.evaluate(custom, test, target="cnt", trust=True)
+    ridge = _train(workspace, Ridge())
+    registry.evaluate(ridge, test, target="cnt")
+    registry.promote("bike-demand", ridge.version, force=True, reason="baseline for the test")
+    # Production moved: promoting the custom model runs its gates again, which unpickles it.
+    with pytest.raises(Untrusted, match=r"models:/bike-demand/1 \(pyfunc flavor\)"):
+        registry.promote("bike-demand", custom.version)
+    with pytest.raises(GateFailed):  # trusted, judged, and it is far worse than ridge
+        registry.promote("bike-demand", custom.version, trust=True)
+    assert registry.get("bike-demand@production").version == ridge.version

@@ -40,7 +40,8 @@ def target(frame: pd.DataFrame) -> np.ndarray:
 
 def reload(model: object, tmp_path: Path) -> object:
     flavor = OnnxFlavor()
-    assert flavor_for(model) is not None and flavor.handles(model)
+    assert flavor_for(model).name == "onnx"
+    assert flavor.handles(model)
     flavor.save(model, tmp_path / "m.onnx")
     return flavor.load(tmp_path / "m.onnx")
 
@@ -88,7 +89,9 @@ def test_classifiers_convert_with_the_same_labels_and_probabilities(
     labels = names[np.digitize(target, np.quantile(target, np.linspace(0, 1, classes + 1)[1:-1]))]
     model = CLASSIFIERS[kind]().fit(data, labels)
     session = reload(convert_to_onnx(model, data, check=data), tmp_path)
-    outputs = dict(zip(["label", "probabilities"], session.run(None, {"X": data.to_numpy()})))  # type: ignore[attr-defined]
+    outputs = dict(
+        zip(["label", "probabilities"], session.run(None, {"X": data.to_numpy()}), strict=True)
+    )  # type: ignore[attr-defined]
     np.testing.assert_allclose(outputs["probabilities"], model.predict_proba(data), atol=1e-12)
     np.testing.assert_array_equal(OnnxFlavor().predict(session, data), model.predict(data))
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mlcycle.cli import _data, _db, _demo, _experiments, _init, _models, _runs
+from mlcycle.cli import _data, _db, _demo, _experiments, _init, _models, _runs, _schedules
 from mlcycle.cli._context import ErrorReportingGroup, GlobalOptions
 
 __all__ = ["app"]
@@ -44,6 +44,8 @@ app.add_typer(_runs.app, name="runs")
 app.add_typer(_data.app, name="data")
 app.add_typer(_models.app, name="models")
 app.add_typer(_db.app, name="db")
+app.add_typer(_schedules.app, name="schedules")
+app.command("agent")(_schedules.agent)
 app.command("init")(_init.init)
 app.command("demo")(_demo.demo)
 

@@ -1,4 +1,4 @@
-"""``mlcycle models``: list, show, evaluate, promote, roll back and trace registered models.
+"""``mlcycle models``: list, show, evaluate, promote, roll back, trace, card, export, import.
 
 Models are named by the reference grammar of the registry: ``bike-demand`` is
 the latest version, ``bike-demand/3`` version 3, ``bike-demand@production``
@@ -10,6 +10,7 @@ that moved meanwhile exits with 4; other errors exit with 1.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["EXIT_ALIAS_CONFLICT", "EXIT_GATE_FAILED", "app"]
 
 app = typer.Typer(
-    help="List, show, evaluate, promote, roll back and trace registered models.",
+    help="List, show, evaluate, promote, roll back and trace registered models; write model "
+    "cards; export to and import from MLflow's format.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -71,8 +73,9 @@ def show(
         return
     out = console()
     out.print(f"[bold]{version.ref}[/]")
-    for key in ("flavor", "digest", "size", "safe", "run_id", "code_version", "created_at"):
-        out.print(f"  {key}: {summary[key]}")
+    for key in ("flavor", "digest", "safe", "run_id", "code_version", "created_at"):
+        out.print(f"  {key}: {'-' if summary[key] is None else summary[key]}")
+    out.print(f"  size: {version.size:,} bytes")
     out.print(f"  actor: {version.actor}")
     out.print(f"  aliases: {', '.join(summary['aliases']) or '-'}")
     out.print(f"  datasets: {', '.join(version.dataset_versions) or '-'}")
@@ -118,6 +121,73 @@ def evaluate(
         _print_gates(stored)
     if not evaluation.passed:
         raise typer.Exit(EXIT_GATE_FAILED)
+
+
+@app.command("card")
+def card(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The model.")],
+    version: Annotated[int, typer.Argument(help="The version.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="The folder to write to (default: model-cards/ in the project)."
+        ),
+    ] = None,
+) -> None:
+    """Write a version's model card as Markdown and HTML (offline, one file each).
+
+    Purpose and owner (tags purpose and owner), training data versions and
+    their profiles, metrics overall and per slice, gate results, feature
+    importance, hyperparameters, environment, limitations and alias history.
+    """
+    with open_workspace(ctx) as workspace:
+        model_card = workspace.registry.card(f"{name}/{version}")
+        folder = out or workspace.settings.home / "model-cards"
+        markdown, html = model_card.write(folder)
+    console().print(f"wrote {markdown} and {html}", markup=False)
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help=REF_HELP)],
+    directory: Annotated[Path, typer.Argument(help="A new folder for the MLflow model.")],
+) -> None:
+    """Write a scikit-learn version in MLflow's model format (skops inside, never pickle).
+
+    mlflow.pyfunc.load_model(DIRECTORY) then loads it, as does `mlflow models serve`.
+    """
+    with open_workspace(ctx) as workspace:
+        version = workspace.registry.get(ref)
+        written = workspace.registry.export_mlflow(version, directory)
+    console().print(f"exported {version.ref} to {written} (MLflow model format)", markup=False)
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The model to register it as.")],
+    directory: Annotated[Path, typer.Argument(help="An MLflow scikit-learn model folder.")],
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust", help="Read a pickled model (runs its code): only from a publisher you trust."
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Register an MLflow scikit-learn model as a new version, stored as skops.
+
+    A pickled MLflow model is refused unless --trust is given; once imported
+    it is skops, and loads without trust.
+    """
+    with open_workspace(ctx) as workspace:
+        version = workspace.registry.import_mlflow(name, directory, trust=trust)
+    if as_json:
+        _echo_json(_version(version))
+        return
+    console().print(f"registered {version.ref} from {directory} (stored as skops)", markup=False)
 
 
 @app.command("promote")
@@ -220,8 +290,6 @@ def lineage(
 
 def _rows(workspace: Workspace, data: str) -> pd.DataFrame:
     """A file's rows (CSV or Parquet), or else the dataset version ``data`` names."""
-    from pathlib import Path
-
     import pandas as pd
 
     from mlcycle.errors import ValidationFailed

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import orjson
@@ -30,6 +30,14 @@ import pyarrow.compute as pc
 
 from mlcycle.clock import Clock
 from mlcycle.data._content import canonical, content_digest
+from mlcycle.data._delta_files import (
+    PARQUET_CODEC,
+    SourceFingerprint,
+    file_fingerprint,
+    file_state,
+    single_file,
+    writer_properties,
+)
 from mlcycle.data._diff import DatasetDiff, diff_tables
 from mlcycle.data._erase import Erasure, Predicate, parse_predicate
 from mlcycle.data._policy import PolicyFinding
@@ -52,9 +60,12 @@ from mlcycle.track import Tracker, current_run
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DatasetConflict", "DatasetRegistry", "Erasure"]
+__all__ = ["PARQUET_CODEC", "DatasetConflict", "DatasetRegistry", "Erasure"]
 
 Mode = Literal["append", "overwrite"]
+TABLE_PROPERTIES: dict[str, str | None] = {"delta.enableExpiredLogCleanup": "false"}
+"""Set on every new dataset table: a checkpoint never deletes old commit files (delta-rs
+does after 30 days by default), so every version stays readable until an erasure."""
 Validation = Literal["passed", "skipped"] | None
 """What a registration's schema validation did: ran and passed, was skipped, or was not asked."""
 Check = Callable[[pa.Table], None]
@@ -73,12 +84,6 @@ ROW_COLUMN = "_mlcycle_row"
 
 class DatasetConflict(MlcycleError):
     """Another writer held a dataset for longer than this one would wait, or won every commit."""
-
-
-PARQUET_CODEC: Final = "LZ4_RAW"
-"""Parquet compression of dataset files: on 1M x 25 here LZ4_RAW wrote at 113 MB/s against
-snappy's 83 MB/s (delta-rs' default) and zstd-1's 71 MB/s, for files within 0.5 % of snappy's
-size. Delta readers (delta-rs, Spark, pyarrow, DuckDB) read it."""
 
 
 @dataclass
@@ -133,7 +138,12 @@ class DatasetRegistry:
             raise ValidationFailed(f"mode {mode!r} must be 'append' or 'overwrite'")
         if schema not in {None, "merge"}:
             raise ValidationFailed(f"schema {schema!r} must be None or 'merge'")
-        raw, described = read_source(source)
+        path = single_file(source)
+        if path is not None and mode == "overwrite" and check is None and not validate:
+            same = self._same_file(name, path, time_column=time_column, key=key)
+            if same is not None:
+                return same
+        raw, described, fingerprint = _read_fingerprinted(source, path)
         table = canonical(raw)
         if table.num_rows == 0:
             raise ValidationFailed(
@@ -156,6 +166,7 @@ class DatasetRegistry:
             source=(described, source_ref),
             op=None,
             validation=validation,
+            fingerprint=fingerprint,
         )
 
     def _validate(self, name: str, table: pa.Table, *, validate: bool | None) -> Validation:
@@ -225,6 +236,7 @@ class DatasetRegistry:
         source: tuple[str, str],
         op: str | None,
         validation: Validation,
+        fingerprint: SourceFingerprint | None = None,
     ) -> DatasetVersion:
         owner = new_id()
         self._lock(dataset.name, owner)
@@ -238,6 +250,7 @@ class DatasetRegistry:
                 op=op,
                 owner=owner,
                 validation=validation,
+                fingerprint=fingerprint,
             )
         finally:
             self.catalog.unlock_dataset(dataset.name, owner=owner)
@@ -253,6 +266,7 @@ class DatasetRegistry:
         op: str | None,
         owner: str,
         validation: Validation,
+        fingerprint: SourceFingerprint | None = None,
     ) -> DatasetVersion:
         name = dataset.name
         latest = self.catalog.latest_dataset_version(name)
@@ -260,11 +274,11 @@ class DatasetRegistry:
         current = self._delta(uri)
         if current is None or latest is None:
             mode = "overwrite"
-        if mode == "overwrite":
+        if mode == "overwrite" and latest is not None:
             digest = content_digest(table)
-            if latest is not None and latest.digest == digest:
+            if latest.digest == digest:
                 return latest
-        else:
+        elif mode == "append":
             _check_append(name, latest, _table_schema(current), table, merge=schema == "merge")
         offset = self._row_count(uri) if mode == "append" else 0
         numbered = table.append_column(ROW_COLUMN, _row_numbers(offset, table.num_rows))
@@ -275,9 +289,17 @@ class DatasetRegistry:
                     pool.submit(self._profile, table),
                     pool.submit(self._scan, table),
                 )
+                digested = pool.submit(content_digest, table) if latest is None else None
             delta_version = self._commit(
-                uri, numbered, mode=mode, merge=schema == "merge", exists=current is not None
+                uri,
+                numbered,
+                mode=mode,
+                merge=schema == "merge",
+                exists=current is not None,
+                fingerprint=fingerprint if mode == "overwrite" else None,
             )
+            if mode == "overwrite" and digested is not None:
+                digest = digested.result()
             if mode == "append":
                 stored = self._read_delta(uri, delta_version)
                 profiled, scanned = (
@@ -316,6 +338,48 @@ class DatasetRegistry:
             return []
         return [finding.to_dict() for finding in self.policy_scan(table)]
 
+    def _same_file(
+        self, name: str, path: Path, *, time_column: str | None, key: Sequence[str] | None
+    ) -> DatasetVersion | None:
+        """The latest version of ``name`` if its Delta commit was made from these very bytes.
+
+        Hashing the file is far cheaper than decoding it; anything unusual
+        (no fingerprint, another commit since, other key or time column, a
+        size or a byte that differs) returns ``None`` and the file is read.
+        """
+        try:
+            dataset = self.catalog.get_dataset(name)
+        except NotFound:
+            return None
+        self._dataset(name, time_column=time_column, key=tuple(key or ()), description=None)
+        latest = self.catalog.latest_dataset_version(name)
+        needed = [*(key or ()), *([time_column] if time_column else [])]
+        if latest is None or any(c not in latest.columns for c in needed):
+            return None
+        uri = self.tables.table_uri(dataset.table_path or f"{_TABLES_PREFIX}/{name}")
+        current = self._delta(uri)
+        if current is None or current.version() != latest.delta_version:
+            return None  # a commit no version records (a writer died): read the file
+        found = file_fingerprint(path)
+        if found is None:
+            return None
+        return latest if current.transaction_version(found.app_id) == latest.delta_version else None
+
+    def _remember(self, uri: str, fingerprint: SourceFingerprint | None) -> Any:  # Any: deltalake
+        """Commit properties naming the file the commit's rows are exactly (see ``_delta_files``).
+
+        The ``txn`` version is the commit this write expects to make; should
+        another commit land first, the id names a commit that is not this
+        file's newest version, so it never matches (the file is read again).
+        """
+        if fingerprint is None:
+            return None
+        from deltalake import CommitProperties, Transaction  # noqa: PLC0415  (heavy; on first use)
+
+        current = self._delta(uri)
+        expected = 0 if current is None else int(current.version()) + 1
+        return CommitProperties(app_transactions=[Transaction(fingerprint.app_id, expected)])
+
     def _lock(self, name: str, owner: str) -> None:
         deadline = monotonic_time.monotonic() + self.lock_wait_s
         pause = 0.02
@@ -334,8 +398,17 @@ class DatasetRegistry:
             monotonic_time.sleep(pause)
             pause = min(pause * 2, 0.5)
 
-    def _commit(self, uri: str, table: pa.Table, *, mode: Mode, merge: bool, exists: bool) -> int:
-        from deltalake import DeltaTable, WriterProperties, write_deltalake  # noqa: PLC0415
+    def _commit(
+        self,
+        uri: str,
+        table: pa.Table,
+        *,
+        mode: Mode,
+        merge: bool,
+        exists: bool,
+        fingerprint: SourceFingerprint | None = None,
+    ) -> int:
+        from deltalake import DeltaTable, write_deltalake  # noqa: PLC0415
         from deltalake.exceptions import CommitFailedError, SchemaMismatchError  # noqa: PLC0415
 
         schema_mode: Literal["merge", "overwrite"] | None = None
@@ -351,7 +424,9 @@ class DatasetRegistry:
                     mode=mode,
                     schema_mode=schema_mode,
                     storage_options=self.tables.storage_options() or None,
-                    writer_properties=WriterProperties(compression=PARQUET_CODEC),
+                    writer_properties=writer_properties(table.schema, plain=(ROW_COLUMN,)),
+                    commit_properties=self._remember(uri, fingerprint),
+                    configuration=None if exists else TABLE_PROPERTIES,
                 )
                 break
             except CommitFailedError as exc:
@@ -684,6 +759,22 @@ class DatasetRegistry:
         return diff_tables(
             self._read(first), self._read(second), name=name, versions=(old, new), key=key
         )
+
+
+def _read_fingerprinted(
+    source: object, path: Path | None
+) -> tuple[pa.Table, str, SourceFingerprint | None]:
+    """``read_source``, and for a single file its fingerprint, hashed while it is decoded."""
+    if path is None:
+        return (*read_source(source), None)
+    state = file_state(path)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # hashlib releases the GIL
+        hashed = pool.submit(file_fingerprint, path)
+        raw, described = read_source(source)
+        fingerprint = hashed.result()
+    if state is None or file_state(path) != state:  # written while read: remember nothing
+        fingerprint = None
+    return raw, described, fingerprint
 
 
 def _row_numbers(start: int, count: int) -> pa.Array:

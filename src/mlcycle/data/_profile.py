@@ -75,6 +75,7 @@ TOP_VALUES = 20
 INTEGER_CATEGORY_LIMIT = 50
 _THREADS = 2
 _SAFE_MAGNITUDE = 1e150
+_EXACT_INTEGER = 2.0**52
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,7 @@ def _numeric(name: str, type_name: str, column: pa.ChunkedArray) -> ColumnProfil
         nan_count = int(np.isnan(values).sum())
         inf_count = int(values.size - finite.size - nan_count)
         distinct_extra = int(np.any(values == np.inf)) + int(np.any(values == -np.inf))
-    ordered = np.sort(finite)
+    ordered = _sorted(finite, integer=pa.types.is_integer(column.type))
     base = ColumnProfile(
         name=name,
         type=type_name,
@@ -283,6 +284,23 @@ def _numeric(name: str, type_name: str, column: pa.ChunkedArray) -> ColumnProfil
         category_counts=category_counts,
         sample=_sample(ordered),
     )
+
+
+def _sorted(values: npt.NDArray[np.float64], *, integer: bool) -> npt.NDArray[np.float64]:
+    """``np.sort(values)``, without sorting when it can: the sort is most of a column's profile.
+
+    Values already in order (row ids, times) are used as they are; integers
+    spanning fewer values than there are rows are counted (``bincount``) and
+    spelled out in order, which gives the same array in linear time.
+    """
+    if values.size < 2 or bool((values[1:] >= values[:-1]).all()):
+        return values
+    if integer:
+        low, high = float(values.min()), float(values.max())
+        if high - low < values.size and abs(low) < _EXACT_INTEGER and abs(high) < _EXACT_INTEGER:
+            counts = np.bincount((values - low).astype(np.int64))
+            return np.repeat(np.arange(low, high + 1, dtype=np.float64), counts)
+    return np.sort(values)
 
 
 def _moments(ordered: npt.NDArray[np.float64]) -> tuple[float | None, float | None]:

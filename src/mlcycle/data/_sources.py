@@ -114,7 +114,7 @@ def _read_file(path: Path) -> pa.Table:
     name = path.name.lower()
     if name.endswith(_PARQUET_SUFFIXES):
         try:
-            return pq.read_table(path)
+            return pq.read_table(path, binary_type=pa.large_binary())  # Delta's string type
         except (pa.ArrowInvalid, OSError) as exc:
             raise ValidationFailed(f"{path} is not a readable Parquet file: {exc}") from exc
     if name.endswith(_CSV_SUFFIXES):

@@ -9,16 +9,19 @@ from mlcycle.registry._flavor import Flavor, LoadedModel
 from mlcycle.registry._flavors import ENTRY_POINT_GROUP, flavor_for, get_flavor, known_flavors
 from mlcycle.registry._gates import Evaluation, GateResult, SliceMetrics
 from mlcycle.registry._lightgbm import LightGBMFlavor
-from mlcycle.registry._mlflow import export_mlflow, import_mlflow
+from mlcycle.registry._mlflow import read_mlflow_model, write_mlflow_model
 from mlcycle.registry._onnx import OnnxFlavor, convert_to_onnx
 from mlcycle.registry._pyfunc import PyfuncFlavor
 from mlcycle.registry._registry import ModelRegistry
 from mlcycle.registry._sdk import (
+    card,
     current_registry,
     evaluate,
+    export_mlflow,
     gate_results,
     get,
     history,
+    import_mlflow,
     input_example,
     load,
     models,
@@ -53,6 +56,7 @@ __all__ = [
     "SklearnFlavor",
     "SliceMetrics",
     "XGBoostFlavor",
+    "card",
     "convert_to_onnx",
     "current_registry",
     "evaluate",
@@ -74,10 +78,12 @@ __all__ = [
     "load",
     "models",
     "promote",
+    "read_mlflow_model",
     "register",
     "require_trust",
     "rollback",
     "rollback_target",
     "update",
     "versions",
+    "write_mlflow_model",
 ]

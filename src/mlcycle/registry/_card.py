@@ -123,8 +123,9 @@ class ModelCard:
             f"<h1>{escape(self.title)}</h1>{body}</body></html>\n"
         )
 
-    def write(self, directory: Path) -> tuple[Path, Path]:
+    def write(self, directory: str | Path) -> tuple[Path, Path]:
         """Write ``<name>-v<version>.md`` and ``.html`` into ``directory``; returns both paths."""
+        directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         stem = f"{self.version.name}-v{self.version.version}"
         markdown, html = directory / f"{stem}.md", directory / f"{stem}.html"

@@ -55,8 +55,8 @@ def denied_column_gate(features: Iterable[str], denied: Iterable[str]) -> GateRe
     if found:
         return gate_failed(
             name,
-            f"feature(s) {', '.join(found)} are denied by the data policy (data.deny_columns); "
-            "drop them from the model's inputs",
+            f"feature(s) {', '.join(found)} were flagged by the data policy of the training "
+            "data (personal data, or data.deny_columns); drop them from the model's inputs",
             float(len(found)),
             0.0,
         )

@@ -94,7 +94,7 @@ def evaluate_version(
 
 
 def reevaluate(
-    registry: ModelRegistry, version: ModelVersion
+    registry: ModelRegistry, version: ModelVersion, *, trust: bool = False
 ) -> dict[str, Any] | None:  # Any: JSON
     """Run the gates again on the rows the last evaluation stored, against today's production.
 
@@ -110,7 +110,8 @@ def reevaluate(
     train = None
     if TRAIN_ROLE in stored:
         train = _get_frame(registry, Digest(stored[TRAIN_ROLE]))
-    evaluate_version(registry, version, test, train=train, target=stored.get("target"), trust=True)
+    target = stored.get("target")
+    evaluate_version(registry, version, test, train=train, target=target, trust=trust)
     return registry.catalog.get_model_version(version.name, version.version).evaluation
 
 

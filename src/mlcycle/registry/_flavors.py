@@ -42,12 +42,24 @@ def get_flavor(name: str) -> Flavor:
 
 
 def flavor_for(model: object) -> Flavor:
-    """The first flavor that can save ``model``; ``ValidationFailed`` lists the supported ones."""
+    """The first safe flavor that can save ``model``; ``ValidationFailed`` lists the flavors.
+
+    An unsafe flavor (``pyfunc``: pickle) is never chosen by itself: the
+    caller asks for it by name, so a model never becomes code-on-load by
+    accident. The error says so when it would take the model.
+    """
     for flavor in known_flavors():
-        if flavor.handles(model):
+        if flavor.safe and flavor.handles(model):
             return flavor
-    names = ", ".join(flavor.name for flavor in known_flavors())
-    raise ValidationFailed(
-        f"no flavor can store a {type(model).__module__}.{type(model).__qualname__}; "
-        f"the supported flavors are: {names}"
-    )
+    kind = f"{type(model).__module__}.{type(model).__qualname__}"
+    names = ", ".join(flavor.name for flavor in known_flavors() if flavor.safe)
+    unsafe = [
+        flavor.name for flavor in known_flavors() if not flavor.safe and flavor.handles(model)
+    ]
+    if unsafe:
+        raise ValidationFailed(
+            f"no safe flavor can store a {kind} (the safe flavors are: {names}); "
+            f"flavor='{unsafe[0]}' stores it with pickle, which runs code on load, so loading "
+            "it will need trust=True or a trusted publisher"
+        )
+    raise ValidationFailed(f"no flavor can store a {kind}; the supported flavors are: {names}")

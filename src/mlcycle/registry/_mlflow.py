@@ -32,7 +32,12 @@ if TYPE_CHECKING:
 
     from mlcycle.registry._signature import Signature
 
-__all__ = ["MLFLOW_FORMAT_VERSION", "export_mlflow", "import_mlflow"]
+__all__ = [
+    "MLFLOW_FORMAT_VERSION",
+    "mlflow_input_example",
+    "read_mlflow_model",
+    "write_mlflow_model",
+]
 
 MLFLOW_FORMAT_VERSION = "3.17.2"
 """The MLflow release whose model format the export follows (and the interop test runs)."""
@@ -49,7 +54,7 @@ _MLFLOW_TYPES = {
 _REQUIREMENTS = ("scikit-learn", "skops", "numpy", "pandas")
 
 
-def export_mlflow(
+def write_mlflow_model(
     model: object | Path,
     dest_dir: Path,
     *,
@@ -175,7 +180,7 @@ def _write_example(dest_dir: Path, example: pd.DataFrame) -> dict[str, str]:
     }
 
 
-def import_mlflow(
+def read_mlflow_model(
     path: Path,
     *,
     trust: bool = False,
@@ -237,3 +242,24 @@ def _sklearn_flavor(path: Path) -> dict[str, Any]:  # Any: YAML values
         )
     sklearn_flavor: dict[str, Any] = flavors["sklearn"]
     return sklearn_flavor
+
+
+def mlflow_input_example(path: Path) -> pd.DataFrame | None:
+    """The input example an MLflow model directory saved in pandas' split form, if any."""
+    import pandas as pd  # noqa: PLC0415  (with the data)
+
+    try:
+        document = yaml.safe_load((path / "MLmodel").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    info = document.get("saved_input_example_info") if isinstance(document, dict) else None
+    if not isinstance(info, dict) or info.get("pandas_orient", "split") != "split":
+        return None
+    example = (path / str(info.get("artifact_path", ""))).resolve()
+    if not example.is_relative_to(path.resolve()) or not example.is_file():
+        return None
+    try:
+        split = json.loads(example.read_text())
+        return pd.DataFrame(split["data"], columns=split["columns"])
+    except (ValueError, KeyError, TypeError):
+        return None  # an example is a convenience; a model without one imports all the same

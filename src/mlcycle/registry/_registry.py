@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mlcycle.clock import Clock
 from mlcycle.data import parse_ref
-from mlcycle.errors import AliasConflict, GateFailed, IntegrityError, NotFound, ValidationFailed
+from mlcycle.errors import (
+    AliasConflict,
+    GateFailed,
+    IntegrityError,
+    NotFound,
+    Untrusted,
+    ValidationFailed,
+)
 from mlcycle.ids import Digest, RunId
 from mlcycle.registry._aliases import evaluation_passed, failed_gates, rollback_target
 from mlcycle.registry._flavor import ANY_TYPE, Flavor, LoadedModel
@@ -44,6 +51,7 @@ from mlcycle.settings import RegistrySettings
 from mlcycle.store import (
     AliasMove,
     ArtifactStore,
+    EnvironmentCatalog,
     LineageGraph,
     ModelCatalog,
     ModelVersion,
@@ -58,7 +66,8 @@ from mlcycle.track import ActiveRun, Tracker, current_run
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlcycle.data import DatasetRegistry
+    from mlcycle.data import DatasetProfile, DatasetRegistry
+    from mlcycle.registry._card import ModelCard
 
 __all__ = ["ModelRegistry"]
 
@@ -82,7 +91,9 @@ class ModelRegistry:
     settings: RegistrySettings
     tracker: Tracker | None = None
     data: DatasetRegistry | None = None
-    """Datasets, for the gates: policy findings and the training rows of a recorded split."""
+    """Datasets, for the gates (policy findings, training rows of a split) and cards (profiles)."""
+    environments: EnvironmentCatalog | None = None
+    """Runs' software environments, for model cards."""
 
     def register(
         self,
@@ -192,7 +203,10 @@ class ModelRegistry:
         with tempfile.TemporaryDirectory(prefix="mlcycle-load-") as folder:
             path = Path(folder) / f"model{flavor.suffix}"
             self._fetch(version, digest, path)
-            model = flavor.load(path, trusted_types=types)
+            try:
+                model = flavor.load(path, trusted_types=types)
+            except Untrusted as exc:
+                raise Untrusted(f"refusing to load {version.ref}: {exc}") from exc
         return LoadedModel(
             model=model,
             flavor=flavor,
@@ -264,6 +278,87 @@ class ModelRegistry:
             self, self.get(ref), test_data, train=train_data, target=target, trust=trust
         )
 
+    def card(self, ref: str | ModelVersion) -> ModelCard:
+        """The model card of a version: what it is for, its data, metrics, gates and history.
+
+        Built from the version, its stored evaluation (gates, per-slice
+        metrics, importance), the profiles of the dataset versions it was
+        trained on, its run's environment and the model's alias history;
+        ``card.write(folder)`` writes it as Markdown and HTML.
+        """
+        from mlcycle.registry._card import ModelCard  # noqa: PLC0415  (only for cards)
+
+        version = self.get(ref)
+        environment = None
+        if version.run_id is not None and self.environments is not None:
+            digest = self.runs.get_run(version.run_id).environment_digest
+            environment = None if digest is None else self.environments.get_environment(digest)
+        return ModelCard.build(
+            version,
+            history=self.catalog.alias_history(version.name),
+            profiles=self._profiles(version),
+            environment=environment,
+        )
+
+    def export_mlflow(self, ref: str | ModelVersion, directory: str | Path) -> Path:
+        """Write a scikit-learn version as an MLflow model directory, stored with skops.
+
+        ``mlflow.pyfunc.load_model(directory)`` loads it with MLflow's own
+        code; the file is checked against its digest on the way out.
+        """
+        from mlcycle.registry._mlflow import write_mlflow_model  # noqa: PLC0415  (yaml, when used)
+
+        version = self.get(ref)
+        if version.flavor != "sklearn":
+            raise ValidationFailed(
+                f"model {version.ref} is a {version.flavor} model; only scikit-learn models "
+                "export to MLflow's format"
+            )
+        example = self.input_example(version) if _EXAMPLE_ROLE in version.files else None
+        with tempfile.TemporaryDirectory(prefix="mlcycle-export-") as folder:
+            path = Path(folder) / "model.skops"
+            self._fetch(version, version.digest, path)
+            return write_mlflow_model(
+                path,
+                Path(directory),
+                signature=Signature.from_dict(version.signature),
+                input_example=example,
+            )
+
+    def import_mlflow(
+        self,
+        name: str,
+        directory: str | Path,
+        *,
+        trust: bool = False,
+        run: ActiveRun | Run | str | None = None,
+        tags: Mapping[str, str] | None = None,
+        description: str | None = None,
+    ) -> ModelVersion:
+        """Register the scikit-learn model of an MLflow model directory as a skops version.
+
+        A pickled MLflow model runs code when read, so it is read only with
+        ``trust=True`` (``Untrusted`` otherwise); it is stored as skops, so
+        later loads need no trust. Its ``input_example`` is kept when present.
+        """
+        from mlcycle.registry._mlflow import (  # noqa: PLC0415  (yaml, when used)
+            mlflow_input_example,
+            read_mlflow_model,
+        )
+
+        path = Path(directory)
+        types = (*self.settings.trusted_types, *((ANY_TYPE,) if trust else ()))
+        model = read_mlflow_model(path, trust=trust, trusted_types=types)
+        return self.register(
+            name,
+            model,
+            run=run,
+            input_example=mlflow_input_example(path),
+            tags={"mlcycle.imported_from": f"mlflow:{path.name}", **(tags or {})},
+            description=description,
+            flavor="sklearn",
+        )
+
     def update(
         self,
         ref: str | ModelVersion,
@@ -292,12 +387,16 @@ class ModelRegistry:
         *,
         reason: str | None = None,
         force: bool = False,
+        trust: bool = False,
     ) -> AliasMove:
         """Point alias ``to`` at ``version``, recorded with who, when, why and the gate results.
 
         An alias in ``registry.guarded_aliases`` takes only a version whose
         gates passed (``GateFailed`` with the results otherwise), unless
-        ``force=True`` with a ``reason``, which the history keeps.
+        ``force=True`` with a ``reason``, which the history keeps. When
+        production moved since the version was evaluated, its gates run again
+        on the stored rows (the fresh verdict is kept on the version), which
+        loads the model: an unsafe one needs ``trust`` as for ``load``.
         """
         check_alias(to)
         if force and not (reason and reason.strip()):
@@ -306,7 +405,7 @@ class ModelRegistry:
                 "the alias history keeps: pass reason='...'"
             )
         candidate = self.catalog.get_model_version(name, version)
-        gates = self._gates(candidate, to)
+        gates = self._gates(candidate, to, trust=trust)
         overridden = self._check_gates(candidate, to, gates, force=force)
         for attempt in range(_PROMOTE_ATTEMPTS):
             current = self.catalog.get_model(name).aliases.get(to)
@@ -373,13 +472,15 @@ class ModelRegistry:
         named = ", ".join(f"{a} -> {v}" for a, v in model.aliases.items()) or "none"
         raise NotFound(f"model '{name}' has no alias '{alias}' (its aliases: {named})")
 
-    def _gates(self, version: ModelVersion, to: str) -> dict[str, Any] | None:  # Any: JSON
+    def _gates(
+        self, version: ModelVersion, to: str, *, trust: bool
+    ) -> dict[str, Any] | None:  # Any: JSON values
         """The gate results a move to ``to`` is judged by: fresh ones for a guarded alias."""
         if to not in self.settings.guarded_aliases:
             return version.evaluation
         from mlcycle.registry._evaluation import reevaluate  # noqa: PLC0415  (numpy, sklearn)
 
-        fresh = reevaluate(self, version)
+        fresh = reevaluate(self, version, trust=trust)
         return version.evaluation if fresh is None else fresh
 
     def _check_gates(
@@ -401,7 +502,8 @@ class ModelRegistry:
             why = f"its gates failed: {', '.join(failed_gates(gates)) or 'passed is false'}"
         raise GateFailed(
             f"model {version.ref} cannot become '{to}' (a guarded alias): {why}; "
-            "or force it with force=True and a reason",
+            "or force it with a reason the history keeps (force=True, reason=...; "
+            "mlcycle models promote --force --reason ...)",
             results=gates or {},
         )
 
@@ -431,6 +533,23 @@ class ModelRegistry:
                 f"model {version.ref} has no ONNX copy ({why}); load it with runtime='native'"
             )
         return digest
+
+    def _profiles(self, version: ModelVersion) -> dict[str, DatasetProfile]:
+        """The stored profiles of the dataset versions ``version`` was trained on, by reference."""
+        from mlcycle.data import DatasetProfile  # noqa: PLC0415  (only for cards)
+
+        found: dict[str, DatasetProfile] = {}
+        if self.data is None:
+            return found
+        for ref in version.dataset_versions:
+            try:
+                dataset = self.data.get(ref.removeprefix("data:/"))
+            except NotFound:
+                continue
+            if dataset.profile_digest is not None:
+                with self.artifacts.open(dataset.profile_digest) as stream:
+                    found[ref] = DatasetProfile.from_json(stream.read())
+        return found
 
     def _flavor(self, model: object, flavor: str | Flavor | None) -> Flavor:
         if flavor is None:

@@ -8,24 +8,30 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlcycle.registry._registry import ModelRegistry
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
+    from mlcycle.registry._card import ModelCard
     from mlcycle.registry._flavor import Flavor, LoadedModel
     from mlcycle.registry._gates import Evaluation
     from mlcycle.store import AliasMove, ModelVersion, RegisteredModel, Run
     from mlcycle.track import ActiveRun
 
 __all__ = [
+    "card",
     "current_registry",
     "evaluate",
+    "export_mlflow",
     "gate_results",
     "get",
     "history",
+    "import_mlflow",
     "input_example",
     "load",
     "models",
@@ -71,9 +77,11 @@ def register(
     )
 
 
-def load(ref: str | ModelVersion, *, trust: bool = False) -> LoadedModel:
+def load(
+    ref: str | ModelVersion, *, trust: bool = False, runtime: Literal["native", "onnx"] = "native"
+) -> LoadedModel:
     """Load ``models:/bike@production`` (or ``bike/3``), its digest checked first."""
-    return current_registry().load(ref, trust=trust)
+    return current_registry().load(ref, trust=trust, runtime=runtime)
 
 
 def get(ref: str | ModelVersion) -> ModelVersion:
@@ -121,9 +129,10 @@ def promote(
     *,
     reason: str | None = None,
     force: bool = False,
+    trust: bool = False,
 ) -> AliasMove:
     """Point alias ``to`` at ``version``; guarded aliases need passed gates or a forced reason."""
-    return current_registry().promote(name, version, to, reason=reason, force=force)
+    return current_registry().promote(name, version, to, reason=reason, force=force, trust=trust)
 
 
 def rollback(name: str, alias: str = "production", *, reason: str | None = None) -> AliasMove:
@@ -152,4 +161,28 @@ def evaluate(
     """Run a version's gates on held-out rows and store the verdict (``ModelRegistry.evaluate``)."""
     return current_registry().evaluate(
         ref, test_data, train_data=train_data, target=target, trust=trust
+    )
+
+
+def card(ref: str | ModelVersion) -> ModelCard:
+    """The model card of a version (``ModelRegistry.card``); ``.write(folder)`` saves it."""
+    return current_registry().card(ref)
+
+
+def export_mlflow(ref: str | ModelVersion, directory: str | Path) -> Path:
+    """Write a scikit-learn version as an MLflow model directory (skops, never pickle)."""
+    return current_registry().export_mlflow(ref, directory)
+
+
+def import_mlflow(
+    name: str,
+    directory: str | Path,
+    *,
+    trust: bool = False,
+    tags: Mapping[str, str] | None = None,
+    description: str | None = None,
+) -> ModelVersion:
+    """Register an MLflow scikit-learn model as a skops version; pickled ones need ``trust``."""
+    return current_registry().import_mlflow(
+        name, directory, trust=trust, tags=tags, description=description
     )

@@ -23,6 +23,7 @@ from mlcycle.store._protocols import (
     MetricLog,
     ModelCatalog,
     RunLog,
+    ScheduleCatalog,
     TableArea,
 )
 from mlcycle.store._records import (
@@ -44,15 +45,20 @@ from mlcycle.store._records import (
     RunStart,
     RunStatus,
     RunValues,
+    Schedule,
+    ScheduleKind,
+    TriggerFiring,
     WriteBatch,
     WriteOperation,
 )
 from mlcycle.store._sql import SqlMetadataStore
 from mlcycle.store._sql_datasets import check_dataset_actor, check_dataset_name
 from mlcycle.store._sql_models import LATEST_ALIAS, check_alias, check_model_name
+from mlcycle.store._sql_schedules import SCHEDULE_KINDS, check_schedule_name
 
 __all__ = [
     "LATEST_ALIAS",
+    "SCHEDULE_KINDS",
     "AliasMove",
     "ArtifactIndex",
     "ArtifactRecord",
@@ -84,8 +90,12 @@ __all__ = [
     "RunStart",
     "RunStatus",
     "RunValues",
+    "Schedule",
+    "ScheduleCatalog",
+    "ScheduleKind",
     "SqlMetadataStore",
     "TableArea",
+    "TriggerFiring",
     "WriteBatch",
     "WriteOperation",
     "ancestry",
@@ -95,6 +105,7 @@ __all__ = [
     "check_dataset_name",
     "check_key",
     "check_model_name",
+    "check_schedule_name",
     "check_table_name",
     "open_artifact_store",
     "open_metadata_store",

@@ -27,6 +27,8 @@ from mlcycle.store._records import (
     Run,
     RunError,
     RunStatus,
+    Schedule,
+    TriggerFiring,
     WriteBatch,
 )
 
@@ -42,6 +44,7 @@ __all__ = [
     "MetricLog",
     "ModelCatalog",
     "RunLog",
+    "ScheduleCatalog",
     "TableArea",
 ]
 
@@ -399,6 +402,68 @@ class ModelCatalog(Protocol):
 
     def alias_history(self, name: str, alias: str | None = None) -> list[AliasMove]:
         """Every move of ``name``'s aliases (or of one alias), oldest first."""
+        ...
+
+
+class ScheduleCatalog(Protocol):
+    """Schedules, the firings of their triggers, and the lease agents take turns by.
+
+    Exactly once: a firing is claimed by inserting its ``(schedule, key)`` row
+    first, and only the agent whose insert went in launches the target. The
+    lease keeps a second agent idle while one works; the key keeps a firing
+    single even when a lease expires mid-pass.
+    """
+
+    def add_schedule(self, schedule: Schedule, *, time: datetime) -> Schedule:
+        """Store a new schedule and a ``schedule.added`` event; a taken name: ``AlreadyExists``."""
+        ...
+
+    def get_schedule(self, name: str) -> Schedule:
+        """Raise ``NotFound`` naming the schedule when there is none."""
+        ...
+
+    def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        ...
+
+    def remove_schedule(self, name: str, *, actor: str, time: datetime) -> Schedule:
+        """Delete a schedule (and record ``schedule.removed``); its firings stay as history."""
+        ...
+
+    def claim_firing(self, firing: TriggerFiring) -> bool:
+        """Record ``firing`` unless its key was claimed already; whether this call claimed it.
+
+        A cron firing is also refused unless its tick is newer than the
+        schedule's ``last_fired_tick``, which it then becomes: ticks only move
+        forward, so an agent that fell behind never fires an older tick.
+        """
+        ...
+
+    def finish_firing(
+        self,
+        firing: TriggerFiring,
+        *,
+        payload: dict[str, Any],  # Any: JSON values
+    ) -> TriggerFiring:
+        """Store a firing's command, pid and exit code, with a ``schedule.fired`` event."""
+        ...
+
+    def list_firings(
+        self, schedule: str | None = None, *, limit: int = 1000
+    ) -> list[TriggerFiring]:
+        """Firings, oldest first (of one schedule, when given)."""
+        ...
+
+    def take_lease(self, name: str, *, holder: str, now: datetime, ttl_s: float) -> str | None:
+        """Take or renew lease ``name`` for ``ttl_s`` seconds.
+
+        Returns ``None`` when ``holder`` has it now, else the other holder,
+        whose lease has not expired.
+        """
+        ...
+
+    def release_lease(self, name: str, *, holder: str) -> None:
+        """Give the lease back if ``holder`` has it."""
         ...
 
 

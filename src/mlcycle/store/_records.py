@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from mlcycle.ids import Digest, EventId, ExperimentId, RunId
 
@@ -29,6 +29,9 @@ __all__ = [
     "RunStart",
     "RunStatus",
     "RunValues",
+    "Schedule",
+    "ScheduleKind",
+    "TriggerFiring",
     "WriteBatch",
     "WriteOperation",
 ]
@@ -348,3 +351,54 @@ class AliasMove:
     forced: bool = False
     gates: dict[str, Any] | None = None  # Any: JSON values
     position: int = 0
+
+
+ScheduleKind: TypeAlias = Literal["cron", "dataset", "alert"]
+"""What fires a schedule: cron ticks, new versions of a dataset, or an alert."""
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A target the agent launches when its trigger fires.
+
+    ``spec`` is the cron expression, the dataset name or the alert name, by
+    ``kind``. ``params`` are passed to the target as ``--param k=v``.
+    ``added_position`` is the event position of its ``schedule.added`` event:
+    only later events fire it. ``last_fired_tick`` is the newest cron tick
+    fired; ticks only move forward.
+    """
+
+    name: str
+    target: str
+    kind: ScheduleKind
+    spec: str
+    params: dict[str, str] = field(default_factory=dict)
+    enabled: bool = True
+    created_at: datetime | None = None
+    actor: str = ""
+    added_position: int = 0
+    last_fired_at: datetime | None = None
+    last_fired_tick: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerFiring:
+    """One firing of a schedule, claimed once by one agent.
+
+    ``key`` is unique per schedule: ``cron:<tick>`` or ``event:<position>``.
+    ``exit_code`` and ``command`` are set when the launched target has ended
+    (``pid`` when it was started); ``None`` while it runs, or when the agent
+    that claimed it died before launching.
+    """
+
+    schedule: str
+    key: str
+    trigger: ScheduleKind
+    fired_at: datetime
+    agent: str
+    tick: datetime | None = None
+    position: int | None = None
+    command: tuple[str, ...] = ()
+    pid: int | None = None
+    exit_code: int | None = None
+    finished_at: datetime | None = None

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "agent_leases",
     "alias_moves",
     "artifacts",
     "dataset_versions",
@@ -44,7 +45,9 @@ __all__ = [
     "params",
     "registered_models",
     "runs",
+    "schedules",
     "tags",
+    "trigger_firings",
 ]
 
 metadata = MetaData(
@@ -279,4 +282,45 @@ alias_moves = Table(
     Column("gates", Text, nullable=True),
     Column("position", BigInteger, nullable=False),
     Index(None, "name", "alias"),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("target", String(1000), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("spec", String(256), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("added_position", BigInteger, nullable=False),
+    Column("last_fired_at", Float, nullable=True),
+    Column("last_fired_tick", Float, nullable=True),
+)
+
+# No foreign key to schedules: the firings of a removed schedule stay as its history.
+trigger_firings = Table(
+    "trigger_firings",
+    metadata,
+    Column("schedule", String(128), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("trigger", String(16), nullable=False),
+    Column("fired_at", Float, nullable=False, index=True),
+    Column("agent", String(256), nullable=False),
+    Column("tick", Float, nullable=True),
+    Column("position", BigInteger, nullable=True),
+    Column("command", Text, nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("finished_at", Float, nullable=True),
+)
+
+agent_leases = Table(
+    "agent_leases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("holder", String(256), nullable=False),
+    Column("expires_at", Float, nullable=False),
 )

@@ -21,12 +21,16 @@ from mlcycle.store._sql_events import EventsMixin
 from mlcycle.store._sql_metrics import MetricsMixin
 from mlcycle.store._sql_models import ModelsMixin
 from mlcycle.store._sql_runs import RunsMixin
+from mlcycle.store._sql_schedules import SchedulesMixin
 
 __all__ = ["SqlMetadataStore"]
 
 
-class SqlMetadataStore(RunsMixin, MetricsMixin, EventsMixin, DatasetsMixin, ModelsMixin):
-    """Experiments, runs, metrics, environments, artifacts, events, lineage, datasets, models."""
+class SqlMetadataStore(
+    RunsMixin, MetricsMixin, EventsMixin, DatasetsMixin, ModelsMixin, SchedulesMixin
+):
+    """Experiments, runs, metrics, environments, artifacts, events, lineage, datasets, models,
+    schedules."""
 
     def __init__(self, database: Database) -> None:
         self._db = database

@@ -1,8 +1,8 @@
 """How a run split its data into training and test rows, recorded so a gate can check it later.
 
 A model's test metrics mean something only on rows training never saw. A run
-records its split once, as the tag ``mlcycle.split`` (JSON) and the artifact
-``mlcycle/split.json``: the dataset version, and either a time cut-off (train
+records its split once, as the tag ``mlcycle.split`` (JSON): the dataset
+version, and either a time cut-off (train
 rows have ``time <= train_until``, test rows ``time >= test_from``) or the
 key columns, whose train key values are stored as a sorted array of 64-bit
 digests (artifact ``mlcycle/split-train-keys.u64``; no key value is kept).
@@ -30,10 +30,9 @@ if TYPE_CHECKING:
 
     from mlcycle.track._runs import ActiveRun
 
-__all__ = ["SPLIT_ARTIFACT", "SPLIT_KEYS_ARTIFACT", "SPLIT_TAG", "Split", "record_split"]
+__all__ = ["SPLIT_KEYS_ARTIFACT", "SPLIT_TAG", "Split", "record_split"]
 
 SPLIT_TAG = "mlcycle.split"
-SPLIT_ARTIFACT = "mlcycle/split.json"
 SPLIT_KEYS_ARTIFACT = "mlcycle/split-train-keys.u64"
 _SEPARATOR = "\x1f"
 TimeValue = str | int | float | date | datetime
@@ -229,7 +228,6 @@ def record_split(
     if test is not None:
         _check_disjoint(split, test)
     run.set_tag(SPLIT_TAG, orjson.dumps(split.to_dict()).decode())
-    run.log_artifact(split.to_dict(), SPLIT_ARTIFACT)
     return split
 
 

@@ -6,10 +6,12 @@ from mlcycle.store.testing._artifacts import ArtifactStoreContract
 from mlcycle.store.testing._datasets import DatasetCatalogContract
 from mlcycle.store.testing._metadata import MetadataStoreContract
 from mlcycle.store.testing._models import ModelCatalogContract
+from mlcycle.store.testing._schedules import ScheduleCatalogContract
 
 __all__ = [
     "ArtifactStoreContract",
     "DatasetCatalogContract",
     "MetadataStoreContract",
     "ModelCatalogContract",
+    "ScheduleCatalogContract",
 ]

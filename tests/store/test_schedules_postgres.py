@@ -1,0 +1,20 @@
+"""The schedule catalog contract on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from mlcycle.store import SqlMetadataStore, open_metadata_store
+from mlcycle.store.testing import ScheduleCatalogContract
+
+pytestmark = pytest.mark.postgres
+
+
+class TestPostgresScheduleCatalog(ScheduleCatalogContract):
+    @pytest.fixture
+    def catalog(self, postgres_url: str) -> Iterator[SqlMetadataStore]:
+        store = open_metadata_store(postgres_url)
+        yield store
+        store.close()
