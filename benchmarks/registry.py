@@ -290,12 +290,12 @@ def registrations(
     ]
     for label, where, kind in cases:
         name = f"bench-{label.replace('_', '-')}"
-        where.registry.register(f"{name}-warm-up", models[kind], input_example=bike.example)
+        # pickle is never chosen by itself: the pyfunc flavor is asked for by name
+        options = {"input_example": bike.example, "flavor": "pyfunc" if kind == "pyfunc" else None}
+        where.registry.register(f"{name}-warm-up", models[kind], **options)
         log(f"register {label} x{workload.register_repeats}")
         figures, version = timed(
-            lambda w=where, n=name, k=kind: w.registry.register(
-                n, models[k], input_example=bike.example
-            ),
+            lambda w=where, n=name, k=kind, o=options: w.registry.register(n, models[k], **o),
             workload.register_repeats,
         )
         figures.update(flavor=version.flavor, size_bytes=version.size, tags=dict(version.tags))
