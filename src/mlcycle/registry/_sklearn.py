@@ -130,6 +130,10 @@ def _is_estimator_class(name: str) -> bool:
     return isinstance(found, type) and issubclass(found, BaseEstimator)
 
 
+_CHECKED_ESTIMATORS: set[str] = set()
+"""Estimator classes of the trusted families this process has imported and checked."""
+
+
 class SklearnFlavor:
     """scikit-learn estimators and pipelines in the skops format."""
 
@@ -143,30 +147,45 @@ class SklearnFlavor:
         return module.split(".", 1)[0] == "sklearn" and hasattr(model, "get_params")
 
     def save(self, model: object, path: Path) -> None:
-        """Write ``model`` with skops (compressed)."""
-        import zipfile  # noqa: PLC0415  (only when saving)
-
+        """Write ``model`` with skops, uncompressed: arrays of floats barely compress, and
+        a stored zip member is read without inflating it (loads are faster)."""
         import skops.io  # noqa: PLC0415  (skops imports scikit-learn: load it when used)
 
-        skops.io.dump(model, path, compression=zipfile.ZIP_DEFLATED)
+        skops.io.dump(model, path)
 
     def load(self, path: Path, *, trusted_types: Sequence[str] = ()) -> object:
-        """Read a skops file, refusing any type outside the allow-list and ``trusted_types``."""
-        import skops.io  # noqa: PLC0415  (skops imports scikit-learn: load it when used)
+        """Read a skops file, refusing any type outside the allow-list and ``trusted_types``.
 
+        One pass when every type in the file is known to be allowed (the
+        allow-list, ``trusted_types`` and the estimator classes this process
+        has already checked); otherwise the file's types are listed first and
+        checked, and only then is it read (skops reads the file for each).
+        """
+        import skops.io  # noqa: PLC0415  (skops imports scikit-learn: load it when used)
+        from skops.io.exceptions import UntrustedTypesFoundException  # noqa: PLC0415
+
+        allowed = ALLOWED_TYPES | set(trusted_types)
+        if ANY_TYPE not in trusted_types:
+            try:
+                return skops.io.load(path, trusted=sorted(allowed | _CHECKED_ESTIMATORS))
+            except UntrustedTypesFoundException:
+                pass  # types not checked yet in this process: list and check them below
+            except Exception as exc:
+                raise ValidationFailed(f"{path} is not a readable skops file: {exc}") from exc
         try:
-            found = skops.io.get_untrusted_types(file=path)
+            found = set(skops.io.get_untrusted_types(file=path))
         except Exception as exc:
             raise ValidationFailed(f"{path} is not a readable skops file: {exc}") from exc
-        allowed = ALLOWED_TYPES | set(trusted_types)
-        refused = sorted(name for name in set(found) - allowed if not _is_estimator_class(name))
+        estimators = {name for name in found - allowed if _is_estimator_class(name)}
+        refused = sorted(found - allowed - estimators)
         if refused and ANY_TYPE not in trusted_types:
             raise Untrusted(
                 f"the skops file {path.name} holds types outside the allow-list: "
                 f"{', '.join(refused)}; if you reviewed them and trust the publisher, add them "
                 "to registry.trusted_types in mlcycle.toml, or load with trust=True"
             )
-        return skops.io.load(path, trusted=sorted(set(found)))
+        _CHECKED_ESTIMATORS.update(estimators)
+        return skops.io.load(path, trusted=sorted(found))
 
     def predict(self, model: object, frame: pd.DataFrame) -> np.ndarray:
         """``model.predict(frame)``; a model fitted on an array gets the frame's values."""
