@@ -35,6 +35,8 @@ def _check_parallel(result: PipelineResult) -> None:
 
 def test_the_process_executor_runs_branches_in_parallel(workspace: Workspace, marks: str) -> None:
     local = flows.simple.run(workspace=workspace, marks=marks)
+    cached = flows.simple.run(workspace=workspace, marks=marks, executor="process:2")
+    assert {s.status for s in cached.steps.values()} == {StepStatus.CACHED}  # same cache keys
     remote = flows.simple.run(workspace=workspace, marks=marks, executor="process:2", no_cache=True)
     assert remote.record.executor == "process:2"
     assert _digests(remote) == _digests(local)
