@@ -23,7 +23,7 @@ from mlcycle.pipeline._code import code_digest, digest_of
 from mlcycle.pipeline._dag import Node, literal_params
 from mlcycle.pipeline._executors import Executor, open_executor
 from mlcycle.pipeline._host import PipelineHost, pipeline_log
-from mlcycle.pipeline._steps import RunContext, StepError
+from mlcycle.pipeline._steps import RunContext, StepError, tracked_params
 from mlcycle.store import PipelineRun, PipelineStatus, RunStatus, StepRun, StepStatus
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def _tracking_run(
     return host.tracker.start_run(
         pipeline,
         name=f"{pipeline}-{run_id[-8:].lower()}",
-        params=params,
+        params=tracked_params(params),
         tags={"pipeline": pipeline, "pipeline.run": run_id},
     )
 
