@@ -35,6 +35,8 @@ def _check_parallel(result: PipelineResult) -> None:
 
 def test_the_process_executor_runs_branches_in_parallel(workspace: Workspace, marks: str) -> None:
     local = flows.simple.run(workspace=workspace, marks=marks)
+    cached = flows.simple.run(workspace=workspace, marks=marks, executor="process:2")
+    assert {s.status for s in cached.steps.values()} == {StepStatus.CACHED}  # same cache keys
     remote = flows.simple.run(workspace=workspace, marks=marks, executor="process:2", no_cache=True)
     assert remote.record.executor == "process:2"
     assert _digests(remote) == _digests(local)
@@ -73,7 +75,7 @@ def dask_scheduler() -> Iterator[str]:
     """A real ``distributed.LocalCluster`` with 2 worker processes."""
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
     ) as cluster:
         yield cluster.scheduler_address.replace("tcp://", "dask://")
 
@@ -113,3 +115,18 @@ def test_workers_share_a_postgresql_metadata_store(
         _check_parallel(result)
         steps = workspace.metadata.list_step_runs(result.id)  # type: ignore[attr-defined]
         assert [s.status for s in steps] == [StepStatus.COMPLETED] * 4
+
+
+def test_a_run_failed_on_dask_resumes_on_dask_with_models(
+    workspace: Workspace, marks: str, dask_scheduler: str
+) -> None:
+    with pytest.raises(Exception, match="gate is closed") as caught:
+        flows.gated.run(workspace=workspace, marks=marks, executor=dask_scheduler)
+    (Path(marks) / "allow").touch()
+    resumed = flows.gated.resume(caught.value.run_id, workspace=workspace)  # type: ignore[attr-defined]
+    assert resumed.status is PipelineStatus.COMPLETED
+    assert resumed.record.executor == dask_scheduler
+    assert (flows.counted(marks, "make"), flows.counted(marks, "gate")) == (1, 2)
+    modeled = flows.modeling.run(workspace=workspace, marks=marks, executor=dask_scheduler)
+    assert modeled.steps["fit"].outputs["return"].serializer == "model.sklearn"
+    assert modeled.output("predict").shape == (20,)  # type: ignore[attr-defined]

@@ -188,3 +188,21 @@ def test_a_change_in_a_helper_under_the_project_root_misses_the_cache(
     result = changed.run(workspace=workspace)
     assert result.steps["compute"].status is StepStatus.COMPLETED
     assert result.output("compute") == 11
+
+
+def test_none_parameters_are_recorded_but_not_sent_to_tracking(workspace: Workspace) -> None:
+    from mlcycle.pipeline import pipeline, step
+
+    @step
+    def chain(i: int, previous: int | None = None) -> int:
+        return i + (previous or 0)
+
+    @pipeline
+    def chained(start: int | None = None) -> None:
+        chain(2, chain(1, start))
+
+    result = chained.run(workspace=workspace)
+    assert result.record.params == {"start": None}
+    assert result.steps["chain"].params == {"i": 1, "previous": None}
+    assert result.output("chain_2") == 3
+    assert "previous" not in workspace.get_run(result.steps["chain"].run_id or "").params

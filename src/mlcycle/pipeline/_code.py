@@ -41,7 +41,7 @@ def code_digest(fn: Callable[..., Any], *, root: Path) -> Digest:
     """The digest of ``fn``'s source and what it calls under ``root``, recursively."""
     sources: dict[str, str] = {}
     _collect(_unwrap(fn), root.resolve(), sources, top=True)
-    return digest_of(sorted(sources.items()))
+    return digest_of(sorted(sources.values()))
 
 
 def _unwrap(obj: object) -> object:
@@ -68,8 +68,12 @@ def _source(obj: object) -> str:
 
 
 def _key(obj: object) -> str:
-    module = getattr(obj, "__module__", "")
-    return f"{module}.{getattr(obj, '__qualname__', getattr(obj, '__name__', repr(obj)))}"
+    """The file and qualified name: the same however the module was imported (by name or path)."""
+    try:
+        where = inspect.getsourcefile(obj) or ""  # type: ignore[arg-type]  # functions and classes
+    except TypeError:
+        where = getattr(obj, "__module__", "")
+    return f"{where}:{getattr(obj, '__qualname__', getattr(obj, '__name__', repr(obj)))}"
 
 
 def _collect(obj: object, root: Path, sources: dict[str, str], *, top: bool = False) -> None:

@@ -23,7 +23,7 @@ from mlcycle.pipeline._code import code_digest, digest_of
 from mlcycle.pipeline._dag import Node, literal_params
 from mlcycle.pipeline._executors import Executor, open_executor
 from mlcycle.pipeline._host import PipelineHost, pipeline_log
-from mlcycle.pipeline._steps import RunContext, StepError
+from mlcycle.pipeline._steps import RunContext, StepError, tracked_params
 from mlcycle.store import PipelineRun, PipelineStatus, RunStatus, StepRun, StepStatus
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def _tracking_run(
     return host.tracker.start_run(
         pipeline,
         name=f"{pipeline}-{run_id[-8:].lower()}",
-        params=params,
+        params=tracked_params(params),
         tags={"pipeline": pipeline, "pipeline.run": run_id},
     )
 
@@ -261,6 +261,9 @@ def resume_run(
             f"pipeline run {run_id} had steps {sorted(steps)}, the pipeline now builds "
             f"{sorted(codes)}; a run cannot be resumed with other steps: start a new run"
         )
+    if record.status is PipelineStatus.COMPLETED:  # nothing left to run
+        context = RunContext(host=host, run=record, codes=codes, records=steps, trust=trust)
+        return PipelineResult(record=record, steps=steps, context=context)
     changed = sorted(name for name, s in steps.items() if s.code_digest != codes[name])
     code_changed = total != record.code_digest
     if code_changed and not allow_changed_code:
@@ -270,9 +273,6 @@ def resume_run(
             "resuming would mix outputs of two versions. Pass allow_changed_code=True "
             "(--allow-changed-code) to accept it (recorded on the run), or start a new run"
         )
-    if record.status is PipelineStatus.COMPLETED:
-        context = RunContext(host=host, run=record, codes=codes, records=steps, trust=trust)
-        return PipelineResult(record=record, steps=steps, context=context)
     runner = open_executor(executor or record.executor)
     try:
         tracking = _tracking_run(host, record.pipeline, run_id, record.params)

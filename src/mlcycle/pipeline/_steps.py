@@ -25,7 +25,7 @@ from mlcycle.pipeline._logs import LogBuffer, capture_logs
 from mlcycle.pipeline._outputs import load_output, store_output
 from mlcycle.store import PipelineRun, StepOutput, StepRun, StepStatus
 
-__all__ = ["OUTPUT", "RunContext", "StepError", "execute_node"]
+__all__ = ["OUTPUT", "RunContext", "StepError", "execute_node", "tracked_params"]
 
 OUTPUT = "return"
 """The name a step's return value is stored under."""
@@ -79,6 +79,11 @@ class RunContext:
         """Pass a step's new state to whoever shows progress."""
         if self.progress is not None:
             self.progress(record)
+
+
+def tracked_params(values: dict[str, Any]) -> dict[str, Any]:  # Any: JSON values
+    """Parameters as a tracking run takes them: text, so a ``None`` is left out."""
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def cache_key(ctx: RunContext, node: Node) -> tuple[str, dict[str, Digest], dict[str, Any]]:
@@ -140,7 +145,7 @@ def _run(ctx: RunContext, node: Node, base: StepRun) -> StepRun:
     tracking = host.tracker.start_run(
         ctx.run.pipeline,
         name=node.name,
-        params=base.params,
+        params=tracked_params(base.params),
         tags={"pipeline": ctx.run.pipeline, "pipeline.run": ctx.run.id, "pipeline.step": node.name},
         parent=ctx.run.run_id,
     )
