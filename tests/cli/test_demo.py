@@ -115,7 +115,7 @@ def test_demo_twice_reuses_the_dataset_version_and_keeps_an_edited_schema(
     assert ": 6 of 6 steps from the cache" in again.stdout
     assert "bike-demand/3 → production" in again.stdout
     assert "the gates step came from the cache, so production was left as it is" in again.stdout
-    assert "promoted bike-demand" not in again.stdout
+    assert "to production: it passed every gate" not in again.stdout
     path = tmp_path / "schemas" / "bike.yaml"
     # Someone takes the file over (drops the demo's first line) and tightens a bound.
     owned = path.read_text().split("\n", 1)[1].replace("max: 1075", "max: 500")
