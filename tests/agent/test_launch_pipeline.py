@@ -61,8 +61,9 @@ def test_a_new_dataset_version_runs_the_scheduled_pipeline(tmp_path: Path) -> No
         version = workspace.data.register("bike", frame, validate=False)
     agent = _mlcycle("agent", "--once", cwd=project)
     assert agent.returncode == 0, agent.stdout + agent.stderr
-    assert "fired retrain (event:" in agent.stdout
-    assert "pipelines.py:training -> exit 0" in agent.stdout
+    said = " ".join(agent.stdout.split())  # rich wraps the line at the terminal's width
+    assert "fired retrain (event:" in said
+    assert "pipelines run pipelines.py:training -> exit 0" in said
     with Workspace.open(load_settings(project)) as workspace:
         [fired] = workspace.events(types=["schedule.fired"])
         assert fired.payload["exit_code"] == 0
