@@ -14,8 +14,10 @@ from click.testing import Result
 from mlcycle import Workspace
 from mlcycle.cli._demo import DEMO_SCHEMA_MARK
 from mlcycle.settings import load_settings
+from mlcycle.store import PipelineStatus, StepStatus
 
 Invoke = Callable[..., Result]
+MODELS = ["baseline", "ridge", "gbm"]
 
 
 @pytest.mark.slow
@@ -36,9 +38,19 @@ def test_demo_tracks_three_models(
         [version] = workspace.data.history("bike")
         assert (version.rows, version.operation) == (17_379, "create")
         assert workspace.data.catalog.get_dataset("bike").key == ("dteday", "hr")
-        runs = workspace.search_runs("bike-demand", order_by="metrics.rmse")
+        every = workspace.search_runs("bike-demand", order_by="metrics.rmse")
+        assert set(every["status"]) == {"finished"}
+        # The pipeline's run, with a child run per step: load, split, the models, gates.
+        [pipeline_run] = workspace.metadata.list_pipeline_runs()
+        assert pipeline_run.pipeline == "bike-demand"
+        assert pipeline_run.status is PipelineStatus.COMPLETED
+        assert pipeline_run.datasets == {"data": "data:/bike/1"}
+        steps = workspace.metadata.list_step_runs(pipeline_run.id)
+        assert [s.step for s in steps] == ["load", "split", *MODELS, "gates"]
+        assert {s.status for s in steps} == {StepStatus.COMPLETED}
+        assert len(every) == 1 + len(steps)
+        runs = every[every["name"].isin(MODELS)].reset_index(drop=True)
         assert list(runs["name"]) == ["gbm", "ridge", "baseline"]
-        assert set(runs["status"]) == {"finished"}
         rmse = list(runs["metrics.rmse"])
         assert rmse[0] < rmse[1] < rmse[2]
         assert list(runs["params.model"]) == ["gbm", "ridge", "mean"]
@@ -80,6 +92,8 @@ def test_demo_tracks_three_models(
     gbm_line = next(line for line in table.splitlines() if "gbm" in line)
     assert gbm_line.count("★") == 3  # best rmse, mae and r2
     assert "mlcycle runs compare" in result.stdout
+    assert f"ran pipeline bike-demand as run {pipeline_run.id}: 0 of 6 steps" in result.stdout
+    assert f"mlcycle pipelines show {pipeline_run.id}" in result.stdout
     assert "mlcycle data show bike" in result.stdout
     assert f"mlcycle runs show {gbm.id}" in result.stdout
     assert "gates failed: baseline (beats_baseline)" in result.stdout
@@ -97,6 +111,11 @@ def test_demo_twice_reuses_the_dataset_version_and_keeps_an_edited_schema(
     assert again.exit_code == 0, again.output
     assert "dataset bike/1 is up to date: 17,379 rows (no new version)" in again.stdout
     assert "schema schemas/bike.yaml is up to date" in again.stdout
+    # Same data, same code: every step comes from the cache, nothing is trained or registered.
+    assert ": 6 of 6 steps from the cache" in again.stdout
+    assert "bike-demand/3 → production" in again.stdout
+    assert "the gates step came from the cache, so production was left as it is" in again.stdout
+    assert "to production: it passed every gate" not in again.stdout
     path = tmp_path / "schemas" / "bike.yaml"
     # Someone takes the file over (drops the demo's first line) and tightens a bound.
     owned = path.read_text().split("\n", 1)[1].replace("max: 1075", "max: 500")
@@ -110,10 +129,15 @@ def test_demo_twice_reuses_the_dataset_version_and_keeps_an_edited_schema(
     assert path.read_text() == owned
     with Workspace.open(load_settings(tmp_path)) as workspace:
         assert [v.version for v in workspace.data.history("bike")] == [1]
-        assert len(workspace.search_runs("bike-demand")) == 6  # two demos; the third trained none
-        # The second demo's gbm is as good as the first: it passed no_regression and took over.
-        assert workspace.registry.get("bike-demand@production").version == 6
-        assert [m.to_version for m in workspace.registry.history("bike-demand")] == [3, 6]
+        first, second = sorted(workspace.metadata.list_pipeline_runs(), key=lambda r: r.created_at)
+        cached = workspace.metadata.list_step_runs(second.id)
+        assert {s.status for s in cached} == {StepStatus.CACHED}
+        assert {s.cached_from for s in cached} == {first.id}
+        names = list(workspace.search_runs("bike-demand")["name"])
+        assert sorted(n for n in names if n in MODELS) == sorted(MODELS)  # trained once
+        assert [v.version for v in workspace.registry.versions("bike-demand")] == [1, 2, 3]
+        assert workspace.registry.get("bike-demand@production").version == 3
+        assert [m.to_version for m in workspace.registry.history("bike-demand")] == [3]
 
 
 @pytest.mark.slow
@@ -132,7 +156,7 @@ def test_init_demo_then_runs_list_in_real_processes(tmp_path: Path) -> None:
     assert not (project / "notebooks" / "deep" / "mlcycle.toml").exists()
     listed = mlcycle("runs", "list", "--json", cwd=project)
     assert listed.returncode == 0, listed.stderr
-    rows = json.loads(listed.stdout)
+    rows = [row for row in json.loads(listed.stdout) if row["name"] in MODELS]
     assert sorted(row["name"] for row in rows) == ["baseline", "gbm", "ridge"]
     assert (project / "schemas" / "bike.yaml").is_file()  # in the project, not the cwd
     gbm = next(row["run_id"] for row in rows if row["name"] == "gbm")
