@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 export UV_COMPILE_BYTECODE := 1
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test check env clean bench bench-data bench-registry
+.PHONY: demo test check env clean bench bench-data bench-registry bench-pipelines
 
 demo: $(VENV)/.synced
 	$(VENV)/bin/mlcycle demo
@@ -31,6 +31,12 @@ bench-data: $(VENV)/.synced
 # Figures: docs/benchmarks.md.
 bench-registry: $(VENV)/.synced
 	$(VENV)/bin/python benchmarks/registry.py $(BENCH_ARGS)
+
+# The pipeline benchmark: per-step overhead, cached re-runs, the Dask executor against raw
+# Dask, and Prefect 3 (installed in benchmarks/.work/, never in uv.lock); BENCH_ARGS=--quick
+# for a smoke-sized run. Figures: docs/benchmarks.md.
+bench-pipelines: $(VENV)/.synced
+	$(VENV)/bin/python benchmarks/pipelines.py $(BENCH_ARGS)
 
 check: $(VENV)/.synced
 	scripts/check
