@@ -63,6 +63,10 @@ def _import(name: str) -> types.ModuleType:
         raise NotFound(f"no module '{name}' to load a pipeline from: {exc}") from exc
 
 
+_MODULES_BY_FILE: dict[Path, types.ModuleType] = {}
+"""Pipeline files already imported in this process, by resolved path."""
+
+
 def _module_of_file(text: str, root: Path) -> types.ModuleType:
     path = Path(text).expanduser()
     if not path.is_absolute():
@@ -70,8 +74,12 @@ def _module_of_file(text: str, root: Path) -> types.ModuleType:
     path = path.resolve()
     if not path.is_file():
         raise NotFound(f"no pipeline file {path}; give an existing FILE.py:NAME")
+    known = _MODULES_BY_FILE.get(path)
+    if known is not None and sys.modules.get(known.__name__) is known:
+        return known  # a worker runs many steps of one file: no scan of sys.modules each time
     for module in list(sys.modules.values()):
         if getattr(module, "__file__", None) and Path(module.__file__).resolve() == path:  # type: ignore[arg-type]
+            _MODULES_BY_FILE[path] = module
             return module
     name = f"mlcycle_pipeline_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:10]}"
     spec = importlib.util.spec_from_file_location(name, path)
@@ -87,4 +95,5 @@ def _module_of_file(text: str, root: Path) -> types.ModuleType:
     except Exception as exc:
         del sys.modules[name]
         raise ValidationFailed(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    _MODULES_BY_FILE[path] = module
     return module

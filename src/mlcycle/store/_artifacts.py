@@ -327,17 +327,23 @@ class LocalArtifactStore:
         try:
             with os.fdopen(fd, "wb", buffering=0) as sink:
                 hex_digest, size = copy_hashing(source, sink)
-                os.fsync(sink.fileno())
+                if not self._stored(hex_digest, size):
+                    os.fsync(sink.fileno())  # only bytes that will be published need the sync
             self._publish(tmp, hex_digest, size)
         finally:
             tmp.unlink(missing_ok=True)
         return Digest(f"sha256:{hex_digest}")
 
+    def _stored(self, hex_digest: str, size: int) -> bool:
+        """Whether these bytes are stored already (the same digest and size)."""
+        with contextlib.suppress(FileNotFoundError):
+            return (self.root / blob_key(hex_digest)).stat().st_size == size
+        return False
+
     def _publish(self, tmp: Path, hex_digest: str, size: int) -> None:
         final = self.root / blob_key(hex_digest)
-        with contextlib.suppress(FileNotFoundError):
-            if final.stat().st_size == size:
-                return  # stored before: the same bytes are kept once
+        if self._stored(hex_digest, size):
+            return  # stored before: the same bytes are kept once
         tmp.chmod(0o444 & ~_umask())
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp.replace(final)
