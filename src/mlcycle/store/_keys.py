@@ -6,7 +6,7 @@ import re
 
 from mlcycle.errors import ValidationFailed
 
-__all__ = ["MAX_KEY_LENGTH", "check_key"]
+__all__ = ["MAX_KEY_LENGTH", "check_key", "check_name"]
 
 MAX_KEY_LENGTH = 250
 _ALLOWED = re.compile(r"[A-Za-z0-9_\-. /:]+")
@@ -37,3 +37,20 @@ def check_key(key: str, *, kind: str = "key") -> str:
         bad = "".join(sorted({char for char in key if not _ALLOWED.fullmatch(char)}))
         raise ValidationFailed(f"invalid {kind} key '{key}': use {_RULE} (found {bad!r})")
     return key
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+
+
+def check_name(name: str, *, kind: str, example: str) -> str:
+    """``name`` if it can name a ``kind`` (dataset, model, schedule), else ``ValidationFailed``.
+
+    >>> check_name("bike-demand", kind="model", example="bike-demand")
+    'bike-demand'
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValidationFailed(
+            f"{kind} name {name!r} must be 1 to 128 letters, digits, '_', '.' or '-', "
+            f"starting with a letter or digit (such as {example})"
+        )
+    return name

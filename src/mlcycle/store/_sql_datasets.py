@@ -18,6 +18,7 @@ from sqlalchemy import Connection, func, select, update
 
 from mlcycle.errors import NotFound, ValidationFailed
 from mlcycle.ids import Digest
+from mlcycle.store._keys import check_name
 from mlcycle.store._records import Dataset, DatasetVersion
 from mlcycle.store._schema import dataset_versions, datasets, lineage_edges
 from mlcycle.store._sql_db import Database, from_epoch, to_epoch
@@ -31,7 +32,6 @@ __all__ = [
     "check_table_path",
 ]
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _MAX_ACTOR = 256
 """The ``actor`` columns' length: PostgreSQL refuses longer ones, SQLite would keep them."""
 _TABLE_PATH = re.compile(r"datasets/[A-Za-z0-9_.\-/]{1,500}")
@@ -45,12 +45,7 @@ def check_dataset_name(name: str) -> str:
     >>> check_dataset_name("bike-hourly")
     'bike-hourly'
     """
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValidationFailed(
-            f"dataset name {name!r} must be 1 to 128 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit (such as 'bike' or 'bike-hourly')"
-        )
-    return name
+    return check_name(name, kind="dataset", example="'bike' or 'bike-hourly'")
 
 
 def check_dataset_actor(actor: str) -> str:

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, delete, func, select, update
 
 from mlcycle.errors import AliasConflict, NotFound, ValidationFailed
 from mlcycle.ids import Digest, RunId
+from mlcycle.store._keys import check_name
 from mlcycle.store._records import AliasMove, ModelVersion, RegisteredModel
 from mlcycle.store._schema import (
     alias_moves,
@@ -34,7 +35,6 @@ from mlcycle.store._sql_events import EVENT_LOCK, append_event, check_ref, inser
 
 __all__ = ["ALIAS_KINDS", "LATEST_ALIAS", "ModelsMixin", "check_alias", "check_model_name"]
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")
 LATEST_ALIAS = "latest"
 """Reserved: ``name@latest`` always means the highest version, so it cannot be moved."""
@@ -48,12 +48,7 @@ def check_model_name(name: str) -> str:
     >>> check_model_name("bike-demand")
     'bike-demand'
     """
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValidationFailed(
-            f"model name {name!r} must be 1 to 128 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit (such as 'bike-demand')"
-        )
-    return name
+    return check_name(name, kind="model", example="'bike-demand'")
 
 
 def check_alias(alias: str) -> str:

@@ -8,7 +8,6 @@ second insert waits for the first to commit and then finds the row taken.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any, get_args
 
@@ -16,6 +15,7 @@ import orjson
 from sqlalchemy import Connection, delete, select, update
 
 from mlcycle.errors import AlreadyExists, NotFound, ValidationFailed
+from mlcycle.store._keys import check_name
 from mlcycle.store._records import Schedule, ScheduleKind, TriggerFiring
 from mlcycle.store._schema import agent_leases, schedules, trigger_firings
 from mlcycle.store._sql_db import Database, from_epoch, to_epoch
@@ -24,7 +24,6 @@ from mlcycle.store._sql_events import append_event, inserted
 __all__ = ["SCHEDULE_KINDS", "SchedulesMixin", "check_schedule_name"]
 
 SCHEDULE_KINDS: frozenset[str] = frozenset(get_args(ScheduleKind))
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _MAX_TARGET = 1000
 _MAX_SPEC = 256
 
@@ -35,12 +34,7 @@ def check_schedule_name(name: str) -> str:
     >>> check_schedule_name("nightly-training")
     'nightly-training'
     """
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValidationFailed(
-            f"schedule name {name!r} must be 1 to 128 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit (such as 'nightly-training')"
-        )
-    return name
+    return check_name(name, kind="schedule", example="'nightly-training'")
 
 
 def _check(schedule: Schedule) -> None:
