@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, cast
 import typer
 
 from mlcycle.cli._context import console, load
-from mlcycle.cli._demo_pipeline import DATASET, EXPERIMENT, MODEL, SPLIT_DATE, TIME_COLUMN
+from mlcycle.cli._demo_names import DATASET, EXPERIMENT, MODEL, SPLIT_DATE, TIME_COLUMN
 from mlcycle.errors import NotFound
 
 if TYPE_CHECKING:

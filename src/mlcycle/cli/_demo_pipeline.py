@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 import mlcycle as mc
+from mlcycle.cli._demo_names import DATASET, EXPERIMENT, MODEL, SPLIT_DATE, TIME_COLUMN
 from mlcycle.data import DatasetRef
 from mlcycle.errors import ValidationFailed
 from mlcycle.pipeline import active_host, pipeline, step
@@ -52,13 +53,7 @@ __all__ = [
     "bike_demand",
 ]
 
-EXPERIMENT = "bike-demand"
-"""The pipeline's name, so also the experiment its runs are recorded in."""
-MODEL = "bike-demand"
-DATASET = "bike"
-TIME_COLUMN = "dteday"
 LEAKY = ["casual", "registered", "instant"]
-SPLIT_DATE = "2012-09-01"
 SEED = 42
 TARGET = "cnt"
 CATEGORICAL = ["season", "mnth", "hr", "weekday", "weathersit"]
