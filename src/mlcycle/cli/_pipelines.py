@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from rich.tree import Tree
 
     from mlcycle.pipeline import PipelineResult
-    from mlcycle.store import PipelineRun, StepRun
+    from mlcycle.store import PipelineLog, PipelineRun, StepRun
 
 __all__ = ["app"]
 
@@ -238,9 +238,9 @@ def list_runs(
 
     with open_workspace(ctx) as workspace:
         reap_stale_pipelines(workspace)
-        log = workspace.metadata
-        runs = log.list_pipeline_runs(pipeline=pipeline, limit=limit)  # type: ignore[attr-defined]  # the SQL store
-        steps = {r.id: log.list_step_runs(r.id) for r in runs}  # type: ignore[attr-defined]
+        log = cast("PipelineLog", workspace.metadata)  # the SQL store is every catalog
+        runs = log.list_pipeline_runs(pipeline=pipeline, limit=limit)
+        steps = {r.id: log.list_step_runs(r.id) for r in runs}
     if as_json:
         typer.echo(json.dumps([_summary(r, steps[r.id]) for r in runs], indent=2))
         return
@@ -307,9 +307,9 @@ def show(
 
     with open_workspace(ctx) as workspace:
         reap_stale_pipelines(workspace)
-        log = workspace.metadata
-        record = log.get_pipeline_run(run_id)  # type: ignore[attr-defined]  # the SQL store
-        steps = log.list_step_runs(run_id)  # type: ignore[attr-defined]
+        log = cast("PipelineLog", workspace.metadata)  # the SQL store is every catalog
+        record = log.get_pipeline_run(run_id)
+        steps = log.list_step_runs(run_id)
     if as_json:
         typer.echo(json.dumps(_summary(record, steps), indent=2))
         return
