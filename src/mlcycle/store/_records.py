@@ -15,6 +15,7 @@ __all__ = [
     "ArtifactRecord",
     "Dataset",
     "DatasetVersion",
+    "Deployment",
     "Environment",
     "Event",
     "Experiment",
@@ -31,7 +32,9 @@ __all__ = [
     "RunValues",
     "Schedule",
     "ScheduleKind",
+    "TrafficPolicy",
     "TriggerFiring",
+    "Variant",
     "WriteBatch",
     "WriteOperation",
 ]
@@ -402,3 +405,52 @@ class TriggerFiring:
     pid: int | None = None
     exit_code: int | None = None
     finished_at: datetime | None = None
+
+
+TrafficPolicy: TypeAlias = Literal["single", "canary", "ab", "shadow"]
+"""How a deployment splits requests between its variants.
+
+``single``: one variant answers everything. ``canary``: a weighted split
+(90/10), sticky by a request key when the deployment names one. ``ab``: a
+weighted split whose assignment is recorded per request for comparison.
+``shadow``: the primary answers; every shadow variant gets a copy off the
+request path, and its output is logged, never returned.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One model a deployment serves.
+
+    ``model`` is a registry reference (``bike-demand@production``,
+    ``bike-demand/3``); an alias is followed when it moves. ``weight`` is the
+    variant's share of the traffic among the variants that answer (it is
+    ignored for a shadow). A ``shadow`` variant answers nobody.
+    """
+
+    name: str
+    model: str
+    weight: float = 1.0
+    shadow: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """A named serving target: its variants and the policy that routes between them.
+
+    ``sticky_key`` names a request field (a column or header value) whose
+    hash picks the variant, so one user stays on one variant. ``key_columns``
+    are the input columns that identify a prediction when labels are joined
+    later from a dataset. ``revision`` counts applied changes, from 1; every
+    change is a ``deployment.applied`` event, which servers follow.
+    """
+
+    name: str
+    variants: tuple[Variant, ...]
+    policy: TrafficPolicy = "single"
+    sticky_key: str | None = None
+    key_columns: tuple[str, ...] = ()
+    revision: int = 1
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    actor: str = ""
