@@ -1,0 +1,51 @@
+"""What the request path hands the prediction log: one batch per predict call, columnar."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["PredictionBatch", "PredictionSink"]
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionBatch:
+    """The rows one variant predicted in one call, as columns.
+
+    Every sequence has one entry per row. A request of several rows repeats
+    its ``request_ids`` entry; ``row_indexes`` numbers the rows within their
+    request from 0. ``times`` are Unix epoch seconds at which each request
+    arrived; ``latency_ms`` is each request's time in the server until its
+    answer (for a shadow, until its copy was predicted). ``inputs`` maps
+    each feature column to its values; ``outputs`` are the predictions
+    (numbers, labels, or lists for multi-output models). ``shadow`` marks the
+    copies a shadow variant predicted, which nobody received.
+    """
+
+    deployment: str
+    model: str
+    model_version: int
+    variant: str
+    shadow: bool
+    request_ids: Sequence[str]
+    row_indexes: Sequence[int]
+    times: Sequence[float]
+    latency_ms: Sequence[float]
+    inputs: Mapping[str, Sequence[Any]]  # Any: a column's JSON-able values
+    outputs: Sequence[Any]  # Any: a prediction per row
+
+    def __len__(self) -> int:
+        return len(self.request_ids)
+
+
+class PredictionSink(Protocol):
+    """Where served predictions go: durably, and never on the request path.
+
+    ``append`` must return at once (it queues); ``close`` writes out what
+    is queued and returns when it is durable.
+    """
+
+    def append(self, batch: PredictionBatch) -> None: ...
+
+    def close(self) -> None: ...
