@@ -1,0 +1,183 @@
+"""Adaptive micro-batching: concurrent requests for one model merged into one predict call.
+
+Each model variant has one ``Batcher``: a queue of jobs and a task that
+takes as many queued rows as fit in ``max_rows`` and predicts them in one
+call on the batcher's own thread, so the event loop keeps reading requests
+meanwhile. It waits for more rows (at most ``max_wait_s``) only while other
+requests are still being read and checked (``arriving() > 0``), so a lone
+request is never held back. A request larger than ``max_rows`` is predicted
+alone, in chunks of ``max_rows``: no predict call ever sees more.
+
+Every job gets exactly its own slice of the outputs. When a merged call
+raises, each job is predicted again on its own, so only the request that
+breaks the model gets the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlcycle.serve._model import ServedModel
+from mlcycle.serve._rows import Rows, concat_rows
+
+__all__ = ["Batcher", "Job"]
+
+
+@dataclass(slots=True)
+class Job:
+    """One request's rows waiting for a prediction; ``future`` is ``None`` for a shadow copy."""
+
+    rows: Rows
+    request_id: str
+    arrived: float
+    """``time.perf_counter()`` when the request arrived."""
+    time: float
+    """Unix epoch seconds when the request arrived."""
+    future: asyncio.Future[np.ndarray] | None = None
+
+
+Outcome = tuple[Job, "np.ndarray | BaseException"]
+"""A job and its outputs, or the error its prediction raised."""
+
+BatchDone = Callable[[Sequence[Job], Rows, np.ndarray, float], None]
+"""Called on the batcher's thread after each predict: jobs, their rows, outputs, now."""
+
+
+class Batcher:
+    """The micro-batching queue of one served model variant (see the module)."""
+
+    def __init__(
+        self,
+        model: ServedModel,
+        *,
+        max_rows: int,
+        max_wait_s: float,
+        arriving: Callable[[], int],
+        done: BatchDone,
+        max_queue: int | None = None,
+    ) -> None:
+        self.model = model
+        self.max_rows = max_rows
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self._arriving = arriving
+        self._done = done
+        self._queue: collections.deque[Job] = collections.deque()
+        self._queued_rows = 0
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"predict-{model.ref}")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batch {model.ref}")
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; its future gets its outputs."""
+        self._queue.append(job)
+        self._queued_rows += job.rows.count
+        self._wake.set()
+
+    def offer(self, job: Job) -> bool:
+        """Queue a job unless ``max_queue`` jobs already wait (then drop it): for shadow copies."""
+        if self.max_queue is not None and len(self._queue) >= self.max_queue:
+            return False
+        self.submit(job)
+        return True
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for a predict call."""
+        return len(self._queue)
+
+    async def close(self) -> None:
+        """Predict what is queued, then stop."""
+        self._closing = True
+        self._wake.set()
+        await self._task
+        self._thread.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._gather()
+            jobs = self._take()
+            _resolve(await loop.run_in_executor(self._thread, self._predict, jobs))
+
+    async def _gather(self) -> None:
+        """Wait for more rows while requests are still arriving, up to ``max_wait_s``."""
+        if self.max_wait_s <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait_s
+        while self._queued_rows < self.max_rows and self._arriving() > 0 and not self._closing:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[Job]:
+        """The oldest jobs whose rows fit in one call (a larger job alone)."""
+        jobs = [self._queue.popleft()]
+        rows = jobs[0].rows.count
+        while self._queue and rows + self._queue[0].rows.count <= self.max_rows:
+            job = self._queue.popleft()
+            rows += job.rows.count
+            jobs.append(job)
+        self._queued_rows -= rows
+        return jobs
+
+    def _predict(self, jobs: list[Job]) -> list[Outcome]:
+        """Predict ``jobs`` together; on an error, each alone, so only the culprit fails."""
+        try:
+            rows = concat_rows([job.rows for job in jobs], self.model.schema.names)
+            outputs = self._predict_rows(rows)
+        except Exception as exc:  # noqa: BLE001  (a model may raise anything; callers get it)
+            if len(jobs) == 1:
+                return [(jobs[0], exc)]
+            return [outcome for job in jobs for outcome in self._predict([job])]
+        outcomes: list[Outcome] = []
+        offset = 0
+        for job in jobs:
+            outcomes.append((job, outputs[offset : offset + job.rows.count]))
+            offset += job.rows.count
+        self._done(jobs, rows, outputs, time.perf_counter())
+        return outcomes
+
+    def _predict_rows(self, rows: Rows) -> np.ndarray:
+        if rows.count <= self.max_rows:
+            return self.model.predict(rows)
+        names = self.model.schema.names
+        chunks = []
+        for start in range(0, rows.count, self.max_rows):
+            stop = min(start + self.max_rows, rows.count)
+            matrix = None if rows.matrix is None else rows.matrix[start:stop]
+            columns = {name: rows.columns[name][start:stop] for name in names}
+            chunks.append(self.model.predict(Rows(stop - start, columns, matrix)))
+        return np.concatenate(chunks)
+
+
+def _resolve(outcomes: list[Outcome]) -> None:
+    """Hand each waiting request its outputs or error (it may have gone away meanwhile)."""
+    for job, outcome in outcomes:
+        future = job.future
+        if future is None or future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
