@@ -28,7 +28,7 @@ from mlcycle.errors import MlcycleError, NotFound
 from mlcycle.ids import new_id
 from mlcycle.serve._errors import MalformedRequest, Overloaded, PayloadTooLarge, status_of
 from mlcycle.serve._metrics import CONTENT_TYPE
-from mlcycle.serve._openapi import docs_page, openapi_document
+from mlcycle.serve._openapi import docs_page, openapi_document, server_version
 from mlcycle.serve._server import Answer, ModelServer
 from mlcycle.serve._v2 import datatype_of, decode_inputs, encode_outputs
 
@@ -121,10 +121,8 @@ class _Handlers:
 
     async def server_metadata(self, request: Request) -> Response:
         del request
-        from mlcycle import __version__  # noqa: PLC0415  (light; read once per call)
-
         return _json(
-            {"name": "mlcycle", "version": __version__, "extensions": ["binary_tensor_data"]}
+            {"name": "mlcycle", "version": server_version(), "extensions": ["binary_tensor_data"]}
         )
 
     async def model_metadata(self, request: Request) -> Response:

@@ -8,12 +8,24 @@ works offline and behind the bearer token (no CDN, no second fetch).
 
 from __future__ import annotations
 
+import functools
 import html
+import importlib.metadata
 from typing import Any
 
 import orjson
 
-__all__ = ["docs_page", "openapi_document"]
+__all__ = ["docs_page", "openapi_document", "server_version"]
+
+
+@functools.cache
+def server_version() -> str:
+    """mlcycle's installed version (the package root is above ``serve`` and not imported)."""
+    try:
+        return importlib.metadata.version("mlcycle")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
+
 
 _ERROR = {
     "description": "An error, named with its fix",
@@ -58,8 +70,6 @@ def _operation(summary: str, *, body: dict[str, Any] | None = None) -> dict[str,
 
 def openapi_document(deployment: str) -> dict[str, Any]:  # Any: JSON values
     """The OpenAPI 3.1 document of a server for ``deployment``."""
-    from mlcycle import __version__  # noqa: PLC0415  (light)
-
     infer = _operation(
         "Predict with the Open Inference Protocol (v2): one 1-D input per column, or one "
         "2-D tensor [rows, inputs] when every input is a number",
@@ -103,7 +113,7 @@ def openapi_document(deployment: str) -> dict[str, Any]:  # Any: JSON values
         "openapi": "3.1.0",
         "info": {
             "title": f"mlcycle model server: {deployment}",
-            "version": __version__,
+            "version": server_version(),
             "description": f"Predictions from deployment '{deployment}' "
             f"(every {{name}} below is '{deployment}').",
         },
