@@ -17,6 +17,7 @@ from mlcycle.cli import (
     _pipelines,
     _runs,
     _schedules,
+    _serve,
 )
 from mlcycle.cli._context import ErrorReportingGroup, GlobalOptions
 
@@ -59,6 +60,7 @@ app.add_typer(_schedules.app, name="schedules")
 app.command("agent")(_schedules.agent)
 app.command("init")(_init.init)
 app.command("demo")(_demo.demo)
+app.command("serve")(_serve.serve)
 
 
 def _show_version(value: bool) -> None:
