@@ -549,8 +549,8 @@ def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[st
     deployed = {
         name: ours(name, name, setup, port=port, workers=1, env={}) for name, port in ports.items()
     }
-    endpoints = {
-        name: Endpoint(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body)
+    endpoints = {  # a deployment answers under its own name
+        name: Endpoint(f"http://127.0.0.1:{port}/v2/models/{name}/infer", body)
         for name, port in ports.items()
     }
     results: dict[str, Any] = {"rate_per_s": rate, "connections": workload.shadow_connections}
@@ -616,7 +616,7 @@ def overload(endpoint: Endpoint, metrics_url: str, workload: Workload) -> dict[s
         for key in after
         if ("shadow" in key or "shed" in key) and after[key] != before.get(key, 0.0)
     }
-    shed = sum(v for k, v in moved.items() if "shed" in k and "shadow" in k and "_created" not in k)
+    shed = sum(v for k, v in moved.items() if "shed" in k and "shadow" in k)
     return {**figures, "metrics_moved": moved, "shadow_shed": shed}
 
 
