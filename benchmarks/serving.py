@@ -22,6 +22,7 @@ The figures are recorded in ``docs/benchmarks.md``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -119,8 +120,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a small workload (smoke test)")
     parser.add_argument("--skip-mlflow", action="store_true", help="leave MLflow out")
     parser.add_argument("--mlflow-version", default=MLFLOW_VERSION, help="MLflow to compare with")
+    parser.add_argument(
+        "--workers",
+        type=worker_counts,
+        help="worker counts to measure, comma-separated (default: 1,2; quick: 1)",
+    )
     parser.add_argument("--keep", action="store_true", help=f"keep the project in {RUN_DIR.name}")
     return parser.parse_args(argv)
+
+
+def worker_counts(text: str) -> tuple[int, ...]:
+    """``--workers 1,2``: positive whole numbers."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        message = f"--workers {text!r}: give positive whole numbers separated by commas, e.g. 1,2"
+        raise argparse.ArgumentTypeError(message)
+    return counts
 
 
 def log(message: str) -> None:
@@ -132,6 +150,8 @@ def log(message: str) -> None:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Every figure of the report."""
     workload = QUICK if args.quick else FULL
+    if args.workers:
+        workload = dataclasses.replace(workload, workers=args.workers)
     report: dict[str, Any] = {
         "benchmark": "serving",
         "quick": args.quick,
