@@ -2,8 +2,10 @@
 
 Each model variant has one ``Batcher``: a queue of jobs and a task that
 takes as many queued rows as fit in ``max_rows`` and predicts them in one
-call on the batcher's own thread, so the event loop keeps reading requests
-meanwhile. It waits for more rows (at most ``max_wait_s``) only while other
+call. A slow model predicts on the batcher's own thread, so the event loop
+keeps reading requests meanwhile; a fast one (``inline``: ONNX Runtime, a
+few microseconds a row) predicts on the loop itself, because handing a
+batch to a thread and back costs more than the prediction. It waits for more rows (at most ``max_wait_s``) only while other
 requests are still being read and checked (``arriving() > 0``), so a lone
 request is never held back. A request larger than ``max_rows`` is predicted
 alone, in chunks of ``max_rows``: no predict call ever sees more.
@@ -62,6 +64,7 @@ class Batcher:
         arriving: Callable[[], int],
         done: BatchDone,
         max_queue: int | None = None,
+        inline: bool = False,
     ) -> None:
         self.model = model
         self.max_rows = max_rows
@@ -73,7 +76,9 @@ class Batcher:
         self._queued_rows = 0
         self._wake = asyncio.Event()
         self._closing = False
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"predict-{model.ref}")
+        self._thread = (
+            None if inline else ThreadPoolExecutor(1, thread_name_prefix=f"predict-{model.ref}")
+        )
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batch {model.ref}")
 
     def submit(self, job: Job) -> None:
@@ -99,7 +104,8 @@ class Batcher:
         self._closing = True
         self._wake.set()
         await self._task
-        self._thread.shutdown(wait=True)
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -112,7 +118,11 @@ class Batcher:
                 continue
             await self._gather()
             jobs = self._take()
-            _resolve(await loop.run_in_executor(self._thread, self._predict, jobs))
+            if self._thread is None:
+                _resolve(self._predict(jobs))
+                await asyncio.sleep(0)  # let the loop read the requests that came meanwhile
+            else:
+                _resolve(await loop.run_in_executor(self._thread, self._predict, jobs))
 
     async def _gather(self) -> None:
         """Wait for more rows while requests are still arriving, up to ``max_wait_s``."""
@@ -166,8 +176,12 @@ class Batcher:
         for start in range(0, rows.count, self.max_rows):
             stop = min(start + self.max_rows, rows.count)
             matrix = None if rows.matrix is None else rows.matrix[start:stop]
-            columns = {name: rows.columns[name][start:stop] for name in names}
-            chunks.append(self.model.predict(Rows(stop - start, columns, matrix)))
+            columns = (
+                None if matrix is not None else {n: rows.columns[n][start:stop] for n in names}
+            )
+            chunks.append(
+                self.model.predict(Rows(stop - start, names, matrix=matrix, columns=columns))
+            )
         return np.concatenate(chunks)
 
 

@@ -268,6 +268,7 @@ class ModelServer:
             arriving=lambda: self.arriving,
             done=done,
             max_queue=settings.shadow_queue if variant.shadow else None,
+            inline=model.runtime == "onnx",
         )
         lane = Lane(variant=variant, model=model, batcher=batcher, metrics=lane_metrics)
         self.metrics.loads.labels(*_labels(deployment.name, lane)).inc()
