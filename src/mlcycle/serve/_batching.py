@@ -5,10 +5,11 @@ takes as many queued rows as fit in ``max_rows`` and predicts them in one
 call. A slow model predicts on the batcher's own thread, so the event loop
 keeps reading requests meanwhile; a fast one (``inline``: ONNX Runtime, a
 few microseconds a row) predicts on the loop itself, because handing a
-batch to a thread and back costs more than the prediction. It waits for more rows (at most ``max_wait_s``) only while other
-requests are still being read and checked (``arriving() > 0``), so a lone
-request is never held back. A request larger than ``max_rows`` is predicted
-alone, in chunks of ``max_rows``: no predict call ever sees more.
+batch to a thread and back costs more than the prediction. It waits for
+more rows (at most ``max_wait_s``) only while other requests are still
+being read and checked (``arriving() > 0``), so a lone request is never
+held back. A request larger than ``max_rows`` is predicted alone, in
+chunks of ``max_rows``: no predict call ever sees more.
 
 Every job gets exactly its own slice of the outputs. When a merged call
 raises, each job is predicted again on its own, so only the request that
