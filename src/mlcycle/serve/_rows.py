@@ -59,6 +59,14 @@ class Rows:
             self._columns = {name: self.matrix[:, i] for i, name in enumerate(self.names)}
         return self._columns
 
+    def slice(self, start: int, stop: int) -> Rows:
+        """Rows ``start`` to ``stop`` (views, not copies)."""
+        stop = min(stop, self.count)
+        if self.matrix is not None:
+            return Rows(stop - start, self.names, matrix=self.matrix[start:stop])
+        columns = {name: values[start:stop] for name, values in self.columns.items()}
+        return Rows(stop - start, self.names, columns=columns)
+
 
 @dataclass(frozen=True)
 class Schema:

@@ -349,7 +349,7 @@ def _prediction_batch(
 ) -> PredictionBatch:
     if rows.count == len(jobs):  # single-row requests: the common case, kept cheap
         request_ids: list[str] = [job.request_id for job in jobs]
-        indexes: list[int] = [0] * len(jobs)
+        indexes: list[int] = [job.first_row for job in jobs]
         times = [job.time for job in jobs]
         latency = [(now - job.arrived) * 1000 for job in jobs]
     else:
@@ -357,7 +357,7 @@ def _prediction_batch(
         for job in jobs:
             count = job.rows.count
             request_ids += [job.request_id] * count
-            indexes += range(count)
+            indexes += range(job.first_row, job.first_row + count)
             times += [job.time] * count
             latency += [(now - job.arrived) * 1000] * count
     integers = {spec.name for spec in tag.model.signature.inputs if spec.type == "int64"}
