@@ -2,11 +2,14 @@
 
 Each model variant has one ``Batcher``: a queue of jobs and a task that
 takes as many queued rows as fit in ``max_rows`` and predicts them in one
-call on the batcher's own thread, so the event loop keeps reading requests
-meanwhile. It waits for more rows (at most ``max_wait_s``) only while other
-requests are still being read and checked (``arriving() > 0``), so a lone
-request is never held back. A request larger than ``max_rows`` is predicted
-alone, in chunks of ``max_rows``: no predict call ever sees more.
+call. A slow model predicts on the batcher's own thread, so the event loop
+keeps reading requests meanwhile; a fast one (``inline``: ONNX Runtime, a
+few microseconds a row) predicts on the loop itself, because handing a
+batch to a thread and back costs more than the prediction. It waits for
+more rows (at most ``max_wait_s``) only while other requests are still
+being read and checked (``arriving() > 0``), so a lone request is never
+held back. A request larger than ``max_rows`` is queued as parts of
+``max_rows`` rows whose answers are joined: no predict call ever sees more.
 
 Every job gets exactly its own slice of the outputs. When a merged call
 raises, each job is predicted again on its own, so only the request that
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +45,8 @@ class Job:
     time: float
     """Unix epoch seconds when the request arrived."""
     future: asyncio.Future[np.ndarray] | None = None
+    first_row: int = 0
+    """The index, within its request, of this job's first row (a part of a large request)."""
 
 
 Outcome = tuple[Job, "np.ndarray | BaseException"]
@@ -62,6 +68,7 @@ class Batcher:
         arriving: Callable[[], int],
         done: BatchDone,
         max_queue: int | None = None,
+        inline: bool = False,
     ) -> None:
         self.model = model
         self.max_rows = max_rows
@@ -73,11 +80,34 @@ class Batcher:
         self._queued_rows = 0
         self._wake = asyncio.Event()
         self._closing = False
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"predict-{model.ref}")
+        self._thread = (
+            None if inline else ThreadPoolExecutor(1, thread_name_prefix=f"predict-{model.ref}")
+        )
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batch {model.ref}")
 
     def submit(self, job: Job) -> None:
-        """Queue a job; its future gets its outputs."""
+        """Queue a job (in parts of ``max_rows`` rows when larger); its future gets its outputs."""
+        if job.rows.count <= self.max_rows:
+            self._enqueue(job)
+            return
+        parts = [
+            Job(
+                rows=job.rows.slice(start, start + self.max_rows),
+                request_id=job.request_id,
+                arrived=job.arrived,
+                time=job.time,
+                future=None if job.future is None else job.future.get_loop().create_future(),
+                first_row=start,
+            )
+            for start in range(0, job.rows.count, self.max_rows)
+        ]
+        if job.future is not None:
+            joined = asyncio.gather(*(part.future for part in parts if part.future is not None))
+            joined.add_done_callback(functools.partial(_join, job.future))
+        for part in parts:
+            self._enqueue(part)
+
+    def _enqueue(self, job: Job) -> None:
         self._queue.append(job)
         self._queued_rows += job.rows.count
         self._wake.set()
@@ -99,7 +129,8 @@ class Batcher:
         self._closing = True
         self._wake.set()
         await self._task
-        self._thread.shutdown(wait=True)
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -112,7 +143,11 @@ class Batcher:
                 continue
             await self._gather()
             jobs = self._take()
-            _resolve(await loop.run_in_executor(self._thread, self._predict, jobs))
+            if self._thread is None:
+                _resolve(self._predict(jobs))
+                await asyncio.sleep(0)  # let the loop read the requests that came meanwhile
+            else:
+                _resolve(await loop.run_in_executor(self._thread, self._predict, jobs))
 
     async def _gather(self) -> None:
         """Wait for more rows while requests are still arriving, up to ``max_wait_s``."""
@@ -145,7 +180,7 @@ class Batcher:
         """Predict ``jobs`` together; on an error, each alone, so only the culprit fails."""
         try:
             rows = concat_rows([job.rows for job in jobs], self.model.schema.names)
-            outputs = self._predict_rows(rows)
+            outputs = self.model.predict(rows)
         except Exception as exc:  # noqa: BLE001  (a model may raise anything; callers get it)
             if len(jobs) == 1:
                 return [(jobs[0], exc)]
@@ -158,18 +193,6 @@ class Batcher:
         self._done(jobs, rows, outputs, time.perf_counter())
         return outcomes
 
-    def _predict_rows(self, rows: Rows) -> np.ndarray:
-        if rows.count <= self.max_rows:
-            return self.model.predict(rows)
-        names = self.model.schema.names
-        chunks = []
-        for start in range(0, rows.count, self.max_rows):
-            stop = min(start + self.max_rows, rows.count)
-            matrix = None if rows.matrix is None else rows.matrix[start:stop]
-            columns = {name: rows.columns[name][start:stop] for name in names}
-            chunks.append(self.model.predict(Rows(stop - start, columns, matrix)))
-        return np.concatenate(chunks)
-
 
 def _resolve(outcomes: list[Outcome]) -> None:
     """Hand each waiting request its outputs or error (it may have gone away meanwhile)."""
@@ -181,3 +204,14 @@ def _resolve(outcomes: list[Outcome]) -> None:
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
+
+
+def _join(target: asyncio.Future[np.ndarray], joined: asyncio.Future[list[np.ndarray]]) -> None:
+    """Answer a large request with its parts' outputs, in order (or the first error)."""
+    if target.done():
+        return
+    error = None if joined.cancelled() else joined.exception()
+    if joined.cancelled() or error is not None:
+        target.set_exception(error or asyncio.CancelledError())
+        return
+    target.set_result(np.concatenate(joined.result()))

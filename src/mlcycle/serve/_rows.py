@@ -25,16 +25,47 @@ __all__ = ["NUMERIC_TYPES", "Rows", "Schema", "concat_rows"]
 
 NUMERIC_TYPES = frozenset({"int64", "float64"})
 _NUMBERS = frozenset({int, float})
+_SMALL = 16
+"""Tables of up to this many rows are checked value by value, larger ones with NumPy."""
 _WORDS = {"float64": "a number", "int64": "an integer", "bool": "true or false"}
 
 
-@dataclass(slots=True)
 class Rows:
-    """Checked rows: ``columns`` by name, and ``matrix`` (rows x inputs) when all are numbers."""
+    """Checked rows: ``columns`` by name, and ``matrix`` (rows x inputs) when all are numbers.
 
-    count: int
-    columns: dict[str, np.ndarray]
-    matrix: np.ndarray | None = None
+    With a matrix, the columns are views of it, made only when asked for.
+    """
+
+    __slots__ = ("_columns", "count", "matrix", "names")
+
+    def __init__(
+        self,
+        count: int,
+        names: Sequence[str],
+        *,
+        matrix: np.ndarray | None = None,
+        columns: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        self.count = count
+        self.names = names
+        self.matrix = matrix
+        self._columns = columns
+
+    @property
+    def columns(self) -> dict[str, np.ndarray]:
+        """Each input column's values, by name."""
+        if self._columns is None:
+            assert self.matrix is not None, "rows hold a matrix or columns"
+            self._columns = {name: self.matrix[:, i] for i, name in enumerate(self.names)}
+        return self._columns
+
+    def slice(self, start: int, stop: int) -> Rows:
+        """Rows ``start`` to ``stop`` (views, not copies)."""
+        stop = min(stop, self.count)
+        if self.matrix is not None:
+            return Rows(stop - start, self.names, matrix=self.matrix[start:stop])
+        columns = {name: values[start:stop] for name, values in self.columns.items()}
+        return Rows(stop - start, self.names, columns=columns)
 
 
 @dataclass(frozen=True)
@@ -45,9 +76,12 @@ class Schema:
     max_rows: int
     names: tuple[str, ...] = field(init=False)
     numeric: bool = field(init=False)
+    integer_columns: list[int] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(spec.name for spec in self.inputs))
+        integers = [i for i, spec in enumerate(self.inputs) if spec.type == "int64"]
+        object.__setattr__(self, "integer_columns", integers)
         numeric = bool(self.inputs) and all(s.type in NUMERIC_TYPES for s in self.inputs)
         object.__setattr__(self, "numeric", numeric)
 
@@ -82,7 +116,7 @@ class Schema:
             spec.name: check_column(spec, [record[spec.name] for record in records])
             for spec in self.inputs
         }
-        return Rows(count=len(records), columns=columns)
+        return Rows(len(records), self.names, columns=columns)
 
     def from_columns(self, columns: Mapping[str, np.ndarray | list[Any]], count: int) -> Rows:
         """Rows from one array or list per column (the v2 tensors)."""
@@ -97,11 +131,11 @@ class Schema:
             raise ValidationFailed(f"missing input {_listing(missing)}: send every model input")
         checked = {spec.name: check_column(spec, columns[spec.name]) for spec in self.inputs}
         if not self.numeric:
-            return Rows(count=count, columns=checked)
+            return Rows(count, self.names, columns=checked)
         matrix = np.empty((count, len(self.names)), dtype=np.float64)
         for index, name in enumerate(self.names):
             matrix[:, index] = checked[name]
-        return Rows(count=count, columns=_views(matrix, self.names), matrix=matrix)
+        return Rows(count, self.names, matrix=matrix)
 
     def from_table(self, values: Any) -> Rows:  # Any: JSON lists or an array
         """Rows from one numeric table (rows x inputs), each row in signature order."""
@@ -113,6 +147,9 @@ class Schema:
                 f"a single 2-D tensor needs every input to be a number, and {kinds} is not; "
                 "send one named 1-D input per column"
             )
+        small = type(values) is list and len(values) <= _SMALL
+        if small:  # a few rows: checking values in Python beats a dozen NumPy calls
+            self._check_small(values)
         try:
             matrix = np.array(values, dtype=np.float64)
         except (TypeError, ValueError):
@@ -123,15 +160,45 @@ class Schema:
                 f"{_listing(self.names)}), not shape {list(matrix.shape)}"
             )
         self.check_count(matrix.shape[0])
-        if type(values) is list and _has_foreign_types(values):
-            raise self._first_bad_value(values)
-        self._check_numbers(matrix)
-        return Rows(count=matrix.shape[0], columns=_views(matrix, self.names), matrix=matrix)
+        if not small:
+            if type(values) is list and _has_foreign_types(values):
+                raise self._first_bad_value(values)
+            self._check_numbers(matrix)
+        return Rows(matrix.shape[0], self.names, matrix=matrix)
+
+    def _check_small(self, table: list[Any]) -> None:  # Any: JSON values
+        """``_check_numbers`` and the type checks, value by value, for a few rows."""
+        width = len(self.inputs)
+        for row, values in enumerate(table):
+            if type(values) is not list or len(values) != width:
+                raise self._first_bad_value(table)
+            for spec, value in zip(self.inputs, values, strict=True):
+                kind = type(value)
+                if kind is int:
+                    continue
+                if kind is float:
+                    if value - value == 0.0:  # finite
+                        if spec.type == "int64" and not value.is_integer():
+                            raise ValidationFailed(
+                                f"row {row}, column '{spec.name}': expected an integer, "
+                                f"got {value!r}"
+                            )
+                        continue
+                    if spec.nullable and value != value:  # noqa: PLR0124  (NaN)
+                        continue
+                if value is None and spec.nullable:
+                    continue
+                if value is None or kind is float:
+                    raise ValidationFailed(
+                        f"row {row}, column '{spec.name}': a missing value, NaN or infinity, "
+                        "and the column does not allow missing values"
+                    )
+                raise _wrong_value(row, spec, value)
 
     def _check_numbers(self, matrix: np.ndarray) -> None:
-        """NaN only in nullable columns; whole numbers in integer columns."""
-        finite = np.isfinite(matrix)
-        if not finite.all():
+        """NaN only in nullable columns; whole numbers in integer columns (vectorised)."""
+        if not np.isfinite(matrix).all():
+            finite = np.isfinite(matrix)
             for index, spec in enumerate(self.inputs):
                 bad = ~finite[:, index]
                 if bad.any() and not (spec.nullable and np.isnan(matrix[bad, index]).all()):
@@ -140,15 +207,17 @@ class Schema:
                         f"row {row}, column '{spec.name}': a missing value, NaN or infinity, "
                         "and the column does not allow missing values"
                     )
-        for index, spec in enumerate(self.inputs):
-            if spec.type == "int64":
-                column = matrix[:, index]
-                fractional = np.isfinite(column) & (column != np.floor(column))
-                if fractional.any():
-                    row = int(np.argmax(fractional))
-                    raise ValidationFailed(
-                        f"row {row}, column '{spec.name}': expected an integer, got {column[row]!r}"
-                    )
+        integers = self.integer_columns
+        if not integers:
+            return
+        whole = matrix[:, integers]
+        fractional = np.isfinite(whole) & (whole != np.floor(whole))
+        if fractional.any():
+            row, column = (int(n) for n in np.argwhere(fractional)[0])
+            raise ValidationFailed(
+                f"row {row}, column '{self.names[integers[column]]}': expected an integer, "
+                f"got {whole[row, column]!r}"
+            )
 
     def _first_bad_value(self, table: Any) -> ValidationFailed:  # Any: JSON values
         """The error naming the first value of ``table`` that is not a number."""
@@ -258,15 +327,11 @@ def concat_rows(parts: Sequence[Rows], names: Sequence[str]) -> Rows:
     if len(parts) == 1:
         return parts[0]
     count = sum(part.count for part in parts)
-    if all(part.matrix is not None for part in parts):
-        matrix = np.concatenate([part.matrix for part in parts if part.matrix is not None])
-        return Rows(count=count, columns=_views(matrix, names), matrix=matrix)
+    matrices = [part.matrix for part in parts if part.matrix is not None]
+    if len(matrices) == len(parts):
+        return Rows(count, names, matrix=np.concatenate(matrices))
     columns = {name: np.concatenate([part.columns[name] for part in parts]) for name in names}
-    return Rows(count=count, columns=columns)
-
-
-def _views(matrix: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
-    return {name: matrix[:, index] for index, name in enumerate(names)}
+    return Rows(count, names, columns=columns)
 
 
 def _has_foreign_types(table: list[Any]) -> bool:  # Any: JSON values

@@ -268,6 +268,7 @@ class ModelServer:
             arriving=lambda: self.arriving,
             done=done,
             max_queue=settings.shadow_queue if variant.shadow else None,
+            inline=model.runtime == "onnx",
         )
         lane = Lane(variant=variant, model=model, batcher=batcher, metrics=lane_metrics)
         self.metrics.loads.labels(*_labels(deployment.name, lane)).inc()
@@ -348,7 +349,7 @@ def _prediction_batch(
 ) -> PredictionBatch:
     if rows.count == len(jobs):  # single-row requests: the common case, kept cheap
         request_ids: list[str] = [job.request_id for job in jobs]
-        indexes: list[int] = [0] * len(jobs)
+        indexes: list[int] = [job.first_row for job in jobs]
         times = [job.time for job in jobs]
         latency = [(now - job.arrived) * 1000 for job in jobs]
     else:
@@ -356,7 +357,7 @@ def _prediction_batch(
         for job in jobs:
             count = job.rows.count
             request_ids += [job.request_id] * count
-            indexes += range(count)
+            indexes += range(job.first_row, job.first_row + count)
             times += [job.time] * count
             latency += [(now - job.arrived) * 1000] * count
     integers = {spec.name for spec in tag.model.signature.inputs if spec.type == "int64"}
