@@ -267,6 +267,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     agent: AgentSettings = AgentSettings()
     pipelines: dict[str, PipelineSettings] = {}
+    deployments: dict[str, dict[str, Any]] = {}  # Any: TOML values, checked by mlcycle.serve
 
     @property
     def workspace_dir(self) -> Path:
