@@ -9,12 +9,21 @@ from mlcycle.serve._deployments import (
     compose,
     parse_deployments,
 )
+from mlcycle.serve._predlog import (
+    PredictionLog,
+    log_table_name,
+    read_predictions,
+    spool_dir,
+    to_record_batch,
+)
 from mlcycle.serve._sdk import (
     apply,
     current_deployments,
     deploy,
     deployments,
     get_deployment,
+    predictions,
+    predictions_table,
     undeploy,
 )
 from mlcycle.serve._sink import PredictionBatch, PredictionSink
@@ -23,6 +32,7 @@ __all__ = [
     "Change",
     "Deployments",
     "PredictionBatch",
+    "PredictionLog",
     "PredictionSink",
     "apply",
     "check_deployment",
@@ -31,6 +41,12 @@ __all__ = [
     "deploy",
     "deployments",
     "get_deployment",
+    "log_table_name",
     "parse_deployments",
+    "predictions",
+    "predictions_table",
+    "read_predictions",
+    "spool_dir",
+    "to_record_batch",
     "undeploy",
 ]

@@ -11,13 +11,28 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mlcycle.serve._deployments import parse_deployments
+from mlcycle.serve._predlog import read_predictions, spool_dir
 from mlcycle.store import Deployment
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    import pandas as pd
+    import pyarrow as pa
+
     from mlcycle.serve._deployments import Change, Deployments
     from mlcycle.store import TrafficPolicy
 
-__all__ = ["apply", "current_deployments", "deploy", "deployments", "get_deployment", "undeploy"]
+__all__ = [
+    "apply",
+    "current_deployments",
+    "deploy",
+    "deployments",
+    "get_deployment",
+    "predictions",
+    "predictions_table",
+    "undeploy",
+]
 
 
 def _workspace() -> object:
@@ -84,3 +99,41 @@ def deployments() -> list[Deployment]:
 def undeploy(name: str) -> Deployment:
     """Remove deployment ``name``; servers following it stop serving it."""
     return current_deployments().remove(name)
+
+
+def predictions_table(
+    deployment: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    variant: str | None = None,
+) -> pa.Table:
+    """The prediction log of ``deployment`` in ``[since, until)`` as a pyarrow Table.
+
+    Rows still in this machine's spool segments are included.
+    """
+    workspace = _workspace()
+    return read_predictions(
+        spool_dir=spool_dir(workspace.settings),  # type: ignore[attr-defined]  # a Workspace
+        tables=workspace.artifacts,  # type: ignore[attr-defined]
+        deployment=deployment,
+        since=since,
+        until=until,
+        variant=variant,
+    )
+
+
+def predictions(
+    deployment: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    variant: str | None = None,
+) -> pd.DataFrame:
+    """The prediction log as a DataFrame, one ``inputs.<feature>`` column per feature.
+
+    ``mc.serve.predictions("bike-demand", since=datetime(2030, 1, 1, tzinfo=UTC))``
+    """
+    table = predictions_table(deployment, since=since, until=until, variant=variant)
+    frame: pd.DataFrame = table.flatten().to_pandas()
+    return frame
