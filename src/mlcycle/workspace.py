@@ -46,7 +46,14 @@ if TYPE_CHECKING:
     from mlcycle.agent import Agent, Launcher, Schedules
     from mlcycle.data import DatasetRegistry, PolicyFinding
     from mlcycle.registry import ModelRegistry
-    from mlcycle.store import DatasetCatalog, ModelCatalog, ScheduleCatalog, TableArea
+    from mlcycle.serve import Deployments, PredictionLog
+    from mlcycle.store import (
+        DatasetCatalog,
+        DeploymentCatalog,
+        ModelCatalog,
+        ScheduleCatalog,
+        TableArea,
+    )
 
 __all__ = ["SCHEMAS_DIR", "Workspace"]
 
@@ -133,6 +140,33 @@ class Workspace:
 
         catalog = cast("ScheduleCatalog", self.metadata)  # the SQL store is every catalog
         return Schedules(catalog=catalog, clock=self.clock, actor=self.actor)
+
+    @property
+    def deployments(self) -> Deployments:
+        """Deployments: ``ws.deployments.deploy("bike", model="bike@production")``, ``list``."""
+        self._check_open()
+        from mlcycle.serve import Deployments  # noqa: PLC0415  (loads on first use)
+
+        catalog = cast("DeploymentCatalog", self.metadata)  # the SQL store is every catalog
+        return Deployments(
+            catalog=catalog, registry=self.registry, clock=self.clock, actor=self.actor
+        )
+
+    def prediction_log(self, **options: Any) -> PredictionLog:  # Any: PredictionLog's knobs
+        """A new prediction log writer for this process (servers hand it their predictions).
+
+        ``options`` are ``PredictionLog``'s knobs (``flush_interval_s``,
+        ``roll_bytes``, ``roll_age_s``, ``max_pending``). Close it on shutdown.
+        """
+        self._check_open()
+        from mlcycle.serve import PredictionLog, spool_dir  # noqa: PLC0415  (loads on first use)
+
+        tables = cast("TableArea", self.artifacts)  # every artifact store has a table area
+        return PredictionLog(
+            spool_dir=spool_dir(self.settings),
+            tables=tables,
+            **options,
+        )
 
     def agent(self, *, launcher: Launcher | None = None, name: str | None = None) -> Agent:
         """An agent for this project's schedules, configured by ``settings.agent``.
