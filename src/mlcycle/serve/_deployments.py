@@ -80,6 +80,12 @@ def check_deployment(deployment: Deployment) -> Deployment:
     variants = tuple(
         replace(v, model=v.model.removeprefix("models:/")) for v in deployment.variants
     )
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise ValidationFailed(
+            f"deployment '{name}' names a variant twice ({', '.join(names)}); "
+            "give every variant its own name"
+        )
     answering = [v for v in variants if not v.shadow]
     shadows = [v for v in variants if v.shadow]
     if not answering:
