@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -28,3 +29,14 @@ class Planted:
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         return np.zeros(len(frame))
+
+
+class Slow:
+    """Echoes column ``id`` after a pause: keeps requests in flight long enough to pile up."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        time.sleep(self.seconds)
+        return np.asarray(frame["id"], dtype=np.float64)
