@@ -140,13 +140,13 @@ def test_an_empty_log_reads_as_an_empty_table(spool: Path, tables: LocalArtifact
 def test_a_torn_tail_is_dropped_and_the_complete_records_recovered(
     spool: Path, tables: LocalArtifactStore
 ) -> None:
-    record = to_record_batch(_batch(0))
+    record = to_record_batch([_batch(0)])
     segment = Segment(spool / "bike-demand", record.schema)
     segment.write(record)
-    segment.write(to_record_batch(_batch(2)))
+    segment.write(to_record_batch([_batch(2)]))
     segment.sync()
     whole = segment.size
-    segment.write(to_record_batch(_batch(4)))
+    segment.write(to_record_batch([_batch(4)]))
     segment.sync()
     with segment.path.open("r+b") as stream:
         stream.truncate(whole + (segment.size - whole) // 2)  # the third batch half written
@@ -160,7 +160,7 @@ def test_a_torn_tail_is_dropped_and_the_complete_records_recovered(
 def test_a_segment_rolled_before_a_crash_is_not_added_twice(
     spool: Path, tables: LocalArtifactStore, tmp_path: Path
 ) -> None:
-    record = to_record_batch(_batch(0))
+    record = to_record_batch([_batch(0)])
     segment = Segment(spool / "bike-demand", record.schema)
     segment.write(record)
     segment.finish()
