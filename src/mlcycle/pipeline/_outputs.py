@@ -124,10 +124,7 @@ def store_output(
             "needs trust=True or a trusted publisher)"
         )
     inline = stored.serializer == "json" and len(stored.body) <= INLINE_LIMIT
-    if inline:
-        digest = _digest(stored.body)
-    else:
-        digest = artifacts.put(io.BytesIO(stored.body))
+    digest = _digest(stored.body) if inline else artifacts.put(io.BytesIO(stored.body))
     return StepOutput(
         digest=digest,
         serializer=stored.serializer,

@@ -153,7 +153,9 @@ def _cache_hit(ctx: RunContext, key: str) -> StepRun | None:
     hit = next(waiting, None) or pipeline_log(ctx.host).find_cached_step(key)
     if hit is None:
         return None
-    stored = (o.inline is not None or ctx.host.artifacts.exists(o.digest) for o in hit.outputs.values())
+    stored = (
+        o.inline is not None or ctx.host.artifacts.exists(o.digest) for o in hit.outputs.values()
+    )
     return hit if all(stored) else None
 
 
@@ -165,8 +167,8 @@ def _run(ctx: RunContext, node: Node, base: StepRun) -> StepRun:
         params=tracked_params(base.params),
         tags={"pipeline": ctx.run.pipeline, "pipeline.run": ctx.run.id, "pipeline.step": node.name},
         parent=ctx.run.run_id,
+        stored=True,  # the step's run is stored before its record points at it
     )
-    host.tracker.flush()  # the step's run is stored before its record points at it
     record = ctx.save(
         replace(
             base,
