@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import importlib
 import multiprocessing
+import multiprocessing.util
 import os
 import queue
 from collections import OrderedDict
@@ -65,11 +66,19 @@ def _host(settings: Settings) -> PipelineHost:
         return _hosts[key]
     workspace = importlib.import_module("mlcycle.workspace").Workspace
     host: PipelineHost = workspace.open(settings)
+    if not _hosts:  # worker processes end without atexit: close (and flush) them on the way out
+        multiprocessing.util.Finalize(None, _close_hosts, exitpriority=10)
     _hosts[key] = host
     while len(_hosts) > KEPT_HOSTS:
         _key, oldest = _hosts.popitem(last=False)
         oldest.close()  # type: ignore[attr-defined]  # a Workspace
     return host
+
+
+def _close_hosts() -> None:
+    while _hosts:
+        _key, host = _hosts.popitem()
+        host.close()  # type: ignore[attr-defined]  # a Workspace
 
 
 def _nodes(run: PipelineRun, root: Path) -> dict[str, Node]:
@@ -106,8 +115,7 @@ def run_remote(task: RemoteStep) -> StepRun:
     except StepError:
         pass  # recorded as failed; the record says so
     finally:
-        context.flush()
-        host.tracker.flush()
+        context.flush()  # the step's end; its tracking run's end follows with the next batch
     return context.records[task.node]
 
 
