@@ -25,6 +25,7 @@ values, but reads the reference from its sorted values or counts:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ __all__ = [
     "histogram_shares",
     "jensenshannon",
     "ks",
+    "ks_statistic",
     "kstwo_sf",
     "psi",
     "smirnov",
@@ -59,15 +61,29 @@ def ks(reference: Numbers, current: Numbers) -> tuple[float, float]:
     """KS statistic and p-value of sorted ``reference`` against unsorted ``current``."""
     window = np.sort(current)
     n1, n2 = reference.size, window.size
+    if max(n1, n2) <= EXACT_KS_LIMIT:
+        with warnings.catch_warnings():  # SciPy falls back to its asymptotic method, and says so
+            warnings.simplefilter("ignore", RuntimeWarning)
+            exact = stats.ks_2samp(reference, window)
+        return float(exact.statistic), float(exact.pvalue)
+    d = ks_statistic(reference, window)
+    m, n = sorted((float(n1), float(n2)), reverse=True)
+    return d, kstwo_sf(d, round(m * n / (m + n)))
+
+
+def ks_statistic(reference: Numbers, window: Numbers) -> float:
+    """The two-sided KS statistic D of two sorted samples, from the window's distinct values.
+
+    The reference ECDF is read at each distinct window value and just below
+    it: the largest gaps between two step functions lie there.
+    """
+    n1, n2 = reference.size, window.size
     starts = np.flatnonzero(window[1:] != window[:-1]) + 1
     if starts.size + 1 < n2:  # ties: the window's ECDF steps only at its distinct values
         distinct = window[np.concatenate(([0], starts))]
         window_cdf = np.concatenate((starts, [n2])) / n2
     else:
         distinct, window_cdf = window, np.arange(1, n2 + 1) / n2
-    if max(n1, n2) <= EXACT_KS_LIMIT:
-        exact = stats.ks_2samp(reference, window)
-        return float(exact.statistic), float(exact.pvalue)
     after = np.searchsorted(reference, distinct, side="right")
     before = after.copy()  # differs only where the reference holds the window value itself
     shared = np.flatnonzero(reference[np.maximum(after - 1, 0)] == distinct)
@@ -78,9 +94,7 @@ def ks(reference: Numbers, current: Numbers) -> tuple[float, float]:
     if distinct.size > 1:
         ahead = max(ahead, float(np.max(below[1:] - window_cdf[:-1])))
     behind = float(np.max(window_cdf - at))
-    d = min(max(above, ahead, behind, 0.0), 1.0)
-    m, n = sorted((float(n1), float(n2)), reverse=True)
-    return d, kstwo_sf(d, round(m * n / (m + n)))
+    return min(max(above, ahead, behind, 0.0), 1.0)
 
 
 def kstwo_sf(x: float, n: int) -> float:
