@@ -223,7 +223,7 @@ def _check_share(share: float) -> None:
 
 def _check_types(column: ColumnReference, data_type: pa.DataType) -> None:
     found = column_type(data_type)
-    if found != column.kind:
+    if found != column.kind and not pa.types.is_null(data_type):  # null: every value missing
         raise ValidationFailed(
             f"column {column.name!r} is {column.kind} in the reference ({column.type}) but "
             f"{found} in the current data ({data_type}); cast it to the reference's type"

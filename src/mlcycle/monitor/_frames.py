@@ -79,6 +79,8 @@ def finite_values(column: pa.ChunkedArray) -> tuple[Numbers, int]:
     Nulls, NaN and infinities are missing: the tests compare distributions of
     real values (Evidently drops the same), and the count is reported beside.
     """
+    if pa.types.is_null(column.type):
+        return np.zeros(0, dtype=np.float64), len(column)
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     if pa.types.is_decimal(column.type):
@@ -102,6 +104,8 @@ def category_counts(column: pa.ChunkedArray) -> tuple[Labels, npt.NDArray[np.int
     window built by different libraries compare equal. Numeric columns tested
     as categories are counted by value instead (see ``ColumnReference``).
     """
+    if pa.types.is_null(column.type):
+        return np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64), len(column)
     nulls = column.null_count
     counted = pc.value_counts(pc.drop_null(column) if nulls else column)
     raw = counted.field("values")
