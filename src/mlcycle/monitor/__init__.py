@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 from mlcycle.monitor._drift import DEFAULT_THRESHOLDS, TESTS, drift
-from mlcycle.monitor._monitor import Monitor
+from mlcycle.monitor._monitor import CACHE_KIND, Monitor
 from mlcycle.monitor._reference import ColumnReference, ReferenceStats
 from mlcycle.monitor._report import ColumnDrift, DriftReport, TestName
 from mlcycle.monitor._sdk import reference
 
 __all__ = [
+    "CACHE_KIND",
     "DEFAULT_THRESHOLDS",
     "TESTS",
     "ColumnDrift",

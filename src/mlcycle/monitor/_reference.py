@@ -47,6 +47,7 @@ FORMAT = "mlcycle.monitor.reference/1"
 _MAGIC = b"MLCYCLE-REFERENCE-1\n"
 _LENGTH = struct.Struct("<Q")
 _THREADS = 2
+_SAFE_MAGNITUDE = 1e150
 
 Kind = Literal["numeric", "categorical"]
 
@@ -283,7 +284,7 @@ def _build_column(name: str, column: pa.ChunkedArray) -> ColumnReference | None:
             count=int(ordered.size),
             missing=missing,
             values=ordered,
-            std=float(np.std(ordered)) if ordered.size else None,
+            std=_std(ordered),
         )
     if kind == "categorical":
         labels, counts, missing = category_counts(column)
@@ -297,6 +298,16 @@ def _build_column(name: str, column: pa.ChunkedArray) -> ColumnReference | None:
             counts=counts,
         )
     return None
+
+
+def _std(ordered: Numbers) -> float | None:
+    """The population std; values near the float limit are scaled so the sums cannot overflow."""
+    if ordered.size == 0:
+        return None
+    scale = max(abs(float(ordered[0])), abs(float(ordered[-1])), 1.0)
+    if scale < _SAFE_MAGNITUDE:
+        return float(np.std(ordered))
+    return float(np.std(ordered / scale)) * scale
 
 
 def _population_std(sample_std: float | None, count: int) -> float | None:
