@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tests.data.conftest import STORES, Stores, open_stores
 
 import mlcycle as mc
 from mlcycle.errors import NotFound
 from mlcycle.monitor import CACHE_KIND, ReferenceStats
 from mlcycle.workspace import Workspace
-from tests.data.conftest import STORES, Stores, open_stores
 
 
 @pytest.fixture(params=STORES)
