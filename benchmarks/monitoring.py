@@ -396,7 +396,10 @@ def print_tables(report: dict[str, Any]) -> None:
         ["mlcycle, cached run", *pair(ours["cached_run"])],
         [f"mlcycle, {ours['window']['rows']:,}-row window, cached", *pair(ours["window"])],
         [
-            f"prepared reference to / from a local artifact store ({ours['cache_bytes'] / 1e6:,.0f} MB)",
+            (
+                "prepared reference to / from a local artifact store "
+                f"({ours['cache_bytes'] / 1e6:,.0f} MB)"
+            ),
             fmt_s(ours["cache_write_s"]),
             fmt_s(ours["cache_read"]["median_s"]),
         ],
