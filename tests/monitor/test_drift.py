@@ -250,3 +250,30 @@ def test_something_that_is_not_a_frame_is_an_error() -> None:
 def test_a_report_is_a_drift_report(frames: tuple[pd.DataFrame, ...]) -> None:
     reference, current = frames
     assert isinstance(drift(reference.head(100), current.head(100)), DriftReport)
+
+
+def test_dictionary_decimal_boolean_and_batch_columns_are_read_as_their_values() -> None:
+    from decimal import Decimal
+
+    reference = pa.table(
+        {
+            "city": pa.array(["oslo", "rome"] * 50).dictionary_encode(),
+            "price": pa.array([Decimal("1.50"), Decimal("2.25")] * 50, pa.decimal128(5, 2)),
+            "coded": pa.array([1.0, 2.0] * 50).dictionary_encode(),
+            "flag": pa.array([True, False] * 50),
+        }
+    )
+    same = drift(reference, reference.to_batches()[0])
+    assert same.drifted_columns == []
+    plain = pa.table(
+        {
+            "city": pa.array(["oslo"] * 60 + ["rome"] * 40),
+            "price": pa.array([1.5] * 60 + [2.25] * 40),
+            "coded": pa.array([1.0] * 60 + [2.0] * 40),
+            "flag": pa.array([True] * 60 + [False] * 40),
+        }
+    )
+    cross = drift(reference, plain, categorical_test="psi", numeric_test="psi")
+    assert cross.columns["city"].statistic == pytest.approx(cross.columns["flag"].statistic)
+    assert cross.columns["price"].statistic == pytest.approx(cross.columns["coded"].statistic)
+    assert cross.columns["city"].statistic == pytest.approx(cross.columns["price"].statistic)

@@ -116,3 +116,21 @@ def test_the_sdk_acts_on_the_working_directory(
         assert [edge.kind for edge in edges] == [CACHE_KIND]
     finally:
         mc.close()
+
+
+def test_only_the_latest_references_stay_in_memory_and_other_edges_are_ignored(
+    ws: Workspace,
+) -> None:
+    versions = [ws.data.register(f"d{i}", bike(i)) for i in range(3)]
+    ws.metadata.add_edge(
+        f"data-content:{versions[0].digest}",
+        "monitor-reference:sha256:" + "0" * 64,
+        kind="something-else",
+        actor="tester",
+        time=ws.clock.now(),
+    )
+    first = [ws.monitor.reference(f"d{i}") for i in range(3)]
+    assert len(ws.monitor._memory) == 2
+    again = ws.monitor.reference("d0")  # evicted from memory: read back from the store
+    assert again.digest == first[0].digest
+    assert len(cache_edges(ws, versions[0].digest)) == 2  # ours and the foreign edge

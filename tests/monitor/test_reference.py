@@ -88,3 +88,14 @@ def test_a_profile_gives_exact_categories_and_a_sampled_numeric_reference() -> N
     assert report.columns["x"].sampled
     assert report.columns["x"].reference_count == 10_000
     assert report.drifted_columns == ["c"]
+
+
+def test_an_empty_numeric_reference_has_no_distinct_values() -> None:
+    column = ReferenceStats.from_frame(pa.table({"x": pa.array([None], pa.float64())})).column("x")
+    values, counts = column.distinct
+    assert (values.size, counts.size, column.std) == (0, 0, None)
+
+
+def test_a_profile_of_one_value_has_a_std_of_zero_and_is_not_sampled() -> None:
+    stats = ReferenceStats.from_profile(profile_table(pa.table({"x": [4.0]})))
+    assert (stats.column("x").std, stats.sampled) == (0.0, False)
