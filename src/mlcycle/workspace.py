@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from mlcycle.agent import Agent, Launcher, Schedules
     from mlcycle.data import DatasetRegistry, PolicyFinding
+    from mlcycle.monitor import Monitor
     from mlcycle.registry import ModelRegistry
     from mlcycle.serve import Deployments, PredictionLog
     from mlcycle.store import (
@@ -88,6 +89,7 @@ class Workspace:
         self._closed = False
         self._data: DatasetRegistry | None = None
         self._registry: ModelRegistry | None = None
+        self._monitor: Monitor | None = None
 
     @property
     def data(self) -> DatasetRegistry:
@@ -131,6 +133,22 @@ class Workspace:
                 environments=self.metadata,
             )
         return self._registry
+
+    @property
+    def monitor(self) -> Monitor:
+        """Drift against dataset versions: ``ws.monitor.drift("bike/3", window_df)``."""
+        self._check_open()
+        if self._monitor is None:
+            from mlcycle.monitor import Monitor  # noqa: PLC0415  (loads on first use)
+
+            self._monitor = Monitor(
+                data=self.data,
+                artifacts=self.artifacts,
+                lineage=self.metadata,
+                clock=self.clock,
+                actor=self.actor,
+            )
+        return self._monitor
 
     @property
     def schedules(self) -> Schedules:
