@@ -314,7 +314,8 @@ def _check_array(spec: ColumnSpec, values: np.ndarray) -> np.ndarray:
             if fractional.any():
                 row = int(np.argmax(fractional))
                 raise ValidationFailed(
-                    f"row {row}, column '{spec.name}': expected an integer, got {float(column[row])!r}"
+                    f"row {row}, column '{spec.name}': expected an integer, "
+                    f"got {float(column[row])!r}"
                 )
         return column
     if spec.type == "bool" and values.dtype.kind != "b":
