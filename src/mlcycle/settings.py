@@ -294,6 +294,7 @@ class Settings(BaseSettings):
     agent: AgentSettings = AgentSettings()
     serve: ServeSettings = ServeSettings()
     pipelines: dict[str, PipelineSettings] = {}
+    deployments: dict[str, dict[str, Any]] = {}  # Any: TOML values, checked by mlcycle.serve
 
     @property
     def workspace_dir(self) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from tests.pipeline import flows
 from mlcycle.errors import BackendUnavailable, ValidationFailed
 from mlcycle.pipeline import PipelineResult
 from mlcycle.settings import Settings, StoreSettings
-from mlcycle.store import PipelineStatus, StepStatus
+from mlcycle.store import PipelineStatus, RunStatus, StepStatus
 from mlcycle.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -42,7 +41,9 @@ def test_the_process_executor_runs_branches_in_parallel(workspace: Workspace, ma
     assert _digests(remote) == _digests(local)
     assert remote.output("total") == local.output("total")
     for step in remote.steps.values():
-        assert workspace.get_run(step.run_id or "").parent_id == remote.record.run_id
+        child = workspace.get_run(step.run_id or "")
+        assert child.parent_id == remote.record.run_id
+        assert child.status is RunStatus.FINISHED  # the workers wrote their runs' ends on exit
     _check_parallel(
         flows.diamond.run(workspace=workspace, marks=marks, rendezvous=True, executor="process:2")
     )
@@ -68,16 +69,6 @@ def test_an_unknown_executor_is_refused_before_anything_runs(
     assert time.monotonic() - started < 30  # a generous guard: the timeout is 5 s
     assert workspace.metadata.list_pipeline_runs() == []  # type: ignore[attr-defined]
     assert workspace.search_runs().empty
-
-
-@pytest.fixture(scope="module")
-def dask_scheduler() -> Iterator[str]:
-    """A real ``distributed.LocalCluster`` with 2 worker processes."""
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
-    ) as cluster:
-        yield cluster.scheduler_address.replace("tcp://", "dask://")
 
 
 def test_the_dask_executor_gives_the_same_results_and_records(

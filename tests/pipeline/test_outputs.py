@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,29 @@ def test_json_values_round_trip(value: object) -> None:
         assert _round_trip(value, Path(folder)) == ("json", value)
 
 
+def test_small_json_outputs_stay_in_the_record_with_the_stores_digest(tmp_path: Path) -> None:
+    import io
+
+    from mlcycle.errors import IntegrityError
+    from mlcycle.pipeline import INLINE_LIMIT
+
+    artifacts = LocalArtifactStore(root=tmp_path / "artifacts")
+    small = store_output(
+        {"rmse": 0.5}, step="s", allow_pickle=False, artifacts=artifacts, publisher="a"
+    )
+    assert small.inline == '{"rmse":0.5}'
+    assert not artifacts.exists(small.digest)  # no blob written for it
+    assert small.digest == artifacts.put(io.BytesIO(small.inline.encode()))  # the same digest
+    big = store_output(
+        "x" * INLINE_LIMIT, step="s", allow_pickle=False, artifacts=artifacts, publisher="a"
+    )
+    assert big.inline is None
+    assert artifacts.exists(big.digest)
+    changed = replace(small, inline='{"rmse":0.1}')
+    with pytest.raises(IntegrityError, match=r"no longer matches its digest.*--no-cache"):
+        load_output(changed, what="x", artifacts=artifacts, settings=Settings(), trust=False)
+
+
 def test_no_serializer_names_the_step_the_type_and_the_fix(tmp_path: Path) -> None:
     artifacts = LocalArtifactStore(root=tmp_path)
     with pytest.raises(ValidationFailed) as caught:
@@ -91,9 +115,9 @@ def test_no_serializer_names_the_step_the_type_and_the_fix(tmp_path: Path) -> No
         store_output(objects, step="s", allow_pickle=False, artifacts=artifacts, publisher="a")
 
 
-def test_a_step_without_a_serializer_fails_its_run(workspace: Workspace) -> None:
+def test_a_step_without_a_serializer_fails_its_run(workspace: Workspace, executor: str) -> None:
     with pytest.raises(PipelineFailed, match=r"step 'unboxable' returned a .*Box") as caught:
-        flows.unserializable.run(workspace=workspace)
+        flows.unserializable.run(workspace=workspace, executor=executor)
     failed = workspace.metadata.list_step_runs(caught.value.run_id)  # type: ignore[attr-defined]
     assert failed[0].status.value == "failed"
 

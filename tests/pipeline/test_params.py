@@ -78,11 +78,13 @@ def test_bad_command_line_values_are_refused() -> None:
         flows.simple.parse_params({"nope": "1"})
 
 
-def test_datasets_are_pinned_before_any_step_and_linked(workspace: Workspace) -> None:
+def test_datasets_are_pinned_before_any_step_and_linked(
+    workspace: Workspace, executor: str
+) -> None:
     frame = pd.DataFrame({"hour": [1, 2, 3]})
     workspace.data.register("bike", frame, validate=False)
     workspace.data.register("bike", pd.concat([frame, frame]), validate=False)  # appended: 9 rows
-    result = flows.from_data.run(workspace=workspace)
+    result = flows.from_data.run(workspace=workspace, executor=executor)
     assert result.record.params == {"data": "bike/2"}
     assert result.record.datasets == {"data": "data:/bike/2"}
     assert result.output("count_rows") == 9
@@ -90,7 +92,7 @@ def test_datasets_are_pinned_before_any_step_and_linked(workspace: Workspace) ->
     assert [edge.source for edge in edges] == ["data:/bike/2"]
     read_run = result.steps["read"].run_id
     assert "data:/bike/2" in [e.source for e in workspace.metadata.edges_into(f"run:{read_run}")]
-    pinned = flows.from_data.run(workspace=workspace, data=DatasetRef("bike/1"))
+    pinned = flows.from_data.run(workspace=workspace, data=DatasetRef("bike/1"), executor=executor)
     assert pinned.output("count_rows") == 3
 
 

@@ -23,13 +23,16 @@ from mlcycle.workspace import Workspace
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_a_failed_run_resumes_from_the_failed_step(workspace: Workspace, marks: str) -> None:
+def test_a_failed_run_resumes_from_the_failed_step(
+    workspace: Workspace, marks: str, executor: str
+) -> None:
     with pytest.raises(Exception, match="gate is closed") as caught:
-        flows.gated.run(workspace=workspace, marks=marks)
+        flows.gated.run(workspace=workspace, marks=marks, executor=executor)
     run_id = caught.value.run_id  # type: ignore[attr-defined]
     (Path(marks) / "allow").touch()
     resumed = flows.gated.resume(run_id, workspace=workspace)
     assert resumed.id == run_id
+    assert resumed.record.executor == executor  # a resume runs where the run ran
     assert resumed.status is PipelineStatus.COMPLETED
     assert resumed.record.resumes == 1
     assert (counted(marks, "make"), counted(marks, "total"), counted(marks, "gate")) == (1, 1, 2)

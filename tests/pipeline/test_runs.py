@@ -17,10 +17,11 @@ from mlcycle.workspace import Workspace
 
 
 def test_each_step_is_recorded_inside_a_child_tracking_run(
-    workspace: Workspace, marks: str
+    workspace: Workspace, marks: str, executor: str
 ) -> None:
-    result = flows.simple.run(workspace=workspace, marks=marks, rows=4)
+    result = flows.simple.run(workspace=workspace, marks=marks, rows=4, executor=executor)
     assert result.status is PipelineStatus.COMPLETED
+    assert result.record.executor == executor
     log = workspace.metadata
     stored = log.get_pipeline_run(result.id)  # type: ignore[attr-defined]
     assert stored == result.record
@@ -67,8 +68,8 @@ def test_logs_are_bounded(workspace: Workspace) -> None:
     assert "501 more characters of output not kept" in logs
 
 
-def test_retries_back_off_then_succeed(workspace: Workspace, marks: str) -> None:
-    result = flows.retrying.run(workspace=workspace, marks=marks)
+def test_retries_back_off_then_succeed(workspace: Workspace, marks: str, executor: str) -> None:
+    result = flows.retrying.run(workspace=workspace, marks=marks, executor=executor)
     flaky = result.steps["flaky"]
     assert flaky.status is StepStatus.COMPLETED
     assert flaky.attempts == 3
@@ -78,10 +79,10 @@ def test_retries_back_off_then_succeed(workspace: Workspace, marks: str) -> None
 
 
 def test_a_failed_step_stops_the_run_and_names_what_to_resume(
-    workspace: Workspace, marks: str
+    workspace: Workspace, marks: str, executor: str
 ) -> None:
     with pytest.raises(PipelineFailed) as caught:
-        flows.gated.run(workspace=workspace, marks=marks)
+        flows.gated.run(workspace=workspace, marks=marks, executor=executor)
     message = str(caught.value)
     assert "step 'gate' failed after 1 attempt: RuntimeError: the gate is closed" in message
     assert f"mlcycle pipelines resume {caught.value.run_id}" in message
@@ -96,22 +97,22 @@ def test_a_failed_step_stops_the_run_and_names_what_to_resume(
     assert [e.payload["status"] for e in failed] == ["failed"]
 
 
-def test_a_second_run_comes_from_the_cache(workspace: Workspace, marks: str) -> None:
+def test_a_second_run_comes_from_the_cache(workspace: Workspace, marks: str, executor: str) -> None:
     first = flows.simple.run(workspace=workspace, marks=marks)
-    second = flows.simple.run(workspace=workspace, marks=marks)
+    second = flows.simple.run(workspace=workspace, marks=marks, executor=executor)
     assert {s.status for s in second.steps.values()} == {StepStatus.CACHED}
     assert second.steps["total"].cached_from == first.id
     assert second.steps["total"].outputs == first.steps["total"].outputs
     assert second.output("total") == first.output("total")
     assert counted(marks, "make") == 1
-    changed = flows.simple.run(workspace=workspace, marks=marks, factor=3.0)
+    changed = flows.simple.run(workspace=workspace, marks=marks, factor=3.0, executor=executor)
     statuses = {name: s.status for name, s in changed.steps.items()}
     assert statuses == {
         "make": StepStatus.CACHED,
         "scale": StepStatus.COMPLETED,
         "total": StepStatus.COMPLETED,
     }
-    forced = flows.simple.run(workspace=workspace, marks=marks, no_cache=True)
+    forced = flows.simple.run(workspace=workspace, marks=marks, no_cache=True, executor=executor)
     assert {s.status for s in forced.steps.values()} == {StepStatus.COMPLETED}
     assert counted(marks, "make") == 2
 
@@ -131,12 +132,13 @@ def test_a_step_with_cache_off_always_runs(workspace: Workspace) -> None:
     assert uncached.run(workspace=workspace).steps["now"].status is StepStatus.COMPLETED
 
 
-def test_new_data_misses_the_cache(workspace: Workspace) -> None:
+def test_new_data_misses_the_cache(workspace: Workspace, executor: str) -> None:
     workspace.data.register("bike", pd.DataFrame({"hour": [1]}), validate=False)
-    flows.from_data.run(workspace=workspace)
-    assert flows.from_data.run(workspace=workspace).steps["read"].status is StepStatus.CACHED
+    flows.from_data.run(workspace=workspace, executor=executor)
+    again = flows.from_data.run(workspace=workspace, executor=executor)
+    assert again.steps["read"].status is StepStatus.CACHED
     workspace.data.register("bike", pd.DataFrame({"hour": [2]}), validate=False)
-    fresh = flows.from_data.run(workspace=workspace)
+    fresh = flows.from_data.run(workspace=workspace, executor=executor)
     assert fresh.steps["read"].status is StepStatus.COMPLETED
     assert fresh.output("count_rows") == 2
 

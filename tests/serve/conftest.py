@@ -1,15 +1,17 @@
-"""Fixtures for the server: a workspace with small registered models, a sink, real servers.
+"""Fixtures for serving: a project with small registered models, a sink, real servers.
 
 ``echo`` predicts its ``id`` column exactly (a linear model with an ONNX
 copy), so a test can give every request its own id and check that each
-answer holds exactly its own rows.
+answer holds exactly its own rows. ``bike_models`` registers a small Bike
+Sharing-like model three times.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +21,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import uvicorn
-from sklearn.linear_model import LinearRegression
+from click.testing import Result
+from sklearn.linear_model import LinearRegression, Ridge
 from starlette.applications import Starlette
 from tests.conftest import free_port
+from typer.testing import CliRunner
 
+from mlcycle.cli._app import app
+from mlcycle.project import init_project
 from mlcycle.serve import ModelServer, PredictionBatch, create_app, implicit_deployment
 from mlcycle.settings import RegistrySettings, ServeSettings, Settings
 from mlcycle.store import Deployment
 from mlcycle.workspace import Workspace
 
 ECHO_COLUMNS = ["id", "x"]
+Invoke = Callable[..., Result]
 
 
 @dataclass
@@ -55,8 +62,9 @@ def echo_model(offset: float = 0.0) -> tuple[LinearRegression, pd.DataFrame]:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Iterator[Workspace]:
-    settings = Settings(home=tmp_path, actor="ana", registry=RegistrySettings(guarded_aliases=()))
+def workspace(project: Path) -> Iterator[Workspace]:
+    """The project's workspace; no alias is guarded, so tests promote freely."""
+    settings = Settings(home=project, actor="ana", registry=RegistrySettings(guarded_aliases=()))
     with Workspace.open(settings) as opened:
         yield opened
 
@@ -160,3 +168,56 @@ def live_server(
 def rows(*ids: float) -> list[dict[str, float]]:
     """v1 instances of the echo model, one per id."""
     return [{"id": float(i), "x": 0.5} for i in ids]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MLCYCLE_* variable from the outside changes what a test sees."""
+    for name in list(os.environ):
+        if name.startswith("MLCYCLE_") and name != "MLCYCLE_REQUIRE_SERVICES":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh project, and the working directory set to it."""
+    root = init_project(tmp_path / "project")
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture
+def hours() -> pd.DataFrame:
+    """Rows shaped like Bike Sharing's hourly data (a few columns of it) with the count."""
+    rng = np.random.default_rng(7)
+    frame = pd.DataFrame(
+        {
+            "station": rng.integers(1, 4, 60),
+            "hr": rng.integers(0, 24, 60),
+            "temp": rng.uniform(0, 1, 60),
+        }
+    )
+    frame["cnt"] = 40 * frame["temp"] + 3 * frame["hr"] + frame["station"]
+    return frame
+
+
+@pytest.fixture
+def bike_models(workspace: Workspace, hours: pd.DataFrame) -> Workspace:
+    """``bike-demand`` versions 1 to 3 (Ridge of growing alpha); production names version 1."""
+    features = hours[["station", "hr", "temp"]]
+    for alpha in (0.1, 1.0, 10.0):
+        model = Ridge(alpha=alpha).fit(features, hours["cnt"])
+        workspace.registry.register("bike-demand", model, input_example=features.head(5))
+    workspace.registry.promote("bike-demand", 1, "production", force=True, reason="tests")
+    return workspace
+
+
+@pytest.fixture
+def invoke() -> Invoke:
+    """Run ``mlcycle`` in-process; our own errors come back as exit codes, others raise."""
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        return runner.invoke(app, list(args), catch_exceptions=False, prog_name="mlcycle")
+
+    return run

@@ -21,7 +21,10 @@ PREDICT = "/v1/models/bikes:predict"
 def split(policy: str, *, sticky: str | None = None) -> Deployment:
     return Deployment(
         name="bikes",
-        variants=(Variant("stable", "echo/1", weight=9), Variant("candidate", "echo/2", weight=1)),
+        variants=(
+            Variant("stable", "echo/1", weight=90),
+            Variant("candidate", "echo/2", weight=10),
+        ),
         policy=policy,  # type: ignore[arg-type]
         sticky_key=sticky,
     )
@@ -107,10 +110,15 @@ async def test_shadow_copies_are_shed_when_the_queue_is_full(
     ("variants", "policy", "words"),
     [
         ((Variant("a", "m/1"), Variant("a", "m/2")), "canary", "names a variant twice"),
-        ((Variant("a", "m/1", shadow=True),), "shadow", "no variant that answers"),
+        ((Variant("a", "m/1", shadow=True),), "shadow", "only shadow variants"),
         ((Variant("a", "m/1"), Variant("b", "m/2")), "single", "exactly one"),
-        ((Variant("a", "m/1"),), "shadow", "no shadow variant"),
-        ((Variant("a", "m/1", weight=0),), "single", "weight above 0"),
+        ((Variant("a", "m/1"),), "shadow", "at least one shadow"),
+        (
+            (Variant("a", "m/1", weight=60), Variant("b", "m/2", weight=30)),
+            "canary",
+            "add up to 100",
+        ),
+        ((Variant("a", "m/1", weight=0), Variant("b", "m/2", weight=100)), "ab", "each above 0"),
     ],
 )
 def test_deployments_no_policy_can_route_are_refused(

@@ -219,3 +219,18 @@ def test_eight_threads_with_their_own_runs(workspace: Workspace) -> None:
         values = [point.value for point in found.metric_history("value")]
         assert values == [float(index * 1000 + step) for step in range(300)]
     assert len(ids) == 8
+
+
+def test_a_stored_start_is_written_before_start_run_returns(workspace: Workspace) -> None:
+    tracker = workspace.tracker
+    with tracker.start_run("exp", name="quick") as parent:
+        tracker.flush()
+        child = tracker.start_run("exp", name="step", parent=parent.id, stored=True)
+        found = workspace.metadata.get_run(child.id)  # the store itself: nothing settles
+        assert (found.status, found.parent_id) == (RunStatus.RUNNING, parent.id)
+        with child:
+            child.log_metric("loss", 0.5)
+    tracker.flush()
+    ended = workspace.get_run(child.id)
+    assert ended.status is RunStatus.FINISHED
+    assert ended.metrics == {"loss": 0.5}

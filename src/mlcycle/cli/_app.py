@@ -11,6 +11,7 @@ from mlcycle.cli import (
     _data,
     _db,
     _demo,
+    _deploy,
     _experiments,
     _init,
     _models,
@@ -58,6 +59,8 @@ app.add_typer(_pipelines.app, name="pipelines")
 app.add_typer(_db.app, name="db")
 app.add_typer(_schedules.app, name="schedules")
 app.command("agent")(_schedules.agent)
+app.command("deploy")(_deploy.deploy)
+app.add_typer(_deploy.app, name="deployments")
 app.command("init")(_init.init)
 app.command("demo")(_demo.demo)
 app.command("serve")(_serve.serve)

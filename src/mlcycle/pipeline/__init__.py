@@ -18,7 +18,7 @@ from mlcycle.pipeline._dag import Graph, Node, Step, StepHandle, StepOptions, st
 from mlcycle.pipeline._executors import EXECUTORS, Executor, LocalExecutor, open_executor
 from mlcycle.pipeline._host import PipelineHost, active_host
 from mlcycle.pipeline._logs import LOG_LIMIT
-from mlcycle.pipeline._outputs import load_output, store_output
+from mlcycle.pipeline._outputs import INLINE_LIMIT, load_output, store_output
 from mlcycle.pipeline._pipeline import Pipeline, pipeline, resume
 from mlcycle.pipeline._runner import PipelineResult, reap_stale_pipelines
 from mlcycle.pipeline._steps import OUTPUT, StepError
@@ -26,6 +26,7 @@ from mlcycle.pipeline._target import load_target
 
 __all__ = [
     "EXECUTORS",
+    "INLINE_LIMIT",
     "LOG_LIMIT",
     "OUTPUT",
     "Executor",

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from typing import TextIO
 
-__all__ = ["LOG_LIMIT", "LogBuffer", "capture_logs"]
+__all__ = ["LOG_LIMIT", "LogBuffer", "capture_logs", "info_level"]
 
 LOG_LIMIT = 64 * 1024
 """Characters of output kept per step run; the rest is counted, not kept."""
@@ -72,19 +72,34 @@ class _Handler(logging.Handler):
 
 
 @contextlib.contextmanager
+def info_level() -> Iterator[None]:
+    """Let INFO records reach the root logger while open; a no-op when they already do.
+
+    A run opens it around all its steps, so each step's ``capture_logs`` does
+    not change the level twice (each change clears every logger's cache).
+    """
+    root = logging.getLogger()
+    level = root.level
+    if level != logging.NOTSET and level <= logging.INFO:
+        yield
+        return
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+@contextlib.contextmanager
 def capture_logs(buffer: LogBuffer) -> Iterator[None]:
     """Copy stdout, stderr and log records (INFO and above) into ``buffer`` while open."""
     root = logging.getLogger()
     handler = _Handler(buffer)
-    level = root.level
     root.addHandler(handler)
-    if root.level > logging.INFO or root.level == logging.NOTSET:
-        root.setLevel(logging.INFO)
     out = _Tee(sys.stdout, buffer)
     err = _Tee(sys.stderr, buffer)
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with info_level(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             yield
     finally:
         root.removeHandler(handler)
-        root.setLevel(level)

@@ -4,11 +4,14 @@ DataFrames (pandas, polars) and Arrow tables go as Parquet, numpy arrays as
 ``.npy`` without pickle, JSON-able values as JSON, and models through the
 registry's safe flavors. Anything else needs an explicit ``@step(pickle=True)``,
 and a pickled output loads only when trusted through the registry's one trust
-mechanism (``require_trust``).
+mechanism (``require_trust``). A JSON output of at most ``INLINE_LIMIT`` bytes
+(a count, a dict of metrics) is kept in the step's record rather than as a
+blob: a file written and synced per step would cost more than the step.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import pickle
@@ -19,13 +22,16 @@ from typing import Any
 
 import orjson
 
-from mlcycle.errors import ValidationFailed
+from mlcycle.errors import IntegrityError, ValidationFailed
+from mlcycle.ids import Digest
 from mlcycle.registry import get_flavor, known_flavors, require_trust
 from mlcycle.settings import Settings
 from mlcycle.store import ArtifactStore, StepOutput
 
-__all__ = ["StoredValue", "load_output", "store_output"]
+__all__ = ["INLINE_LIMIT", "StoredValue", "load_output", "store_output"]
 
+INLINE_LIMIT = 4096
+"""Bytes of JSON up to which an output is kept in its step record instead of the artifact store."""
 PICKLE = "pickle"
 _SAFE = "DataFrames and Arrow tables (Parquet), numpy arrays, JSON-able values"
 
@@ -117,14 +123,21 @@ def store_output(
             f"@step(pickle=True) on '{step}' to store it with pickle (loading it back then "
             "needs trust=True or a trusted publisher)"
         )
-    digest = artifacts.put(io.BytesIO(stored.body))
+    inline = stored.serializer == "json" and len(stored.body) <= INLINE_LIMIT
+    digest = _digest(stored.body) if inline else artifacts.put(io.BytesIO(stored.body))
     return StepOutput(
         digest=digest,
         serializer=stored.serializer,
         type=_type_name(value),
         size=len(stored.body),
         publisher=publisher if stored.serializer == PICKLE else None,
+        inline=stored.body.decode() if inline else None,
     )
+
+
+def _digest(body: bytes) -> Digest:
+    """The digest the artifact store gives ``body``."""
+    return Digest(f"sha256:{hashlib.sha256(body).hexdigest()}")
 
 
 def load_output(
@@ -133,8 +146,16 @@ def load_output(
     """Read a stored output back; a pickled one only when trusted (``require_trust``)."""
     if output.serializer == PICKLE:
         require_trust(what, trust=trust, publisher=output.publisher, settings=settings)
-    with artifacts.open(output.digest) as stream:
-        body = stream.read()
+    if output.inline is not None:
+        body = output.inline.encode()
+        if _digest(body) != output.digest:
+            raise IntegrityError(
+                f"{what} kept in its step record no longer matches its digest "
+                f"{output.digest}; run the step again (`--no-cache`)"
+            )
+    else:
+        with artifacts.open(output.digest) as stream:
+            body = stream.read()
     return _deserialise(body, output.serializer, settings=settings)
 
 

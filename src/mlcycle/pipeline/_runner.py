@@ -23,6 +23,7 @@ from mlcycle.pipeline._code import code_digest, digest_of
 from mlcycle.pipeline._dag import Node, literal_params
 from mlcycle.pipeline._executors import Executor, open_executor
 from mlcycle.pipeline._host import PipelineHost, pipeline_log
+from mlcycle.pipeline._logs import info_level
 from mlcycle.pipeline._steps import RunContext, StepError, tracked_params
 from mlcycle.store import PipelineRun, PipelineStatus, RunStatus, StepRun, StepStatus
 
@@ -198,9 +199,11 @@ def _drive(
 ) -> PipelineResult:
     host, log = context.host, pipeline_log(context.host)
     try:
-        with _Heartbeat(host, context.run.id):
+        with _Heartbeat(host, context.run.id), info_level():
             runner.execute(context, order)
+            context.flush()
     except BaseException as exc:
+        context.flush()  # the steps that ended before it are kept for a resume
         status = PipelineStatus.FAILED if isinstance(exc, Exception) else PipelineStatus.KILLED
         context.run = log.update_pipeline_run(
             replace(context.run, status=status, ended_at=host.clock.now(), error=str(exc))

@@ -2,8 +2,11 @@
 
 Every executor runs steps through ``execute_node``, in this process or in a
 worker, so a step is recorded the same way wherever it runs: its state is
-written before it starts and after it ends, which is what makes a run
-resumable after a crash.
+written before its function starts and after it ends, which is what makes a
+run resumable after a crash. To keep that at one transaction per step, a
+step's end (or a cache hit) waits in ``RunContext.pending`` and is written
+together with the next step's start, before that step's function runs, or
+when the runner flushes; no user code runs while a record waits.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class RunContext:
     trust: bool = False
     values: dict[str, object] = field(default_factory=dict)
     progress: Callable[[StepRun], None] | None = None
+    pending: dict[str, StepRun] = field(default_factory=dict)
 
     def value(self, node: str) -> object:
         """The output of ``node``: kept in memory, else read from the artifact store."""
@@ -68,12 +72,20 @@ class RunContext:
             )
         return self.values[node]
 
-    def save(self, record: StepRun) -> StepRun:
-        """Write a step's new state to the store and keep it here."""
-        pipeline_log(self.host).save_step_run(record)
+    def save(self, record: StepRun, *, defer: bool = False) -> StepRun:
+        """Keep a step's new state here and write it, with any pending ones, unless ``defer``."""
         self.records[record.step] = record
+        self.pending[record.step] = record
+        if not defer:
+            self.flush()
         self.tell(record)
         return record
+
+    def flush(self) -> None:
+        """Write the pending step states in one transaction."""
+        if self.pending:
+            pipeline_log(self.host).save_step_runs(list(self.pending.values()))
+            self.pending.clear()
 
     def tell(self, record: StepRun) -> None:
         """Pass a step's new state to whoever shows progress."""
@@ -128,16 +140,23 @@ def execute_node(ctx: RunContext, node: Node) -> StepRun:
                     started_at=now,
                     ended_at=now,
                     duration_s=0.0,
-                )
+                ),
+                defer=True,
             )
     return _run(ctx, node, base)
 
 
 def _cache_hit(ctx: RunContext, key: str) -> StepRun | None:
-    hit = pipeline_log(ctx.host).find_cached_step(key)
-    if hit is None or not all(ctx.host.artifacts.exists(o.digest) for o in hit.outputs.values()):
+    waiting = (
+        r for r in ctx.pending.values() if r.cache_key == key and r.status is StepStatus.COMPLETED
+    )
+    hit = next(waiting, None) or pipeline_log(ctx.host).find_cached_step(key)
+    if hit is None:
         return None
-    return hit
+    stored = (
+        o.inline is not None or ctx.host.artifacts.exists(o.digest) for o in hit.outputs.values()
+    )
+    return hit if all(stored) else None
 
 
 def _run(ctx: RunContext, node: Node, base: StepRun) -> StepRun:
@@ -148,8 +167,8 @@ def _run(ctx: RunContext, node: Node, base: StepRun) -> StepRun:
         params=tracked_params(base.params),
         tags={"pipeline": ctx.run.pipeline, "pipeline.run": ctx.run.id, "pipeline.step": node.name},
         parent=ctx.run.run_id,
+        stored=True,  # the step's run is stored before its record points at it
     )
-    host.tracker.flush()  # the step's run is stored before its record points at it
     record = ctx.save(
         replace(
             base,
@@ -201,7 +220,8 @@ def _run(ctx: RunContext, node: Node, base: StepRun) -> StepRun:
             logs=logs,
             attempts=tried[0],
             outputs={OUTPUT: output},
-        )
+        ),
+        defer=True,
     )
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from mlcycle.serve._metrics import LaneMetrics
     from mlcycle.serve._model import ServedModel
 
-__all__ = ["Lane", "Routes", "check_deployment", "implicit_deployment"]
+__all__ = ["Lane", "Routes", "implicit_deployment"]
 
 _HASH_SPAN = float(1 << 64)
 
@@ -84,35 +84,6 @@ class Routes:
         raise NotFound(
             f"deployment '{self.deployment.name}' serves no version {version!r} "
             f"(it serves version {served})"
-        )
-
-
-def check_deployment(deployment: Deployment) -> None:
-    """Refuse a deployment no policy can route: ``ValidationFailed`` names the fix."""
-    name = deployment.name
-    names = [variant.name for variant in deployment.variants]
-    if len(set(names)) != len(names):
-        raise ValidationFailed(f"deployment '{name}' names a variant twice: {', '.join(names)}")
-    answering = [v for v in deployment.variants if not v.shadow]
-    shadows = [v for v in deployment.variants if v.shadow]
-    if not answering:
-        raise ValidationFailed(
-            f"deployment '{name}' has no variant that answers (all are shadows); "
-            "add one that is not a shadow"
-        )
-    if any(v.weight <= 0 for v in answering):
-        raise ValidationFailed(
-            f"deployment '{name}': every answering variant needs a weight above 0"
-        )
-    if deployment.policy in ("single", "shadow") and len(answering) != 1:
-        raise ValidationFailed(
-            f"deployment '{name}' has policy '{deployment.policy}' and "
-            f"{len(answering)} answering variants; it takes exactly one (use 'canary' or 'ab' "
-            "to split traffic)"
-        )
-    if deployment.policy == "shadow" and not shadows:
-        raise ValidationFailed(
-            f"deployment '{name}' has policy 'shadow' but no shadow variant; mark one shadow"
         )
 
 

@@ -27,10 +27,11 @@ import numpy as np
 from mlcycle.errors import MlcycleError, NotFound
 from mlcycle.ids import new_id
 from mlcycle.serve._batching import Batcher, Job
+from mlcycle.serve._deployments import check_deployment
 from mlcycle.serve._errors import Overloaded
 from mlcycle.serve._metrics import LaneMetrics, Metrics
 from mlcycle.serve._model import ServedModel, load_model
-from mlcycle.serve._routing import Lane, Routes, check_deployment
+from mlcycle.serve._routing import Lane, Routes
 from mlcycle.serve._sink import PredictionBatch, PredictionSink
 from mlcycle.store import Deployment, Event, EventLog, Variant
 
@@ -82,7 +83,7 @@ class ModelServer:
         deployments: DeploymentSource | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        check_deployment(deployment)
+        deployment = check_deployment(deployment)
         self.registry = registry
         self.deployment = deployment
         self.settings = settings
@@ -204,8 +205,8 @@ class ModelServer:
         async with self._refreshing:
             deployment = self.deployment
             if self.deployments is not None:
-                deployment = await asyncio.to_thread(self.deployments.get_deployment, self.name)
-                check_deployment(deployment)
+                stored = await asyncio.to_thread(self.deployments.get_deployment, self.name)
+                deployment = check_deployment(stored)
             old = self.routes
             new = await self._build(deployment, previous=old.lanes)
             self.deployment, self._routes = deployment, new

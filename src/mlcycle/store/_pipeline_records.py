@@ -44,23 +44,33 @@ class StepStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class StepOutput:
-    """One stored step output: its digest in the artifact store and how it was serialised."""
+    """One stored step output: its digest, how it was serialised, and where its bytes are.
+
+    A small JSON output keeps its text in ``inline``, in the step's record,
+    instead of a blob in the artifact store; its digest is the one the
+    artifact store would give the same bytes, so cache keys do not depend on
+    where the bytes are kept.
+    """
 
     digest: Digest
     serializer: str
     type: str
     size: int
     publisher: str | None = None
+    inline: str | None = None
 
     def to_dict(self) -> dict[str, Any]:  # Any: JSON values
-        """The output as stored in JSON."""
-        return {
+        """The output as stored in JSON (``inline`` only when there is one)."""
+        value: dict[str, Any] = {  # Any: JSON values
             "digest": self.digest,
             "serializer": self.serializer,
             "type": self.type,
             "size": self.size,
             "publisher": self.publisher,
         }
+        if self.inline is not None:
+            value["inline"] = self.inline
+        return value
 
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> StepOutput:  # Any: JSON values
@@ -71,6 +81,7 @@ class StepOutput:
             type=str(value["type"]),
             size=int(value["size"]),
             publisher=value.get("publisher"),
+            inline=value.get("inline"),
         )
 
 

@@ -2,8 +2,10 @@
 
 A pipeline run's start, its step rows, its lineage edges from the dataset
 versions it reads and its ``pipeline.started`` event commit together; so do
-its end and ``pipeline.finished`` / ``pipeline.failed``. Each step run is
-written as it changes, so the state is durable after every step.
+its end and ``pipeline.finished`` / ``pipeline.failed``. Step runs are written
+as they change, several in one transaction when the runner has several to
+write (a step's end with the next step's start), so the state is durable
+after every step at the cost of one transaction per step.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from mlcycle.errors import NotFound, ValidationFailed
 from mlcycle.ids import Digest, RunId
@@ -120,6 +122,24 @@ def _step(row: Any) -> StepRun:  # Any: a result row
         logs=row.logs,
         error=row.error,
     )
+
+
+_STEP_KEY = ("pipeline_run_id", "step")
+_SAVE_STEP = (
+    update(step_runs)
+    .where(step_runs.c.pipeline_run_id == bindparam("key_run"))
+    .where(step_runs.c.step == bindparam("key_step"))
+    .values({c.name: bindparam(c.name) for c in step_runs.c if c.name not in _STEP_KEY})
+)
+"""One statement for every step save, so SQLAlchemy compiles it once."""
+_FIND_CACHED = (
+    select(step_runs)
+    .where(step_runs.c.cache_key == bindparam("key"))
+    .where(step_runs.c.status == StepStatus.COMPLETED.value)
+    .order_by(step_runs.c.ended_at.desc())
+    .limit(1)
+)
+"""The cache lookup, made once: building the statement cost more than running it."""
 
 
 def _step_row(record: StepRun) -> dict[str, Any]:  # Any: column values
@@ -231,18 +251,25 @@ class PipelinesMixin:
 
     def save_step_run(self, record: StepRun) -> None:
         """Replace the stored state of one step of a run (it must exist)."""
-        row = _step_row(record)
-        key = (step_runs.c.pipeline_run_id == record.pipeline_run_id) & (
-            step_runs.c.step == record.step
-        )
+        self.save_step_runs([record])
+
+    def save_step_runs(self, records: Sequence[StepRun]) -> None:
+        """Replace the stored state of several steps in one transaction (each must exist)."""
+        rows = []
+        for record in records:
+            row = _step_row(record)
+            row["key_run"], row["key_step"] = row.pop("pipeline_run_id"), row.pop("step")
+            rows.append(row)
 
         def work(conn: Connection) -> None:
-            if conn.execute(update(step_runs).where(key).values(**row)).rowcount != 1:
-                raise NotFound(
-                    f"pipeline run '{record.pipeline_run_id}' has no step '{record.step}'"
-                )
+            for row, record in zip(rows, records, strict=True):
+                if conn.execute(_SAVE_STEP, row).rowcount != 1:
+                    raise NotFound(
+                        f"pipeline run '{record.pipeline_run_id}' has no step '{record.step}'"
+                    )
 
-        self._db.write(work)
+        if rows:
+            self._db.write(work)
 
     def update_pipeline_run(self, record: PipelineRun) -> PipelineRun:
         """Store a run's new state; an end (or a restart) records its event with it."""
@@ -292,14 +319,11 @@ class PipelinesMixin:
 
     def find_cached_step(self, cache_key: str) -> StepRun | None:
         """The newest step run with ``cache_key`` whose outputs are stored, if any."""
-        query = (
-            select(step_runs)
-            .where(step_runs.c.cache_key == cache_key)
-            .where(step_runs.c.status == StepStatus.COMPLETED.value)
-            .order_by(step_runs.c.ended_at.desc())
-            .limit(1)
+        return self._db.read(
+            lambda conn: next(
+                (_step(row) for row in conn.execute(_FIND_CACHED, {"key": cache_key})), None
+            )
         )
-        return self._db.read(lambda conn: next((_step(row) for row in conn.execute(query)), None))
 
 
 def _kill(conn: Connection, found: PipelineRun, at: datetime) -> None:

@@ -53,10 +53,11 @@ def current_run() -> ActiveRun | None:
 class ActiveRun:
     """A run in progress; use it as a context manager so its end is always recorded."""
 
-    def __init__(self, record: Run, *, tracker: Tracker) -> None:
+    def __init__(self, record: Run, *, tracker: Tracker, stored: bool = False) -> None:
         self.record = record
         self.id: RunId = record.id
         self._tracker = tracker
+        self._stored = stored
         self._put = tracker.writer.put
         self._time = tracker.clock.time
         self._params: dict[str, str] = dict(record.params)
@@ -263,7 +264,8 @@ class ActiveRun:
             metrics={key: value for key, (_step, value) in self._latest.items()},
         )
         if status is RunStatus.FINISHED:
-            writer.wake()
+            if not self._stored:
+                writer.wake()
             writer.raise_errors()
         else:
             writer.flush()

@@ -32,6 +32,7 @@ from mlcycle.store import (
     Run,
     RunStart,
     RunStatus,
+    WriteBatch,
 )
 from mlcycle.track._environment import (
     capture_command,
@@ -91,13 +92,16 @@ class Tracker:
         params: Mapping[str, Any] | None = None,  # Any: stored as text
         tags: Mapping[str, Any] | None = None,  # Any: stored as text
         parent: str | None = None,
+        stored: bool = False,
     ) -> ActiveRun:
         """Start a run; inside another run of this tracker in the same thread it is a child.
 
         The run's id is made here and its start is buffered like a logged
         value, so starting waits on the database only the first time an
         experiment name is used in this process (or for an explicit ``parent``
-        this process did not start).
+        this process did not start). With ``stored``, the start is written
+        in this thread before this returns (a pipeline step's record points
+        at its run at once), without waiting for the writer thread.
         """
         check_name(experiment, what="experiment")
         run_name = check_name(name, what="run") if name is not None else _default_name()
@@ -132,11 +136,14 @@ class Tracker:
         )
         self.writer.register(start.id)
         try:
-            self.writer.put((START, start.id, "", start, 0, 0.0))
+            if stored:
+                self.metadata.apply(WriteBatch([start]))
+            else:
+                self.writer.put((START, start.id, "", start, 0, 0.0))
         except BaseException:
             self.writer.unregister(start.id)
             raise
-        run = ActiveRun(_record(start, experiment=found), tracker=self)
+        run = ActiveRun(_record(start, experiment=found), tracker=self, stored=stored)
         with self._lock:
             self._active[start.id] = run
         return run

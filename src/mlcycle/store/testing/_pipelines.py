@@ -32,6 +32,13 @@ CODE = Digest("sha256:" + "c0" * 32)
 OUT = StepOutput(
     digest=Digest("sha256:" + "aa" * 32), serializer="json", type="builtins.dict", size=12
 )
+INLINE = StepOutput(
+    digest=Digest("sha256:" + "ab" * 32),
+    serializer="json",
+    type="builtins.int",
+    size=1,
+    inline="7",
+)
 
 
 def _run(**changes: Any) -> PipelineRun:  # Any: field values
@@ -107,7 +114,7 @@ class PipelineLogContract:
             _steps(run)[0],
             status=StepStatus.COMPLETED,
             inputs={"df": Digest("sha256:" + "bb" * 32)},
-            outputs={"return": OUT},
+            outputs={"return": OUT, "extra": INLINE},
             code_digest=CODE,
             cache_key="sha256:" + "dd" * 32,
             attempts=2,
@@ -121,6 +128,20 @@ class PipelineLogContract:
         assert log.list_step_runs(run.id)[0] == done
         assert log.find_cached_step(done.cache_key) == done
         assert log.find_cached_step("sha256:" + "ee" * 32) is None
+
+    def test_several_steps_are_saved_together_or_not_at_all(self, log: Any) -> None:
+        run = _run()
+        log.create_pipeline_run(run, _steps(run))
+        load, train = _steps(run)
+        done = replace(load, status=StepStatus.COMPLETED, outputs={"return": OUT})
+        started = replace(train, status=StepStatus.RUNNING, started_at=T0)
+        log.save_step_runs([done, started])
+        assert log.list_step_runs(run.id) == [done, started]
+        ghost = StepRun(pipeline_run_id=run.id, step="ghost", position=2, status=StepStatus.FAILED)
+        with pytest.raises(NotFound, match="no step 'ghost'"):
+            log.save_step_runs([replace(started, status=StepStatus.FAILED), ghost])
+        assert log.list_step_runs(run.id) == [done, started]  # the first was rolled back
+        log.save_step_runs([])
 
     def test_only_completed_steps_serve_the_cache(self, log: Any) -> None:
         run = _run()
