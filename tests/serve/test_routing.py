@@ -127,3 +127,20 @@ def test_deployments_no_policy_can_route_are_refused(
     deployment = Deployment(name="d", variants=variants, policy=policy)  # type: ignore[arg-type]
     with pytest.raises(ValidationFailed, match=words):
         check_deployment(deployment)
+
+
+async def test_a_promotion_is_served_without_a_restart(workspace: Workspace, echo: str) -> None:
+    async with client_for(workspace, echo) as (client, server):
+        before = await client.post("/v1/models/echo:predict", json={"instances": rows(1)})
+        workspace.registry.promote("echo", 2, to="production")
+        for _ in range(500):  # a guard against hanging; the server polls every 0.1 s
+            answer = await client.post("/v1/models/echo:predict", json={"instances": rows(1)})
+            assert answer.status_code == 200
+            if answer.json()["version"] == 2:
+                break
+            await asyncio.sleep(0.02)
+        metrics = (await client.get("/metrics")).text
+    assert before.json()["version"] == 1
+    assert round(answer.json()["predictions"][0]) == 1001
+    assert server.routes.answering[0].model.version == 2
+    assert 'mlcycle_serve_model_loads_total{deployment="echo",model="echo"' in metrics

@@ -216,7 +216,7 @@ class Schema:
             row, column = (int(n) for n in np.argwhere(fractional)[0])
             raise ValidationFailed(
                 f"row {row}, column '{self.names[integers[column]]}': expected an integer, "
-                f"got {whole[row, column]!r}"
+                f"got {float(whole[row, column])!r}"
             )
 
     def _first_bad_value(self, table: Any) -> ValidationFailed:  # Any: JSON values
@@ -314,7 +314,8 @@ def _check_array(spec: ColumnSpec, values: np.ndarray) -> np.ndarray:
             if fractional.any():
                 row = int(np.argmax(fractional))
                 raise ValidationFailed(
-                    f"row {row}, column '{spec.name}': expected an integer, got {column[row]!r}"
+                    f"row {row}, column '{spec.name}': expected an integer, "
+                    f"got {float(column[row])!r}"
                 )
         return column
     if spec.type == "bool" and values.dtype.kind != "b":
