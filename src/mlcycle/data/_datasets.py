@@ -33,9 +33,12 @@ from mlcycle.data._content import canonical, content_digest
 from mlcycle.data._delta_files import (
     PARQUET_CODEC,
     SourceFingerprint,
+    commit_files,
     file_fingerprint,
     file_state,
+    fits_as_files,
     single_file,
+    write_data_files,
     writer_properties,
 )
 from mlcycle.data._diff import DatasetDiff, diff_tables
@@ -295,7 +298,6 @@ class DatasetRegistry:
                 numbered,
                 mode=mode,
                 merge=schema == "merge",
-                exists=current is not None,
                 fingerprint=fingerprint if mode == "overwrite" else None,
             )
             if mode == "overwrite" and digested is not None:
@@ -365,18 +367,22 @@ class DatasetRegistry:
             return None
         return latest if current.transaction_version(found.app_id) == latest.delta_version else None
 
-    def _remember(self, uri: str, fingerprint: SourceFingerprint | None) -> Any:  # Any: deltalake
+    def _remember(
+        self,
+        current: Any,  # Any: a deltalake DeltaTable, or None
+        fingerprint: SourceFingerprint | None,
+    ) -> Any:  # Any: deltalake CommitProperties
         """Commit properties naming the file the commit's rows are exactly (see ``_delta_files``).
 
-        The ``txn`` version is the commit this write expects to make; should
-        another commit land first, the id names a commit that is not this
-        file's newest version, so it never matches (the file is read again).
+        The ``txn`` version is the commit this write expects to make on top of
+        ``current`` (``None``: a new table); should another commit land first,
+        the id names a commit that is not this file's newest version, so it
+        never matches (the file is read again).
         """
         if fingerprint is None:
             return None
         from deltalake import CommitProperties, Transaction  # noqa: PLC0415  (heavy; on first use)
 
-        current = self._delta(uri)
         expected = 0 if current is None else int(current.version()) + 1
         return CommitProperties(app_transactions=[Transaction(fingerprint.app_id, expected)])
 
@@ -405,43 +411,90 @@ class DatasetRegistry:
         *,
         mode: Mode,
         merge: bool,
-        exists: bool,
         fingerprint: SourceFingerprint | None = None,
     ) -> int:
-        from deltalake import DeltaTable, write_deltalake  # noqa: PLC0415
-        from deltalake.exceptions import CommitFailedError, SchemaMismatchError  # noqa: PLC0415
+        """Commit ``table`` to the Delta table at ``uri`` (made if new); the commit's version.
 
-        schema_mode: Literal["merge", "overwrite"] | None = None
-        if mode == "overwrite" and exists:
-            schema_mode = "overwrite"
-        elif merge:
-            schema_mode = "merge"
+        The Parquet files are written once (``_delta_files``); a commit that
+        loses to another writer's is retried on a fresh snapshot with them.
+        """
+        from deltalake import DeltaTable  # noqa: PLC0415  (heavy; on first use)
+        from deltalake.exceptions import (  # noqa: PLC0415
+            CommitFailedError,
+            DeltaError,
+            SchemaMismatchError,
+        )
+
+        options = self.tables.storage_options() or None
+        files: list[Any] | None = None  # Any: deltalake AddActions
         for attempt in range(_COMMIT_RETRIES):
+            current = self._delta(uri)
             try:
-                write_deltalake(
-                    uri,
-                    table,
-                    mode=mode,
-                    schema_mode=schema_mode,
-                    storage_options=self.tables.storage_options() or None,
-                    writer_properties=writer_properties(table.schema, plain=(ROW_COLUMN,)),
-                    commit_properties=self._remember(uri, fingerprint),
-                    configuration=None if exists else TABLE_PROPERTIES,
-                )
+                if fits_as_files(uri, current, table.schema):
+                    if files is None:
+                        files = write_data_files(uri, table, plain=(ROW_COLUMN,))
+                    commit_files(
+                        uri,
+                        current,
+                        files,
+                        mode=mode,
+                        schema=table.schema,
+                        storage_options=options,
+                        configuration=TABLE_PROPERTIES,
+                        commit_properties=self._remember(current, fingerprint),
+                    )
+                else:
+                    self._write_deltalake(
+                        uri, table, current, mode=mode, merge=merge, fp=fingerprint
+                    )
                 break
-            except CommitFailedError as exc:
-                if attempt == _COMMIT_RETRIES - 1:
-                    raise DatasetConflict(
-                        f"another writer committed to {uri} {_COMMIT_RETRIES} times in a row "
-                        f"({exc}); try again"
-                    ) from exc
             except SchemaMismatchError as exc:
                 raise ValidationFailed(
                     f"the new rows do not fit the table at {uri}: {exc}; register with "
                     "mode='overwrite' or under a new dataset name; the table is unchanged"
                 ) from exc
-        found = DeltaTable(uri, storage_options=self.tables.storage_options() or None)
+            except (CommitFailedError, DeltaError) as exc:
+                lost = isinstance(exc, CommitFailedError) or (
+                    current is None and self._delta(uri) is not None  # created meanwhile
+                )
+                if not lost:
+                    raise
+                if attempt == _COMMIT_RETRIES - 1:
+                    raise DatasetConflict(
+                        f"another writer committed to {uri} {_COMMIT_RETRIES} times in a row "
+                        f"({exc}); try again"
+                    ) from exc
+        found = DeltaTable(uri, storage_options=options)
         return int(found.version())
+
+    def _write_deltalake(
+        self,
+        uri: str,
+        table: pa.Table,
+        current: Any,  # Any: a deltalake DeltaTable, or None
+        *,
+        mode: Mode,
+        merge: bool,
+        fp: SourceFingerprint | None,
+    ) -> None:
+        """delta-rs' own write, for what ``write_data_files`` leaves to it (schema changes)."""
+        from deltalake import write_deltalake  # noqa: PLC0415  (heavy; on first use)
+
+        schema_mode: Literal["merge", "overwrite"] | None = None
+        if mode == "overwrite" and current is not None:
+            schema_mode = "overwrite"
+        elif merge:
+            schema_mode = "merge"
+        write_deltalake(
+            uri,
+            table,
+            mode=mode,
+            schema_mode=schema_mode,
+            storage_options=self.tables.storage_options() or None,
+            writer_properties=writer_properties(table.schema, plain=(ROW_COLUMN,)),
+            commit_properties=self._remember(current, fp),
+            configuration=None if current is not None else TABLE_PROPERTIES,
+        )
 
     def _profile(self, table: pa.Table) -> bytes | None:
         """The profile's JSON; stored (``_store_profile``) only once the commit has landed."""
@@ -683,12 +736,10 @@ class DatasetRegistry:
             return Erasure(name, predicate.text, reason, removed, stored)
         new_uri = self.tables.table_uri(target)
         updated: list[DatasetVersion] = []
-        for index, (version, table, mask) in enumerate(zip(versions, contents, masks, strict=True)):
+        for version, table, mask in zip(versions, contents, masks, strict=True):
             kept = table if mask is None else table.filter(pc.invert(mask))
             numbered = kept.append_column(ROW_COLUMN, _row_numbers(0, kept.num_rows))
-            commit = self._commit(
-                new_uri, numbered, mode="overwrite", merge=False, exists=index > 0
-            )
+            commit = self._commit(new_uri, numbered, mode="overwrite", merge=False)
             if removed[version.version]:
                 version = replace(  # noqa: PLW2901  (the rewritten record)
                     version,

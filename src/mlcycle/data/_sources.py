@@ -114,7 +114,9 @@ def _read_file(path: Path) -> pa.Table:
     name = path.name.lower()
     if name.endswith(_PARQUET_SUFFIXES):
         try:
-            return pq.read_table(path, binary_type=pa.large_binary())  # Delta's string type
+            # One chunk per row group (read_table cuts batches of 128Ki rows that canonical()
+            # would copy back together); binary as large_binary: Delta's string type.
+            return pq.ParquetFile(path, binary_type=pa.large_binary()).read()
         except (pa.ArrowInvalid, OSError) as exc:
             raise ValidationFailed(f"{path} is not a readable Parquet file: {exc}") from exc
     if name.endswith(_CSV_SUFFIXES):
