@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,12 +19,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import free_port
 from tests.serve.conftest import echo_model, rows
 from tests.serve.models import Slow
+from typer.testing import CliRunner
 
+from mlcycle.cli._app import app
 from mlcycle.settings import RegistrySettings, Settings
 from mlcycle.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 PREDICT = "/v1/models/echo:predict"
+BIKES = "/v1/models/bikes:predict"
 
 
 @pytest.fixture
@@ -78,10 +81,10 @@ def serving(
         process.wait(timeout=60)
 
 
-def fresh(url: str, ids: list[float]) -> httpx.Response:
+def fresh(url: str, ids: list[float], *, path: str = PREDICT) -> httpx.Response:
     """One request on a new connection, so the kernel may hand it to any worker."""
     with httpx.Client(base_url=url, timeout=30) as client:
-        return client.post(PREDICT, json={"instances": rows(*ids)})
+        return client.post(path, json={"instances": rows(*ids)})
 
 
 def metric(url: str, name: str, **labels: str) -> float:
@@ -201,3 +204,65 @@ def test_a_storm_at_ten_times_the_limit_is_shed_and_the_server_recovers(home: Pa
     assert results.count(200) > 0
     assert shed == results.count(503)
     assert recovered.status_code == 200
+
+
+def deploy(home: Path, *args: str) -> str:
+    """Run ``mlcycle deploy`` (or ``deployments ...``) in-process; its output."""
+    result = CliRunner().invoke(app, ["--home", str(home), *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_stored_deployment_follows_changes_and_removal_under_load(home: Path) -> None:
+    deploy(home, "deploy", "bikes", "--model", "echo@production", "--canary", "echo/2=10")
+    failures: list[str] = []
+    answers: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def load(url: str) -> None:
+        while not stop.is_set():
+            try:
+                answer = fresh(url, [7], path=BIKES)
+            except httpx.HTTPError as exc:
+                failures.append(repr(exc))
+                continue
+            if answer.status_code != 200:
+                failures.append(answer.text)
+                continue
+            answers.append((answer.json()["version"], answer.json()["variant"]))
+
+    def everyone(url: str, check: Callable[[httpx.Response], bool]) -> bool:
+        return all(check(fresh(url, [1], path=BIKES)) for _ in range(12))
+
+    with serving(home, "bikes", "--workers", "2") as url:
+        threads = [threading.Thread(target=load, args=(url,)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1)
+        deploy(home, "deploy", "bikes", "--model", "echo/2", "--shadow", "echo@production")
+        deadline = time.monotonic() + 30  # a guard against hanging, not the 5 s promise
+        while time.monotonic() < deadline and not everyone(
+            url, lambda answer: answer.json()["version"] == 2
+        ):
+            time.sleep(0.2)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        changed = [fresh(url, [1], path=BIKES).json() for _ in range(12)]
+        loads = metric(url, "mlcycle_serve_model_loads_total", variant="shadow")
+        deploy(home, "deployments", "remove", "bikes")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not everyone(
+            url, lambda answer: answer.status_code == 404
+        ):
+            time.sleep(0.2)
+        removed = [fresh(url, [1], path=BIKES) for _ in range(12)]
+        ready = [httpx.get(f"{url}/v2/health/ready", timeout=10).status_code for _ in range(12)]
+    assert failures == []
+    assert {variant for _, variant in answers} >= {"primary", "canary"}
+    assert {(body["version"], body["variant"]) for body in changed} == {(2, "primary")}
+    assert {round(body["predictions"][0]) for body in changed} == {1001}
+    assert loads == 2  # each worker loaded the shadow once
+    assert {answer.status_code for answer in removed} == {404}
+    assert "was removed from the store" in removed[0].json()["error"]
+    assert set(ready) == {503}

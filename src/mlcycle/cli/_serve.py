@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from mlcycle.serve import DeploymentSource
     from mlcycle.settings import Settings
-    from mlcycle.store import Deployment, MetadataStore
+    from mlcycle.store import Deployment, DeploymentCatalog, MetadataStore
 
 __all__ = ["serve"]
 
@@ -147,12 +147,14 @@ def _deployment(store: MetadataStore, target: str) -> tuple[Deployment, Deployme
 
     if target.startswith("models:/"):
         return implicit_deployment(target), None
-    if not hasattr(store, "get_deployment"):
+    catalog = cast("DeploymentCatalog", store)  # the SQL store is every catalog
+    try:
+        return catalog.get_deployment(target), catalog
+    except NotFound as exc:
         raise NotFound(
-            f"this metadata store keeps no deployments; serve one model as models:/{target}@ALIAS"
-        )
-    source = cast("DeploymentSource", store)
-    return source.get_deployment(target), source
+            f"{exc}. Create it with `mlcycle deploy {target} --model MODEL@ALIAS`, or serve "
+            f"one model as models:/{target}@ALIAS"
+        ) from None
 
 
 def _preflight(settings: Settings, target: str) -> Deployment:

@@ -8,6 +8,12 @@ changes (``deployment.applied``), it loads the new versions first, then swaps
 the routes in one assignment; requests already queued on an old version are
 still answered by it, so a switch fails and drops nothing. Several workers
 share nothing but the stores: each follows the log on its own.
+
+A stored deployment that is removed (``deployment.removed``) stops being
+served, as the store says: requests already queued are answered, new ones
+get 404 naming the removal, and readiness turns 503 so a load balancer
+stops sending traffic; the process stays up, and serves again as soon as a
+deployment of that name is applied.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FOLLOWED_EVENTS", "Answer", "DeploymentSource", "ModelServer"]
 
-FOLLOWED_EVENTS = ("model.alias_moved", "deployment.applied")
+FOLLOWED_EVENTS = ("model.alias_moved", "deployment.applied", "deployment.removed")
 """The event types that make a server reload."""
 _PAGE = 1000
 _log = logging.getLogger("mlcycle.serve")
@@ -94,6 +100,7 @@ class ModelServer:
         self.inflight = 0
         self.arriving = 0
         self._routes: Routes | None = None
+        self._removed: str | None = None
         self._cursor = 0
         self._follower: asyncio.Task[None] | None = None
         self._refreshing = asyncio.Lock()
@@ -108,6 +115,8 @@ class ModelServer:
     @property
     def routes(self) -> Routes:
         """The routes serving now."""
+        if self._removed is not None:
+            raise NotFound(self._removed)
         if self._routes is None:
             raise NotFound(f"deployment '{self.name}' is not loaded yet; wait for readiness")
         return self._routes
@@ -201,18 +210,43 @@ class ModelServer:
             self.metrics.errors.labels(*labels, str(status)).inc()
 
     async def refresh(self) -> None:
-        """Read the deployment and its aliases again; load and swap in what changed."""
+        """Read the deployment and its aliases again; load and swap in what changed.
+
+        A stored deployment that is gone stops being served (see the module).
+        """
         async with self._refreshing:
             deployment = self.deployment
             if self.deployments is not None:
-                stored = await asyncio.to_thread(self.deployments.get_deployment, self.name)
+                try:
+                    stored = await asyncio.to_thread(self.deployments.get_deployment, self.name)
+                except NotFound:
+                    await self._withdraw()
+                    return
                 deployment = check_deployment(stored)
-            old = self.routes
-            new = await self._build(deployment, previous=old.lanes)
-            self.deployment, self._routes = deployment, new
+            old = () if self._routes is None else self._routes.lanes
+            new = await self._build(deployment, previous=old)
+            if self._removed is not None:
+                _log.warning("deployment %s was applied again: serving it", self.name)
+            self.deployment, self._routes, self._removed = deployment, new, None
             kept = {id(lane.batcher) for lane in new.lanes}
-            retired = [lane for lane in old.lanes if id(lane.batcher) not in kept]
-            await asyncio.gather(*(lane.batcher.close() for lane in retired))
+            await asyncio.gather(
+                *(lane.batcher.close() for lane in old if id(lane.batcher) not in kept)
+            )
+
+    async def _withdraw(self) -> None:
+        """Stop serving a removed deployment: answer what is queued, refuse what comes."""
+        if self._removed is not None:
+            return
+        self._removed = (
+            f"deployment '{self.name}' was removed from the store, so this server no longer "
+            f"serves it; apply it again with `mlcycle deploy {self.name} --model ...`"
+        )
+        _log.warning(
+            "deployment %s was removed: answering 404 until it is applied again", self.name
+        )
+        old, self._routes = self._routes, None
+        if old is not None:
+            await asyncio.gather(*(lane.batcher.close() for lane in old.lanes))
 
     def _copy(self, shadow: Lane, primary: Lane, decode: Decoder, job: Job) -> None:
         """Queue a copy of an answered request for a shadow, unless shadows are being shed."""
@@ -322,7 +356,7 @@ class ModelServer:
 
     def _concerns(self, event: Event) -> bool:
         payload: dict[str, Any] = event.payload or {}  # Any: JSON values
-        if event.type == "deployment.applied":
+        if event.type != "model.alias_moved":  # deployment.applied or deployment.removed
             return self.deployments is not None and payload.get("name") == self.name
         served = {
             variant.model.removeprefix("models:/").split("@")[0].split("/")[0]
