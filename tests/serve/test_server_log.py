@@ -1,4 +1,4 @@
-"""``mlcycle serve`` writes the real prediction log: every answer and every shadow copy."""
+"""``mlcycle serve`` writes the real prediction log (answers, shadow copies) and takes feedback."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_every_prediction_lands_in_the_log_and_sigterm_loses_nothing(home: Path) -> None:
+def test_every_prediction_and_label_lands_in_the_logs_and_sigterm_loses_nothing(home: Path) -> None:
     answers = []
     with serving(home, "echo", "--workers", "2") as url:
         for n in range(40):
@@ -44,6 +44,9 @@ def test_every_prediction_lands_in_the_log_and_sigterm_loses_nothing(home: Path)
                     headers={"x-request-id": f"req-{n}"},
                 )
             answers.append(answer.json())
+        labels = [{"request_id": f"req-{n}", "row_index": 1, "label": n * 2} for n in range(20)]
+        labels.append({"request_id": "req-unknown", "label": 1.0})
+        receipt = httpx.post(f"{url}/v1/models/echo:feedback", json={"labels": labels}, timeout=60)
     # The server is stopped with SIGTERM: every worker closed its log, so the spool is empty
     # and every row is in the Delta table itself.
     assert list(spool_dir(Settings(home=home)).glob("*/*.arrows")) == []
@@ -51,8 +54,15 @@ def test_every_prediction_lands_in_the_log_and_sigterm_loses_nothing(home: Path)
     assert table.to_pyarrow_table().num_rows == 160
     try:
         frame = mc.serve.predictions("echo")
+        labelled = mc.serve.labelled("echo", variant="primary")
     finally:
         mc.close()
+    assert receipt.json() == {"recorded": 21, "unknown_request_ids": ["req-unknown"]}
+    got = labelled[labelled["label"].notna()]
+    assert len(got) == 20
+    assert (got["row_index"] == 1).all()
+    assert (got["label"] == 2 * (got["inputs.id"] - 0.5)).all()
+    assert (got["label_delay_s"] > 0).all()
     assert [answer["predictions"] for answer in answers] == [[n, n + 0.5] for n in range(40)]
     primary = frame[~frame["shadow"]]
     shadow = frame[frame["shadow"]]

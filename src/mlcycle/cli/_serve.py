@@ -78,7 +78,9 @@ def serve(  # noqa: PLR0917 (Typer maps each parameter to an argument or option)
 
     \b
     Endpoints: POST /v2/models/NAME/infer, POST /v1/models/NAME:predict,
+    POST /v1/models/NAME:feedback (ground-truth labels by request id),
     GET /v2/health/live, /v2/health/ready, /v2/models/NAME, /metrics, /docs.
+    Every prediction is written to the prediction log (mc.serve.predictions).
     Aliases that move and deployments that change are picked up without a restart.
     """
     settings = load(ctx)
@@ -190,7 +192,7 @@ def worker_app(
         deployments=source,
         metrics=Metrics(multiprocess_dir=None if metrics_dir is None else Path(metrics_dir)),
     )
-    return create_app(server, token=token)
+    return create_app(server, token=token, feedback=workspace.feedback)
 
 
 def _run(settings: Settings, target: str, token: str | None) -> None:

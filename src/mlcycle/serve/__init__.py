@@ -11,6 +11,7 @@ from mlcycle.serve._deployments import (
     parse_deployments,
 )
 from mlcycle.serve._errors import MalformedRequest, Overloaded, PayloadTooLarge
+from mlcycle.serve._feedback import FeedbackLog, Label, Receipt, feedback_table_name
 from mlcycle.serve._metrics import Metrics
 from mlcycle.serve._model import ServedModel, load_model
 from mlcycle.serve._predlog import (
@@ -26,9 +27,13 @@ from mlcycle.serve._sdk import (
     current_deployments,
     deploy,
     deployments,
+    feedback,
     get_deployment,
+    join_labels,
+    labelled,
     predictions,
     predictions_table,
+    record_feedback,
     undeploy,
 )
 from mlcycle.serve._server import FOLLOWED_EVENTS, DeploymentSource, ModelServer
@@ -39,6 +44,8 @@ __all__ = [
     "Change",
     "DeploymentSource",
     "Deployments",
+    "FeedbackLog",
+    "Label",
     "MalformedRequest",
     "Metrics",
     "ModelServer",
@@ -47,6 +54,7 @@ __all__ = [
     "PredictionBatch",
     "PredictionLog",
     "PredictionSink",
+    "Receipt",
     "ServedModel",
     "apply",
     "check_deployment",
@@ -55,14 +63,19 @@ __all__ = [
     "current_deployments",
     "deploy",
     "deployments",
+    "feedback",
+    "feedback_table_name",
     "get_deployment",
     "implicit_deployment",
+    "join_labels",
+    "labelled",
     "load_model",
     "log_table_name",
     "parse_deployments",
     "predictions",
     "predictions_table",
     "read_predictions",
+    "record_feedback",
     "spool_dir",
     "to_record_batch",
     "undeploy",

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from mlcycle.serve._deployments import Change, Deployments
+    from mlcycle.serve._feedback import FeedbackLog, Label, Receipt
     from mlcycle.store import TrafficPolicy
 
 __all__ = [
@@ -28,9 +29,13 @@ __all__ = [
     "current_deployments",
     "deploy",
     "deployments",
+    "feedback",
     "get_deployment",
+    "join_labels",
+    "labelled",
     "predictions",
     "predictions_table",
+    "record_feedback",
     "undeploy",
 ]
 
@@ -135,5 +140,62 @@ def predictions(
     ``mc.serve.predictions("bike-demand", since=datetime(2030, 1, 1, tzinfo=UTC))``
     """
     table = predictions_table(deployment, since=since, until=until, variant=variant)
+    frame: pd.DataFrame = table.flatten().to_pandas()
+    return frame
+
+
+def _feedback_log() -> FeedbackLog:
+    found: FeedbackLog = _workspace().feedback  # type: ignore[attr-defined]  # a Workspace
+    return found
+
+
+def record_feedback(deployment: str, labels: Sequence[Label]) -> Receipt:
+    """Store ground-truth labels for served predictions, by the request ids they answered with.
+
+    ``mc.serve.record_feedback("bike-demand", [("3f9c-17", 41.0), ("3f9c-18", 0, 12.0)])``
+    gives ``Receipt(recorded=2, unknown=(...))``: request ids not in the log are kept and listed.
+    """
+    return _feedback_log().record(deployment, labels)
+
+
+def join_labels(
+    deployment: str, dataset: str, *, label_column: str, since: datetime | None = None
+) -> Receipt:
+    """Label logged predictions from a dataset version, matched on the deployment's key columns.
+
+    ``mc.serve.join_labels("bike-demand", "bike/5", label_column="cnt")``
+    """
+    workspace = _workspace()
+    found = workspace.data.get(dataset)  # type: ignore[attr-defined]  # a Workspace
+    table = workspace.data.load_table(found.ref)  # type: ignore[attr-defined]
+    return _feedback_log().join(
+        get_deployment(deployment),
+        table,
+        label_column=label_column,
+        source=found.ref,
+        since=since,
+    )
+
+
+def feedback(
+    deployment: str, *, since: datetime | None = None, until: datetime | None = None
+) -> pd.DataFrame:
+    """The latest label of each labelled prediction row, labelled in ``[since, until)``."""
+    frame: pd.DataFrame = _feedback_log().read(deployment, since=since, until=until).to_pandas()
+    return frame
+
+
+def labelled(
+    deployment: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    variant: str | None = None,
+) -> pd.DataFrame:
+    """Each logged prediction with its latest ``label``, ``labelled_at`` and ``label_delay_s``.
+
+    ``mc.serve.labelled("bike-demand", since=datetime(2030, 1, 1, tzinfo=UTC))``
+    """
+    table = _feedback_log().labelled(deployment, since=since, until=until, variant=variant)
     frame: pd.DataFrame = table.flatten().to_pandas()
     return frame
