@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mlcycle.serve._app import create_app
+from mlcycle.serve._batch import FILE_SUFFIXES, Scores, batch_score
 from mlcycle.serve._deployments import (
     Change,
     Deployments,
@@ -34,12 +35,14 @@ from mlcycle.serve._sdk import (
     predictions,
     predictions_table,
     record_feedback,
+    score,
     undeploy,
 )
 from mlcycle.serve._server import FOLLOWED_EVENTS, DeploymentSource, ModelServer
 from mlcycle.serve._sink import PredictionBatch, PredictionSink
 
 __all__ = [
+    "FILE_SUFFIXES",
     "FOLLOWED_EVENTS",
     "Change",
     "DeploymentSource",
@@ -55,8 +58,10 @@ __all__ = [
     "PredictionLog",
     "PredictionSink",
     "Receipt",
+    "Scores",
     "ServedModel",
     "apply",
+    "batch_score",
     "check_deployment",
     "compose",
     "create_app",
@@ -76,6 +81,7 @@ __all__ = [
     "predictions_table",
     "read_predictions",
     "record_feedback",
+    "score",
     "spool_dir",
     "to_record_batch",
     "undeploy",

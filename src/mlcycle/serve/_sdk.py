@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlcycle.serve._batch import Scores, batch_score
 from mlcycle.serve._deployments import parse_deployments
 from mlcycle.serve._predlog import read_predictions, spool_dir
 from mlcycle.store import Deployment
@@ -36,6 +38,7 @@ __all__ = [
     "predictions",
     "predictions_table",
     "record_feedback",
+    "score",
     "undeploy",
 ]
 
@@ -199,3 +202,33 @@ def labelled(
     table = _feedback_log().labelled(deployment, since=since, until=until, variant=variant)
     frame: pd.DataFrame = table.flatten().to_pandas()
     return frame
+
+
+def score(
+    model: str,
+    data: str | Path,
+    out: str | Path,
+    *,
+    keep: Sequence[str] = (),
+    batch_rows: int = 65_536,
+) -> Scores:
+    """Score a dataset version (``"bike/5"``) or a .csv/.parquet file into a Parquet file.
+
+    ``mc.serve.score("models:/bike-demand@production", "bike/5", "scores.parquet")``
+    writes ``row``, the ``keep`` columns and ``prediction``, and records lineage
+    from ``scores:<digest>`` to the model version and the data.
+    """
+    workspace = _workspace()
+    return batch_score(
+        model,
+        data,
+        Path(out),
+        registry=workspace.registry,  # type: ignore[attr-defined]  # a Workspace
+        datasets=workspace.data,  # type: ignore[attr-defined]
+        artifacts=workspace.artifacts,  # type: ignore[attr-defined]
+        lineage=workspace.metadata,  # type: ignore[attr-defined]
+        clock=workspace.clock,  # type: ignore[attr-defined]
+        actor=workspace.actor,  # type: ignore[attr-defined]
+        keep=keep,
+        batch_rows=batch_rows,
+    )
