@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from mlcycle.data import DatasetRegistry, PolicyFinding
     from mlcycle.monitor import Monitor
     from mlcycle.registry import ModelRegistry
-    from mlcycle.serve import Deployments, PredictionLog
+    from mlcycle.serve import Deployments, FeedbackLog, PredictionLog
     from mlcycle.store import (
         DatasetCatalog,
         DeploymentCatalog,
@@ -185,6 +185,15 @@ class Workspace:
             tables=tables,
             **options,
         )
+
+    @property
+    def feedback(self) -> FeedbackLog:
+        """Labels for served predictions: ``ws.feedback.record("bike", [(request_id, 41.0)])``."""
+        self._check_open()
+        from mlcycle.serve import FeedbackLog, spool_dir  # noqa: PLC0415  (loads on first use)
+
+        tables = cast("TableArea", self.artifacts)  # every artifact store has a table area
+        return FeedbackLog(tables=tables, spool_dir=spool_dir(self.settings), clock=self.clock)
 
     def agent(self, *, launcher: Launcher | None = None, name: str | None = None) -> Agent:
         """An agent for this project's schedules, configured by ``settings.agent``.

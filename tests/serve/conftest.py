@@ -48,6 +48,9 @@ class ListSink:
     def append(self, batch: PredictionBatch) -> None:
         self.batches.append(batch)
 
+    def flush(self) -> None:
+        """Nothing to wait for: every batch is in the list."""
+
     def close(self) -> None:
         self.closed = True
 

@@ -16,6 +16,7 @@ from mlcycle.cli import (
     _init,
     _models,
     _pipelines,
+    _predict,
     _runs,
     _schedules,
     _serve,
@@ -64,6 +65,7 @@ app.add_typer(_deploy.app, name="deployments")
 app.command("init")(_init.init)
 app.command("demo")(_demo.demo)
 app.command("serve")(_serve.serve)
+app.command("predict")(_predict.predict)
 
 
 def _show_version(value: bool) -> None:

@@ -78,7 +78,9 @@ def serve(  # noqa: PLR0917 (Typer maps each parameter to an argument or option)
 
     \b
     Endpoints: POST /v2/models/NAME/infer, POST /v1/models/NAME:predict,
+    POST /v1/models/NAME:feedback (ground-truth labels by request id),
     GET /v2/health/live, /v2/health/ready, /v2/models/NAME, /metrics, /docs.
+    Every prediction is written to the prediction log (mc.serve.predictions).
     Aliases that move and deployments that change are picked up without a restart.
     """
     settings = load(ctx)
@@ -173,7 +175,11 @@ def _preflight(settings: Settings, target: str) -> Deployment:
 def worker_app(
     settings: Settings, target: str, token: str | None, metrics_dir: str | None
 ) -> Starlette:
-    """The app of one worker process: its own workspace, server and event-log follower."""
+    """The app of one worker process: its own workspace, server, event-log follower and log.
+
+    Every prediction goes to this worker's ``PredictionLog``, which the app's
+    shutdown closes (everything queued is written and rolled into Delta).
+    """
     from mlcycle.serve import Metrics, ModelServer, create_app
     from mlcycle.workspace import Workspace
 
@@ -183,11 +189,12 @@ def worker_app(
         registry=workspace.registry,
         deployment=deployment,
         settings=settings.serve,
+        sink=workspace.prediction_log(),
         events=workspace.metadata,
         deployments=source,
         metrics=Metrics(multiprocess_dir=None if metrics_dir is None else Path(metrics_dir)),
     )
-    return create_app(server, token=token)
+    return create_app(server, token=token, feedback=workspace.feedback)
 
 
 def _run(settings: Settings, target: str, token: str | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mlcycle.serve._app import create_app
+from mlcycle.serve._batch import FILE_SUFFIXES, Scores, batch_score
 from mlcycle.serve._deployments import (
     Change,
     Deployments,
@@ -11,6 +12,7 @@ from mlcycle.serve._deployments import (
     parse_deployments,
 )
 from mlcycle.serve._errors import MalformedRequest, Overloaded, PayloadTooLarge
+from mlcycle.serve._feedback import FeedbackLog, Label, Receipt, feedback_table_name
 from mlcycle.serve._metrics import Metrics
 from mlcycle.serve._model import ServedModel, load_model
 from mlcycle.serve._predlog import (
@@ -26,19 +28,27 @@ from mlcycle.serve._sdk import (
     current_deployments,
     deploy,
     deployments,
+    feedback,
     get_deployment,
+    join_labels,
+    labelled,
     predictions,
     predictions_table,
+    record_feedback,
+    score,
     undeploy,
 )
 from mlcycle.serve._server import FOLLOWED_EVENTS, DeploymentSource, ModelServer
 from mlcycle.serve._sink import PredictionBatch, PredictionSink
 
 __all__ = [
+    "FILE_SUFFIXES",
     "FOLLOWED_EVENTS",
     "Change",
     "DeploymentSource",
     "Deployments",
+    "FeedbackLog",
+    "Label",
     "MalformedRequest",
     "Metrics",
     "ModelServer",
@@ -47,22 +57,31 @@ __all__ = [
     "PredictionBatch",
     "PredictionLog",
     "PredictionSink",
+    "Receipt",
+    "Scores",
     "ServedModel",
     "apply",
+    "batch_score",
     "check_deployment",
     "compose",
     "create_app",
     "current_deployments",
     "deploy",
     "deployments",
+    "feedback",
+    "feedback_table_name",
     "get_deployment",
     "implicit_deployment",
+    "join_labels",
+    "labelled",
     "load_model",
     "log_table_name",
     "parse_deployments",
     "predictions",
     "predictions_table",
     "read_predictions",
+    "record_feedback",
+    "score",
     "spool_dir",
     "to_record_batch",
     "undeploy",

@@ -1,7 +1,7 @@
 """The HTTP face of a model server: Starlette routes and bearer tokens.
 
 The prediction routes are raw ASGI endpoints (``_endpoint``); the rest
-(health, metadata, metrics, OpenAPI) are plain Starlette endpoints. Every
+(health, metadata, feedback, metrics, OpenAPI) are plain Starlette endpoints. Every
 endpoint but the health probes needs the bearer token when the server has
 one. Errors answer as ``{"error": "..."}``, which Open Inference Protocol
 clients expect, with a status chosen by exception class.
@@ -9,6 +9,7 @@ clients expect, with a status chosen by exception class.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,21 +21,23 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from mlcycle.errors import MlcycleError, NotFound
+from mlcycle.errors import MlcycleError, NotFound, ValidationFailed
 from mlcycle.serve._endpoint import (
     PredictEndpoint,
     error_body,
     infer_codec,
+    read_body,
     unauthorized,
     v1_codec,
 )
-from mlcycle.serve._errors import status_of
+from mlcycle.serve._errors import MalformedRequest, status_of
 from mlcycle.serve._metrics import CONTENT_TYPE
 from mlcycle.serve._openapi import docs_page, openapi_document, server_version
 from mlcycle.serve._server import ModelServer
 from mlcycle.serve._v2 import datatype_of
 
 if TYPE_CHECKING:
+    from mlcycle.serve._feedback import FeedbackLog, Label
     from mlcycle.serve._routing import Lane
 
 __all__ = ["create_app"]
@@ -43,13 +46,17 @@ _JSON = "application/json"
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def create_app(server: ModelServer, *, token: str | None = None) -> Starlette:
+def create_app(
+    server: ModelServer, *, token: str | None = None, feedback: FeedbackLog | None = None
+) -> Starlette:
     """The ASGI app serving ``server``; ``token``: the bearer token every endpoint but health needs.
 
-    The app starts the server (loads its models, follows the event log) on
-    startup and stops it (answers what is queued, closes the sink) on shutdown.
+    ``feedback``: where ``POST /v1/models/NAME:feedback`` stores labels (without
+    it, that route answers 404). The app starts the server (loads its models,
+    follows the event log) on startup and stops it (answers what is queued,
+    closes the sink) on shutdown.
     """
-    handlers = _Handlers(server)
+    handlers = _Handlers(server, feedback)
     guard = _guard(token)
     predict = PredictEndpoint(server, v1_codec(), token=token)
     infer = PredictEndpoint(server, infer_codec(), token=token, binary_ok=True)
@@ -67,6 +74,7 @@ def create_app(server: ModelServer, *, token: str | None = None) -> Starlette:
         Route("/v1/models/{name}:predict", predict, methods=["POST"]),
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
+        Route("/v1/models/{name}:feedback", guard(handlers.feedback), methods=["POST"]),
         Route("/v2/health/live", handlers.live),
         Route("/v2/health/ready", handlers.ready),
         Route("/v2", guard(handlers.server_metadata)),
@@ -102,8 +110,9 @@ def _guard(token: str | None) -> Callable[[Endpoint], Endpoint]:
 
 
 class _Handlers:
-    def __init__(self, server: ModelServer) -> None:
+    def __init__(self, server: ModelServer, feedback: FeedbackLog | None) -> None:
         self.server = server
+        self.feedback_log = feedback
 
     async def live(self, request: Request) -> Response:
         del request
@@ -154,6 +163,24 @@ class _Handlers:
             return _error(status_of(exc), str(exc))
         return _json({"name": self.server.name, "ready": True})
 
+    async def feedback(self, request: Request) -> Response:
+        """Store ``{"labels": [{"request_id", "label", "row_index"?}, ...]}`` for this server."""
+        server = self.server
+        try:
+            if request.path_params["name"] != server.name:
+                raise _unknown_model(server, request.path_params["name"])
+            if self.feedback_log is None:
+                raise NotFound("this server keeps no feedback; `mlcycle serve` records it")
+            headers = dict(request.scope["headers"])
+            body = await read_body(headers, request.receive, server.settings.max_body_bytes)
+            labels = _labels_of(body)
+            if server.sink is not None:  # so labels for predictions just answered find them
+                await asyncio.to_thread(server.sink.flush)
+            receipt = await asyncio.to_thread(self.feedback_log.record, server.name, labels)
+        except MlcycleError as exc:
+            return _error(status_of(exc), str(exc))
+        return _json({"recorded": receipt.recorded, "unknown_request_ids": receipt.unknown})
+
     async def metrics(self, request: Request) -> Response:
         del request
         return Response(self.server.metrics.render(), media_type=CONTENT_TYPE)
@@ -173,6 +200,32 @@ class _Handlers:
         version = request.path_params.get("version")
         routes = self.server.routes
         return routes.answering[0] if version is None else routes.for_version(version)
+
+
+def _labels_of(body: bytes) -> list[Label]:
+    """The labels of a feedback body, as ``(request_id, row_index, label)``."""
+    shape = 'the body must be {"labels": [{"request_id": "...", "label": 12.0}, ...]}'
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"the body is not valid JSON: {exc}; {shape}") from None
+    if type(payload) is not dict or type(payload.get("labels")) is not list:
+        raise ValidationFailed(shape)
+    labels: list[Label] = []
+    for position, item in enumerate(payload["labels"]):
+        if type(item) is not dict or not {"request_id", "label"} <= item.keys():
+            raise ValidationFailed(
+                f"labels[{position}] is {orjson.dumps(item).decode()[:200]}; each label needs "
+                '"request_id" and "label" (and "row_index" for a row after the first)'
+            )
+        unknown = sorted(item.keys() - {"request_id", "label", "row_index"})
+        if unknown:
+            raise ValidationFailed(
+                f"labels[{position}] has unknown field(s) {unknown}; "
+                "use request_id, row_index and label"
+            )
+        labels.append((item["request_id"], item.get("row_index", 0), item["label"]))
+    return labels
 
 
 def _unknown_model(server: ModelServer, name: str) -> NotFound:

@@ -31,7 +31,14 @@ if TYPE_CHECKING:
     from mlcycle.serve._routing import Lane
     from mlcycle.serve._rows import Rows, Schema
 
-__all__ = ["PredictEndpoint", "error_body", "infer_codec", "unauthorized", "v1_codec"]
+__all__ = [
+    "PredictEndpoint",
+    "error_body",
+    "infer_codec",
+    "read_body",
+    "unauthorized",
+    "v1_codec",
+]
 
 _log = logging.getLogger("mlcycle.serve")
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
@@ -93,7 +100,7 @@ class PredictEndpoint:
                 raise NotFound(
                     f"no model '{params['name']}' here; this server serves '{server.name}'"
                 )
-            body = await _read_body(headers, receive, server.settings.max_body_bytes)
+            body = await read_body(headers, receive, server.settings.max_body_bytes)
             payload, tail = _parse(headers, body, binary_ok=self.binary_ok)
             rows_of, first = self.decode(payload, tail)
             key = _sticky_key(headers, server.deployment.sticky_key, first)
@@ -208,7 +215,7 @@ def unauthorized() -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     return 401, error_body(message), [(b"www-authenticate", b"Bearer")]
 
 
-async def _read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
+async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
     """The body; ``PayloadTooLarge`` past ``limit`` bytes, also once decompressed."""
     length = headers.get(b"content-length")
     if length is not None and length.isdigit() and int(length) > limit:

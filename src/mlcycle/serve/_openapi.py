@@ -92,6 +92,30 @@ def openapi_document(deployment: str) -> dict[str, Any]:  # Any: JSON values
             "properties": {"instances": {"type": "array", "items": {"type": "object"}}},
         },
     )
+    feedback = _operation(
+        "Record ground-truth labels for earlier predictions, by the request_id each answered "
+        "with (row_index: the row within a request of several, 0 by default). The last label "
+        "recorded for a row wins; request ids not in the prediction log are kept and listed "
+        "in unknown_request_ids",
+        body={
+            "type": "object",
+            "required": ["labels"],
+            "properties": {
+                "labels": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["request_id", "label"],
+                        "properties": {
+                            "request_id": {"type": "string"},
+                            "row_index": {"type": "integer", "minimum": 0},
+                            "label": {"type": ["number", "string"]},
+                        },
+                    },
+                }
+            },
+        },
+    )
     model = "/v2/models/{name}"
     version = "/v2/models/{name}/versions/{version}"
     paths = {
@@ -107,6 +131,7 @@ def openapi_document(deployment: str) -> dict[str, Any]:  # Any: JSON values
         f"{model}/infer": {"post": infer},
         f"{version}/infer": {"post": infer},
         "/v1/models/{name}:predict": {"post": predict},
+        "/v1/models/{name}:feedback": {"post": feedback},
         "/metrics": {"get": _operation("Prometheus metrics, summed over workers")},
     }
     return {

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PredictionLog",
+    "aware_utc",
     "log_table_name",
     "read_predictions",
     "spool_dir",
@@ -359,10 +360,10 @@ def _condition(
 ) -> pc.Expression | None:
     terms = []
     if since is not None:
-        start = _utc(since)
+        start = aware_utc(since)
         terms += [pc.field(_PARTITION) >= start.date(), pc.field("time") >= start]
     if until is not None:
-        end = _utc(until)
+        end = aware_utc(until)
         terms += [pc.field(_PARTITION) <= end.date(), pc.field("time") < end]
     if variant is not None:
         terms.append(pc.field("variant") == variant)
@@ -374,7 +375,8 @@ def _condition(
     return condition
 
 
-def _utc(moment: datetime) -> datetime:
+def aware_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; ``ValidationFailed`` when it has no time zone."""
     if moment.tzinfo is None:
         raise ValidationFailed(
             f"{moment.isoformat()} has no time zone; give an aware datetime such as "

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlcycle.serve._batch import Scores, batch_score
 from mlcycle.serve._deployments import parse_deployments
 from mlcycle.serve._predlog import read_predictions, spool_dir
 from mlcycle.store import Deployment
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from mlcycle.serve._deployments import Change, Deployments
+    from mlcycle.serve._feedback import FeedbackLog, Label, Receipt
     from mlcycle.store import TrafficPolicy
 
 __all__ = [
@@ -28,9 +31,14 @@ __all__ = [
     "current_deployments",
     "deploy",
     "deployments",
+    "feedback",
     "get_deployment",
+    "join_labels",
+    "labelled",
     "predictions",
     "predictions_table",
+    "record_feedback",
+    "score",
     "undeploy",
 ]
 
@@ -137,3 +145,90 @@ def predictions(
     table = predictions_table(deployment, since=since, until=until, variant=variant)
     frame: pd.DataFrame = table.flatten().to_pandas()
     return frame
+
+
+def _feedback_log() -> FeedbackLog:
+    found: FeedbackLog = _workspace().feedback  # type: ignore[attr-defined]  # a Workspace
+    return found
+
+
+def record_feedback(deployment: str, labels: Sequence[Label]) -> Receipt:
+    """Store ground-truth labels for served predictions, by the request ids they answered with.
+
+    ``mc.serve.record_feedback("bike-demand", [("3f9c-17", 41.0), ("3f9c-18", 0, 12.0)])``
+    gives ``Receipt(recorded=2, unknown=(...))``: request ids not in the log are kept and listed.
+    """
+    return _feedback_log().record(deployment, labels)
+
+
+def join_labels(
+    deployment: str, dataset: str, *, label_column: str, since: datetime | None = None
+) -> Receipt:
+    """Label logged predictions from a dataset version, matched on the deployment's key columns.
+
+    ``mc.serve.join_labels("bike-demand", "bike/5", label_column="cnt")``
+    """
+    workspace = _workspace()
+    found = workspace.data.get(dataset)  # type: ignore[attr-defined]  # a Workspace
+    table = workspace.data.load_table(found.ref)  # type: ignore[attr-defined]
+    return _feedback_log().join(
+        get_deployment(deployment),
+        table,
+        label_column=label_column,
+        source=found.ref,
+        since=since,
+    )
+
+
+def feedback(
+    deployment: str, *, since: datetime | None = None, until: datetime | None = None
+) -> pd.DataFrame:
+    """The latest label of each labelled prediction row, labelled in ``[since, until)``."""
+    frame: pd.DataFrame = _feedback_log().read(deployment, since=since, until=until).to_pandas()
+    return frame
+
+
+def labelled(
+    deployment: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    variant: str | None = None,
+) -> pd.DataFrame:
+    """Each logged prediction with its latest ``label``, ``labelled_at`` and ``label_delay_s``.
+
+    ``mc.serve.labelled("bike-demand", since=datetime(2030, 1, 1, tzinfo=UTC))``
+    """
+    table = _feedback_log().labelled(deployment, since=since, until=until, variant=variant)
+    frame: pd.DataFrame = table.flatten().to_pandas()
+    return frame
+
+
+def score(
+    model: str,
+    data: str | Path,
+    out: str | Path,
+    *,
+    keep: Sequence[str] = (),
+    batch_rows: int = 65_536,
+) -> Scores:
+    """Score a dataset version (``"bike/5"``) or a .csv/.parquet file into a Parquet file.
+
+    ``mc.serve.score("models:/bike-demand@production", "bike/5", "scores.parquet")``
+    writes ``row``, the ``keep`` columns and ``prediction``, and records lineage
+    from ``scores:<digest>`` to the model version and the data.
+    """
+    workspace = _workspace()
+    return batch_score(
+        model,
+        data,
+        Path(out),
+        registry=workspace.registry,  # type: ignore[attr-defined]  # a Workspace
+        datasets=workspace.data,  # type: ignore[attr-defined]
+        artifacts=workspace.artifacts,  # type: ignore[attr-defined]
+        lineage=workspace.metadata,  # type: ignore[attr-defined]
+        clock=workspace.clock,  # type: ignore[attr-defined]
+        actor=workspace.actor,  # type: ignore[attr-defined]
+        keep=keep,
+        batch_rows=batch_rows,
+    )

@@ -42,10 +42,13 @@ class PredictionBatch:
 class PredictionSink(Protocol):
     """Where served predictions go: durably, and never on the request path.
 
-    ``append`` must return at once (it queues); ``close`` writes out what
-    is queued and returns when it is durable.
+    ``append`` must return at once (it queues); ``flush`` returns when what
+    was appended is durable (and readable); ``close`` writes out what is
+    queued and returns when it is durable.
     """
 
     def append(self, batch: PredictionBatch) -> None: ...
+
+    def flush(self) -> None: ...
 
     def close(self) -> None: ...

@@ -1,0 +1,390 @@
+"""Feedback: ground-truth labels for served predictions, so monitoring sees real performance.
+
+Labels arrive late and sometimes twice, from a caller (``record``, the
+server's ``:feedback`` route) or from a dataset joined on the deployment's
+key columns (``join``). Each call appends rows to the Delta table
+``feedback/<deployment>`` in the artifact store's table area; nothing is
+updated in place, and at read time the label recorded last for a
+``(request_id, row_index)`` wins. A label for a request id the prediction
+log does not know (yet) is kept and reported back: it may belong to a
+prediction still in another machine's spool.
+
+Columns: ``request_id, row_index, label, labelled_at, source``. Numeric
+labels are stored as float64 (as outputs are), text labels as strings; a
+deployment's labels are one or the other.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlcycle.errors import ValidationFailed
+from mlcycle.serve._predlog import aware_utc, read_predictions
+from mlcycle.store import check_deployment_name
+
+if TYPE_CHECKING:
+    from mlcycle.clock import Clock
+    from mlcycle.store import Deployment, TableArea
+
+__all__ = ["FeedbackLog", "Label", "Receipt", "feedback_table_name"]
+
+Label = tuple[str, Any] | tuple[str, int, Any]  # Any: a number or a string
+"""``(request_id, label)``, or ``(request_id, row_index, label)`` for a row of a larger request."""
+
+_KEY = ["request_id", "row_index"]
+_COMMIT_RETRIES = 20
+_MAX_ID = 200
+_STORED = pa.schema(
+    [
+        pa.field("request_id", pa.string()),
+        pa.field("row_index", pa.int32()),
+        pa.field("label", pa.float64()),  # or pa.string(): a deployment's labels are one kind
+        pa.field("labelled_at", pa.timestamp("us", tz="UTC")),
+        pa.field("source", pa.string()),
+    ]
+)
+
+
+def feedback_table_name(deployment: str) -> str:
+    """The table-area name of a deployment's labels."""
+    return f"feedback/{check_deployment_name(deployment)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What a feedback call stored.
+
+    ``unknown``: request ids (of ``record``) not in the prediction log when
+    the labels were stored; ``unmatched``: logged predictions that no row of
+    the dataset (of ``join``) labelled.
+    """
+
+    recorded: int
+    unknown: tuple[str, ...] = ()
+    unmatched: int = 0
+
+
+class FeedbackLog:
+    """Labels of every deployment: ``record``, ``join``, and reads with the last label winning."""
+
+    def __init__(self, *, tables: TableArea, spool_dir: Path, clock: Clock) -> None:
+        self.tables = tables
+        self.spool_dir = spool_dir
+        self.clock = clock
+
+    def record(self, deployment: str, labels: Sequence[Label], *, source: str = "api") -> Receipt:
+        """Store ``labels`` for predictions of ``deployment``; unknown request ids are reported.
+
+        Raises ``ValidationFailed`` naming the first bad label; then nothing is stored.
+        """
+        table = _labels_table(deployment, labels)
+        known = self._logged_ids(deployment, table.column("request_id"))
+        self._append(deployment, table, source)
+        ids = dict.fromkeys(table.column("request_id").to_pylist())
+        return Receipt(recorded=table.num_rows, unknown=tuple(i for i in ids if i not in known))
+
+    def join(
+        self,
+        deployment: Deployment,
+        data: pa.Table,
+        *,
+        label_column: str,
+        source: str,
+        since: datetime | None = None,
+    ) -> Receipt:
+        """Label the logged predictions of ``deployment`` from ``data``, matched on its key columns.
+
+        Each key must identify one row of ``data``. Raises ``ValidationFailed``
+        when the deployment has no key columns, a key or the label column is
+        missing, or keys repeat; then nothing is stored.
+        """
+        keys = list(deployment.key_columns)
+        if not keys:
+            raise ValidationFailed(
+                f"deployment '{deployment.name}' has no key columns to join labels on; set them "
+                f"with `mlcycle deploy {deployment.name} --model ... --key-columns COL,COL`"
+            )
+        _require(data, [*keys, label_column], f"the labels' data ({source})")
+        logged = self._predictions(deployment.name, since=since)
+        inputs = logged.column("inputs").type
+        missing = [key for key in keys if inputs.get_field_index(key) < 0]
+        if missing:
+            raise ValidationFailed(
+                f"key column(s) {missing} of deployment '{deployment.name}' are not inputs of "
+                "its logged predictions; key columns must be model inputs"
+            )
+        left = pa.table(
+            {
+                "request_id": logged.column("request_id"),
+                "row_index": logged.column("row_index"),
+                **{key: _key(pc.struct_field(logged.column("inputs"), key)) for key in keys},
+            }
+        )
+        right = _unique_keys(data, keys, label_column, source)
+        matched = left.join(right, keys=keys, join_type="inner", use_threads=False)
+        matched = matched.group_by(_KEY, use_threads=False).aggregate([("label", "last")])
+        table = pa.table(
+            {
+                "request_id": matched.column("request_id"),
+                "row_index": matched.column("row_index"),
+                "label": _label_array(matched.column("label_last").to_pylist(), deployment.name),
+            }
+        )
+        if table.num_rows:
+            self._append(deployment.name, table, source)
+        distinct = left.group_by(_KEY, use_threads=False).aggregate([]).num_rows
+        return Receipt(recorded=table.num_rows, unmatched=distinct - table.num_rows)
+
+    def read(
+        self, deployment: str, *, since: datetime | None = None, until: datetime | None = None
+    ) -> pa.Table:
+        """The latest label of each labelled row, labelled in ``[since, until)``."""
+        stored = self._stored(deployment)
+        if stored is None:
+            return _empty_feedback()
+        latest = stored.group_by(_KEY, use_threads=False).aggregate(
+            [("label", "last"), ("labelled_at", "last"), ("source", "last")]
+        )
+        latest = latest.rename_columns(
+            {"label_last": "label", "labelled_at_last": "labelled_at", "source_last": "source"}
+        )
+        condition = _window(since, until)
+        if condition is not None:
+            latest = latest.filter(condition)
+        return latest.sort_by([("labelled_at", "ascending"), ("request_id", "ascending")])
+
+    def labelled(
+        self,
+        deployment: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        variant: str | None = None,
+    ) -> pa.Table:
+        """Predictions in ``[since, until)`` with their latest label and the label's delay.
+
+        Every prediction row is kept; an unlabelled one has nulls in ``label``,
+        ``labelled_at`` and ``label_delay_s`` (seconds from prediction to label).
+        """
+        logged = read_predictions(
+            spool_dir=self.spool_dir,
+            tables=self.tables,
+            deployment=deployment,
+            since=since,
+            until=until,
+            variant=variant,
+        )
+        labels = self.read(deployment).drop_columns(["source"])
+        # Arrow joins carry no nested columns (inputs, list outputs): join the keys and each
+        # row's position, then put the labels next to the rows in their order.
+        keys = logged.select(_KEY).append_column("_at", pa.array(range(logged.num_rows)))
+        found = keys.join(labels, keys=_KEY, join_type="left outer", use_threads=False)
+        found = found.sort_by("_at")
+        delay = pc.divide(
+            pc.cast(pc.subtract(found.column("labelled_at"), logged.column("time")), pa.int64()),
+            1e6,
+        )
+        return (
+            logged.append_column("label", found.column("label"))
+            .append_column("labelled_at", found.column("labelled_at"))
+            .append_column("label_delay_s", delay)
+        )
+
+    def _predictions(self, deployment: str, *, since: datetime | None) -> pa.Table:
+        return read_predictions(
+            spool_dir=self.spool_dir, tables=self.tables, deployment=deployment, since=since
+        )
+
+    def _logged_ids(self, deployment: str, ids: pa.ChunkedArray) -> set[str]:
+        logged = self._predictions(deployment, since=None).column("request_id")
+        found = pc.filter(logged, pc.is_in(logged, value_set=ids.combine_chunks()))
+        return set(found.to_pylist())
+
+    def _stored(self, deployment: str) -> pa.Table | None:
+        from deltalake import DeltaTable, QueryBuilder  # noqa: PLC0415  (heavy; on first use)
+        from deltalake.exceptions import TableNotFoundError  # noqa: PLC0415
+
+        uri = self.tables.table_uri(feedback_table_name(deployment))
+        try:
+            delta = DeltaTable(uri, storage_options=self.tables.storage_options() or None)
+        except TableNotFoundError:
+            return None
+        # DataFusion's scan, as datasets are read (see DatasetRegistry._read_delta); the order
+        # of the appends is kept by sorting on the time each label was recorded.
+        found = pa.table(QueryBuilder().register("t", delta).execute('SELECT * FROM "t"'))
+        label = pa.string() if _kind(found.schema.field("label").type) == "text" else pa.float64()
+        found = found.select([*_STORED.names, "seq"]).cast(
+            pa.schema([*_STORED, pa.field("seq", pa.int64())]).set(2, pa.field("label", label))
+        )
+        return found.sort_by([("labelled_at", "ascending"), ("seq", "ascending")]).drop_columns(
+            ["seq"]
+        )
+
+    def _append(self, deployment: str, table: pa.Table, source: str) -> None:
+        from deltalake import write_deltalake  # noqa: PLC0415  (heavy; on first use)
+        from deltalake.exceptions import CommitFailedError, SchemaMismatchError  # noqa: PLC0415
+
+        stored = self._stored_label_type(deployment)
+        if stored is not None and stored != table.schema.field("label").type:
+            raise ValidationFailed(
+                f"deployment '{deployment}' has {_kind(stored)} labels; these are "
+                f"{_kind(table.schema.field('label').type)}: send labels of one kind"
+            )
+        stamp = pa.scalar(self.clock.now(), pa.timestamp("us", tz="UTC"))
+        rows = table.num_rows
+        full = table.append_column("labelled_at", pa.array([stamp.as_py()] * rows, stamp.type))
+        full = full.append_column("source", pa.array([source] * rows, pa.string()))
+        full = full.append_column("seq", pa.array(range(rows), pa.int64()))
+        uri = self.tables.table_uri(feedback_table_name(deployment))
+        options = self.tables.storage_options() or None
+        for attempt in range(_COMMIT_RETRIES):
+            try:
+                write_deltalake(uri, full, mode="append", storage_options=options)
+                return
+            except SchemaMismatchError as exc:  # another writer stored the other kind first
+                raise ValidationFailed(
+                    f"deployment '{deployment}' stores labels of another kind: {exc}"
+                ) from None
+            except CommitFailedError:
+                if attempt == _COMMIT_RETRIES - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+
+    def _stored_label_type(self, deployment: str) -> pa.DataType | None:
+        from deltalake import DeltaTable  # noqa: PLC0415  (heavy; on first use)
+        from deltalake.exceptions import TableNotFoundError  # noqa: PLC0415
+
+        uri = self.tables.table_uri(feedback_table_name(deployment))
+        try:
+            delta = DeltaTable(uri, storage_options=self.tables.storage_options() or None)
+        except TableNotFoundError:
+            return None
+        found = pa.schema(delta.schema().to_arrow()).field("label").type
+        return pa.string() if _kind(found) == "text" else pa.float64()
+
+
+def _labels_table(deployment: str, labels: object) -> pa.Table:
+    """Checked labels as columns ``request_id, row_index, label``."""
+    check_deployment_name(deployment)
+    if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence):
+        raise ValidationFailed(
+            "labels must be a list of (request_id, label) or (request_id, row_index, label)"
+        )
+    if not labels:
+        raise ValidationFailed("no labels given; send at least one (request_id, label)")
+    ids, indexes, values = [], [], []
+    for position, item in enumerate(labels):
+        request_id, row_index, value = _one_label(position, item)
+        ids.append(request_id)
+        indexes.append(row_index)
+        values.append(value)
+    return pa.table(
+        {
+            "request_id": pa.array(ids, pa.string()),
+            "row_index": pa.array(indexes, pa.int32()),
+            "label": _label_array(values, deployment),
+        }
+    )
+
+
+def _one_label(position: int, item: object) -> tuple[str, int, Any]:  # Any: the label
+    where = f"label {position}"
+    if not isinstance(item, tuple) or len(item) not in {2, 3}:
+        raise ValidationFailed(
+            f"{where} is {item!r}; give (request_id, label) or (request_id, row_index, label)"
+        )
+    request_id, row_index, value = (item[0], 0, item[1]) if len(item) == 2 else item
+    if not isinstance(request_id, str) or not request_id or len(request_id) > _MAX_ID:
+        raise ValidationFailed(
+            f"{where}: request_id must be a non-empty string of at most {_MAX_ID} characters, "
+            f"not {request_id!r}; use the request_id a prediction answered with"
+        )
+    if isinstance(row_index, bool) or not isinstance(row_index, int) or row_index < 0:
+        raise ValidationFailed(
+            f"{where} (request {request_id}): row_index must be an integer >= 0, not {row_index!r}"
+        )
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValidationFailed(
+            f"{where} (request {request_id}): the label must be a number or a string, not {value!r}"
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationFailed(
+            f"{where} (request {request_id}): the label is {value}; labels must be finite"
+        )
+    return request_id, row_index, value
+
+
+def _label_array(values: Sequence[Any], deployment: str) -> pa.Array:  # Any: labels
+    """Labels as float64 when all are numbers, strings when all are text."""
+    if all(isinstance(v, str) for v in values):
+        return pa.array(values, pa.string())
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return pa.array(values, pa.float64())
+    raise ValidationFailed(
+        f"labels for deployment '{deployment}' mix numbers and strings; send one kind"
+    )
+
+
+def _kind(type_: pa.DataType) -> str:
+    text = pa.types.is_string(type_) or pa.types.is_large_string(type_)
+    return "text" if text or pa.types.is_string_view(type_) else "numeric"
+
+
+def _require(table: pa.Table, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ValidationFailed(f"{what} has no column(s) {missing}; it has {table.column_names}")
+
+
+def _key(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A key column in the log's terms: numbers as float64 (as inputs are logged), text as is."""
+    kind = column.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        return pc.cast(column, pa.float64())
+    if pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
+        return pc.cast(column, pa.string())
+    return column
+
+
+def _unique_keys(data: pa.Table, keys: list[str], label_column: str, source: str) -> pa.Table:
+    """``data``'s keys and label, checked: one row per key, keys comparable with the log's."""
+    right = pa.table(
+        {**{key: _key(data.column(key)) for key in keys}, "label": data.column(label_column)}
+    )
+    label = right.column("label")
+    known = pc.is_valid(label)
+    if pa.types.is_floating(label.type):
+        known = pc.and_(known, pc.invert(pc.is_nan(label)))
+    right = right.filter(known)  # a row without a label labels nothing
+    counts = right.group_by(keys, use_threads=False).aggregate([([], "count_all")])
+    repeated = counts.filter(pc.greater(counts.column("count_all"), 1))
+    if repeated.num_rows:
+        first = {key: repeated.column(key)[0].as_py() for key in keys}
+        raise ValidationFailed(
+            f"{source} has {repeated.num_rows} key(s) on more than one row, such as {first}; "
+            f"the key columns {keys} must identify one row"
+        )
+    return right
+
+
+def _window(since: datetime | None, until: datetime | None) -> pc.Expression | None:
+    condition = None
+    if since is not None:
+        condition = pc.field("labelled_at") >= aware_utc(since)
+    if until is not None:
+        bound = pc.field("labelled_at") < aware_utc(until)
+        condition = bound if condition is None else condition & bound
+    return condition
+
+
+def _empty_feedback() -> pa.Table:
+    return _STORED.empty_table()

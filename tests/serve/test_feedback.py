@@ -1,0 +1,232 @@
+"""Feedback: labels recorded and joined from data, the last one winning, read with predictions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mlcycle as mc
+from mlcycle.clock import SimulatedClock
+from mlcycle.errors import ValidationFailed
+from mlcycle.serve import FeedbackLog, PredictionBatch, Receipt, feedback_table_name
+from mlcycle.store import Deployment, LocalArtifactStore, Variant
+from mlcycle.workspace import Workspace
+
+T0 = datetime(2030, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def _batch(ids: list[str], hours: list[int], *, variant: str = "primary") -> PredictionBatch:
+    return PredictionBatch(
+        deployment="bike-demand",
+        model="bike-demand",
+        model_version=2 if variant == "shadow" else 1,
+        variant=variant,
+        shadow=variant == "shadow",
+        request_ids=ids,
+        row_indexes=[0] * len(ids),
+        times=[T0.timestamp()] * len(ids),
+        latency_ms=[1.0] * len(ids),
+        inputs={"station": [1] * len(ids), "hr": hours, "temp": np.full(len(ids), 0.5)},
+        outputs=np.asarray(hours, dtype=np.float64) * 2,
+    )
+
+
+@pytest.fixture
+def clock(tmp_path: Path) -> SimulatedClock:
+    found = SimulatedClock(tmp_path / "clock.json")
+    found.set(T0 + timedelta(minutes=30))
+    return found
+
+
+@pytest.fixture
+def log(tmp_path: Path, clock: SimulatedClock) -> FeedbackLog:
+    """A feedback log over a prediction log holding r0..r3 (hours 0..3) and a shadow copy of r0."""
+    tables = LocalArtifactStore(root=tmp_path / "artifacts")
+    spool = tmp_path / "spool"
+    from mlcycle.serve import PredictionLog
+
+    predictions = PredictionLog(spool_dir=spool, tables=tables)
+    predictions.append(_batch(["r0", "r1", "r2", "r3"], [0, 1, 2, 3]))
+    predictions.append(_batch(["r0"], [0], variant="shadow"))
+    predictions.close()
+    return FeedbackLog(tables=tables, spool_dir=spool, clock=clock)
+
+
+def _deployment(*keys: str) -> Deployment:
+    return Deployment(
+        name="bike-demand",
+        policy="single",
+        variants=(Variant(name="primary", model="bike-demand@production"),),
+        key_columns=keys,
+    )
+
+
+def test_labels_are_stored_and_unknown_request_ids_reported(log: FeedbackLog) -> None:
+    receipt = log.record("bike-demand", [("r0", 10.0), ("r1", 0, 11), ("nobody", 3.0)])
+    assert receipt == Receipt(recorded=3, unknown=("nobody",))
+    read = log.read("bike-demand").to_pylist()
+    assert [(row["request_id"], row["label"], row["source"]) for row in read] == [
+        ("nobody", 3.0, "api"),
+        ("r0", 10.0, "api"),
+        ("r1", 11.0, "api"),
+    ]
+    assert len({row["labelled_at"] for row in read}) == 1  # one call, one time
+    assert T0 + timedelta(minutes=30) <= read[0]["labelled_at"] < T0 + timedelta(minutes=31)
+
+
+def test_the_last_label_recorded_wins(log: FeedbackLog, clock: SimulatedClock) -> None:
+    log.record("bike-demand", [("r0", 1.0), ("r0", 2.0)])
+    clock.advance(timedelta(minutes=5))
+    log.record("bike-demand", [("r0", 3.0), ("r1", 4.0)])
+    clock.advance(timedelta(minutes=5))
+    log.record("bike-demand", [("r1", 5.0)])
+    read = log.read("bike-demand")
+    assert dict(zip(read["request_id"].to_pylist(), read["label"].to_pylist(), strict=True)) == {
+        "r0": 3.0,
+        "r1": 5.0,
+    }
+    since = T0 + timedelta(minutes=38)
+    assert log.read("bike-demand", since=since)["request_id"].to_pylist() == ["r1"]
+    assert log.read("bike-demand", until=since)["request_id"].to_pylist() == ["r0"]
+
+
+def test_labelled_puts_each_prediction_next_to_its_label_and_delay(log: FeedbackLog) -> None:
+    log.record("bike-demand", [("r0", 7.0), ("r2", 9.0)])
+    table = log.labelled("bike-demand")
+    rows = {(r["request_id"], r["variant"]): r for r in table.to_pylist()}
+    assert len(rows) == table.num_rows == 5
+    assert rows["r0", "primary"]["label"] == 7.0
+    assert rows["r0", "shadow"]["label"] == 7.0  # the shadow's copy is scored on the same label
+    assert 1800 <= rows["r0", "primary"]["label_delay_s"] < 1860  # the clock ran on a little
+    assert rows["r2", "primary"]["inputs"]["hr"] == 2.0
+    assert rows["r1", "primary"]["label"] is None
+    assert rows["r1", "primary"]["label_delay_s"] is None
+    assert log.labelled("bike-demand", variant="shadow").num_rows == 1
+
+
+def test_labels_join_from_data_on_the_key_columns(log: FeedbackLog) -> None:
+    data = pa.table(
+        {
+            "station": [1, 1, 1, 2],
+            "hr": [0, 1, 2, 0],
+            "cnt": pa.array([40, 41, None, 99], pa.int64()),
+        }
+    )
+    receipt = log.join(
+        _deployment("station", "hr"), data, label_column="cnt", source="data:/bike/5"
+    )
+    assert receipt == Receipt(recorded=2, unmatched=2)  # r2's label is null, r3 has no row
+    read = log.read("bike-demand")
+    assert read["request_id"].to_pylist() == ["r0", "r1"]
+    assert read["label"].to_pylist() == [40.0, 41.0]
+    assert set(read["source"].to_pylist()) == {"data:/bike/5"}
+
+
+def test_the_sdk_records_joins_and_reads(bike_models: Workspace, hours: pd.DataFrame) -> None:
+    workspace = bike_models
+    workspace.deployments.deploy(
+        "bike-demand", model="bike-demand@production", key_columns=["station", "hr"]
+    )
+    predictions = workspace.prediction_log()
+    predictions.append(_batch(["a", "b"], [5, 6]))
+    predictions.close()
+    labels = pd.DataFrame({"station": [1, 1], "hr": [5, 6], "cnt": [50.0, 60.0]})
+    version = workspace.data.register("bike-labels", labels, validate=False)
+    try:
+        assert mc.serve.record_feedback("bike-demand", [("a", 1.0)]).recorded == 1
+        joined = mc.serve.join_labels("bike-demand", version.ref, label_column="cnt")
+        assert joined == Receipt(recorded=2)
+        frame = mc.serve.labelled("bike-demand")
+        assert list(frame["label"]) == [50.0, 60.0]
+        assert list(frame["inputs.hr"]) == [5.0, 6.0]
+        assert list(mc.serve.feedback("bike-demand")["source"]) == [version.ref, version.ref]
+    finally:
+        mc.close()
+
+
+@pytest.mark.parametrize(
+    ("labels", "problem"),
+    [
+        ([], "no labels given"),
+        ("r0", "must be a list"),
+        ([("r0",)], "give (request_id, label)"),
+        ([("", 1.0)], "request_id must be a non-empty string"),
+        ([("r" * 201, 1.0)], "at most 200 characters"),
+        ([("r0", -1, 1.0)], "row_index must be an integer >= 0"),
+        ([("r0", True, 1.0)], "row_index must be an integer >= 0"),
+        ([("r0", None)], "must be a number or a string"),
+        ([("r0", [1, 2])], "must be a number or a string"),
+        ([("r0", float("nan"))], "labels must be finite"),
+        ([("r0", 1.0), ("r1", "high")], "mix numbers and strings"),
+    ],
+)
+def test_bad_labels_are_refused_and_nothing_is_stored(
+    log: FeedbackLog, labels: object, problem: str
+) -> None:
+    with pytest.raises(ValidationFailed, match=problem.replace("(", r"\(").replace(")", r"\)")):
+        log.record("bike-demand", labels)  # type: ignore[arg-type]
+    assert log.read("bike-demand").num_rows == 0
+
+
+def test_a_deployment_keeps_one_kind_of_label(log: FeedbackLog) -> None:
+    log.record("bike-demand", [("r0", 1.0)])
+    with pytest.raises(ValidationFailed, match="has numeric labels; these are text"):
+        log.record("bike-demand", [("r1", "high")])
+    assert log.read("bike-demand")["label"].to_pylist() == [1.0]
+
+
+def test_text_labels_are_kept_as_text(log: FeedbackLog) -> None:
+    log.record("bike-demand", [("r0", "low"), ("r1", "high")])
+    assert log.labelled("bike-demand")["label"].to_pylist() == ["low", "low", "high", None, None]
+
+
+def test_bad_joins_are_refused_and_nothing_is_stored(log: FeedbackLog) -> None:
+    data = pa.table({"station": [1, 1], "hr": [0, 0], "cnt": [1, 2], "day": ["a", "b"]})
+    cases = [
+        (_deployment(), "cnt", "has no key columns to join labels on"),
+        (_deployment("station", "hr"), "count", r"has no column\(s\) \['count'\]"),
+        (_deployment("station", "day"), "cnt", r"\['day'\] .* are not inputs"),
+        (_deployment("station", "hr"), "cnt", "key\\(s\\) on more than one row"),
+    ]
+    for deployment, label, problem in cases:
+        with pytest.raises(ValidationFailed, match=problem):
+            log.join(deployment, data, label_column=label, source="data:/bike/5")
+    assert log.read("bike-demand").num_rows == 0
+    assert not Path(log.tables.table_uri(feedback_table_name("bike-demand"))).exists()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    calls=st.lists(
+        st.lists(st.tuples(st.sampled_from(["r0", "r1", "r2"]), st.integers(0, 99)), min_size=1),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_reading_gives_the_label_recorded_last(
+    tmp_path_factory: pytest.TempPathFactory, calls: list[list[tuple[str, int]]]
+) -> None:
+    root = tmp_path_factory.mktemp("feedback")
+    clock = SimulatedClock(root / "clock.json")
+    clock.set(T0)
+    log = FeedbackLog(
+        tables=LocalArtifactStore(root=root / "artifacts"), spool_dir=root / "spool", clock=clock
+    )
+    expected: dict[str, float] = {}
+    for call in calls:
+        log.record("bike-demand", call)
+        expected.update((request_id, float(label)) for request_id, label in call)
+        clock.advance(timedelta(seconds=1))
+    read = log.read("bike-demand")
+    assert dict(zip(read["request_id"].to_pylist(), read["label"].to_pylist(), strict=True)) == (
+        expected
+    )
