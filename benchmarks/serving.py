@@ -56,6 +56,9 @@ RELATIVE_TOLERANCE = 1e-5  # the server may predict through ONNX Runtime
 BATCH_ROWS = 32
 # Our server's knobs, as `settings.serve` reads them from the environment.
 BATCHING_OFF = {"MLCYCLE_SERVE__MAX_BATCH_SIZE": "1"}
+# The counters the overload reads: work shed (by reason) and rows predicted (by variant).
+SHED = "mlcycle_serve_shed_total{"
+COUNTED = (SHED, "mlcycle_serve_batch_rows_sum{")
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ QUICK = Workload(
     connections=(1, 32),
     shadow_repeats=2,
     shadow_connections=32,
-    overload_connections=128,
+    overload_connections=256,
     predict_calls=200,
     boosting_rounds=20,
 )
@@ -634,9 +637,9 @@ def overload(endpoint: Endpoint, metrics_url: str, workload: Workload) -> dict[s
     moved = {
         key: after[key] - before.get(key, 0.0)
         for key in after
-        if ("shadow" in key or "shed" in key) and after[key] != before.get(key, 0.0)
+        if key.startswith(COUNTED) and after[key] != before.get(key, 0.0)
     }
-    shed = sum(v for k, v in moved.items() if "shed" in k and "shadow" in k)
+    shed = sum(v for k, v in moved.items() if k.startswith(SHED) and 'reason="shadow"' in k)
     return {**figures, "metrics_moved": moved, "shadow_shed": shed}
 
 

@@ -55,6 +55,23 @@ async def test_v2_takes_one_input_per_column_or_one_matrix(workspace: Workspace,
     assert np.round(by_matrix.json()["outputs"][0]["data"]).tolist() == [9.0, 10.0]
 
 
+@pytest.mark.parametrize("count", [1, 16, 17, 40])  # up to 16 rows are checked as one table
+async def test_v2_columns_answer_as_v1_records(workspace: Workspace, echo: str, count: int) -> None:
+    ids = list(range(count))
+    columns = {
+        "inputs": [
+            {"name": "x", "shape": [count], "datatype": "FP64", "data": [0.5] * count},
+            {"name": "id", "shape": [count], "datatype": "INT64", "data": ids},
+        ]
+    }
+    async with client_for(workspace, echo) as (client, _):
+        by_column = await client.post("/v2/models/echo/infer", json=columns)
+        by_record = await client.post("/v1/models/echo:predict", json={"instances": rows(*ids)})
+    assert by_column.status_code == 200, by_column.text
+    assert np.round(by_column.json()["outputs"][0]["data"]).tolist() == ids
+    assert np.round(by_record.json()["predictions"]).tolist() == ids
+
+
 async def test_health_metadata_and_versions(workspace: Workspace, echo: str) -> None:
     async with client_for(workspace, echo) as (client, _):
         live = await client.get("/v2/health/live")

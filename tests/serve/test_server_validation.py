@@ -112,6 +112,34 @@ async def test_malformed_json_and_other_content_types(workspace: Workspace, echo
             ["different numbers of rows"],
         ),
         ([{"name": "X", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}], ["[rows, 2]"]),
+        (
+            [
+                {"name": "id", "shape": [1], "datatype": "FP64", "data": [None]},
+                {"name": "x", "shape": [1], "datatype": "FP64", "data": [0.5]},
+            ],
+            ["column 'id'", "does not allow missing values"],
+        ),
+        (
+            [
+                {"name": "id", "shape": [1], "datatype": "BYTES", "data": ["seven"]},
+                {"name": "x", "shape": [1], "datatype": "FP64", "data": [0.5]},
+            ],
+            ["column 'id'", "expected a number", "'seven'"],
+        ),
+        (
+            [
+                {"name": "id", "shape": [1], "datatype": "BOOL", "data": [True]},
+                {"name": "x", "shape": [1], "datatype": "FP64", "data": [0.5]},
+            ],
+            ["column 'id'", "the boolean True"],
+        ),
+        (
+            [
+                {"name": "id", "shape": [2], "datatype": "FP64", "data": [1, 2]},
+                {"name": "x", "shape": [2], "datatype": "FP64", "data": [0.5, None]},
+            ],
+            ["row 1", "column 'x'", "does not allow missing values"],
+        ),
     ],
 )
 async def test_bad_tensors_are_named(

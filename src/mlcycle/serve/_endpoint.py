@@ -46,7 +46,8 @@ _JSON_TYPE = (b"content-type", b"application/json")
 _HEADER_LENGTH = "inference-header-content-length"
 
 Headers = dict[bytes, bytes]
-Decoded = tuple[Callable[["Schema"], "Rows"], Any]  # Any: the first row, for the sticky key
+Decoded = tuple[Callable[["Schema"], "Rows"], Callable[[], Any]]
+"""The rows for a schema; the first row as ``{column: value}`` (read only for a sticky key)."""
 Decode = Callable[[Any, bytes], Decoded]  # Any: the parsed JSON body
 Render = Callable[[Answer, Any, str], tuple[bytes, list[tuple[bytes, bytes]]]]  # Any: JSON
 
@@ -102,8 +103,8 @@ class PredictEndpoint:
                 )
             body = await read_body(headers, receive, server.settings.max_body_bytes)
             payload, tail = _parse(headers, body, binary_ok=self.binary_ok)
-            rows_of, first = self.decode(payload, tail)
-            key = _sticky_key(headers, server.deployment.sticky_key, first)
+            rows_of, first_row = self.decode(payload, tail)
+            key = _sticky_key(headers, server.deployment.sticky_key, first_row)
             reached = True
             answer = await server.predict(
                 rows_of,
@@ -155,7 +156,7 @@ def v1_codec() -> tuple[Decode, Render]:
             raise MalformedRequest('the body must be {"instances": [{"column": value}, ...]}')
         instances = payload["instances"]
         first = instances[0] if type(instances) is list and instances else None
-        return (lambda schema: schema.from_records(instances)), first
+        return (lambda schema: schema.from_records(instances)), lambda: first
 
     def render(
         answer: Answer, payload: Any, deployment: str
@@ -178,7 +179,7 @@ def infer_codec() -> tuple[Decode, Render]:
     """Decode Open Inference Protocol tensors, answer output tensors (binary when asked)."""
 
     def decode(payload: Any, tail: bytes) -> Decoded:  # Any: JSON
-        return (lambda schema: decode_inputs(payload, tail, schema)), _first_values(payload)
+        return (lambda schema: decode_inputs(payload, tail, schema)), lambda: _first_values(payload)
 
     def render(
         answer: Answer, payload: Any, deployment: str
@@ -282,13 +283,14 @@ def _parse(headers: Headers, body: bytes, *, binary_ok: bool) -> tuple[Any, byte
         raise MalformedRequest(f"the body is not valid JSON{said}: {exc}") from None
 
 
-def _sticky_key(headers: Headers, field: str | None, first: Any) -> str | None:  # Any: JSON
+def _sticky_key(headers: Headers, field: str | None, first_row: Callable[[], Any]) -> str | None:
     """The request's sticky key: the header named ``field``, else that column of the first row."""
     if field is None:
         return None
     header = headers.get(field.lower().encode())
     if header is not None:
         return header.decode("latin-1")
+    first = first_row()
     if type(first) is dict and field in first:
         return str(first[field])
     return None

@@ -129,6 +129,12 @@ class Schema:
         missing = [name for name in self.names if name not in columns]
         if missing:
             raise ValidationFailed(f"missing input {_listing(missing)}: send every model input")
+        if self.numeric and count <= _SMALL and all(type(v) is list for v in columns.values()):
+            # A few rows of JSON numbers: checked value by value as one table, like v1's records,
+            # which costs a fraction of a dozen NumPy checks per column.
+            return self.from_table(
+                [list(row) for row in zip(*map(columns.get, self.names), strict=True)]
+            )
         checked = {spec.name: check_column(spec, columns[spec.name]) for spec in self.inputs}
         if not self.numeric:
             return Rows(count, self.names, columns=checked)
