@@ -131,7 +131,7 @@ class Comparison:
         return _OPERATORS[self.operator](found, self.value)
 
     def __str__(self) -> str:
-        return f"{_quote(self.metric)} {self.operator} {self.value:g}"
+        return f"{_quote(self.metric)} {self.operator} {self.value!r}"
 
 
 @dataclass(frozen=True, slots=True)
