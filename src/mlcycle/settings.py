@@ -27,10 +27,13 @@ __all__ = [
     "CONFIG_FILE",
     "WORKSPACE_DIR",
     "AgentSettings",
+    "AlertRuleSettings",
+    "AlertSettings",
     "ClockSettings",
     "DataSettings",
     "GateSettings",
     "MetricBound",
+    "NotifierSettings",
     "PipelineSettings",
     "RegistrySettings",
     "S3Settings",
@@ -242,6 +245,68 @@ class AgentSettings(_Section):
         return value
 
 
+class AlertRuleSettings(_Section):
+    """One alert rule, ``[alerts.rules.NAME]``: its condition, severity, scope and notifiers.
+
+    ``when`` is a rule expression over monitor results, such as
+    ``drift_share > 0.3 for 2 windows`` (checked by ``mlcycle alerts rules``).
+    ``deployments`` limits the rule to those deployments (empty: every one).
+    ``cooldown`` (``30m``, ``1h``, ``2d``) is how long after resolving a new
+    firing counts as the same incident flapping: reopened, not notified again.
+    ``notify`` names notifiers of ``[alerts.notifiers]``.
+    """
+
+    when: str
+    severity: Literal["info", "warning", "critical"] = "warning"
+    deployments: tuple[str, ...] = ()
+    cooldown: str = "1h"
+    notify: tuple[str, ...] = ()
+    description: str = ""
+
+
+class NotifierSettings(_Section):
+    """One notifier, ``[alerts.notifiers.NAME]``: where alert messages go.
+
+    ``kind`` is ``webhook`` (``url``; ``format`` ``slack`` sends Slack's
+    ``text`` and ``blocks``, ``json`` the whole alert), ``file`` (JSON lines
+    appended to ``path``, relative to the project), ``email`` (SMTP: ``host``,
+    ``port``, ``security``, ``sender``, ``to``, and ``username`` with a
+    ``password`` kept in ``.mlcycle/secrets.toml``), or a kind an installed
+    package adds through the ``mlcycle.notifiers`` entry points, which reads
+    ``options``. Every send gives up after ``timeout_s`` and is retried later.
+    """
+
+    kind: str
+    url: str | None = None
+    format: Literal["slack", "json"] = "slack"
+    path: Path | None = None
+    host: str | None = None
+    port: int | None = None
+    security: Literal["none", "starttls", "ssl"] = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str | None = None
+    to: tuple[str, ...] = ()
+    timeout_s: float = Field(default=5.0, gt=0)
+    options: dict[str, Any] = {}  # Any: TOML values a third-party notifier reads
+
+
+class AlertSettings(_Section):
+    """Alerting: the rules, the notifiers, and how failed notifications are retried.
+
+    A notification that fails is kept and tried again after
+    ``retry_initial_s``, doubling up to ``retry_max_s``, at most
+    ``max_attempts`` times; then it is marked failed (and an
+    ``alert.delivery_failed`` event says so).
+    """
+
+    rules: dict[str, AlertRuleSettings] = {}
+    notifiers: dict[str, NotifierSettings] = {}
+    max_attempts: int = Field(default=8, ge=1)
+    retry_initial_s: float = Field(default=30.0, gt=0)
+    retry_max_s: float = Field(default=3600.0, gt=0)
+
+
 class PipelineSettings(_Section):
     """One pipeline's settings: parameter values that override the defaults in its code.
 
@@ -293,6 +358,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     agent: AgentSettings = AgentSettings()
     serve: ServeSettings = ServeSettings()
+    alerts: AlertSettings = AlertSettings()
     pipelines: dict[str, PipelineSettings] = {}
     deployments: dict[str, dict[str, Any]] = {}  # Any: TOML values, checked by mlcycle.serve
 

@@ -45,10 +45,11 @@ if TYPE_CHECKING:
 
     from mlcycle.agent import Agent, Launcher, Schedules
     from mlcycle.data import DatasetRegistry, PolicyFinding
-    from mlcycle.monitor import Monitor
+    from mlcycle.monitor import Alerts, Monitor
     from mlcycle.registry import ModelRegistry
     from mlcycle.serve import Deployments, FeedbackLog, PredictionLog
     from mlcycle.store import (
+        AlertLog,
         DatasetCatalog,
         DeploymentCatalog,
         ModelCatalog,
@@ -90,6 +91,7 @@ class Workspace:
         self._data: DatasetRegistry | None = None
         self._registry: ModelRegistry | None = None
         self._monitor: Monitor | None = None
+        self._alerts: Alerts | None = None
 
     @property
     def data(self) -> DatasetRegistry:
@@ -149,6 +151,37 @@ class Workspace:
                 actor=self.actor,
             )
         return self._monitor
+
+    @property
+    def alerts(self) -> Alerts:
+        """The rules of ``[alerts]`` over monitor results: ``ws.alerts.evaluate(result)``, ``list``.
+
+        Built on first use, which checks every rule and notifier; notifications
+        are sent from a background thread, stopped when the workspace closes.
+        """
+        self._check_open()
+        if self._alerts is None:
+            from mlcycle.monitor import (  # noqa: PLC0415  (loads on first use)
+                Alerts,
+                RetryPolicy,
+                build_notifiers,
+                rules_from_settings,
+            )
+
+            config = self.settings.alerts
+            self._alerts = Alerts(
+                log=cast("AlertLog", self.metadata),  # the SQL store is every catalog
+                clock=self.clock,
+                actor=self.actor,
+                rules=rules_from_settings(config),
+                notifiers=build_notifiers(config, home=self.settings.home),
+                retry=RetryPolicy(
+                    max_attempts=config.max_attempts,
+                    initial_s=config.retry_initial_s,
+                    max_s=config.retry_max_s,
+                ),
+            )
+        return self._alerts
 
     @property
     def schedules(self) -> Schedules:
@@ -371,6 +404,8 @@ class Workspace:
             return
         self._closed = True
         try:
+            if self._alerts is not None:
+                self._alerts.close()
             self.tracker.close()
         finally:
             self.metadata.close()

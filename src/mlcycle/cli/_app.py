@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mlcycle.cli import (
+    _alerts,
     _data,
     _db,
     _demo,
@@ -62,6 +63,7 @@ app.add_typer(_schedules.app, name="schedules")
 app.command("agent")(_schedules.agent)
 app.command("deploy")(_deploy.deploy)
 app.add_typer(_deploy.app, name="deployments")
+app.add_typer(_alerts.app, name="alerts")
 app.command("init")(_init.init)
 app.command("demo")(_demo.demo)
 app.command("serve")(_serve.serve)

@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+from mlcycle.store._alert_records import (
+    ALERT_EVENTS,
+    Alert,
+    AlertAction,
+    AlertChange,
+    AlertDelivery,
+    AlertRuleState,
+    AlertState,
+    DeliveryStatus,
+    Severity,
+    WindowValues,
+)
 from mlcycle.store._artifacts import (
     LocalArtifactStore,
     check_artifact_name,
@@ -19,6 +31,7 @@ from mlcycle.store._pipeline_records import (
     StepStatus,
 )
 from mlcycle.store._protocols import (
+    AlertLog,
     ArtifactIndex,
     ArtifactStore,
     DatasetCatalog,
@@ -64,6 +77,7 @@ from mlcycle.store._records import (
     WriteOperation,
 )
 from mlcycle.store._sql import SqlMetadataStore
+from mlcycle.store._sql_alerts import ALERT_STATES, DELIVERY_STATUSES, check_alert_rule_name
 from mlcycle.store._sql_datasets import check_dataset_actor, check_dataset_name
 from mlcycle.store._sql_deployments import (
     TRAFFIC_POLICIES,
@@ -74,9 +88,19 @@ from mlcycle.store._sql_models import LATEST_ALIAS, check_alias, check_model_nam
 from mlcycle.store._sql_schedules import SCHEDULE_KINDS, check_schedule_name
 
 __all__ = [
+    "ALERT_EVENTS",
+    "ALERT_STATES",
+    "DELIVERY_STATUSES",
     "LATEST_ALIAS",
     "SCHEDULE_KINDS",
     "TRAFFIC_POLICIES",
+    "Alert",
+    "AlertAction",
+    "AlertChange",
+    "AlertDelivery",
+    "AlertLog",
+    "AlertRuleState",
+    "AlertState",
     "AliasMove",
     "ArtifactIndex",
     "ArtifactRecord",
@@ -84,6 +108,7 @@ __all__ = [
     "Dataset",
     "DatasetCatalog",
     "DatasetVersion",
+    "DeliveryStatus",
     "Deployment",
     "DeploymentCatalog",
     "Environment",
@@ -116,6 +141,7 @@ __all__ = [
     "Schedule",
     "ScheduleCatalog",
     "ScheduleKind",
+    "Severity",
     "SqlMetadataStore",
     "StepOutput",
     "StepRun",
@@ -124,9 +150,11 @@ __all__ = [
     "TrafficPolicy",
     "TriggerFiring",
     "Variant",
+    "WindowValues",
     "WriteBatch",
     "WriteOperation",
     "ancestry",
+    "check_alert_rule_name",
     "check_alias",
     "check_artifact_name",
     "check_dataset_actor",

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, BinaryIO, Literal, Protocol
 
 from mlcycle.ids import Digest, ExperimentId, RunId
+from mlcycle.store._alert_records import Alert, AlertChange, AlertDelivery, AlertRuleState
 from mlcycle.store._pipeline_records import PipelineRun, StepRun
 from mlcycle.store._records import (
     AliasMove,
@@ -35,6 +36,7 @@ from mlcycle.store._records import (
 )
 
 __all__ = [
+    "AlertLog",
     "ArtifactIndex",
     "ArtifactStore",
     "DatasetCatalog",
@@ -498,6 +500,62 @@ class DeploymentCatalog(Protocol):
 
     def remove_deployment(self, name: str, *, actor: str, time: datetime) -> Deployment:
         """Delete a deployment and record ``deployment.removed``; returns what it was."""
+        ...
+
+
+class AlertLog(Protocol):
+    """Alerting's durable state: each rule's streak per deployment, alerts, queued notifications.
+
+    An evaluation's outcome (``AlertChange``) commits with its ``alert.fired``,
+    ``alert.reopened`` or ``alert.resolved`` event and its pending deliveries,
+    and only from the rule state version it was computed from (else ``Conflict``).
+    """
+
+    def get_alert_rule_state(self, rule: str, deployment: str) -> AlertRuleState | None:
+        """Where ``rule`` stands on ``deployment`` (``None`` before its first evaluation)."""
+        ...
+
+    def apply_alert_change(self, change: AlertChange) -> AlertRuleState:
+        """Apply one evaluation's outcome in one transaction; returns the new rule state."""
+        ...
+
+    def get_alert(self, alert_id: str) -> Alert:
+        """Raise ``NotFound`` naming the id when there is no such alert."""
+        ...
+
+    def list_alerts(
+        self,
+        *,
+        state: str | None = None,
+        rule: str | None = None,
+        deployment: str | None = None,
+        limit: int = 100,
+    ) -> list[Alert]:
+        """Alerts, newest firing first, optionally of one state, rule or deployment."""
+        ...
+
+    def claim_deliveries(
+        self, *, now: datetime, holder: str, lease_s: float, limit: int = 100
+    ) -> list[AlertDelivery]:
+        """Pending deliveries due by ``now`` that nobody holds, leased to ``holder``."""
+        ...
+
+    def finish_delivery(
+        self,
+        delivery_id: str,
+        *,
+        now: datetime,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+        actor: str = "",
+    ) -> AlertDelivery:
+        """Record an attempt: delivered, to retry at ``retry_at``, or failed for good."""
+        ...
+
+    def list_deliveries(
+        self, *, alert_id: str | None = None, status: str | None = None, limit: int = 1000
+    ) -> list[AlertDelivery]:
+        """Deliveries, oldest first, optionally of one alert or status."""
         ...
 
 

@@ -28,6 +28,9 @@ from sqlalchemy import (
 
 __all__ = [
     "agent_leases",
+    "alert_deliveries",
+    "alert_rule_states",
+    "alerts",
     "alias_moves",
     "artifacts",
     "dataset_versions",
@@ -387,4 +390,58 @@ step_runs = Table(
     Column("run_id", _ID, nullable=True),
     Column("logs", Text, nullable=False),
     Column("error", Text, nullable=True),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", _ID, primary_key=True),
+    Column("rule", String(128), nullable=False),
+    Column("deployment", String(128), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("expression", Text, nullable=False),
+    Column("fired_at", Float, nullable=False),
+    Column("window_end", Float, nullable=False),
+    Column("windows", Text, nullable=False),
+    Column("why", Text, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("resolved_at", Float, nullable=True),
+    Column("resolved_window_end", Float, nullable=True),
+    Column("flaps", Integer, nullable=False),
+    Index(None, "state", "fired_at"),
+    Index(None, "rule", "deployment"),
+)
+
+# No foreign key to alerts: a rule's state outlives nothing, and alert_id may name none yet.
+alert_rule_states = Table(
+    "alert_rule_states",
+    metadata,
+    Column("rule", String(128), primary_key=True),
+    Column("deployment", String(128), primary_key=True),
+    Column("streak", Integer, nullable=False),
+    Column("last_window_end", Float, nullable=True),
+    Column("recent", Text, nullable=False),
+    Column("alert_id", _ID, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", _ID, primary_key=True),
+    Column("alert_id", _ID, ForeignKey("alerts.id"), nullable=False, index=True),
+    Column("notifier", String(128), nullable=False),
+    Column("event", String(128), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("next_attempt_at", Float, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("delivered_at", Float, nullable=True),
+    Column("claimed_by", String(256), nullable=True),
+    Column("claimed_until", Float, nullable=True),
+    Index(None, "status", "next_attempt_at"),
 )

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from mlcycle.store._sql_alerts import AlertsMixin
 from mlcycle.store._sql_datasets import DatasetsMixin
 from mlcycle.store._sql_db import Database
 from mlcycle.store._sql_deployments import DeploymentsMixin
@@ -37,9 +38,10 @@ class SqlMetadataStore(
     PipelinesMixin,
     SchedulesMixin,
     DeploymentsMixin,
+    AlertsMixin,
 ):
     """Experiments, runs, metrics, environments, artifacts, events, lineage, datasets, models,
-    pipeline runs, schedules, deployments."""
+    pipeline runs, schedules, deployments, alerts."""
 
     def __init__(self, database: Database) -> None:
         self._db = database

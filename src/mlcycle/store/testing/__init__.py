@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mlcycle.store.testing._alerts import AlertLogContract
 from mlcycle.store.testing._artifacts import ArtifactStoreContract
 from mlcycle.store.testing._datasets import DatasetCatalogContract
 from mlcycle.store.testing._deployments import DeploymentCatalogContract
@@ -11,6 +12,7 @@ from mlcycle.store.testing._pipelines import PipelineLogContract
 from mlcycle.store.testing._schedules import ScheduleCatalogContract
 
 __all__ = [
+    "AlertLogContract",
     "ArtifactStoreContract",
     "DatasetCatalogContract",
     "DeploymentCatalogContract",

@@ -1,0 +1,149 @@
+"""Sending alert notifications off the evaluation path, with retries that survive restarts.
+
+Deliveries wait in the store. The courier claims the due ones for a lease
+(so two processes never send one twice at once), sends them in parallel
+threads, each bounded by its notifier's timeout, and records the outcome: a
+failure is retried after a backoff that doubles up to a ceiling, until the
+attempts run out and it is marked failed. Whatever a process leaves unsent
+stays queued for the next evaluation, ``mlcycle alerts deliver``, or the
+agent. Backoff follows the settings' clock, so tests fast-forward it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from mlcycle.clock import Clock
+from mlcycle.errors import ValidationFailed
+from mlcycle.ids import new_id
+from mlcycle.monitor._notifiers import Notification, Notifier, describe_error
+from mlcycle.store import AlertDelivery, AlertLog
+
+__all__ = ["Courier", "RetryPolicy"]
+
+_BATCH = 100
+_MIN_LEASE_S = 60.0
+_log = logging.getLogger("mlcycle.monitor.alerts")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a failed notification is tried again: ``initial_s``, doubling to ``max_s``."""
+
+    max_attempts: int = 8
+    initial_s: float = 30.0
+    max_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.initial_s <= 0 or self.max_s < self.initial_s:
+            raise ValidationFailed(
+                f"retry policy {self}: max_attempts must be at least 1 and "
+                "0 < retry_initial_s <= retry_max_s"
+            )
+
+    def next_attempt(self, attempts_before: int, *, now: datetime) -> datetime | None:
+        """When to try again after attempt ``attempts_before + 1`` failed (``None``: never)."""
+        if attempts_before + 1 >= self.max_attempts:
+            return None
+        delay = min(self.max_s, self.initial_s * 2 ** min(attempts_before, 30))
+        return now + timedelta(seconds=delay)
+
+
+class Courier:
+    """Sends due deliveries: on demand (``deliver_due``) or from a background thread (``wake``)."""
+
+    def __init__(
+        self,
+        *,
+        log: AlertLog,
+        clock: Clock,
+        notifiers: Mapping[str, Notifier],
+        retry: RetryPolicy,
+        actor: str,
+    ) -> None:
+        self.log = log
+        self.clock = clock
+        self.notifiers = dict(notifiers)
+        self.retry = retry
+        self.actor = actor
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:].lower()}"
+        timeouts = [float(getattr(n, "timeout_s", 0.0)) for n in self.notifiers.values()]
+        self.lease_s = max(_MIN_LEASE_S, 2 * max(timeouts, default=0.0) + 30)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def deliver_due(self) -> list[AlertDelivery]:
+        """Send what is due now, in parallel; returns the deliveries as recorded afterwards."""
+        done: list[AlertDelivery] = []
+        while claimed := self.log.claim_deliveries(
+            now=self.clock.now(), holder=self.holder, lease_s=self.lease_s, limit=_BATCH
+        ):
+            with ThreadPoolExecutor(max_workers=min(8, len(claimed))) as pool:
+                done.extend(pool.map(self._send, claimed))
+            if len(claimed) < _BATCH:
+                break
+        return done
+
+    def _send(self, delivery: AlertDelivery) -> AlertDelivery:
+        notifier = self.notifiers.get(delivery.notifier)
+        now = self.clock.now()
+        if notifier is None:
+            error = f"notifier '{delivery.notifier}' is not declared in [alerts.notifiers] any more"
+            return self.log.finish_delivery(delivery.id, now=now, error=error, actor=self.actor)
+        try:
+            notifier.send(Notification(event=delivery.event, payload=delivery.payload))
+        except Exception as exc:  # noqa: BLE001  (any failure of a receiver is recorded and retried)
+            error = describe_error(exc)
+            retry_at = self.retry.next_attempt(delivery.attempts, now=self.clock.now())
+            _log.warning(
+                "alert notification to %s failed (attempt %d): %s; %s",
+                delivery.notifier,
+                delivery.attempts + 1,
+                error,
+                "giving up" if retry_at is None else f"retrying at {retry_at:%Y-%m-%d %H:%M:%S}",
+            )
+            return self.log.finish_delivery(
+                delivery.id, now=self.clock.now(), error=error, retry_at=retry_at, actor=self.actor
+            )
+        return self.log.finish_delivery(delivery.id, now=self.clock.now(), actor=self.actor)
+
+    def wake(self) -> None:
+        """Have the background thread send what is due (starting it on first use)."""
+        with self._lock:
+            if self._stop.is_set():
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="mlcycle-alert-courier", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.deliver_due()
+            except Exception:  # noqa: BLE001  (a store out of reach: the next wake tries again)
+                _log.exception("alert courier: could not deliver notifications")
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the thread, waiting up to ``timeout_s`` for sends in flight."""
+        with self._lock:
+            self._stop.set()
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout_s)
