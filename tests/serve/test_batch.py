@@ -168,3 +168,25 @@ def test_a_csv_whose_types_change_after_the_first_block_is_named(
         mc.serve.score("bike-demand/1", path, tmp_path / "out.parquet")
     mc.close()
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_unreadable_files_and_bad_batch_sizes_are_named(bike: Workspace, tmp_path: Path) -> None:
+    (tmp_path / "fake.parquet").write_text("not parquet at all")
+    (tmp_path / "empty-file.csv").write_bytes(b"")
+    out = tmp_path / "out.parquet"
+    cases = [
+        ({"data": tmp_path / "fake.parquet"}, "is not a Parquet file"),
+        ({"data": tmp_path / "empty-file.csv"}, "cannot read"),
+        ({"data": "bike", "batch_rows": 0}, "batch_rows=0 must be at least 1"),
+    ]
+    try:
+        for arguments, problem in cases:
+            with pytest.raises(ValidationFailed, match=problem):
+                mc.serve.score("bike-demand/1", out=out, **arguments)  # type: ignore[arg-type]
+    finally:
+        mc.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "empty-file.csv",
+        "fake.parquet",
+        "project",
+    ]
