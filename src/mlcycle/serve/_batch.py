@@ -100,7 +100,7 @@ def batch_score(
     try:
         source = _open(data, datasets, batch_rows=batch_rows)
         _check_columns(served, source, keep)
-        rows = _write(served, source, keep, temporary)
+        rows = _write(served, source, keep, temporary, batch_rows=batch_rows)
         temporary.replace(out)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -182,25 +182,25 @@ def _check_columns(served: ServedModel, source: _Source, keep: Sequence[str]) ->
             f"{source.ref} has no column(s) {missing} that model {served.ref} takes; its "
             f"signature's inputs are {inputs}. Score data with every input column"
         )
+    clash = [name for name in keep if name in {"row", "prediction"}]
+    if clash:
+        raise ValidationFailed(f"cannot keep {clash}: the scores have their own such column")
     absent = [name for name in keep if name not in have]
     if absent:
         raise ValidationFailed(
             f"cannot keep column(s) {absent}: {source.ref} has {source.schema.names}"
         )
-    clash = [name for name in keep if name in {"row", "prediction"}]
-    if clash:
-        raise ValidationFailed(f"cannot keep {clash}: the scores have their own such column")
 
 
-def _write(served: ServedModel, source: _Source, keep: Sequence[str], path: Path) -> int:
+def _write(
+    served: ServedModel, source: _Source, keep: Sequence[str], path: Path, *, batch_rows: int
+) -> int:
     import pyarrow.parquet as pq  # noqa: PLC0415  (heavy; on first use)
 
     writer: pq.ParquetWriter | None = None
     start = 0
     try:
-        for batch in _batches(source):
-            if batch.num_rows == 0:
-                continue
+        for batch in _batches(source, batch_rows):
             scored = _score(served, batch, keep, start, source.ref)
             if writer is None:
                 writer = pq.ParquetWriter(path, scored.schema)
@@ -214,10 +214,12 @@ def _write(served: ServedModel, source: _Source, keep: Sequence[str], path: Path
     return start
 
 
-def _batches(source: _Source) -> Iterator[pa.RecordBatch]:
-    """The source's batches; a CSV block whose types differ from the first is named."""
+def _batches(source: _Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The source's batches cut to ``batch_rows``; a CSV block whose types differ is named."""
     try:
-        yield from source.batches
+        for batch in source.batches:
+            for start in range(0, batch.num_rows, batch_rows):
+                yield batch.slice(start, batch_rows)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise ValidationFailed(
             f"cannot read {source.ref}: {exc}. Column types are taken from the first rows; "
