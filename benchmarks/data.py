@@ -204,6 +204,7 @@ def run_dataset(label: str, frame: pd.DataFrame, *, key: list[str], repeats: int
         ws.data.register("warm-up", pd.DataFrame({"x": [1.0], "c": ["a"]}))  # imports deltalake
         for source_kind, source in (("dataframe", frame), ("parquet", str(parquet))):
             results.update(registrations(ws, label, source_kind, source, key=key, repeats=repeats))
+        results.update(raw_writes(table, folder / "raw", repeats=repeats))
         log(f"profile_table x{repeats}")
         results["profile"], profile = timed(lambda: data.profile_table(table), repeats)
         log(f"pandas describe(include='all') + value_counts x{repeats}")
@@ -260,6 +261,55 @@ def registrations(
     same, latest = timed(again, repeats)
     same["no_new_version"] = latest.version == 1
     return {f"register_{kind}": first, f"reregister_{kind}": same}
+
+
+def raw_writes(table: pa.Table, folder: Path, *, repeats: int) -> dict[str, Any]:
+    """The Delta write alone, as register makes it and as ``write_deltalake`` would.
+
+    The same canonical table with its row numbers and the same Parquet options,
+    each repetition a new table: the ceiling of a register's write rate here.
+    """
+    from deltalake import write_deltalake
+
+    from mlcycle.data._content import canonical
+    from mlcycle.data._datasets import ROW_COLUMN, TABLE_PROPERTIES
+    from mlcycle.data._delta_files import commit_files, write_data_files, writer_properties
+
+    rows = np.arange(table.num_rows, dtype=np.int64)
+    numbered = canonical(table).append_column(ROW_COLUMN, pa.array(rows))
+    plain = (ROW_COLUMN,)
+    tables = iter(range(2 * repeats))
+
+    def ours() -> Path:
+        uri = folder / f"ours-{next(tables)}"
+        files = write_data_files(str(uri), numbered, plain=plain)
+        commit_files(
+            str(uri),
+            None,
+            files,
+            mode="overwrite",
+            schema=numbered.schema,
+            storage_options=None,
+            configuration=TABLE_PROPERTIES,
+            commit_properties=None,
+        )
+        return uri
+
+    def delta_rs() -> Path:
+        uri = folder / f"delta-rs-{next(tables)}"
+        properties = writer_properties(numbered.schema, plain=plain)
+        write_deltalake(str(uri), numbered, mode="overwrite", writer_properties=properties)
+        return uri
+
+    found: dict[str, Any] = {}
+    for test, action in (("write_files", ours), ("write_deltalake", delta_rs)):
+        log(f"{test} (the write alone) x{repeats}")
+        figures, uri = timed(action, repeats)
+        figures["delta_data_mb"] = sum(p.stat().st_size for p in uri.rglob("*.parquet")) / 1e6
+        figures["mb_per_s"] = figures["delta_data_mb"] / figures["median_s"]
+        found[test] = figures
+    shutil.rmtree(folder, ignore_errors=True)
+    return found
 
 
 def pandas_profile(frame: pd.DataFrame, categorical: list[str]) -> None:
@@ -419,6 +469,17 @@ def print_table(report: dict[str, Any]) -> None:
                 f"{fmt_s(seconds(r, f'register_{k}'))} "
                 f"({r[f'register_{k}']['mb_per_s']:,.0f} MB/s of "
                 f"{r[f'register_{k}']['delta_data_mb']:,.1f} MB)"
+            ),
+        )
+    for test, title in (
+        ("write_files", "the write alone: pyarrow files + one Delta commit (what register does)"),
+        ("write_deltalake", "the write alone: `write_deltalake`, same table and options"),
+    ):
+        row(
+            title,
+            lambda r, k=test: (
+                f"{fmt_s(seconds(r, k))} ({r[k]['mb_per_s']:,.0f} MB/s of "
+                f"{r[k]['delta_data_mb']:,.1f} MB)"
             ),
         )
     for kind, title in (("dataframe", "DataFrame"), ("parquet", "Parquet file")):

@@ -122,14 +122,15 @@ def fits_as_files(uri: str, current: Any, schema: pa.Schema) -> bool:  # Any: a 
 
 
 def write_data_files(
-    uri: str, table: pa.Table, *, plain: tuple[str, ...] = ()
+    uri: str, table: pa.Table, *, plain: tuple[str, ...] = (), part_bytes: int = _PART_BYTES
 ) -> list[Any]:  # Any: deltalake AddActions
     """Write ``table`` as Parquet files into the folder of the local Delta table at ``uri``.
 
     Returns the add actions that ``commit_files`` commits; until then no
-    reader sees the files. Rows keep their order: file after file.
+    reader sees the files. A table over ``part_bytes`` is cut into row ranges,
+    one file each, written on parallel threads.
     """
-    count = max(1, min(_WRITERS, table.nbytes // _PART_BYTES, table.num_rows))
+    count = max(1, min(_WRITERS, table.nbytes // part_bytes, table.num_rows))
     step = math.ceil(table.num_rows / count)
     parts = [table.slice(index * step, step) for index in range(count)]
     dictionary = [f.name for f in table.schema if not _without_dictionary(f, plain)]
