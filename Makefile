@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 export UV_COMPILE_BYTECODE := 1
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test check env clean bench bench-data bench-registry bench-pipelines
+.PHONY: demo test check env clean bench bench-data bench-registry bench-pipelines bench-serving bench-monitoring
 
 demo: $(VENV)/.synced
 	$(VENV)/bin/mlcycle demo
@@ -37,6 +37,18 @@ bench-registry: $(VENV)/.synced
 # for a smoke-sized run. Figures: docs/benchmarks.md.
 bench-pipelines: $(VENV)/.synced
 	$(VENV)/bin/python benchmarks/pipelines.py $(BENCH_ARGS)
+
+# The serving benchmark: `mlcycle serve` under wrk against `mlflow models serve` (MLflow in
+# benchmarks/.work/, never in uv.lock), the plumbing limit, micro-batching and shadows;
+# BENCH_ARGS=--quick for a smoke-sized run. Figures: docs/benchmarks.md.
+bench-serving: $(VENV)/.synced
+	$(VENV)/bin/python benchmarks/serving.py $(BENCH_ARGS)
+
+# The monitoring benchmark: a drift report of 1M x 25 against Evidently (installed in
+# benchmarks/.work/, never in uv.lock) and plain SciPy; BENCH_ARGS=--quick for a smoke-sized
+# run. Figures: docs/benchmarks.md.
+bench-monitoring: $(VENV)/.synced
+	$(VENV)/bin/python benchmarks/monitoring.py $(BENCH_ARGS)
 
 check: $(VENV)/.synced
 	scripts/check

@@ -84,7 +84,17 @@ def test_lazy_names() -> None:
     assert mc.RunView is RunView
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = mc.nope  # type: ignore[attr-defined]
-    lazy = {"Workspace", "ActiveRun", "RunView", "step", "pipeline", "data", "registry", "validate"}
+    lazy = {
+        "Workspace",
+        "ActiveRun",
+        "RunView",
+        "step",
+        "pipeline",
+        "data",
+        "monitor",
+        "registry",
+        "validate",
+    }
     assert set(mc.__all__) <= set(dir(mc)) | lazy
     assert mc.step is __import__("mlcycle.pipeline", fromlist=["step"]).step
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlcycle import data, pipeline, registry, validate
+    from mlcycle import data, monitor, pipeline, registry, serve, validate
     from mlcycle.pipeline import step
     from mlcycle.store import Event, Experiment, LineageTree
     from mlcycle.track import ActiveRun, RunView
@@ -39,10 +39,12 @@ __all__ = [
     "get_run",
     "lineage",
     "list_experiments",
+    "monitor",
     "pipeline",
     "registry",
     "search_runs",
     "seed_everything",
+    "serve",
     "start_run",
     "step",
     "validate",
@@ -155,7 +157,7 @@ def __getattr__(name: str) -> Any:  # Any: the lazily imported class
         from mlcycle.pipeline import step  # noqa: PLC0415  (light import)
 
         return step
-    if name in {"data", "pipeline", "registry", "validate"}:
+    if name in {"data", "monitor", "pipeline", "registry", "serve", "validate"}:
         import importlib  # noqa: PLC0415  (light import)
 
         return importlib.import_module(f"mlcycle.{name}")

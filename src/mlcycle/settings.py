@@ -34,6 +34,7 @@ __all__ = [
     "PipelineSettings",
     "RegistrySettings",
     "S3Settings",
+    "ServeSettings",
     "Settings",
     "SliceGate",
     "StoreSettings",
@@ -251,6 +252,31 @@ class PipelineSettings(_Section):
     params: dict[str, Any] = {}  # Any: TOML values, checked against the pipeline's parameters
 
 
+class ServeSettings(_Section):
+    """The model server: where it listens, its workers, micro-batching and load limits.
+
+    A predict call takes up to ``max_batch_size`` rows from concurrent
+    requests and waits at most ``max_batch_wait_ms`` for more to arrive.
+    Beyond ``max_inflight`` requests in one worker, new ones get 503; bodies
+    over ``max_body_bytes`` get 413 and requests over ``max_rows`` rows 422.
+    Servers poll the event log every ``poll_interval_s`` seconds for moved
+    aliases and changed deployments; shadow copies wait in a queue of
+    ``shadow_queue`` requests, and are dropped first when it is full.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    max_batch_size: int = Field(default=64, ge=1)
+    max_batch_wait_ms: float = Field(default=1.0, ge=0, le=1000)
+    max_inflight: int = Field(default=256, ge=1)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_rows: int = Field(default=10_000, ge=1)
+    poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    shadow_queue: int = Field(default=1_000, ge=1)
+    token_file: Path | None = None
+
+
 class Settings(BaseSettings):
     """Everything mlcycle is configured by; derived locations are properties."""
 
@@ -266,7 +292,9 @@ class Settings(BaseSettings):
     data: DataSettings = DataSettings()
     registry: RegistrySettings = RegistrySettings()
     agent: AgentSettings = AgentSettings()
+    serve: ServeSettings = ServeSettings()
     pipelines: dict[str, PipelineSettings] = {}
+    deployments: dict[str, dict[str, Any]] = {}  # Any: TOML values, checked by mlcycle.serve
 
     @property
     def workspace_dir(self) -> Path:

@@ -45,8 +45,16 @@ if TYPE_CHECKING:
 
     from mlcycle.agent import Agent, Launcher, Schedules
     from mlcycle.data import DatasetRegistry, PolicyFinding
+    from mlcycle.monitor import Monitor
     from mlcycle.registry import ModelRegistry
-    from mlcycle.store import DatasetCatalog, ModelCatalog, ScheduleCatalog, TableArea
+    from mlcycle.serve import Deployments, PredictionLog
+    from mlcycle.store import (
+        DatasetCatalog,
+        DeploymentCatalog,
+        ModelCatalog,
+        ScheduleCatalog,
+        TableArea,
+    )
 
 __all__ = ["SCHEMAS_DIR", "Workspace"]
 
@@ -81,6 +89,7 @@ class Workspace:
         self._closed = False
         self._data: DatasetRegistry | None = None
         self._registry: ModelRegistry | None = None
+        self._monitor: Monitor | None = None
 
     @property
     def data(self) -> DatasetRegistry:
@@ -126,6 +135,22 @@ class Workspace:
         return self._registry
 
     @property
+    def monitor(self) -> Monitor:
+        """Drift against dataset versions: ``ws.monitor.drift("bike/3", window_df)``."""
+        self._check_open()
+        if self._monitor is None:
+            from mlcycle.monitor import Monitor  # noqa: PLC0415  (loads on first use)
+
+            self._monitor = Monitor(
+                data=self.data,
+                artifacts=self.artifacts,
+                lineage=self.metadata,
+                clock=self.clock,
+                actor=self.actor,
+            )
+        return self._monitor
+
+    @property
     def schedules(self) -> Schedules:
         """Schedules: ``ws.schedules.add("nightly", "pipelines.py:training", cron="0 2 * * *")``."""
         self._check_open()
@@ -133,6 +158,33 @@ class Workspace:
 
         catalog = cast("ScheduleCatalog", self.metadata)  # the SQL store is every catalog
         return Schedules(catalog=catalog, clock=self.clock, actor=self.actor)
+
+    @property
+    def deployments(self) -> Deployments:
+        """Deployments: ``ws.deployments.deploy("bike", model="bike@production")``, ``list``."""
+        self._check_open()
+        from mlcycle.serve import Deployments  # noqa: PLC0415  (loads on first use)
+
+        catalog = cast("DeploymentCatalog", self.metadata)  # the SQL store is every catalog
+        return Deployments(
+            catalog=catalog, registry=self.registry, clock=self.clock, actor=self.actor
+        )
+
+    def prediction_log(self, **options: Any) -> PredictionLog:  # Any: PredictionLog's knobs
+        """A new prediction log writer for this process (servers hand it their predictions).
+
+        ``options`` are ``PredictionLog``'s knobs (``flush_interval_s``,
+        ``roll_bytes``, ``roll_age_s``, ``max_pending``). Close it on shutdown.
+        """
+        self._check_open()
+        from mlcycle.serve import PredictionLog, spool_dir  # noqa: PLC0415  (loads on first use)
+
+        tables = cast("TableArea", self.artifacts)  # every artifact store has a table area
+        return PredictionLog(
+            spool_dir=spool_dir(self.settings),
+            tables=tables,
+            **options,
+        )
 
     def agent(self, *, launcher: Launcher | None = None, name: str | None = None) -> Agent:
         """An agent for this project's schedules, configured by ``settings.agent``.

@@ -72,7 +72,16 @@ def test_command_groups_are_plural_nouns() -> None:
     root = typer.main.get_command(app)
     groups = {name for name, cmd in root.commands.items() if hasattr(cmd, "commands")}
     # data: a mass noun, as in DVC
-    assert groups == {"experiments", "runs", "data", "db", "models", "pipelines", "schedules"}
+    assert groups == {
+        "experiments",
+        "runs",
+        "data",
+        "db",
+        "models",
+        "pipelines",
+        "schedules",
+        "deployments",
+    }
 
 
 def test_usage_errors_keep_exit_code_2(invoke: Invoke, project: Path) -> None:

@@ -20,7 +20,7 @@ from mlcycle.store._records import MetricPoint
 from mlcycle.store._schema import metadata
 from mlcycle.store._sql_db import MIGRATIONS_DIR, Database, _alembic_config
 
-HEAD = "0008"
+HEAD = "0009"
 OPTS = {"version_table": "mlcycle_alembic_version"}
 
 
@@ -244,5 +244,6 @@ def test_the_migrations_ship_inside_the_package() -> None:
         "0004_datasets.py",
         "0006_models.py",
         "0008_agent.py",
+        "0009_deployments.py",
     } <= names
     assert MIGRATIONS_DIR.parent.name == "store"

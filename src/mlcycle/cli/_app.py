@@ -11,12 +11,14 @@ from mlcycle.cli import (
     _data,
     _db,
     _demo,
+    _deploy,
     _experiments,
     _init,
     _models,
     _pipelines,
     _runs,
     _schedules,
+    _serve,
 )
 from mlcycle.cli._context import ErrorReportingGroup, GlobalOptions
 
@@ -57,8 +59,11 @@ app.add_typer(_pipelines.app, name="pipelines")
 app.add_typer(_db.app, name="db")
 app.add_typer(_schedules.app, name="schedules")
 app.command("agent")(_schedules.agent)
+app.command("deploy")(_deploy.deploy)
+app.add_typer(_deploy.app, name="deployments")
 app.command("init")(_init.init)
 app.command("demo")(_demo.demo)
+app.command("serve")(_serve.serve)
 
 
 def _show_version(value: bool) -> None:

@@ -2,6 +2,68 @@
 
 from __future__ import annotations
 
+from mlcycle.serve._app import create_app
+from mlcycle.serve._deployments import (
+    Change,
+    Deployments,
+    check_deployment,
+    compose,
+    parse_deployments,
+)
+from mlcycle.serve._errors import MalformedRequest, Overloaded, PayloadTooLarge
+from mlcycle.serve._metrics import Metrics
+from mlcycle.serve._model import ServedModel, load_model
+from mlcycle.serve._predlog import (
+    PredictionLog,
+    log_table_name,
+    read_predictions,
+    spool_dir,
+    to_record_batch,
+)
+from mlcycle.serve._routing import implicit_deployment
+from mlcycle.serve._sdk import (
+    apply,
+    current_deployments,
+    deploy,
+    deployments,
+    get_deployment,
+    predictions,
+    predictions_table,
+    undeploy,
+)
+from mlcycle.serve._server import FOLLOWED_EVENTS, DeploymentSource, ModelServer
 from mlcycle.serve._sink import PredictionBatch, PredictionSink
 
-__all__ = ["PredictionBatch", "PredictionSink"]
+__all__ = [
+    "FOLLOWED_EVENTS",
+    "Change",
+    "DeploymentSource",
+    "Deployments",
+    "MalformedRequest",
+    "Metrics",
+    "ModelServer",
+    "Overloaded",
+    "PayloadTooLarge",
+    "PredictionBatch",
+    "PredictionLog",
+    "PredictionSink",
+    "ServedModel",
+    "apply",
+    "check_deployment",
+    "compose",
+    "create_app",
+    "current_deployments",
+    "deploy",
+    "deployments",
+    "get_deployment",
+    "implicit_deployment",
+    "load_model",
+    "log_table_name",
+    "parse_deployments",
+    "predictions",
+    "predictions_table",
+    "read_predictions",
+    "spool_dir",
+    "to_record_batch",
+    "undeploy",
+]

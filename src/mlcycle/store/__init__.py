@@ -22,6 +22,7 @@ from mlcycle.store._protocols import (
     ArtifactIndex,
     ArtifactStore,
     DatasetCatalog,
+    DeploymentCatalog,
     EnvironmentCatalog,
     EventLog,
     ExperimentCatalog,
@@ -64,12 +65,18 @@ from mlcycle.store._records import (
 )
 from mlcycle.store._sql import SqlMetadataStore
 from mlcycle.store._sql_datasets import check_dataset_actor, check_dataset_name
+from mlcycle.store._sql_deployments import (
+    TRAFFIC_POLICIES,
+    check_deployment_name,
+    deployment_payload,
+)
 from mlcycle.store._sql_models import LATEST_ALIAS, check_alias, check_model_name
 from mlcycle.store._sql_schedules import SCHEDULE_KINDS, check_schedule_name
 
 __all__ = [
     "LATEST_ALIAS",
     "SCHEDULE_KINDS",
+    "TRAFFIC_POLICIES",
     "AliasMove",
     "ArtifactIndex",
     "ArtifactRecord",
@@ -78,6 +85,7 @@ __all__ = [
     "DatasetCatalog",
     "DatasetVersion",
     "Deployment",
+    "DeploymentCatalog",
     "Environment",
     "EnvironmentCatalog",
     "Event",
@@ -123,10 +131,12 @@ __all__ = [
     "check_artifact_name",
     "check_dataset_actor",
     "check_dataset_name",
+    "check_deployment_name",
     "check_key",
     "check_model_name",
     "check_schedule_name",
     "check_table_name",
+    "deployment_payload",
     "open_artifact_store",
     "open_metadata_store",
     "upgrade_metadata",

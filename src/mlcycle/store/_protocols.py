@@ -18,6 +18,7 @@ from mlcycle.store._records import (
     ArtifactRecord,
     Dataset,
     DatasetVersion,
+    Deployment,
     Environment,
     Event,
     Experiment,
@@ -37,6 +38,7 @@ __all__ = [
     "ArtifactIndex",
     "ArtifactStore",
     "DatasetCatalog",
+    "DeploymentCatalog",
     "EnvironmentCatalog",
     "EventLog",
     "ExperimentCatalog",
@@ -466,6 +468,37 @@ class ScheduleCatalog(Protocol):
 
     def release_lease(self, name: str, *, holder: str) -> None:
         """Give the lease back if ``holder`` has it."""
+
+
+class DeploymentCatalog(Protocol):
+    """Deployments as applied: what each serving target serves and how it splits traffic.
+
+    Every change commits with its event (``deployment.applied``,
+    ``deployment.removed``), whose payload names the deployment and its
+    revision, so servers follow changes from the event log.
+    """
+
+    def put_deployment(self, deployment: Deployment, *, time: datetime) -> Deployment:
+        """Create ``deployment`` or change the stored one to it; returns it as stored.
+
+        A change gets the next revision (a new deployment gets 1, and its
+        ``revision`` and times as given are ignored) and a ``deployment.applied``
+        event with the whole deployment as payload, in one transaction. A
+        deployment equal to the stored one changes nothing and records nothing.
+        """
+        ...
+
+    def get_deployment(self, name: str) -> Deployment:
+        """Raise ``NotFound`` naming the deployment and the known ones when there is none."""
+        ...
+
+    def list_deployments(self) -> list[Deployment]:
+        """Every deployment, by name."""
+        ...
+
+    def remove_deployment(self, name: str, *, actor: str, time: datetime) -> Deployment:
+        """Delete a deployment and record ``deployment.removed``; returns what it was."""
+        ...
 
 
 class PipelineLog(Protocol):

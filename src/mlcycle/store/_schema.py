@@ -32,6 +32,7 @@ __all__ = [
     "artifacts",
     "dataset_versions",
     "datasets",
+    "deployments",
     "environments",
     "event_cursors",
     "events",
@@ -317,6 +318,20 @@ trigger_firings = Table(
     Column("pid", Integer, nullable=True),
     Column("exit_code", Integer, nullable=True),
     Column("finished_at", Float, nullable=True),
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("policy", String(16), nullable=False),
+    Column("variants", Text, nullable=False),
+    Column("sticky_key", String(256), nullable=True),
+    Column("key_columns", Text, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("actor", String(256), nullable=False),
 )
 
 agent_leases = Table(

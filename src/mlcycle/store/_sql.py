@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from mlcycle.store._sql_datasets import DatasetsMixin
 from mlcycle.store._sql_db import Database
+from mlcycle.store._sql_deployments import DeploymentsMixin
 from mlcycle.store._sql_events import EventsMixin
 from mlcycle.store._sql_metrics import MetricsMixin
 from mlcycle.store._sql_models import ModelsMixin
@@ -35,9 +36,10 @@ class SqlMetadataStore(
     ModelsMixin,
     PipelinesMixin,
     SchedulesMixin,
+    DeploymentsMixin,
 ):
     """Experiments, runs, metrics, environments, artifacts, events, lineage, datasets, models,
-    pipeline runs, schedules."""
+    pipeline runs, schedules, deployments."""
 
     def __init__(self, database: Database) -> None:
         self._db = database

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mlcycle.store.testing._artifacts import ArtifactStoreContract
 from mlcycle.store.testing._datasets import DatasetCatalogContract
+from mlcycle.store.testing._deployments import DeploymentCatalogContract
 from mlcycle.store.testing._metadata import MetadataStoreContract
 from mlcycle.store.testing._models import ModelCatalogContract
 from mlcycle.store.testing._pipelines import PipelineLogContract
@@ -12,6 +13,7 @@ from mlcycle.store.testing._schedules import ScheduleCatalogContract
 __all__ = [
     "ArtifactStoreContract",
     "DatasetCatalogContract",
+    "DeploymentCatalogContract",
     "MetadataStoreContract",
     "ModelCatalogContract",
     "PipelineLogContract",

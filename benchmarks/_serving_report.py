@@ -1,0 +1,302 @@
+"""The goals and the tables of the serving benchmark (issue 6), from its JSON report."""
+
+from __future__ import annotations
+
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+# Goals of issue 6.
+THROUGHPUT_GOAL_X = 10.0  # ours / MLflow's requests per second at c=32, same workers
+P99_GOAL_X = 10.0  # MLflow's p99 / ours at c=32
+PLUMBING_GOAL = 0.5  # micro-batched single-row throughput / the plumbing limit
+SHADOW_MEDIAN_GOAL = 1.10  # median latency with a shadow / without, at half the maximum rate
+SHADOW_P99_GOAL = 1.05  # the same for p99 (issue 6, deployments: "never adds more than 5%")
+GOAL_CONNECTIONS = "c32"
+
+TARGETS = {
+    "ours_v2": "mlcycle serve, Open Inference Protocol v2",
+    "ours_v1": "mlcycle serve, v1 `:predict`",
+    "ours_v2_unbatched": "mlcycle serve, v2, micro-batching off",
+    "mlflow": "mlflow models serve",
+    "mlflow_omp1": "mlflow models serve, OMP_NUM_THREADS=1",
+    "plumbing": "Starlette + uvicorn answering a constant",
+}
+
+
+def verdict(
+    value: float | None, *, at_least: float | None = None, at_most: float | None = None
+) -> str:
+    """PASS, MISS or n/a for ``value`` against its bound."""
+    if value is None:
+        return "n/a"
+    if at_least is not None:
+        return "PASS" if value >= at_least else "MISS"
+    return "PASS" if at_most is None or value <= at_most else "MISS"
+
+
+def figure(report: dict[str, Any], workers: str, target: str, key: str) -> float | None:
+    """One figure of one target at c=32 (None when it was not measured)."""
+    value = report["servers"].get(workers, {}).get(target, {}).get(GOAL_CONNECTIONS, {}).get(key)
+    return float(value) if value is not None else None
+
+
+def ratio(top: float | None, bottom: float | None) -> float | None:
+    """``top / bottom``, or None when either is missing or zero."""
+    return top / bottom if top and bottom else None
+
+
+def goals(report: dict[str, Any]) -> dict[str, Any]:
+    """Each goal of issue 6 with its figure and PASS/MISS."""
+    found: dict[str, Any] = {}
+    for workers in report["servers"]:
+        for target in ("ours_v2", "ours_v1"):
+            endpoint = "v2" if target == "ours_v2" else "v1"
+            through = ratio(
+                figure(report, workers, target, "ok_per_s"),
+                figure(report, workers, "mlflow", "ok_per_s"),
+            )
+            found[f"throughput_{endpoint}_w{workers}"] = {
+                "label": f"throughput vs MLflow, {endpoint}, {workers} worker(s), c=32",
+                "value": through,
+                "unit": "x",
+                "goal": f"≥ {THROUGHPUT_GOAL_X:.0f}x",
+                "verdict": verdict(through, at_least=THROUGHPUT_GOAL_X),
+            }
+            p99 = ratio(
+                figure(report, workers, "mlflow", "p99_s"),
+                figure(report, workers, target, "p99_s"),
+            )
+            found[f"p99_{endpoint}_w{workers}"] = {
+                "label": f"p99 latency, MLflow's / ours, {endpoint}, {workers} worker(s), c=32",
+                "value": p99,
+                "unit": "x",
+                "goal": f"≥ {P99_GOAL_X:.0f}x",
+                "verdict": verdict(p99, at_least=P99_GOAL_X),
+            }
+        share = ratio(
+            figure(report, workers, "ours_v2", "ok_per_s"),
+            figure(report, workers, "plumbing", "ok_per_s"),
+        )
+        found[f"plumbing_w{workers}"] = {
+            "label": f"micro-batched single-row throughput / plumbing limit, {workers} worker(s)",
+            "value": share,
+            "unit": "%",
+            "goal": f"≥ {PLUMBING_GOAL:.0%}",
+            "verdict": verdict(share, at_least=PLUMBING_GOAL),
+        }
+    found.update(shadow_goals(report["shadow"]))
+    return found
+
+
+def shadow_goals(shadow: dict[str, Any]) -> dict[str, Any]:
+    """Latency with a shadow vs without at half the maximum rate; shadows shed first."""
+    paced = shadow.get("paced", {})
+    single, shadowed = paced.get("bench-single"), paced.get("bench-shadow")
+    found: dict[str, Any] = {}
+    for key, label, goal in (
+        ("p50_s", "median", SHADOW_MEDIAN_GOAL),
+        ("p99_s", "p99", SHADOW_P99_GOAL),
+    ):
+        value = None
+        if single and shadowed:
+            value = ratio(shadowed[key]["median"], single[key]["median"])
+        found[f"shadow_{label}"] = {
+            "label": f"{label} latency with a shadow / without, at half the maximum rate",
+            "value": value,
+            "unit": "x",
+            "goal": f"≤ {goal:.2f}x",
+            "verdict": verdict(value, at_most=goal),
+        }
+    found["shadow_shed_first"] = shed_first(shadow.get("overload"))
+    return found
+
+
+def shed_first(overload: dict[str, Any] | None) -> dict[str, Any]:
+    """Under overload, a larger share of shadow copies is shed than of primary requests refused."""
+    goal: dict[str, Any] = {
+        "label": "overload: share of shadow copies shed / share of primary requests refused",
+        "unit": "shed",
+        "goal": "shadows shed, a larger share than the primary's refusals",
+        "value": None,
+        "verdict": "n/a",
+    }
+    if not overload:
+        return goal
+    answered = overload["requests"] - overload["non_2xx"]
+    shed_share = overload["shadow_shed"] / answered if answered else None
+    refused_share = overload["non_2xx"] / overload["requests"] if overload["requests"] else 0.0
+    goal["value"] = {"shadow_shed_share": shed_share, "primary_refused_share": refused_share}
+    passed = bool(overload["shadow_shed"]) and (shed_share or 0.0) >= refused_share
+    goal["verdict"] = "PASS" if passed else "MISS"
+    return goal
+
+
+def versions(mlflow_python: Path | None) -> dict[str, Any]:
+    """Versions of everything measured."""
+    found: dict[str, Any] = {}
+    for name in ("mlcycle", "uvicorn", "starlette", "orjson", "onnxruntime", "scikit-learn"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    found["wrk"] = (wrk.stdout or wrk.stderr).split(" [", 1)[0].strip() or None
+    if mlflow_python is not None:
+        probe = subprocess.run(
+            [
+                str(mlflow_python),
+                "-c",
+                (
+                    "import importlib.metadata as m; "
+                    "print(m.version('mlflow'), m.version('uvicorn'), m.version('scikit-learn'))"
+                ),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        parts = probe.stdout.split()
+        if len(parts) == 3:
+            found["mlflow"], found["uvicorn_mlflow_env"], found["scikit_learn_mlflow_env"] = parts
+    return found
+
+
+# --- the tables -----------------------------------------------------------------------------
+
+
+def ms(value: float | None) -> str:
+    """Seconds as milliseconds (microseconds below 1 ms)."""
+    if value is None:
+        return "-"
+    if value < 1e-3:
+        return f"{value * 1e6:,.0f} µs"
+    return f"{value * 1000:,.1f} ms"
+
+
+def rate(value: float | None) -> str:
+    """Per second, rounded."""
+    return "-" if value is None else f"{value:,.0f}/s"
+
+
+def table(header: list[str], rows: list[list[str]]) -> None:
+    """A Markdown table."""
+    for line in [header, ["---"] * len(header), *rows]:
+        print("| " + " | ".join(line) + " |")
+    print()
+
+
+def print_tables(report: dict[str, Any]) -> None:
+    """The figures as Markdown tables (pasted into docs/benchmarks.md)."""
+    rows = []
+    for workers, targets in report["servers"].items():
+        for target, title in TARGETS.items():
+            if target in targets:
+                rows.append(server_row(workers, title, targets[target]))
+    table(
+        [
+            "server (workers)",
+            "c=1 req/s",
+            "c=1 p50 / p99",
+            "c=32 req/s",
+            "c=32 p50 / p99",
+            "CPU per request (c=32)",
+            "errors",
+        ],
+        rows,
+    )
+    predict = report["in_process"]
+    table(
+        ["in-process predict (the model's limit)", "calls/s", "rows/s", "per call"],
+        [
+            [
+                label.replace("_", " "),
+                rate(f["calls_per_s"]),
+                rate(f["rows_per_s"]),
+                ms(f["call_s"]),
+            ]
+            for label, f in predict.items()
+        ],
+    )
+    print_shadow(report["shadow"])
+    goal_rows = [[g["label"], shown(g), g["goal"], g["verdict"]] for g in report["goals"].values()]
+    table(["goal", "figure", "goal", ""], goal_rows)
+
+
+def server_row(workers: str, title: str, figures: dict[str, Any]) -> list[str]:
+    """One target's cells."""
+    if "error" in figures.get("server", {}):
+        return [f"{title} ({workers})", figures["server"]["error"], "", "", "", "", ""]
+    one, many = figures.get("c1", {}), figures.get("c32", {})
+    errors = sum(
+        figures.get(c, {}).get(k, 0) for c in ("c1", "c32") for k in ("non_2xx", "socket_errors")
+    )
+    probe = figures.get("probe", {})
+    if probe.get("status") not in (None, 200):
+        errors_cell = f"{errors:,} (probe: HTTP {probe['status']})"
+    elif probe.get("same_prediction") is False:
+        errors_cell = f"{errors:,} (WRONG PREDICTION {probe['prediction']})"
+    else:
+        errors_cell = f"{errors:,}"
+    return [
+        f"{title} ({workers})",
+        rate(one.get("ok_per_s")),
+        f"{ms(one.get('p50_s'))} / {ms(one.get('p99_s'))}",
+        rate(many.get("ok_per_s")),
+        f"{ms(many.get('p50_s'))} / {ms(many.get('p99_s'))}",
+        ms(many.get("server_cpu_s_per_request")),
+        errors_cell,
+    ]
+
+
+def print_shadow(shadow: dict[str, Any]) -> None:
+    """The shadow table, or why there is none."""
+    if "paced" not in shadow:
+        print(f"Shadow: not measured ({shadow.get('error', 'no figures')}).\n")
+        return
+    rows = []
+    for name, figures in shadow["paced"].items():
+        p50, p99 = figures["p50_s"], figures["p99_s"]
+        rows.append(
+            [
+                name,
+                rate(figures["ok_per_s"]["median"]),
+                f"{ms(p50['median'])} ({ms(p50['min'])} to {ms(p50['max'])})",
+                f"{ms(p99['median'])} ({ms(p99['min'])} to {ms(p99['max'])})",
+                f"{figures['non_2xx'] + figures['socket_errors']:,}",
+            ]
+        )
+    repeats = max(figures["repeats"] for figures in shadow["paced"].values())
+    print(
+        f"Shadow: 1 worker, paced at {shadow['rate_per_s']:,.0f} requests/s (half the maximum), "
+        f"{shadow['connections']} connections, {repeats} repetitions each, alternating; "
+        "median (min to max) over the repetitions.\n"
+    )
+    table(["deployment", "answered", "median latency", "p99 latency", "errors"], rows)
+    load = shadow.get("overload")
+    if load:
+        print(
+            f"Overload (c={load['connections']}): {load['requests']:,} requests, "
+            f"{load['non_2xx']:,} refused, {load['socket_errors']:,} socket errors; "
+            f"shadow copies shed: {load['shadow_shed']:,.0f}; metrics that moved: "
+            f"{json_short(load['metrics_moved'])}.\n"
+        )
+
+
+def json_short(values: dict[str, float]) -> str:
+    """``name{labels}=value`` pairs, or 'none'."""
+    return ", ".join(f"`{k}`={v:,.0f}" for k, v in values.items()) or "none"
+
+
+def shown(goal: dict[str, Any]) -> str:
+    """A goal's figure for the table."""
+    value = goal["value"]
+    if value is None:
+        return "-"
+    if goal["unit"] == "x":
+        return f"{value:,.2f}x"
+    if goal["unit"] == "%":
+        return f"{value:.0%}"
+    shed, refused = value["shadow_shed_share"], value["primary_refused_share"]
+    return f"{'-' if shed is None else f'{shed:.0%}'} shed vs {refused:.0%} refused"

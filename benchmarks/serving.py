@@ -1,0 +1,644 @@
+"""Serving benchmark: ``mlcycle serve`` against ``mlflow models serve`` on the Bike Sharing gbm.
+
+Run ``.venv/bin/python benchmarks/serving.py`` (or ``make bench-serving``). In a throwaway
+project under ``benchmarks/.work/`` it trains the demo's gradient boosting model on the demo's
+time split, registers it as ``bike-demand`` (twice: version 2 is the shadow) and promotes
+version 1 to ``production``; exports it with ``export_mlflow`` for MLflow, installed in its
+own throwaway environment (never in our lock). Then, with 1 and 2 workers, it loads with
+``wrk`` on loopback at concurrency 1 and 32, single-row requests, for a fixed time: (a) ours
+on the Open Inference Protocol endpoint, (b) ours on the v1 endpoint, ours with
+micro-batching off, (c) ``mlflow models serve --env-manager local``, and a bare Starlette +
+uvicorn app answering a constant (the plumbing limit of this machine); every server runs
+during the whole round and the targets take turns, so load from other jobs spreads over
+all of them. It also times the in-process predict rate of the same model (the model's
+limit); and, for shadow deployments, the median latency at half the server's maximum rate
+with and without a shadow variant (alternating repetitions), then an overload that builds a
+backlog, counting the shadow copies shed (from ``/metrics``) against the primary's errors.
+It prints Markdown tables and, as its last line, one JSON object with every figure.
+``--quick`` is a smoke-sized run; ``--skip-mlflow`` leaves MLflow out.
+The figures are recorded in ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORK = HERE / ".work"
+VENV_BIN = Path(sys.executable).parent
+RUN_DIR = WORK / f"serving-run-{os.getpid()}"  # per invocation: two benchmarks may run at once
+MLFLOW_VENV = WORK / "mlflow-serve-venv"  # MLflow with our scikit-learn and skops, for skops
+
+sys.path.insert(0, str(HERE))
+from _incumbents import incumbent_python  # noqa: E402
+from _serving_load import Endpoint, Server, free_port, run_wrk, running, scrape  # noqa: E402
+from _serving_report import goals, print_tables, versions  # noqa: E402
+from tracking import MLFLOW_VERSION, QUIET_MLFLOW, machine  # noqa: E402
+
+MODEL = "bike-demand"
+PRODUCTION = f"models:/{MODEL}@production"
+SHADOW_DEPLOYMENT = "bench-shadow"
+SINGLE_DEPLOYMENT = "bench-single"
+RELATIVE_TOLERANCE = 1e-5  # the server may predict through ONNX Runtime
+BATCH_ROWS = 32
+# Our server's knobs, as `settings.serve` reads them from the environment.
+BATCHING_OFF = {"MLCYCLE_SERVE__MAX_BATCH_SIZE": "1"}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """How much of everything one invocation does."""
+
+    duration_s: float  # each wrk run
+    warmup_s: float  # an untimed wrk run per target first
+    rounds: int  # each (target, concurrency) this many times, the targets taking turns
+    workers: tuple[int, ...]
+    connections: tuple[int, ...]
+    shadow_repeats: int
+    shadow_connections: int  # the paced runs: enough connections that one is always idle
+    overload_connections: int
+    predict_calls: int
+    boosting_rounds: int | None  # None: the demo's 300 iterations
+
+
+FULL = Workload(
+    duration_s=10,
+    warmup_s=2,
+    rounds=3,
+    workers=(1, 2),
+    connections=(1, 32),
+    shadow_repeats=5,
+    shadow_connections=32,
+    overload_connections=256,
+    predict_calls=5_000,
+    boosting_rounds=None,
+)
+QUICK = Workload(
+    duration_s=2,
+    warmup_s=1,
+    rounds=1,
+    workers=(1,),
+    connections=(1, 32),
+    shadow_repeats=2,
+    shadow_connections=32,
+    overload_connections=128,
+    predict_calls=200,
+    boosting_rounds=20,
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print the tables, then the JSON line."""
+    args = parse_args(argv)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        report = measure(args)
+    finally:
+        if not args.keep:
+            shutil.rmtree(RUN_DIR, ignore_errors=True)
+    print_tables(report)
+    sys.stdout.write(json.dumps(report, default=str) + "\n")
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="a small workload (smoke test)")
+    parser.add_argument("--skip-mlflow", action="store_true", help="leave MLflow out")
+    parser.add_argument("--mlflow-version", default=MLFLOW_VERSION, help="MLflow to compare with")
+    parser.add_argument(
+        "--workers",
+        type=worker_counts,
+        help="worker counts to measure, comma-separated (default: 1,2; quick: 1)",
+    )
+    parser.add_argument("--keep", action="store_true", help=f"keep the project in {RUN_DIR.name}")
+    return parser.parse_args(argv)
+
+
+def worker_counts(text: str) -> tuple[int, ...]:
+    """``--workers 1,2``: positive whole numbers."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        message = f"--workers {text!r}: give positive whole numbers separated by commas, e.g. 1,2"
+        raise argparse.ArgumentTypeError(message)
+    return counts
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr so stdout is the tables and the JSON line."""
+    sys.stderr.write(f"[bench-serving] {message}\n")
+    sys.stderr.flush()
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Every figure of the report."""
+    workload = QUICK if args.quick else FULL
+    if args.workers:
+        workload = dataclasses.replace(workload, workers=args.workers)
+    report: dict[str, Any] = {
+        "benchmark": "serving",
+        "quick": args.quick,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        "workload": asdict(workload),
+    }
+    mlflow_python = None if args.skip_mlflow else ensure_mlflow(args.mlflow_version)
+    setup = prepare(workload)
+    report["in_process"] = setup.in_process
+    report["servers"] = {
+        str(workers): load_servers(setup, workers, workload, mlflow_python)
+        for workers in workload.workers
+    }
+    report["shadow"] = shadow(setup, report["servers"], workload)
+    report["goals"] = goals(report)
+    report["versions"] = versions(mlflow_python)
+    report["load_average_end"] = os.getloadavg()
+    return report
+
+
+def ensure_mlflow(version: str) -> Path:
+    """MLflow in its throwaway venv, with our scikit-learn and skops to read the export."""
+    from importlib import metadata
+
+    pins = [f"{name}=={metadata.version(name)}" for name in ("scikit-learn", "skops")]
+    return incumbent_python("mlflow", version, pins=pins, venv=MLFLOW_VENV, log=log)
+
+
+# --- the model ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The project, the exported model, one request row and its expected prediction."""
+
+    project: Path
+    mlflow_model: Path
+    row: dict[str, Any]  # Any: JSON scalars
+    integers: frozenset[str]
+    expected: float
+    in_process: dict[str, Any]
+
+
+def prepare(workload: Workload) -> Setup:
+    """Train, register, promote and export the gbm; time its predict in this process."""
+    from threadpoolctl import threadpool_limits
+
+    from mlcycle.cli._demo_pipeline import MODEL as DEMO_MODEL
+    from mlcycle.cli._demo_pipeline import _model
+    from mlcycle.project import init_project
+    from mlcycle.settings import Settings
+    from mlcycle.workspace import Workspace
+
+    assert DEMO_MODEL == MODEL  # the benchmark serves what the demo serves
+    project = init_project(RUN_DIR / "project")
+    gbm, _ = _model("gbm")  # imports scikit-learn, so the OpenMP limit below applies to it
+    # One OpenMP thread, as the demo trains and as a server worker predicts.
+    with (
+        threadpool_limits(limits=1, user_api="openmp"),
+        Workspace.open(Settings(home=project)) as ws,
+    ):
+        x_train, y_train, x_test = bike_split(ws)
+        if workload.boosting_rounds is not None:
+            gbm.set_params(max_iter=workload.boosting_rounds)
+        log("training the demo's gbm")
+        gbm.fit(x_train, y_train)
+        example = x_test.head(5)
+        first = ws.registry.register(MODEL, gbm, input_example=example)
+        ws.registry.register(MODEL, gbm, input_example=example)  # version 2: the shadow
+        ws.registry.promote(
+            MODEL, first.version, to="production", force=True, reason="serving benchmark, ungated"
+        )
+        exported = ws.registry.export_mlflow(first.ref, RUN_DIR / "mlflow-model")
+        in_process = predict_rates(ws, first.ref, x_test, workload)
+        head = x_test.head(1)
+        expected = float(ws.registry.load(first.ref).predict(head)[0])
+    row = head.to_dict(orient="records")[0]
+    integers = frozenset(n for n, dtype in head.dtypes.items() if dtype.kind in "iub")
+    return Setup(project, exported, row, integers, expected, in_process)
+
+
+def bike_split(ws: Any) -> tuple[Any, Any, Any]:  # Any: a Workspace; frames
+    """The demo's dataset registered and split by time: train features, target, test features."""
+    from mlcycle.cli._demo_pipeline import CATEGORICAL, DATASET, NUMERIC, TARGET, _split
+    from mlcycle.datasets import BIKE_SHARING_HOURLY
+
+    version = ws.data.register(
+        DATASET, BIKE_SHARING_HOURLY, time_column="dteday", key=["dteday", "hr"]
+    )
+    train, test = _split(ws.data.load(f"{version.name}/{version.version}"))
+    features = CATEGORICAL + NUMERIC
+    return train[features], train[TARGET], test[features]
+
+
+def predict_rates(ws: Any, ref: str, x_test: Any, workload: Workload) -> dict[str, Any]:
+    """Calls per second of single-row and 32-row predictions, in this process (the limit)."""
+    import numpy as np
+
+    onnx = ws.registry.load(ref, runtime="onnx")
+    native = ws.registry.load(ref)
+    session = onnx.model
+    (spec,) = session.get_inputs()
+    dtype = np.float64 if spec.type == "tensor(double)" else np.float32
+    n, calls = len(x_test), workload.predict_calls
+    singles = [x_test.iloc[[i % n]] for i in range(calls)]
+    batches = [
+        x_test.iloc[(i * BATCH_ROWS) % (n - BATCH_ROWS) :][:BATCH_ROWS] for i in range(calls)
+    ]
+
+    def arrays(frames: list[Any]) -> list[Any]:
+        return [np.ascontiguousarray(f.to_numpy(dtype=dtype)) for f in frames]
+
+    def raw(x: Any) -> Any:
+        return session.run(None, {spec.name: x})
+
+    cases: dict[str, tuple[Callable[[Any], Any], list[Any], int]] = {
+        "onnx_single": (onnx.predict, singles, 1),
+        "onnx_raw_single": (raw, arrays(singles), 1),
+        "sklearn_single": (native.predict, singles, 1),
+        f"onnx_batch{BATCH_ROWS}": (onnx.predict, batches, BATCH_ROWS),
+        f"onnx_raw_batch{BATCH_ROWS}": (raw, arrays(batches), BATCH_ROWS),
+    }
+    figures: dict[str, Any] = {}
+    for label, (call, inputs, rows) in cases.items():
+        call(inputs[0])  # lazy initialisation is not a serving cost
+        log(f"in-process predict: {label} x{len(inputs)}")
+        started = time.perf_counter()
+        for item in inputs:
+            call(item)
+        elapsed = time.perf_counter() - started
+        figures[label] = {
+            "calls": len(inputs),
+            "rows_per_call": rows,
+            "calls_per_s": len(inputs) / elapsed,
+            "rows_per_s": len(inputs) * rows / elapsed,
+            "call_s": elapsed / len(inputs),
+        }
+    return figures
+
+
+# --- the servers ----------------------------------------------------------------------------
+
+
+def bodies(setup: Setup) -> dict[str, bytes]:
+    """The single-row request of each protocol."""
+    v2_inputs = [
+        {
+            "name": name,
+            "shape": [1],
+            "datatype": "INT64" if name in setup.integers else "FP64",
+            "data": [value],
+        }
+        for name, value in setup.row.items()
+    ]
+    return {
+        "v1": json.dumps({"instances": [setup.row]}).encode(),
+        "v2": json.dumps({"inputs": v2_inputs}).encode(),
+        "mlflow": json.dumps({"dataframe_records": [setup.row]}).encode(),
+    }
+
+
+def ours(
+    label: str, target: str, setup: Setup, *, port: int, workers: int, env: dict[str, str]
+) -> Server:
+    """``mlcycle serve TARGET`` in the benchmark's project."""
+    command = [
+        str(VENV_BIN / "mlcycle"),
+        "serve",
+        target,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    return Server(
+        label,
+        command,
+        ready_url=f"http://127.0.0.1:{port}/v2/health/ready",
+        cwd=setup.project,
+        env={"PYTHONWARNINGS": "ignore", **env},
+        log_path=RUN_DIR / f"{label}.log",
+    )
+
+
+def plumbing(port: int, workers: int) -> Server:
+    """The constant-answering Starlette app on the same uvicorn settings."""
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "_serving_plumbing:app",
+        "--app-dir",
+        str(HERE),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    return Server(
+        "plumbing",
+        command,
+        ready_url=f"http://127.0.0.1:{port}/health",
+        cwd=RUN_DIR,
+        env={},
+        log_path=RUN_DIR / f"plumbing-{workers}.log",
+    )
+
+
+def mlflow_server(
+    python: Path, setup: Setup, *, port: int, workers: int, one_thread: bool
+) -> Server:
+    """``mlflow models serve --env-manager local`` of the exported model.
+
+    It runs ``uvicorn`` from its ``PATH``, so its environment's ``bin`` goes first.
+    ``one_thread`` sets ``OMP_NUM_THREADS=1`` (not MLflow's default: scikit-learn's OpenMP
+    pool otherwise spins on every core for each single-row predict).
+    """
+    env = {**QUIET_MLFLOW, "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if one_thread:
+        env["OMP_NUM_THREADS"] = "1"
+    command = [
+        str(python.parent / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        str(setup.mlflow_model),
+        "--env-manager",
+        "local",
+        "-w",
+        str(workers),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    label = "mlflow-omp1" if one_thread else "mlflow"
+    return Server(
+        label,
+        command,
+        ready_url=f"http://127.0.0.1:{port}/ping",
+        cwd=RUN_DIR,
+        env=env,
+        log_path=RUN_DIR / f"{label}-{workers}.log",
+    )
+
+
+def load_servers(
+    setup: Setup, workers: int, workload: Workload, mlflow_python: Path | None
+) -> dict[str, Any]:
+    """Every target with ``workers`` workers: start all, then take turns under wrk."""
+    body = bodies(setup)
+    keys = ("plumbing", "ours", "ours_unbatched", "mlflow", "mlflow_omp1")
+    ports = {key: free_port() for key in keys}
+    base = {key: f"http://127.0.0.1:{port}" for key, port in ports.items()}
+    # (target, server key, endpoint)
+    targets: dict[str, tuple[str, Endpoint]] = {
+        "plumbing": ("plumbing", Endpoint(f"{base['plumbing']}/predict", body["v1"])),
+        "ours_v2": ("ours", Endpoint(f"{base['ours']}/v2/models/{MODEL}/infer", body["v2"])),
+        "ours_v1": ("ours", Endpoint(f"{base['ours']}/v1/models/{MODEL}:predict", body["v1"])),
+        "ours_v2_unbatched": (
+            "ours_unbatched",
+            Endpoint(f"{base['ours_unbatched']}/v2/models/{MODEL}/infer", body["v2"]),
+        ),
+    }
+    starters: dict[str, Callable[[], Server]] = {
+        "plumbing": lambda: plumbing(ports["plumbing"], workers),
+        "ours": lambda: ours(
+            f"ours-{workers}", PRODUCTION, setup, port=ports["ours"], workers=workers, env={}
+        ),
+        "ours_unbatched": lambda: ours(
+            f"ours-unbatched-{workers}",
+            PRODUCTION,
+            setup,
+            port=ports["ours_unbatched"],
+            workers=workers,
+            env=BATCHING_OFF,
+        ),
+    }
+    if mlflow_python is not None:
+        for key, one_thread in (("mlflow", False), ("mlflow_omp1", True)):
+            targets[key] = (key, Endpoint(f"{base[key]}/invocations", body["mlflow"]))
+            starters[key] = lambda k=key, o=one_thread: mlflow_server(
+                mlflow_python, setup, port=ports[k], workers=workers, one_thread=o
+            )
+    results: dict[str, Any] = {name: {} for name in targets}
+    servers = {key: start() for key, start in starters.items()}
+    with running(list(servers.values())):
+        started: dict[str, Server] = {}
+        for key, server in servers.items():
+            try:
+                figures = {"ready_s": server.wait_ready()}
+                started[key] = server
+            except RuntimeError as error:
+                log(f"  {key} with {workers} workers did not start: {error}")
+                figures = {"error": last_line(error)}
+            for name, (owner, _) in targets.items():
+                if owner == key:
+                    results[name]["server"] = figures
+        live = {name: t for name, t in targets.items() if t[0] in started}
+        for name, (_, endpoint) in live.items():
+            results[name]["probe"] = probe(endpoint, setup, plain=name == "plumbing")
+            log(f"{workers} worker(s), warm-up {name}")
+            run_wrk(endpoint, connections=32, duration_s=workload.warmup_s, script_dir=RUN_DIR)
+        runs: dict[str, dict[int, list[dict[str, Any]]]] = {
+            name: {c: [] for c in workload.connections} for name in live
+        }
+        for round_ in range(workload.rounds):
+            for name, (owner, endpoint) in live.items():
+                for connections in workload.connections:
+                    log(f"{workers} worker(s), round {round_ + 1}: {name} at c={connections}")
+                    runs[name][connections].append(
+                        run_wrk(
+                            endpoint,
+                            connections=connections,
+                            duration_s=workload.duration_s,
+                            script_dir=RUN_DIR,
+                            cpu_of=started[owner],
+                        )
+                    )
+        for name, by_connections in runs.items():
+            for connections, figures in by_connections.items():
+                results[name][f"c{connections}"] = combine(figures)
+    return results
+
+
+def last_line(error: Exception) -> str:
+    """The last line of an error (a server's log ends with what went wrong), shortened."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if lines else repr(error))[:300]
+
+
+def probe(endpoint: Endpoint, setup: Setup, *, plain: bool) -> dict[str, Any]:
+    """One request before the load: the status, and whether it predicts what we predict."""
+    status, answer = endpoint.post()
+    found = None if plain else first_number(answer)
+    same = None
+    if found is not None:
+        same = abs(found - setup.expected) <= RELATIVE_TOLERANCE * max(abs(setup.expected), 1.0)
+    figures: dict[str, Any] = {"status": status, "prediction": found, "same_prediction": same}
+    if status != 200:
+        figures["answer"] = answer
+    return figures
+
+
+def first_number(answer: Any) -> float | None:  # Any: decoded JSON
+    """The first prediction of a v1, v2 or MLflow answer."""
+    if isinstance(answer, dict):
+        for key in ("predictions", "outputs", "data"):
+            if key in answer:
+                return first_number(answer[key])
+        return None
+    if isinstance(answer, list):
+        return first_number(answer[0]) if answer else None
+    if isinstance(answer, int | float) and not isinstance(answer, bool):
+        return float(answer)
+    return None
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each figure over the rounds; the throughputs of every round too."""
+    keys = [k for k, v in runs[0].items() if isinstance(v, int | float)]
+    merged: dict[str, Any] = {k: statistics.median(r[k] for r in runs if k in r) for k in keys}
+    merged["rounds_ok_per_s"] = [r["ok_per_s"] for r in runs]
+    merged["non_2xx"] = sum(r["non_2xx"] for r in runs)
+    merged["socket_errors"] = sum(r["socket_errors"] for r in runs)
+    return merged
+
+
+# --- shadow ---------------------------------------------------------------------------------
+
+
+def deploy(setup: Setup, *arguments: str) -> None:
+    """``mlcycle deploy ...`` in the benchmark's project."""
+    done = subprocess.run(
+        [str(VENV_BIN / "mlcycle"), "deploy", *arguments],
+        cwd=setup.project,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"mlcycle deploy {' '.join(arguments)}: {done.stderr.strip()[-500:]}")
+
+
+def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[str, Any]:
+    """Latency at half the maximum rate with and without a shadow; then shedding under overload.
+
+    One worker. The rate is half of ours' v2 throughput at c=32 measured above; the two
+    deployments alternate, ``shadow_repeats`` runs each.
+    """
+    top = servers.get("1", {}).get("ours_v2", {}).get("c32", {}).get("ok_per_s")
+    if not top:
+        return {"error": "no throughput of ours (v2, 1 worker, c=32) to pace at half of"}
+    rate = top / 2
+    try:
+        deploy(setup, SINGLE_DEPLOYMENT, "--model", f"{MODEL}@production")
+        deploy(setup, SHADOW_DEPLOYMENT, "--model", f"{MODEL}@production", "--shadow", f"{MODEL}/2")
+    except RuntimeError as error:
+        log(f"shadow: {error}")
+        return {"error": last_line(error)}
+    body = bodies(setup)["v2"]
+    ports = {SINGLE_DEPLOYMENT: free_port(), SHADOW_DEPLOYMENT: free_port()}
+    deployed = {
+        name: ours(name, name, setup, port=port, workers=1, env={}) for name, port in ports.items()
+    }
+    endpoints = {  # a deployment answers under its own name
+        name: Endpoint(f"http://127.0.0.1:{port}/v2/models/{name}/infer", body)
+        for name, port in ports.items()
+    }
+    results: dict[str, Any] = {"rate_per_s": rate, "connections": workload.shadow_connections}
+    with running(list(deployed.values())):
+        try:
+            for server in deployed.values():
+                server.wait_ready()
+        except RuntimeError as error:
+            log(f"shadow: {error}")
+            return {**results, "error": last_line(error)}
+        for name, endpoint in endpoints.items():
+            results[f"probe_{name}"] = probe(endpoint, setup, plain=False)
+            run_wrk(endpoint, connections=32, duration_s=workload.warmup_s, script_dir=RUN_DIR)
+        paced: dict[str, list[dict[str, Any]]] = {name: [] for name in endpoints}
+        for repeat in range(workload.shadow_repeats):
+            for name, endpoint in endpoints.items():
+                log(f"shadow: {name} at {rate:,.0f}/s, repeat {repeat + 1}")
+                paced[name].append(
+                    run_wrk(
+                        endpoint,
+                        connections=workload.shadow_connections,
+                        duration_s=workload.duration_s,
+                        script_dir=RUN_DIR,
+                        rate=rate,
+                        cpu_of=deployed[name],
+                    )
+                )
+        results["paced"] = {name: spread(runs) for name, runs in paced.items()}
+        results["overload"] = overload(
+            endpoints[SHADOW_DEPLOYMENT],
+            f"http://127.0.0.1:{ports[SHADOW_DEPLOYMENT]}/metrics",
+            workload,
+        )
+    return results
+
+
+def spread(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median and range of the median and p99 latency over the repetitions."""
+    figures: dict[str, Any] = {"repeats": len(runs)}
+    for key in ("p50_s", "p99_s", "ok_per_s"):
+        values = [r[key] for r in runs]
+        figures[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
+        figures[key]["all"] = values
+    figures["non_2xx"] = sum(r["non_2xx"] for r in runs)
+    figures["socket_errors"] = sum(r["socket_errors"] for r in runs)
+    return figures
+
+
+def overload(endpoint: Endpoint, metrics_url: str, workload: Workload) -> dict[str, Any]:
+    """As fast as wrk can with many connections: what the primary answered, what was shed."""
+    before = scrape(metrics_url)
+    log(f"shadow: overload at c={workload.overload_connections}")
+    figures = run_wrk(
+        endpoint,
+        connections=workload.overload_connections,
+        duration_s=workload.duration_s,
+        script_dir=RUN_DIR,
+    )
+    time.sleep(1.0)  # the shadow queue drains; its counters settle
+    after = scrape(metrics_url)
+    moved = {
+        key: after[key] - before.get(key, 0.0)
+        for key in after
+        if ("shadow" in key or "shed" in key) and after[key] != before.get(key, 0.0)
+    }
+    shed = sum(v for k, v in moved.items() if "shed" in k and "shadow" in k)
+    return {**figures, "metrics_moved": moved, "shadow_shed": shed}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

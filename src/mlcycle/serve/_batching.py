@@ -1,0 +1,217 @@
+"""Adaptive micro-batching: concurrent requests for one model merged into one predict call.
+
+Each model variant has one ``Batcher``: a queue of jobs and a task that
+takes as many queued rows as fit in ``max_rows`` and predicts them in one
+call. A slow model predicts on the batcher's own thread, so the event loop
+keeps reading requests meanwhile; a fast one (``inline``: ONNX Runtime, a
+few microseconds a row) predicts on the loop itself, because handing a
+batch to a thread and back costs more than the prediction. It waits for
+more rows (at most ``max_wait_s``) only while other requests are still
+being read and checked (``arriving() > 0``), so a lone request is never
+held back. A request larger than ``max_rows`` is queued as parts of
+``max_rows`` rows whose answers are joined: no predict call ever sees more.
+
+Every job gets exactly its own slice of the outputs. When a merged call
+raises, each job is predicted again on its own, so only the request that
+breaks the model gets the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlcycle.serve._model import ServedModel
+from mlcycle.serve._rows import Rows, concat_rows
+
+__all__ = ["Batcher", "Job"]
+
+
+@dataclass(slots=True)
+class Job:
+    """One request's rows waiting for a prediction; ``future`` is ``None`` for a shadow copy."""
+
+    rows: Rows
+    request_id: str
+    arrived: float
+    """``time.perf_counter()`` when the request arrived."""
+    time: float
+    """Unix epoch seconds when the request arrived."""
+    future: asyncio.Future[np.ndarray] | None = None
+    first_row: int = 0
+    """The index, within its request, of this job's first row (a part of a large request)."""
+
+
+Outcome = tuple[Job, "np.ndarray | BaseException"]
+"""A job and its outputs, or the error its prediction raised."""
+
+BatchDone = Callable[[Sequence[Job], Rows, np.ndarray, float], None]
+"""Called on the batcher's thread after each predict: jobs, their rows, outputs, now."""
+
+
+class Batcher:
+    """The micro-batching queue of one served model variant (see the module)."""
+
+    def __init__(
+        self,
+        model: ServedModel,
+        *,
+        max_rows: int,
+        max_wait_s: float,
+        arriving: Callable[[], int],
+        done: BatchDone,
+        max_queue: int | None = None,
+        inline: bool = False,
+    ) -> None:
+        self.model = model
+        self.max_rows = max_rows
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self._arriving = arriving
+        self._done = done
+        self._queue: collections.deque[Job] = collections.deque()
+        self._queued_rows = 0
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._thread = (
+            None if inline else ThreadPoolExecutor(1, thread_name_prefix=f"predict-{model.ref}")
+        )
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batch {model.ref}")
+
+    def submit(self, job: Job) -> None:
+        """Queue a job (in parts of ``max_rows`` rows when larger); its future gets its outputs."""
+        if job.rows.count <= self.max_rows:
+            self._enqueue(job)
+            return
+        parts = [
+            Job(
+                rows=job.rows.slice(start, start + self.max_rows),
+                request_id=job.request_id,
+                arrived=job.arrived,
+                time=job.time,
+                future=None if job.future is None else job.future.get_loop().create_future(),
+                first_row=start,
+            )
+            for start in range(0, job.rows.count, self.max_rows)
+        ]
+        if job.future is not None:
+            joined = asyncio.gather(*(part.future for part in parts if part.future is not None))
+            joined.add_done_callback(functools.partial(_join, job.future))
+        for part in parts:
+            self._enqueue(part)
+
+    def _enqueue(self, job: Job) -> None:
+        self._queue.append(job)
+        self._queued_rows += job.rows.count
+        self._wake.set()
+
+    def offer(self, job: Job) -> bool:
+        """Queue a job unless ``max_queue`` jobs already wait (then drop it): for shadow copies."""
+        if self.max_queue is not None and len(self._queue) >= self.max_queue:
+            return False
+        self.submit(job)
+        return True
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for a predict call."""
+        return len(self._queue)
+
+    async def close(self) -> None:
+        """Predict what is queued, then stop."""
+        self._closing = True
+        self._wake.set()
+        await self._task
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._gather()
+            jobs = self._take()
+            if self._thread is None:
+                _resolve(self._predict(jobs))
+                await asyncio.sleep(0)  # let the loop read the requests that came meanwhile
+            else:
+                _resolve(await loop.run_in_executor(self._thread, self._predict, jobs))
+
+    async def _gather(self) -> None:
+        """Wait for more rows while requests are still arriving, up to ``max_wait_s``."""
+        if self.max_wait_s <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait_s
+        while self._queued_rows < self.max_rows and self._arriving() > 0 and not self._closing:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[Job]:
+        """The oldest jobs whose rows fit in one call (a larger job alone)."""
+        jobs = [self._queue.popleft()]
+        rows = jobs[0].rows.count
+        while self._queue and rows + self._queue[0].rows.count <= self.max_rows:
+            job = self._queue.popleft()
+            rows += job.rows.count
+            jobs.append(job)
+        self._queued_rows -= rows
+        return jobs
+
+    def _predict(self, jobs: list[Job]) -> list[Outcome]:
+        """Predict ``jobs`` together; on an error, each alone, so only the culprit fails."""
+        try:
+            rows = concat_rows([job.rows for job in jobs], self.model.schema.names)
+            outputs = self.model.predict(rows)
+        except Exception as exc:  # noqa: BLE001  (a model may raise anything; callers get it)
+            if len(jobs) == 1:
+                return [(jobs[0], exc)]
+            return [outcome for job in jobs for outcome in self._predict([job])]
+        outcomes: list[Outcome] = []
+        offset = 0
+        for job in jobs:
+            outcomes.append((job, outputs[offset : offset + job.rows.count]))
+            offset += job.rows.count
+        self._done(jobs, rows, outputs, time.perf_counter())
+        return outcomes
+
+
+def _resolve(outcomes: list[Outcome]) -> None:
+    """Hand each waiting request its outputs or error (it may have gone away meanwhile)."""
+    for job, outcome in outcomes:
+        future = job.future
+        if future is None or future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def _join(target: asyncio.Future[np.ndarray], joined: asyncio.Future[list[np.ndarray]]) -> None:
+    """Answer a large request with its parts' outputs, in order (or the first error)."""
+    if target.done():
+        return
+    error = None if joined.cancelled() else joined.exception()
+    if joined.cancelled() or error is not None:
+        target.set_exception(error or asyncio.CancelledError())
+        return
+    target.set_result(np.concatenate(joined.result()))

@@ -1,0 +1,118 @@
+"""Prometheus metrics of the server, correct across workers.
+
+Each app has its own registry, so tests can run several apps in one
+process. With several workers, the command line sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start (the Prometheus client
+reads it when imported) and passes the same folder here: every worker then
+writes its values to files there, and ``/metrics`` in any worker adds up
+all of them (the Prometheus client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Summary,
+    generate_latest,
+)
+
+__all__ = ["CONTENT_TYPE", "LaneMetrics", "Metrics"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_LANE = ("deployment", "variant", "model", "version")
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+)  # fmt: skip
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+@dataclass(frozen=True)
+class LaneMetrics:
+    """The metric children of one lane, looked up once rather than on every request."""
+
+    requests: Any  # Any: prometheus_client children are untyped
+    latency: Any
+    batch_rows: Any
+    values: Any
+
+
+class Metrics:
+    """The server's counters, histograms and summaries, in one registry."""
+
+    def __init__(self, *, multiprocess_dir: Path | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "mlcycle_serve_requests",
+            "Prediction requests answered, by lane and HTTP status.",
+            [*_LANE, "status"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "mlcycle_serve_errors",
+            "Requests answered with an error status (4xx, 5xx), by lane and status.",
+            [*_LANE, "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "mlcycle_serve_request_seconds",
+            "Time from a prediction request's arrival to its answer.",
+            _LANE,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_rows = Histogram(
+            "mlcycle_serve_batch_rows",
+            "Rows in each predict call (micro-batches merge concurrent requests).",
+            _LANE,
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.values = Summary(
+            "mlcycle_serve_prediction_value",
+            "Predicted values (numeric single outputs): count and sum give the mean.",
+            _LANE,
+            registry=self.registry,
+        )
+        self.shed = Counter(
+            "mlcycle_serve_shed",
+            "Work refused to protect the server: 'overload' requests (503) and "
+            "'shadow' copies dropped.",
+            ["deployment", "reason"],
+            registry=self.registry,
+        )
+        self.loads = Counter(
+            "mlcycle_serve_model_loads",
+            "Model versions loaded by the workers (a hot change loads the new one).",
+            _LANE,
+            registry=self.registry,
+        )
+
+    def lane(self, deployment: str, variant: str, model: str, version: int) -> LaneMetrics:
+        """The children of one lane's label values."""
+        labels = (deployment, variant, model, str(version))
+        return LaneMetrics(
+            requests=self.requests.labels(*labels, "200"),
+            latency=self.latency.labels(*labels),
+            batch_rows=self.batch_rows.labels(*labels),
+            values=self.values.labels(*labels),
+        )
+
+    def render(self) -> bytes:
+        """The metrics in the Prometheus text format, summed over workers in multiprocess mode."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess  # noqa: PLC0415  (only with several workers)
+
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]  # untyped upstream
+            combined, path=str(self.multiprocess_dir)
+        )
+        return generate_latest(combined)

@@ -1,0 +1,404 @@
+"""The prediction log: every served prediction, durable off the request path, then a Delta table.
+
+``append`` only puts the batch on a queue. A writer thread turns queued
+batches into Arrow record batches, appends them to this process's spool
+segments (``_segments``) and fsyncs at least every ``flush_interval_s``
+(0.2 s by default), so a SIGKILL loses at most that much. Segments roll over,
+by size, by age and on ``close``, into the Delta table
+``predictions/<deployment>`` of the artifact store's table area, partitioned
+by ``date``. Each rollover commits with a Delta app transaction named after
+its segment, so a segment rolled again after a crash is never added twice,
+and readers skip segments whose rows are already in the table. Several server
+processes each keep their own segments and append to the same table; Delta's
+commit protocol (retried on conflict) keeps concurrent appends whole.
+
+Columns: ``request_id, row_index, time, date, deployment, model,
+model_version, variant, shadow, latency_ms, inputs`` (a struct with one field
+per feature) and ``output``. Numbers are stored as float64 (integers
+included), so batches of one model always share a schema.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlcycle.errors import ValidationFailed
+from mlcycle.serve._segments import SUFFIX, Segment, claim_orphans, read_segment
+from mlcycle.serve._sink import PredictionBatch
+from mlcycle.store import check_deployment_name
+
+if TYPE_CHECKING:
+    from mlcycle.settings import Settings
+    from mlcycle.store import TableArea
+
+__all__ = [
+    "PredictionLog",
+    "log_table_name",
+    "read_predictions",
+    "spool_dir",
+    "to_record_batch",
+]
+
+_log = logging.getLogger("mlcycle.serve.predlog")
+_COMMIT_RETRIES = 20
+_PARTITION = "date"
+
+
+def spool_dir(settings: Settings) -> Path:
+    """Where this machine's server processes keep their prediction log segments."""
+    return settings.workspace_dir / "spool" / "predictions"
+
+
+def log_table_name(deployment: str) -> str:
+    """The table-area name of a deployment's prediction log."""
+    return f"predictions/{check_deployment_name(deployment)}"
+
+
+class PredictionLog:
+    """A ``PredictionSink`` writing spool segments under ``spool_dir`` and rolling them to Delta.
+
+    Opening it first rolls over the segments of processes that died (their
+    complete records; a torn tail is dropped). ``append`` never blocks and
+    never raises for a full queue: past ``max_pending`` queued batches, new
+    ones are counted in ``dropped`` and discarded, so a stalled disk cannot
+    stall serving.
+    """
+
+    def __init__(
+        self,
+        *,
+        spool_dir: Path,
+        tables: TableArea,
+        flush_interval_s: float = 0.2,
+        roll_bytes: int = 64 * 1024 * 1024,
+        roll_age_s: float = 60.0,
+        max_pending: int = 100_000,
+    ) -> None:
+        if not 0 < flush_interval_s <= 1:
+            raise ValidationFailed(
+                f"flush_interval_s={flush_interval_s} must be above 0 and at most 1 second, "
+                "the most a crash may lose"
+            )
+        self.spool_dir = spool_dir
+        self.tables = tables
+        self.flush_interval_s = flush_interval_s
+        self.roll_bytes = roll_bytes
+        self.roll_age_s = roll_age_s
+        self.max_pending = max_pending
+        self.dropped = 0
+        self._pending: collections.deque[PredictionBatch] = collections.deque()
+        self._segments: dict[tuple[str, pa.Schema], Segment] = {}
+        self._wake = threading.Event()
+        self._stop = False
+        self._written = threading.Condition()
+        self._durable = 0
+        self._appended = 0
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        self.recover()
+        self._thread = threading.Thread(target=self._run, name="mlcycle-predlog", daemon=True)
+        self._thread.start()
+
+    def append(self, batch: PredictionBatch) -> None:
+        """Queue ``batch`` for the writer; returns at once."""
+        if self._stop:
+            raise ValidationFailed("the prediction log is closed; open a new PredictionLog")
+        if len(self._pending) >= self.max_pending:
+            self.dropped += 1
+            return
+        self._pending.append(batch)
+        self._appended += 1
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        """Wait until every batch appended so far is durable in a segment."""
+        target = self._appended
+        self._wake.set()
+        with self._written:
+            self._written.wait_for(lambda: self._durable >= target, timeout=timeout_s)
+
+    def close(self) -> None:
+        """Write what is queued, roll every segment into Delta, and stop the writer."""
+        if self._stop:
+            return
+        self._stop = True
+        self._wake.set()
+        self._thread.join()
+
+    def recover(self) -> int:
+        """Roll over the segments of dead processes; returns how many rows they held."""
+        rows = 0
+        with claim_orphans(self.spool_dir) as orphans:
+            for path, _lock in orphans:
+                table = read_segment(path)
+                if table is not None:
+                    self._commit(path.parent.name, path.stem, table)
+                    rows += table.num_rows
+                path.unlink(missing_ok=True)
+        return rows
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            self._guarded(self._write_pending)
+            self._guarded(self._roll_due)
+        self._guarded(self._write_pending)
+        for key in list(self._segments):
+            self._guarded(self._roll, key)
+
+    def _guarded(self, work: Callable[..., None], *args: Any) -> None:  # Any: work's arguments
+        try:
+            work(*args)
+        except Exception:  # noqa: BLE001  (the writer must outlive a bad batch or a full disk)
+            _log.exception("prediction log writer failed; its segments stay in the spool")
+
+    def _write_pending(self) -> None:
+        taken: list[PredictionBatch] = []
+        while self._pending:
+            taken.append(self._pending.popleft())
+        groups: dict[tuple[str, tuple[str, ...]], list[PredictionBatch]] = {}
+        for batch in taken:
+            groups.setdefault((batch.deployment, tuple(batch.inputs)), []).append(batch)
+        touched = []
+        for (deployment, _features), batches in groups.items():
+            record = to_record_batch(batches)
+            key = (deployment, record.schema)
+            segment = self._segments.get(key)
+            if segment is None:
+                folder = self.spool_dir / check_deployment_name(deployment)
+                segment = self._segments[key] = Segment(folder, record.schema)
+            segment.write(record)
+            touched.append(segment)
+        for segment in touched:
+            segment.sync()
+        with self._written:
+            self._durable += len(taken)
+            self._written.notify_all()
+
+    def _roll_due(self) -> None:
+        now = time.monotonic()
+        for key, segment in list(self._segments.items()):
+            if segment.size >= self.roll_bytes or now - segment.opened >= self.roll_age_s:
+                self._roll(key)
+
+    def _roll(self, key: tuple[str, pa.Schema]) -> None:
+        segment = self._segments.pop(key)
+        segment.finish()
+        table = read_segment(segment.path)
+        try:
+            if table is not None:
+                self._commit(key[0], segment.id, table)
+        except BaseException:
+            segment.release(unlink=False)  # kept: the next open rolls it over
+            raise
+        segment.release(unlink=True)
+
+    def _commit(self, deployment: str, segment_id: str, table: pa.Table) -> None:
+        from deltalake import (  # noqa: PLC0415  (heavy; on first use)
+            CommitProperties,
+            DeltaTable,
+            Transaction,
+            write_deltalake,
+        )
+        from deltalake.exceptions import CommitFailedError, TableNotFoundError  # noqa: PLC0415
+
+        uri = self.tables.table_uri(log_table_name(deployment))
+        options = self.tables.storage_options() or None
+        for attempt in range(_COMMIT_RETRIES):
+            with contextlib.suppress(TableNotFoundError):
+                if DeltaTable(uri, storage_options=options).transaction_version(segment_id):
+                    return  # rolled over before a crash; its rows are in the table
+            try:
+                write_deltalake(
+                    uri,
+                    table,
+                    mode="append",
+                    partition_by=[_PARTITION],
+                    schema_mode="merge",
+                    storage_options=options,
+                    commit_properties=CommitProperties(
+                        app_transactions=[Transaction(segment_id, 1)]
+                    ),
+                )
+                return
+            except CommitFailedError:
+                if attempt == _COMMIT_RETRIES - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+
+
+def _column(chunks: Sequence[Any]) -> pa.Array:  # Any: each chunk a sequence or NumPy array
+    """One column from the values of several batches, numbers as float64."""
+    if all(isinstance(chunk, np.ndarray) for chunk in chunks):
+        values: Any = np.concatenate(chunks)  # Any: a NumPy array
+        if values.ndim > 1:  # a multi-output model: one list per row
+            values = list(values)
+    else:
+        values = []
+        for chunk in chunks:
+            values.extend(chunk.tolist() if isinstance(chunk, np.ndarray) else chunk)
+    try:
+        array = pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        array = pa.array([None if v is None else str(v) for v in values], pa.string())
+    kind = array.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind):
+        return array.cast(pa.float64())
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        value = kind.value_type
+        if pa.types.is_integer(value) or pa.types.is_floating(value):
+            return array.cast(pa.list_(pa.float64()))
+    return array
+
+
+def _repeated(batches: Sequence[PredictionBatch], field: str) -> list[Any]:  # Any: a field
+    values: list[Any] = []
+    for batch in batches:
+        values.extend([getattr(batch, field)] * len(batch))
+    return values
+
+
+def _joined(batches: Sequence[PredictionBatch], field: str) -> list[Any]:  # Any: a field
+    values: list[Any] = []
+    for batch in batches:
+        chunk = getattr(batch, field)
+        values.extend(chunk.tolist() if isinstance(chunk, np.ndarray) else chunk)
+    return values
+
+
+def to_record_batch(batches: Sequence[PredictionBatch]) -> pa.RecordBatch:
+    """Batches of one deployment with the same features as one record batch of the log's columns.
+
+    Converting many at once costs a few Arrow calls per column, not per batch.
+    """
+    micros = np.rint(np.asarray(_joined(batches, "times"), dtype=np.float64) * 1e6)
+    times = pa.array(micros.astype(np.int64), pa.timestamp("us", tz="UTC"))
+    features = list(batches[0].inputs) if batches else []
+    inputs = (
+        pa.StructArray.from_arrays(
+            [_column([b.inputs[name] for b in batches]) for name in features], names=features
+        )
+        if features
+        else pa.array([{}] * len(times), pa.struct([]))
+    )
+    return pa.RecordBatch.from_pydict(
+        {
+            "request_id": pa.array(_joined(batches, "request_ids"), pa.string()),
+            "row_index": pa.array(_joined(batches, "row_indexes"), pa.int32()),
+            "time": times,
+            _PARTITION: times.cast(pa.date32()),
+            "deployment": pa.array(_repeated(batches, "deployment"), pa.string()),
+            "model": pa.array(_repeated(batches, "model"), pa.string()),
+            "model_version": pa.array(_repeated(batches, "model_version"), pa.int32()),
+            "variant": pa.array(_repeated(batches, "variant"), pa.string()),
+            "shadow": pa.array(_repeated(batches, "shadow"), pa.bool_()),
+            "latency_ms": pa.array(_joined(batches, "latency_ms"), pa.float64()),
+            "inputs": inputs,
+            "output": _column([b.outputs for b in batches]),
+        }
+    )
+
+
+def read_predictions(
+    *,
+    spool_dir: Path,
+    tables: TableArea,
+    deployment: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    variant: str | None = None,
+) -> pa.Table:
+    """Every logged prediction of ``deployment`` in ``[since, until)``, oldest first.
+
+    Rows still in spool segments (of live or dead processes) are included,
+    unless their segment already rolled into the table.
+    """
+    from deltalake import DeltaTable  # noqa: PLC0415  (heavy; on first use)
+    from deltalake.exceptions import TableNotFoundError  # noqa: PLC0415
+
+    pending = {}
+    for path in sorted((spool_dir / check_deployment_name(deployment)).glob(f"*{SUFFIX}")):
+        found = read_segment(path)
+        if found is not None:
+            pending[path.stem] = found
+    uri = tables.table_uri(log_table_name(deployment))
+    parts: list[pa.Table] = []
+    try:
+        delta = DeltaTable(uri, storage_options=tables.storage_options() or None)
+    except TableNotFoundError:
+        delta = None
+    condition = _condition(since, until, variant)
+    if delta is not None:
+        dataset = delta.to_pyarrow_dataset()
+        parts.append(dataset.to_table(filter=condition))
+        pending = {k: v for k, v in pending.items() if not delta.transaction_version(k)}
+    parts.extend(
+        table.filter(condition) if condition is not None else table for table in pending.values()
+    )
+    if not parts:
+        return _empty()
+    combined = pa.concat_tables(parts, promote_options="permissive")
+    return combined.sort_by(
+        [("time", "ascending"), ("request_id", "ascending"), ("row_index", "ascending")]
+    )
+
+
+def _condition(
+    since: datetime | None, until: datetime | None, variant: str | None
+) -> pc.Expression | None:
+    terms = []
+    if since is not None:
+        start = _utc(since)
+        terms += [pc.field(_PARTITION) >= start.date(), pc.field("time") >= start]
+    if until is not None:
+        end = _utc(until)
+        terms += [pc.field(_PARTITION) <= end.date(), pc.field("time") < end]
+    if variant is not None:
+        terms.append(pc.field("variant") == variant)
+    if not terms:
+        return None
+    condition = terms[0]
+    for term in terms[1:]:
+        condition = condition & term
+    return condition
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValidationFailed(
+            f"{moment.isoformat()} has no time zone; give an aware datetime such as "
+            "datetime(2030, 1, 1, tzinfo=UTC)"
+        )
+    return moment.astimezone(UTC)
+
+
+def _empty() -> pa.Table:
+    batch = to_record_batch(
+        [
+            PredictionBatch(
+                deployment="none",
+                model="none",
+                model_version=0,
+                variant="none",
+                shadow=False,
+                request_ids=[],
+                row_indexes=[],
+                times=[],
+                latency_ms=[],
+                inputs={},
+                outputs=[],
+            )
+        ]
+    )
+    return pa.Table.from_batches([batch])

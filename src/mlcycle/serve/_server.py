@@ -1,0 +1,386 @@
+"""The model server's state in one worker: its routes, its batchers, and how they change.
+
+A ``ModelServer`` loads every variant of its deployment, gives each a
+micro-batching queue, and answers ``predict`` calls through the traffic
+policy. In the background it follows the store's event log: when an alias
+one of its variants follows moves (``model.alias_moved``) or its deployment
+changes (``deployment.applied``), it loads the new versions first, then swaps
+the routes in one assignment; requests already queued on an old version are
+still answered by it, so a switch fails and drops nothing. Several workers
+share nothing but the stores: each follows the log on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import itertools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from mlcycle.errors import MlcycleError, NotFound
+from mlcycle.ids import new_id
+from mlcycle.serve._batching import Batcher, Job
+from mlcycle.serve._deployments import check_deployment
+from mlcycle.serve._errors import Overloaded
+from mlcycle.serve._metrics import LaneMetrics, Metrics
+from mlcycle.serve._model import ServedModel, load_model
+from mlcycle.serve._routing import Lane, Routes
+from mlcycle.serve._sink import PredictionBatch, PredictionSink
+from mlcycle.store import Deployment, Event, EventLog, Variant
+
+if TYPE_CHECKING:
+    from mlcycle.registry import ModelRegistry
+    from mlcycle.serve._rows import Rows, Schema
+    from mlcycle.settings import ServeSettings
+
+__all__ = ["FOLLOWED_EVENTS", "Answer", "DeploymentSource", "ModelServer"]
+
+FOLLOWED_EVENTS = ("model.alias_moved", "deployment.applied")
+"""The event types that make a server reload."""
+_PAGE = 1000
+_log = logging.getLogger("mlcycle.serve")
+
+
+class DeploymentSource(Protocol):
+    """Where a server reads its deployment again when a ``deployment.applied`` event names it."""
+
+    def get_deployment(self, name: str) -> Deployment:
+        """The deployment's applied state; ``NotFound`` when there is none."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What one request got: its outputs and who predicted them."""
+
+    outputs: np.ndarray
+    lane: Lane
+    request_id: str
+
+
+Decoder = Callable[["Schema"], "Rows"]
+"""Decodes the request body against a model's schema (each lane may have its own)."""
+
+
+class ModelServer:
+    """One worker's deployment: routes, micro-batching, shadows, metrics and hot changes."""
+
+    def __init__(
+        self,
+        *,
+        registry: ModelRegistry,
+        deployment: Deployment,
+        settings: ServeSettings,
+        sink: PredictionSink | None = None,
+        events: EventLog | None = None,
+        deployments: DeploymentSource | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        deployment = check_deployment(deployment)
+        self.registry = registry
+        self.deployment = deployment
+        self.settings = settings
+        self.sink = sink
+        self.events = events
+        self.deployments = deployments
+        self.metrics = metrics or Metrics()
+        self.inflight = 0
+        self.arriving = 0
+        self._routes: Routes | None = None
+        self._cursor = 0
+        self._follower: asyncio.Task[None] | None = None
+        self._refreshing = asyncio.Lock()
+        self._ids = itertools.count(1)
+        self._id_prefix = new_id()[-12:].lower()
+
+    @property
+    def name(self) -> str:
+        """The deployment's name, which is the model name in every URL."""
+        return self.deployment.name
+
+    @property
+    def routes(self) -> Routes:
+        """The routes serving now."""
+        if self._routes is None:
+            raise NotFound(f"deployment '{self.name}' is not loaded yet; wait for readiness")
+        return self._routes
+
+    @property
+    def ready(self) -> bool:
+        """Whether every variant is loaded and answering."""
+        return self._routes is not None
+
+    async def start(self) -> None:
+        """Load every variant, then follow the event log (when there is one)."""
+        if self.events is not None:
+            self._cursor = await asyncio.to_thread(self._log_head)
+        self._routes = await self._build(self.deployment, previous=())
+        if self.events is not None:
+            self._follower = asyncio.get_running_loop().create_task(
+                self._follow(), name=f"follow {self.name}"
+            )
+
+    async def stop(self) -> None:
+        """Stop following, answer what is queued, then close the sink (it writes out)."""
+        if self._follower is not None:
+            self._follower.cancel()
+            await asyncio.gather(self._follower, return_exceptions=True)
+        if self._routes is not None:
+            await asyncio.gather(*(lane.batcher.close() for lane in self._routes.lanes))
+        if self.sink is not None:
+            await asyncio.to_thread(self.sink.close)
+
+    def new_request_id(self) -> str:
+        """A request id unique across workers and restarts, cheap to make."""
+        return f"{self._id_prefix}-{next(self._ids)}"
+
+    def admit(self) -> None:
+        """Count a request in; ``Overloaded`` when ``max_inflight`` are already in."""
+        if self.inflight >= self.settings.max_inflight:
+            self.metrics.shed.labels(self.name, "overload").inc()
+            raise Overloaded(
+                f"the server has {self.inflight} requests in flight, its limit "
+                f"(serve.max_inflight); retry shortly"
+            )
+        self.inflight += 1
+        self.arriving += 1
+
+    def release(self, *, arrived: bool) -> None:
+        """Count a request out; ``arrived`` when it never reached a batcher."""
+        self.inflight -= 1
+        if arrived:
+            self.arriving -= 1
+
+    async def predict(
+        self,
+        decode: Decoder,
+        *,
+        key: str | None,
+        request_id: str,
+        arrived: float,
+        version: str | None = None,
+    ) -> Answer:
+        """Route, check and queue one request's rows; its answer when predicted.
+
+        The caller has ``admit``-ted the request; its arriving count ends here.
+        """
+        routes = self.routes
+        lane = routes.choose(key) if version is None else routes.for_version(version)
+        rows = decode(lane.model.schema)
+        job = Job(
+            rows=rows,
+            request_id=request_id,
+            arrived=arrived,
+            time=time.time(),
+            future=asyncio.get_running_loop().create_future(),
+        )
+        lane.batcher.submit(job)
+        self.arriving -= 1
+        assert job.future is not None, "a request's job always has a future"
+        outputs = await job.future
+        lane.metrics.latency.observe(time.perf_counter() - arrived)
+        for shadow in routes.shadows:
+            self._copy(shadow, lane, decode, job)
+        return Answer(outputs=outputs, lane=lane, request_id=request_id)
+
+    def count(self, lane: Lane | None, status: int) -> None:
+        """Count an answered request under its lane (``None``: it never reached one)."""
+        if lane is not None and status == 200:
+            lane.metrics.requests.inc()
+            return
+        labels = (self.name, "", "", "") if lane is None else _labels(self.name, lane)
+        self.metrics.requests.labels(*labels, str(status)).inc()
+        if status >= 400:
+            self.metrics.errors.labels(*labels, str(status)).inc()
+
+    async def refresh(self) -> None:
+        """Read the deployment and its aliases again; load and swap in what changed."""
+        async with self._refreshing:
+            deployment = self.deployment
+            if self.deployments is not None:
+                stored = await asyncio.to_thread(self.deployments.get_deployment, self.name)
+                deployment = check_deployment(stored)
+            old = self.routes
+            new = await self._build(deployment, previous=old.lanes)
+            self.deployment, self._routes = deployment, new
+            kept = {id(lane.batcher) for lane in new.lanes}
+            retired = [lane for lane in old.lanes if id(lane.batcher) not in kept]
+            await asyncio.gather(*(lane.batcher.close() for lane in retired))
+
+    def _copy(self, shadow: Lane, primary: Lane, decode: Decoder, job: Job) -> None:
+        """Queue a copy of an answered request for a shadow, unless shadows are being shed."""
+        busy = self.inflight > self.settings.max_inflight // 2
+        try:
+            same = shadow.model.schema.inputs == primary.model.schema.inputs
+            rows = job.rows if same else decode(shadow.model.schema)
+        except MlcycleError as exc:
+            _log.warning(
+                "shadow %s cannot take request %s: %s", shadow.variant.name, job.request_id, exc
+            )
+            return
+        copy = Job(rows=rows, request_id=job.request_id, arrived=job.arrived, time=job.time)
+        if busy or not shadow.batcher.offer(copy):
+            self.metrics.shed.labels(self.name, "shadow").inc()
+
+    async def _build(self, deployment: Deployment, *, previous: Sequence[Lane]) -> Routes:
+        """Lanes for every variant: kept when its model version is unchanged, else loaded.
+
+        A kept lane keeps its batcher (and so its queue) even when the
+        variant's weight changed.
+        """
+        current = {
+            (lane.variant.name, lane.variant.shadow, lane.model.ref): lane for lane in previous
+        }
+        lanes: list[Lane] = []
+        for variant in deployment.variants:
+            version = await asyncio.to_thread(self.registry.get, variant.model)
+            ref = version.ref.removeprefix("models:/")
+            lane = current.get((variant.name, variant.shadow, ref))
+            if lane is None:
+                lane = await self._open_lane(deployment, variant)
+            elif lane.variant != variant:
+                lane = dataclasses.replace(lane, variant=variant)
+            lanes.append(lane)
+        return Routes(
+            deployment=deployment,
+            answering=tuple(lane for lane in lanes if not lane.variant.shadow),
+            shadows=tuple(lane for lane in lanes if lane.variant.shadow),
+        )
+
+    async def _open_lane(self, deployment: Deployment, variant: Variant) -> Lane:
+        settings = self.settings
+        model = await asyncio.to_thread(
+            load_model, self.registry, variant.model, max_rows=settings.max_rows
+        )
+        lane_metrics = self.metrics.lane(deployment.name, variant.name, model.name, model.version)
+        tag = _Tag(deployment=deployment.name, variant=variant, model=model, metrics=lane_metrics)
+        done = functools.partial(self._batch_done, tag)
+        batcher = Batcher(
+            model,
+            max_rows=settings.max_batch_size,
+            max_wait_s=settings.max_batch_wait_ms / 1000,
+            arriving=lambda: self.arriving,
+            done=done,
+            max_queue=settings.shadow_queue if variant.shadow else None,
+            inline=model.runtime == "onnx",
+        )
+        lane = Lane(variant=variant, model=model, batcher=batcher, metrics=lane_metrics)
+        self.metrics.loads.labels(*_labels(deployment.name, lane)).inc()
+        _log.info(
+            "deployment %s variant %s serves %s (%s)",
+            deployment.name,
+            variant.name,
+            model.ref,
+            model.runtime,
+        )
+        return lane
+
+    def _batch_done(
+        self, tag: _Tag, jobs: Sequence[Job], rows: Rows, outputs: np.ndarray, now: float
+    ) -> None:
+        """Metrics and the prediction log for one predict call (on the batcher's thread)."""
+        tag.metrics.batch_rows.observe(rows.count)
+        if outputs.ndim == 1 and outputs.dtype.kind in "fiub":
+            for value in outputs.tolist():
+                tag.metrics.values.observe(value)
+        if self.sink is not None:
+            self.sink.append(_prediction_batch(tag, jobs, rows, outputs, now))
+
+    def _log_head(self) -> int:
+        """The position of the newest followed event: changes before it are already loaded."""
+        assert self.events is not None, "only called when following"
+        cursor = 0
+        while page := self.events.read_events(since=cursor, types=FOLLOWED_EVENTS, limit=_PAGE):
+            cursor = page[-1].position
+        return cursor
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_interval_s)
+            try:
+                await self._poll()
+            except Exception:  # noqa: BLE001  (keep serving the loaded versions; retry next poll)
+                _log.exception("deployment %s: following the event log failed", self.name)
+
+    async def _poll(self) -> None:
+        assert self.events is not None, "only called when following"
+        relevant = False
+        while page := await asyncio.to_thread(
+            self.events.read_events, since=self._cursor, types=FOLLOWED_EVENTS, limit=_PAGE
+        ):
+            relevant = relevant or any(self._concerns(event) for event in page)
+            self._cursor = page[-1].position
+        if relevant:
+            await self.refresh()
+
+    def _concerns(self, event: Event) -> bool:
+        payload: dict[str, Any] = event.payload or {}  # Any: JSON values
+        if event.type == "deployment.applied":
+            return self.deployments is not None and payload.get("name") == self.name
+        served = {
+            variant.model.removeprefix("models:/").split("@")[0].split("/")[0]
+            for variant in self.deployment.variants
+        }
+        return payload.get("name") in served
+
+
+def _labels(deployment: str, lane: Lane) -> tuple[str, str, str, str]:
+    return deployment, lane.variant.name, lane.model.name, str(lane.model.version)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tag:
+    """What a lane's batcher reports its predict calls under."""
+
+    deployment: str
+    variant: Variant
+    model: ServedModel
+    metrics: LaneMetrics
+
+
+def _prediction_batch(
+    tag: _Tag, jobs: Sequence[Job], rows: Rows, outputs: np.ndarray, now: float
+) -> PredictionBatch:
+    if rows.count == len(jobs):  # single-row requests: the common case, kept cheap
+        request_ids: list[str] = [job.request_id for job in jobs]
+        indexes: list[int] = [job.first_row for job in jobs]
+        times = [job.time for job in jobs]
+        latency = [(now - job.arrived) * 1000 for job in jobs]
+    else:
+        request_ids, indexes, times, latency = [], [], [], []
+        for job in jobs:
+            count = job.rows.count
+            request_ids += [job.request_id] * count
+            indexes += range(job.first_row, job.first_row + count)
+            times += [job.time] * count
+            latency += [(now - job.arrived) * 1000] * count
+    integers = {spec.name for spec in tag.model.signature.inputs if spec.type == "int64"}
+    return PredictionBatch(
+        deployment=tag.deployment,
+        model=tag.model.name,
+        model_version=tag.model.version,
+        variant=tag.variant.name,
+        shadow=tag.variant.shadow,
+        request_ids=request_ids,
+        row_indexes=indexes,
+        times=times,
+        latency_ms=latency,
+        inputs={name: _listed(column, name in integers) for name, column in rows.columns.items()},
+        outputs=outputs.tolist(),
+    )
+
+
+def _listed(column: np.ndarray, integer: bool) -> list[Any]:  # noqa: FBT001  # Any: JSON values
+    """A column's values for the log: integer columns as ints (they travel as float64)."""
+    if integer and column.dtype.kind == "f" and not np.isnan(column).any():
+        return column.astype(np.int64).tolist()  # type: ignore[no-any-return]
+    if column.dtype.kind == "M":
+        return column.astype("datetime64[us]").tolist()  # type: ignore[no-any-return]
+    return column.tolist()  # type: ignore[no-any-return]

@@ -1,0 +1,223 @@
+"""Fixtures for serving: a project with small registered models, a sink, real servers.
+
+``echo`` predicts its ``id`` column exactly (a linear model with an ONNX
+copy), so a test can give every request its own id and check that each
+answer holds exactly its own rows. ``bike_models`` registers a small Bike
+Sharing-like model three times.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import uvicorn
+from click.testing import Result
+from sklearn.linear_model import LinearRegression, Ridge
+from starlette.applications import Starlette
+from tests.conftest import free_port
+from typer.testing import CliRunner
+
+from mlcycle.cli._app import app
+from mlcycle.project import init_project
+from mlcycle.serve import ModelServer, PredictionBatch, create_app, implicit_deployment
+from mlcycle.settings import RegistrySettings, ServeSettings, Settings
+from mlcycle.store import Deployment
+from mlcycle.workspace import Workspace
+
+ECHO_COLUMNS = ["id", "x"]
+Invoke = Callable[..., Result]
+
+
+@dataclass
+class ListSink:
+    """A prediction sink that keeps every batch in a list (the real log is serve-store's)."""
+
+    batches: list[PredictionBatch] = field(default_factory=list)
+    closed: bool = False
+
+    def append(self, batch: PredictionBatch) -> None:
+        self.batches.append(batch)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def echo_model(offset: float = 0.0) -> tuple[LinearRegression, pd.DataFrame]:
+    """A model predicting ``id + offset`` exactly, and its input example."""
+    frame = pd.DataFrame({"id": np.arange(20, dtype=np.float64), "x": np.linspace(0, 1, 20)})
+    model = LinearRegression().fit(frame, frame["id"] + offset)
+    model.coef_ = np.array([1.0, 0.0])
+    model.intercept_ = np.float64(offset)
+    return model, frame
+
+
+@pytest.fixture
+def workspace(project: Path) -> Iterator[Workspace]:
+    """The project's workspace; no alias is guarded, so tests promote freely."""
+    settings = Settings(home=project, actor="ana", registry=RegistrySettings(guarded_aliases=()))
+    with Workspace.open(settings) as opened:
+        yield opened
+
+
+@pytest.fixture
+def echo(workspace: Workspace) -> str:
+    """``echo`` version 1 (id), version 2 (id + 1000), alias production -> 1."""
+    for offset in (0.0, 1000.0):
+        model, frame = echo_model(offset)
+        workspace.registry.register("echo", model, input_example=frame)
+    workspace.registry.promote("echo", 1, to="production")
+    return "models:/echo@production"
+
+
+def serve_settings(**changes: object) -> ServeSettings:
+    """Server settings for tests: following the log quickly."""
+    return ServeSettings(poll_interval_s=0.1, **changes)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def client_for(
+    workspace: Workspace,
+    deployment: Deployment | str,
+    *,
+    sink: ListSink | None = None,
+    token: str | None = None,
+    **changes: object,
+) -> AsyncIterator[tuple[httpx.AsyncClient, ModelServer]]:
+    """An in-process client of a started server (the ASGI app, no socket)."""
+    if isinstance(deployment, str):
+        deployment = implicit_deployment(deployment)
+    server = ModelServer(
+        registry=workspace.registry,
+        deployment=deployment,
+        settings=serve_settings(**changes),
+        sink=sink,
+        events=workspace.metadata,
+    )
+    app = create_app(server, token=token)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client, server
+
+
+@dataclass
+class LiveServer:
+    """A real uvicorn server on a loopback port, in a thread of the test process."""
+
+    url: str
+    server: ModelServer
+
+
+def run_live(app: Starlette, server: ModelServer) -> Iterator[LiveServer]:
+    """Serve ``app`` with uvicorn (uvloop, httptools) until the generator is closed."""
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )
+    runner = uvicorn.Server(config)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not runner.started:
+        assert thread.is_alive(), "the server thread died while starting"
+        assert time.monotonic() < deadline, "the server did not start in 60 s"
+        time.sleep(0.02)
+    try:
+        yield LiveServer(url=f"http://127.0.0.1:{port}", server=server)
+    finally:
+        runner.should_exit = True
+        thread.join(timeout=30)
+
+
+def live_server(
+    workspace: Workspace,
+    deployment: Deployment | str,
+    *,
+    sink: ListSink | None = None,
+    **changes: object,
+) -> Iterator[LiveServer]:
+    """A live server for ``deployment`` on ``workspace`` (see ``run_live``)."""
+    if isinstance(deployment, str):
+        deployment = implicit_deployment(deployment)
+    server = ModelServer(
+        registry=workspace.registry,
+        deployment=deployment,
+        settings=serve_settings(**changes),
+        sink=sink,
+        events=workspace.metadata,
+    )
+    yield from run_live(create_app(server), server)
+
+
+def rows(*ids: float) -> list[dict[str, float]]:
+    """v1 instances of the echo model, one per id."""
+    return [{"id": float(i), "x": 0.5} for i in ids]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MLCYCLE_* variable from the outside changes what a test sees."""
+    for name in list(os.environ):
+        if name.startswith("MLCYCLE_") and name != "MLCYCLE_REQUIRE_SERVICES":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh project, and the working directory set to it."""
+    root = init_project(tmp_path / "project")
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture
+def hours() -> pd.DataFrame:
+    """Rows shaped like Bike Sharing's hourly data (a few columns of it) with the count."""
+    rng = np.random.default_rng(7)
+    frame = pd.DataFrame(
+        {
+            "station": rng.integers(1, 4, 60),
+            "hr": rng.integers(0, 24, 60),
+            "temp": rng.uniform(0, 1, 60),
+        }
+    )
+    frame["cnt"] = 40 * frame["temp"] + 3 * frame["hr"] + frame["station"]
+    return frame
+
+
+@pytest.fixture
+def bike_models(workspace: Workspace, hours: pd.DataFrame) -> Workspace:
+    """``bike-demand`` versions 1 to 3 (Ridge of growing alpha); production names version 1."""
+    features = hours[["station", "hr", "temp"]]
+    for alpha in (0.1, 1.0, 10.0):
+        model = Ridge(alpha=alpha).fit(features, hours["cnt"])
+        workspace.registry.register("bike-demand", model, input_example=features.head(5))
+    workspace.registry.promote("bike-demand", 1, "production", force=True, reason="tests")
+    return workspace
+
+
+@pytest.fixture
+def invoke() -> Invoke:
+    """Run ``mlcycle`` in-process; our own errors come back as exit codes, others raise."""
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        return runner.invoke(app, list(args), catch_exceptions=False, prog_name="mlcycle")
+
+    return run

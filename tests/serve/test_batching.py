@@ -1,0 +1,57 @@
+"""Micro-batching under real concurrency: no batch over the limit, every caller its own rows."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+from tests.serve.conftest import ListSink, LiveServer, live_server, rows
+
+from mlcycle.workspace import Workspace
+
+pytestmark = pytest.mark.anyio
+LIMIT = 4
+
+
+@pytest.fixture
+def sink() -> ListSink:
+    return ListSink()
+
+
+@pytest.fixture
+def live(workspace: Workspace, echo: str, sink: ListSink) -> Iterator[LiveServer]:
+    yield from live_server(workspace, echo, sink=sink, max_batch_size=LIMIT, max_batch_wait_ms=5)
+
+
+async def test_concurrent_requests_each_get_exactly_their_own_rows(
+    live: LiveServer, sink: ListSink
+) -> None:
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(base_url=live.url, limits=limits, timeout=60) as client:
+
+        async def ask(ids: list[int]) -> httpx.Response:
+            return await client.post("/v1/models/echo:predict", json={"instances": rows(*ids)})
+
+        requests = [[n] for n in range(1, 150)] + [list(range(1000, 1010))]
+        bad = client.post("/v1/models/echo:predict", json={"instances": [{"id": "x", "x": 0}]})
+        *answers, refused = await asyncio.gather(*(ask(ids) for ids in requests), bad)
+    for ids, answer in zip(requests, answers, strict=True):
+        assert answer.status_code == 200, answer.text
+        assert np.round(answer.json()["predictions"]).astype(int).tolist() == ids
+    assert refused.status_code == 422
+    assert sink.batches, "every predict call reaches the sink"
+    assert max(len(batch) for batch in sink.batches) <= LIMIT
+    logged = sorted(round(value) for batch in sink.batches for value in batch.outputs)
+    assert logged == sorted(i for ids in requests for i in ids)
+    for batch in sink.batches:
+        assert [round(v) for v in batch.inputs["id"]] == [round(v) for v in batch.outputs]
+    big = [
+        (index, round(value))
+        for batch in sink.batches
+        for index, value in zip(batch.row_indexes, batch.inputs["id"], strict=True)
+        if value >= 1000
+    ]
+    assert sorted(big) == [(i, 1000 + i) for i in range(10)]

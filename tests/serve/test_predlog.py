@@ -1,0 +1,245 @@
+"""The prediction log in one process: columns, rollover into Delta, reads, a torn tail."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import mlcycle as mc
+from mlcycle.errors import ValidationFailed
+from mlcycle.serve import (
+    PredictionBatch,
+    PredictionLog,
+    log_table_name,
+    read_predictions,
+    to_record_batch,
+)
+from mlcycle.serve._segments import SUFFIX, Segment
+from mlcycle.store import LocalArtifactStore
+
+T0 = datetime(2030, 5, 1, 23, 59, 59, tzinfo=UTC).timestamp()
+
+
+def _batch(
+    first: int, rows: int = 2, *, variant: str = "primary", at: float = T0
+) -> PredictionBatch:
+    return PredictionBatch(
+        deployment="bike-demand",
+        model="bike-demand",
+        model_version=3,
+        variant=variant,
+        shadow=variant == "shadow",
+        request_ids=[f"r{first + i}" for i in range(rows)],
+        row_indexes=list(range(rows)),
+        times=[at + i for i in range(rows)],
+        latency_ms=[1.5] * rows,
+        inputs={"hr": [23] * rows, "temp": np.full(rows, 0.25)},
+        outputs=np.arange(first, first + rows, dtype=np.float64),
+    )
+
+
+@pytest.fixture
+def tables(tmp_path: Path) -> LocalArtifactStore:
+    return LocalArtifactStore(root=tmp_path / "artifacts")
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Path:
+    return tmp_path / "spool"
+
+
+@pytest.fixture
+def log(spool: Path, tables: LocalArtifactStore) -> Iterator[PredictionLog]:
+    opened = PredictionLog(spool_dir=spool, tables=tables)
+    yield opened
+    opened.close()
+
+
+def _read(spool: Path, tables: LocalArtifactStore, **filters: object) -> pa.Table:
+    return read_predictions(spool_dir=spool, tables=tables, deployment="bike-demand", **filters)  # type: ignore[arg-type]
+
+
+def _segments(spool: Path) -> list[Path]:
+    return sorted(spool.glob(f"*/*{SUFFIX}"))
+
+
+def test_close_rolls_everything_into_a_date_partitioned_delta_table(
+    log: PredictionLog, spool: Path, tables: LocalArtifactStore
+) -> None:
+    log.append(_batch(0))
+    log.append(_batch(2, variant="shadow"))
+    log.close()
+    assert _segments(spool) == []
+    table = _read(spool, tables)
+    assert table.column_names == [
+        "request_id", "row_index", "time", "date", "deployment", "model", "model_version",
+        "variant", "shadow", "latency_ms", "inputs", "output",
+    ]  # fmt: skip
+    rows = table.to_pylist()
+    assert [r["request_id"] for r in rows] == ["r0", "r2", "r1", "r3"]
+    first = rows[0]
+    assert first["time"] == datetime.fromtimestamp(T0, UTC)
+    assert (first["model"], first["model_version"], first["variant"], first["shadow"]) == (
+        "bike-demand", 3, "primary", False,
+    )  # fmt: skip
+    assert first["inputs"] == {"hr": 23.0, "temp": 0.25}
+    assert (first["output"], first["latency_ms"]) == (0.0, 1.5)
+    assert {str(r["date"]) for r in rows} == {"2030-05-01", "2030-05-02"}
+    folder = Path(tables.table_uri(log_table_name("bike-demand")))
+    assert sorted(p.name for p in folder.glob("date=*")) == ["date=2030-05-01", "date=2030-05-02"]
+
+
+def test_flushed_rows_are_readable_before_they_roll_over(
+    log: PredictionLog, spool: Path, tables: LocalArtifactStore
+) -> None:
+    log.append(_batch(0))
+    log.flush()
+    assert len(_segments(spool)) == 1
+    assert _read(spool, tables).column("request_id").to_pylist() == ["r0", "r1"]
+
+
+def test_segments_roll_over_by_size_and_are_read_once(
+    spool: Path, tables: LocalArtifactStore
+) -> None:
+    log = PredictionLog(spool_dir=spool, tables=tables, roll_bytes=1, flush_interval_s=0.05)
+    for index in range(0, 40, 2):
+        log.append(_batch(index))
+        log.flush()
+    log.close()
+    ids = _read(spool, tables).column("request_id").to_pylist()
+    assert sorted(ids) == sorted(f"r{i}" for i in range(40))
+
+
+def test_filters_by_time_and_variant(
+    log: PredictionLog, spool: Path, tables: LocalArtifactStore
+) -> None:
+    log.append(_batch(0, rows=4))
+    log.append(_batch(10, rows=2, variant="canary", at=T0 + 1))
+    log.close()
+    start = datetime.fromtimestamp(T0 + 1, UTC)
+    since = _read(spool, tables, since=start, until=start + timedelta(seconds=2))
+    assert since.column("request_id").to_pylist() == ["r1", "r10", "r11", "r2"]
+    canary = _read(spool, tables, variant="canary")
+    assert canary.column("request_id").to_pylist() == ["r10", "r11"]
+    with pytest.raises(ValidationFailed, match="has no time zone"):
+        _read(spool, tables, since=datetime(2030, 1, 1))  # noqa: DTZ001  (the bad input)
+
+
+def test_an_empty_log_reads_as_an_empty_table(spool: Path, tables: LocalArtifactStore) -> None:
+    empty = _read(spool, tables)
+    assert empty.num_rows == 0
+    assert "request_id" in empty.column_names
+
+
+def test_a_torn_tail_is_dropped_and_the_complete_records_recovered(
+    spool: Path, tables: LocalArtifactStore
+) -> None:
+    record = to_record_batch([_batch(0)])
+    segment = Segment(spool / "bike-demand", record.schema)
+    segment.write(record)
+    segment.write(to_record_batch([_batch(2)]))
+    segment.sync()
+    whole = segment.size
+    segment.write(to_record_batch([_batch(4)]))
+    segment.sync()
+    with segment.path.open("r+b") as stream:
+        stream.truncate(whole + (segment.size - whole) // 2)  # the third batch half written
+    segment.release(unlink=False)  # its process is gone: the lock is free
+    log = PredictionLog(spool_dir=spool, tables=tables)
+    assert _segments(spool) == []
+    log.close()
+    assert _read(spool, tables).column("request_id").to_pylist() == ["r0", "r2", "r1", "r3"]
+
+
+def test_a_segment_rolled_before_a_crash_is_not_added_twice(
+    spool: Path, tables: LocalArtifactStore, tmp_path: Path
+) -> None:
+    record = to_record_batch([_batch(0)])
+    segment = Segment(spool / "bike-demand", record.schema)
+    segment.write(record)
+    segment.finish()
+    kept = shutil.copy(segment.path, tmp_path / "copy")
+    segment.release(unlink=False)
+    PredictionLog(spool_dir=spool, tables=tables).close()
+    shutil.copy(kept, segment.path)  # as if the crash came between the commit and the unlink
+    assert _read(spool, tables).num_rows == 2  # a reader skips the rolled segment
+    PredictionLog(spool_dir=spool, tables=tables).close()
+    assert _segments(spool) == []
+    assert _read(spool, tables).num_rows == 2
+
+
+def test_a_live_segment_is_left_to_its_writer(
+    log: PredictionLog, spool: Path, tables: LocalArtifactStore
+) -> None:
+    log.append(_batch(0))
+    log.flush()
+    other = PredictionLog(spool_dir=spool, tables=tables)
+    assert other.recover() == 0
+    other.close()
+    assert len(_segments(spool)) == 1
+
+
+def test_outputs_of_every_kind_are_stored(
+    log: PredictionLog, spool: Path, tables: LocalArtifactStore
+) -> None:
+    base = _batch(0)
+    log.append(_replace(base, deployment="labels", outputs=["rain", "sun"]))
+    log.append(_replace(base, deployment="multi", outputs=np.array([[1, 2], [3, 4]])))
+    log.append(_replace(base, deployment="counts", outputs=[3, 4]))
+    log.close()
+
+    def outputs(name: str) -> list[object]:
+        read = read_predictions(spool_dir=spool, tables=tables, deployment=name)
+        return read.column("output").to_pylist()
+
+    assert outputs("labels") == ["rain", "sun"]
+    assert outputs("multi") == [[1.0, 2.0], [3.0, 4.0]]
+    assert outputs("counts") == [3.0, 4.0]
+
+
+def _replace(batch: PredictionBatch, **changes: object) -> PredictionBatch:
+    from dataclasses import replace
+
+    return replace(batch, **changes)  # type: ignore[arg-type]
+
+
+def test_bad_knobs_and_appends_after_close_are_refused(
+    spool: Path, tables: LocalArtifactStore
+) -> None:
+    with pytest.raises(ValidationFailed, match="at most 1 second"):
+        PredictionLog(spool_dir=spool, tables=tables, flush_interval_s=2)
+    log = PredictionLog(spool_dir=spool, tables=tables)
+    log.close()
+    log.close()  # twice is fine
+    with pytest.raises(ValidationFailed, match="the prediction log is closed"):
+        log.append(_batch(0))
+
+
+def test_a_full_queue_drops_and_counts_instead_of_blocking(
+    spool: Path, tables: LocalArtifactStore
+) -> None:
+    log = PredictionLog(spool_dir=spool, tables=tables, max_pending=0)
+    log.append(_batch(0))
+    log.append(_batch(2))
+    log.close()
+    assert log.dropped == 2
+    assert _read(spool, tables).num_rows == 0
+
+
+def test_the_workspace_log_and_the_sdk_read(workspace: mc.Workspace) -> None:
+    log = workspace.prediction_log(flush_interval_s=0.1)
+    log.append(_batch(0))
+    log.close()
+    try:
+        frame = mc.serve.predictions("bike-demand", variant="primary")
+        assert list(frame["request_id"]) == ["r0", "r1"]
+        assert list(frame["inputs.hr"]) == [23.0, 23.0]
+        assert mc.serve.predictions_table("bike-demand").num_rows == 2
+    finally:
+        mc.close()

@@ -1,0 +1,129 @@
+"""Traffic policies from a deployment record: single, canary, A/B and shadow."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import numpy as np
+import pytest
+from tests.serve.conftest import ListSink, client_for, rows
+
+from mlcycle.errors import ValidationFailed
+from mlcycle.serve import check_deployment
+from mlcycle.store import Deployment, Variant
+from mlcycle.workspace import Workspace
+
+pytestmark = pytest.mark.anyio
+PREDICT = "/v1/models/bikes:predict"
+
+
+def split(policy: str, *, sticky: str | None = None) -> Deployment:
+    return Deployment(
+        name="bikes",
+        variants=(
+            Variant("stable", "echo/1", weight=90),
+            Variant("candidate", "echo/2", weight=10),
+        ),
+        policy=policy,  # type: ignore[arg-type]
+        sticky_key=sticky,
+    )
+
+
+async def test_canary_splits_by_weight_and_sticks_by_key(workspace: Workspace, echo: str) -> None:
+    del echo
+    async with client_for(workspace, split("canary", sticky="user")) as (client, _):
+        seen: dict[str, set[str]] = {}
+        for user in range(200):
+            for _ in range(2):
+                answer = await client.post(
+                    PREDICT, json={"instances": rows(1)}, headers={"user": f"u{user}"}
+                )
+                seen.setdefault(f"u{user}", set()).add(answer.headers["x-variant"])
+        by_row = await client.post(PREDICT, json={"instances": [{"id": 1.0, "x": 0.5}]})
+    assert all(len(variants) == 1 for variants in seen.values())
+    shares = Counter(next(iter(v)) for v in seen.values())
+    assert shares["candidate"] > 0
+    assert shares["stable"] > shares["candidate"] * 3
+    assert by_row.status_code == 200
+
+
+async def test_ab_records_the_assignment_per_request(workspace: Workspace, echo: str) -> None:
+    del echo
+    sink = ListSink()
+    async with client_for(workspace, split("ab"), sink=sink) as (client, _):
+        answers = [await client.post(PREDICT, json={"instances": rows(5)}) for _ in range(60)]
+    logged = {request: batch.variant for batch in sink.batches for request in batch.request_ids}
+    for answer in answers:
+        body = answer.json()
+        assert answer.headers["x-variant"] == body["variant"] == logged[body["request_id"]]
+        expected = 5 if body["variant"] == "stable" else 1005
+        assert round(body["predictions"][0]) == expected
+    assert set(logged.values()) == {"stable", "candidate"}
+
+
+async def test_the_shadow_gets_a_copy_the_caller_never_sees(
+    workspace: Workspace, echo: str
+) -> None:
+    del echo
+    deployment = Deployment(
+        name="bikes",
+        variants=(Variant("live", "echo/1"), Variant("dark", "echo/2", shadow=True)),
+        policy="shadow",
+    )
+    sink = ListSink()
+    async with client_for(workspace, deployment, sink=sink) as (client, _):
+        answers = [await client.post(PREDICT, json={"instances": rows(n)}) for n in range(1, 21)]
+        for _ in range(200):  # the copies are predicted after the answers
+            if sum(len(b) for b in sink.batches if b.shadow) == 20:
+                break
+            await asyncio.sleep(0.01)
+    assert [round(a.json()["predictions"][0]) for a in answers] == list(range(1, 21))
+    assert {a.headers["x-variant"] for a in answers} == {"live"}
+    shadowed = [b for b in sink.batches if b.shadow]
+    assert {b.variant for b in shadowed} == {"dark"}
+    assert sorted(np.round([v for b in shadowed for v in b.outputs])) == [
+        n + 1000 for n in range(1, 21)
+    ]
+
+
+async def test_shadow_copies_are_shed_when_the_queue_is_full(
+    workspace: Workspace, echo: str
+) -> None:
+    del echo
+    deployment = Deployment(
+        name="bikes",
+        variants=(Variant("live", "echo/1"), Variant("dark", "echo/2", shadow=True)),
+        policy="shadow",
+    )
+    async with client_for(workspace, deployment, shadow_queue=1) as (client, server):
+        answers = await asyncio.gather(
+            *(client.post(PREDICT, json={"instances": rows(n)}) for n in range(40))
+        )
+        metrics = (await client.get("/metrics")).text
+    assert all(answer.status_code == 200 for answer in answers)
+    assert server.name == "bikes"
+    assert 'mlcycle_serve_shed_total{deployment="bikes",reason="shadow"}' in metrics
+
+
+@pytest.mark.parametrize(
+    ("variants", "policy", "words"),
+    [
+        ((Variant("a", "m/1"), Variant("a", "m/2")), "canary", "names a variant twice"),
+        ((Variant("a", "m/1", shadow=True),), "shadow", "only shadow variants"),
+        ((Variant("a", "m/1"), Variant("b", "m/2")), "single", "exactly one"),
+        ((Variant("a", "m/1"),), "shadow", "at least one shadow"),
+        (
+            (Variant("a", "m/1", weight=60), Variant("b", "m/2", weight=30)),
+            "canary",
+            "add up to 100",
+        ),
+        ((Variant("a", "m/1", weight=0), Variant("b", "m/2", weight=100)), "ab", "each above 0"),
+    ],
+)
+def test_deployments_no_policy_can_route_are_refused(
+    variants: tuple[Variant, ...], policy: str, words: str
+) -> None:
+    deployment = Deployment(name="d", variants=variants, policy=policy)  # type: ignore[arg-type]
+    with pytest.raises(ValidationFailed, match=words):
+        check_deployment(deployment)

@@ -1,0 +1,177 @@
+"""Bad input: every case answers 4xx JSON naming the field and the problem, never a 500."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import orjson
+import pytest
+from tests.serve.conftest import ListSink, client_for, rows
+from tests.serve.models import Planted, RaisesOnNegative
+
+from mlcycle.errors import Untrusted
+from mlcycle.serve import load_model
+from mlcycle.settings import RegistrySettings, Settings
+from mlcycle.workspace import Workspace
+
+pytestmark = pytest.mark.anyio
+PREDICT = "/v1/models/echo:predict"
+
+
+@pytest.mark.parametrize(
+    ("instances", "status", "words"),
+    [
+        ([{"id": 1.0}], 422, ["row 0", "missing column 'x'"]),
+        ([{"id": 1.0, "x": 1.0, "y": 2}], 422, ["row 0", "unknown column 'y'"]),
+        ([{"id": "seven", "x": 1.0}], 422, ["column 'id'", "expected a number", "'seven'"]),
+        ([{"id": True, "x": 1.0}], 422, ["column 'id'", "the boolean True"]),
+        ([{"id": None, "x": 1.0}], 422, ["column 'id'", "does not allow missing values"]),
+        ([{"id": [1], "x": 1.0}], 422, ["column 'id'", "the list"]),
+        ([], 422, ["no rows"]),
+        ("rows", 400, ['"instances" must be a list']),
+    ],
+)
+async def test_bad_rows_are_named(
+    workspace: Workspace, echo: str, instances: object, status: int, words: list[str]
+) -> None:
+    async with client_for(workspace, echo) as (client, _):
+        answer = await client.post(PREDICT, json={"instances": instances})
+        fine = await client.post(PREDICT, json={"instances": rows(1)})
+    assert answer.status_code == status, answer.text
+    for word in words:
+        assert word in answer.json()["error"]
+    assert fine.status_code == 200
+
+
+async def test_too_many_rows_and_too_large_bodies(workspace: Workspace, echo: str) -> None:
+    async with client_for(workspace, echo, max_rows=5, max_body_bytes=2048) as (client, _):
+        many = await client.post(PREDICT, json={"instances": rows(*range(6))})
+        large = await client.post(PREDICT, content=b" " * 4096 + b'{"instances": []}')
+        bomb = gzip.compress(b" " * 100_000)
+        zipped = await client.post(PREDICT, content=bomb, headers={"content-encoding": "gzip"})
+        small = gzip.compress(orjson.dumps({"instances": rows(2)}))
+        fine = await client.post(PREDICT, content=small, headers={"content-encoding": "gzip"})
+    assert many.status_code == 422
+    assert "6 rows, over the limit of 5" in many.json()["error"]
+    assert large.status_code == 413
+    assert "max_body_bytes" in large.json()["error"]
+    assert zipped.status_code == 413
+    assert "decompressed body" in zipped.json()["error"]
+    assert fine.status_code == 200
+
+
+async def test_a_50_mb_body_is_refused_before_it_is_read(workspace: Workspace, echo: str) -> None:
+    async with client_for(workspace, echo) as (client, _):
+        answer = await client.post(PREDICT, content=b"x" * (50 * 1024 * 1024))
+    assert answer.status_code == 413
+    assert "52,428,800 bytes" in answer.json()["error"]
+
+
+async def test_malformed_json_and_other_content_types(workspace: Workspace, echo: str) -> None:
+    async with client_for(workspace, echo) as (client, _):
+        broken = await client.post(PREDICT, content=b'{"instances": [')
+        form = await client.post(PREDICT, data={"id": "1"})
+        plain = await client.post(
+            PREDICT,
+            content=orjson.dumps({"instances": rows(5)}),
+            headers={"content-type": "text/plain"},
+        )
+        empty = await client.post(PREDICT, content=b"")
+    assert broken.status_code == 400
+    assert "not valid JSON" in broken.json()["error"]
+    assert form.status_code == 400
+    assert "application/x-www-form-urlencoded" in form.json()["error"]
+    assert plain.status_code == 200  # the content type is not what decides: the body is
+    assert empty.status_code == 400
+    assert "empty" in empty.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("tensors", "words"),
+    [
+        (
+            [{"name": "id", "shape": [1], "datatype": "FP64", "data": ["a"]}],
+            ["'id'", "not a number"],
+        ),
+        ([{"name": "id", "shape": [2], "datatype": "FP64", "data": [1]}], ["shape [2]", "has 1"]),
+        ([{"name": "id", "shape": [1], "datatype": "FP99", "data": [1]}], ["unknown datatype"]),
+        (
+            [
+                {"name": "id", "shape": [1], "datatype": "FP64", "data": [1]},
+                {"name": "z", "shape": [1], "datatype": "FP64", "data": [1]},
+            ],
+            ["unknown input 'z'"],
+        ),
+        (
+            [
+                {"name": "id", "shape": [1], "datatype": "FP64", "data": [1]},
+                {"name": "x", "shape": [2], "datatype": "FP64", "data": [1, 2]},
+            ],
+            ["different numbers of rows"],
+        ),
+        ([{"name": "X", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}], ["[rows, 2]"]),
+    ],
+)
+async def test_bad_tensors_are_named(
+    workspace: Workspace, echo: str, tensors: list[object], words: list[str]
+) -> None:
+    async with client_for(workspace, echo) as (client, _):
+        answer = await client.post("/v2/models/echo/infer", json={"inputs": tensors})
+    assert answer.status_code == 422, answer.text
+    for word in words:
+        assert word in answer.json()["error"]
+
+
+async def test_a_wrong_or_missing_token_is_401_but_health_is_open(
+    workspace: Workspace, echo: str
+) -> None:
+    async with client_for(workspace, echo, token="s3cret") as (client, _):
+        none = await client.post(PREDICT, json={"instances": rows(1)})
+        wrong = await client.get("/metrics", headers={"authorization": "Bearer nope"})
+        right = await client.post(
+            PREDICT, json={"instances": rows(1)}, headers={"authorization": "Bearer s3cret"}
+        )
+        live = await client.get("/v2/health/live")
+    assert none.status_code == 401
+    assert "bearer token" in none.json()["error"]
+    assert wrong.status_code == 401
+    assert right.status_code == 200
+    assert live.status_code == 200
+
+
+async def test_a_model_that_raises_answers_500_with_an_id_in_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(
+        home=tmp_path, actor="ana", registry=RegistrySettings(trusted_publishers=("ana",))
+    )
+    with Workspace.open(settings) as workspace:
+        import pandas as pd
+
+        example = pd.DataFrame({"id": [1.0, 2.0]})
+        workspace.registry.register(
+            "flaky", RaisesOnNegative(), input_example=example, flavor="pyfunc"
+        )
+        sink = ListSink()
+        async with client_for(workspace, "models:/flaky/1", sink=sink) as (client, _):
+            bad = await client.post("/v1/models/flaky:predict", json={"instances": [{"id": -1.0}]})
+            good = await client.post("/v1/models/flaky:predict", json={"instances": [{"id": 4.0}]})
+    assert bad.status_code == 500
+    error_id = bad.json()["error_id"]
+    assert error_id in bad.json()["error"]
+    assert any(error_id in record.getMessage() for record in caplog.records)
+    assert good.status_code == 200
+    assert good.json()["predictions"] == [4.0]
+
+
+def test_a_planted_pickle_is_refused_and_never_runs(tmp_path: Path) -> None:
+    proof, marker = tmp_path / "proof", tmp_path / "ran"
+    pickle.loads(pickle.dumps(Planted(str(proof))))  # the payload works
+    assert proof.exists()
+    with Workspace.open(Settings(home=tmp_path, actor="eve")) as workspace:
+        workspace.registry.register("planted", Planted(str(marker)), flavor="pyfunc")
+        with pytest.raises(Untrusted, match="not trusted"):
+            load_model(workspace.registry, "planted/1", max_rows=10)
+    assert not marker.exists()

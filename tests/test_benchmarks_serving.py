@@ -1,0 +1,87 @@
+"""The serving benchmark runs end to end on its quick workload and reports every figure.
+
+No timing is asserted here (timings belong to the benchmark); only that the command works,
+that every server answered every request with the model's own prediction, and that its last
+line holds the keys ``docs/benchmarks.md`` is written from. MLflow is left out: installing it
+needs the network and a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = {"plumbing", "ours_v2", "ours_v1", "ours_v2_unbatched"}
+GOALS = {
+    "throughput_v2_w1",
+    "p99_v2_w1",
+    "throughput_v1_w1",
+    "p99_v1_w1",
+    "plumbing_w1",
+    "shadow_median",
+    "shadow_p99",
+    "shadow_shed_first",
+}
+
+
+def _serve_command_exists() -> bool:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "mlcycle"), "serve", "--help"],
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    return done.returncode == 0
+
+
+@pytest.mark.slow
+def test_the_serving_benchmark_reports_every_figure() -> None:
+    pytest.importorskip("uvicorn", reason="the server extra is not installed")
+    pytest.importorskip("starlette", reason="the server extra is not installed")
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk (the Debian package) is not installed")
+    if not _serve_command_exists():
+        pytest.skip("this build has no `mlcycle serve`")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "serving.py"), "--quick", "--skip-mlflow"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["benchmark"] == "serving"
+    assert {"machine", "versions", "load_average_end", "workload", "goals"} <= set(report)
+    assert "load_average_start" in report["machine"]
+    servers = report["servers"]["1"]
+    assert set(servers) == TARGETS
+    for name, figures in servers.items():
+        assert "error" not in figures["server"], (name, figures["server"])
+        for connections in ("c1", "c32"):
+            assert figures[connections]["requests"] > 0, (name, connections)
+            assert figures[connections]["non_2xx"] == 0, (name, connections)
+            assert figures[connections]["socket_errors"] == 0, (name, connections)
+        if name != "plumbing":
+            assert figures["probe"]["same_prediction"] is True, (name, figures["probe"])
+    assert {"onnx_single", "onnx_raw_single", "sklearn_single"} <= set(report["in_process"])
+    shadow = report["shadow"]
+    assert "error" not in shadow, shadow
+    assert set(shadow["paced"]) == {"bench-single", "bench-shadow"}
+    assert all(paced["non_2xx"] == 0 for paced in shadow["paced"].values())
+    assert {"requests", "shadow_shed", "metrics_moved"} <= set(shadow["overload"])
+    goals = report["goals"]
+    assert set(goals) == GOALS
+    assert goals["throughput_v2_w1"]["verdict"] == "n/a"  # no MLflow in this run
+    assert goals["plumbing_w1"]["verdict"] in {"PASS", "MISS"}
+    assert {goal["verdict"] for goal in goals.values()} <= {"PASS", "MISS", "n/a"}
+    assert "| goal | figure | goal |  |" in done.stdout
