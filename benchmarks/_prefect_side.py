@@ -4,7 +4,8 @@ Usage: ``python _prefect_side.py STEPS,STEPS... REPEATS``; prints one JSON objec
 workload is the mlcycle side's no-op chain: a flow of STEPS tasks, each taking the previous
 one's output, with the same timed body. Prefect runs with its defaults and no server: the
 caller sets ``PREFECT_HOME`` to a temporary folder and leaves ``PREFECT_API_URL`` unset, so
-Prefect serves its API from a temporary local process on a SQLite file there. The first
+Prefect serves its API from a temporary local process on a SQLite file there (the caller
+allows it 600 s to start, not 20: the machine may be loaded). The first
 flow run (which starts that server) is a warm-up, not timed.
 """
 

@@ -290,6 +290,8 @@ def run_prefect(python: Path, workload: Workload) -> dict[str, Any]:
     env.update(
         PREFECT_HOME=str(prefect_home),  # its settings, SQLite database and temporary server
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        # Its temporary server gets 20 s to start by default: too little on a loaded machine.
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="600",
         DO_NOT_TRACK="1",
         PYTHONWARNINGS="ignore",
     )

@@ -14,6 +14,7 @@ from mlcycle import Workspace
 from mlcycle.agent import CommandLauncher
 from mlcycle.clock import SimulatedClock
 from mlcycle.errors import AlreadyExists, NotFound, ValidationFailed
+from mlcycle.settings import Settings
 
 
 def _alert(ws: Workspace, name: str, *, value: float = 0.9) -> int:
@@ -250,3 +251,21 @@ def test_schedule_input_is_checked_before_anything_is_stored(workspace: Workspac
         schedules.add("nightly", "p.py:t", cron="@hourly")
     with pytest.raises(NotFound, match="no schedule 'nope'"):
         schedules.remove("nope")
+
+
+def test_a_cron_tick_missed_while_no_agent_ran_fires_once_when_one_returns(
+    sim_settings: Settings, clock: SimulatedClock, launcher: CommandLauncher, launches: Path
+) -> None:
+    with Workspace.open(sim_settings) as workspace:
+        workspace.schedules.add("nightly", "p.py:train", cron="0 2 * * *")
+        first = workspace.agent(launcher=launcher, name="first")
+        clock.advance(timedelta(hours=1))
+        assert len(first.run_once()) == 1  # 02:00 on the first day
+        first.catalog.release_lease(first.consumer, holder=first.name)  # it stops
+    clock.advance(timedelta(days=3))  # no agent runs over three 02:00 ticks
+    with Workspace.open(sim_settings) as workspace:
+        back = workspace.agent(launcher=launcher, name="back")
+        [firing] = back.run_once()
+        assert firing.tick == T0 + timedelta(days=3, hours=1)  # the newest missed tick only
+        assert back.run_once() == []
+    assert lines(launches) == ["p.py:train"] * 2

@@ -142,3 +142,23 @@ def test_pickled_outputs_load_only_when_trusted(home: Path) -> None:
     )
     with Workspace.open(trusted) as workspace:
         assert flows.pickled.run(workspace=workspace).output("boxed").value == 7  # type: ignore[attr-defined]
+
+
+def test_every_executor_refuses_an_untrusted_pickle(home: Path, executor: str) -> None:
+    """On every executor a step that must load a pickled output runs only when it is trusted."""
+    with Workspace.open(Settings(home=home, actor="ana")) as workspace:
+        if executor == "local":  # one process: boxed's value is still in memory, nothing loads
+            assert flows.pickled.run(workspace=workspace, value=3).output("unbox") == 3
+        else:  # a worker reads boxed's pickled output from the store
+            with pytest.raises(PipelineFailed, match="not trusted") as caught:
+                flows.pickled.run(workspace=workspace, executor=executor, value=3)
+            steps = workspace.metadata.list_step_runs(caught.value.run_id)  # type: ignore[attr-defined]
+            assert [s.status.value for s in steps] == ["completed", "failed"]
+        with pytest.raises(PipelineFailed, match="not trusted") as caught:
+            flows.pickled.run(workspace=workspace, executor=executor, value=3, plus=1)
+        steps = workspace.metadata.list_step_runs(caught.value.run_id)  # type: ignore[attr-defined]
+        assert [s.status.value for s in steps] == ["cached", "failed"]
+        trusted = flows.pickled.run(
+            workspace=workspace, executor=executor, value=3, plus=1, trust=True
+        )
+        assert trusted.output("unbox") == 4

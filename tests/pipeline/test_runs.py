@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -208,3 +213,55 @@ def test_none_parameters_are_recorded_but_not_sent_to_tracking(workspace: Worksp
     assert result.steps["chain"].params == {"i": 1, "previous": None}
     assert result.output("chain_2") == 3
     assert "previous" not in workspace.get_run(result.steps["chain"].run_id or "").params
+
+
+def _run_simple(home: Path, marks: str, extra_path: Path | None = None) -> dict[str, str]:
+    """``simple`` through the CLI in a new process; ``extra_path`` adds to its ``sys.path``."""
+    repo = Path(__file__).resolve().parents[2]
+    paths = [str(repo)] + ([str(extra_path)] if extra_path else [])
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlcycle",
+            "pipelines",
+            "run",
+            f"{flows.__file__}:simple",
+            "--param",
+            f"marks={marks}",
+            "--json",
+        ],
+        cwd=home,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    steps: list[dict[str, str]] = json.loads(done.stdout)["steps"]
+    return {s["step"]: s["status"] for s in steps}
+
+
+def _installed(folder: Path, name: str, version: str) -> None:
+    """A distribution ``name`` at ``version`` as ``importlib.metadata`` finds one in ``folder``."""
+    for old in folder.glob(f"{name}-*.dist-info"):
+        shutil.rmtree(old)
+    info = folder / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+
+
+@pytest.mark.slow
+def test_a_change_in_installed_package_versions_misses_the_cache(
+    home: Path, marks: str, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    assert set(_run_simple(home, marks).values()) == {"completed"}
+    assert set(_run_simple(home, marks).values()) == {"cached"}  # same environment: a hit
+    _installed(site, "mlcycle_probe", "1.0")
+    assert set(_run_simple(home, marks, site).values()) == {"completed"}  # a package added
+    assert set(_run_simple(home, marks, site).values()) == {"cached"}
+    _installed(site, "mlcycle_probe", "1.1")
+    assert set(_run_simple(home, marks, site).values()) == {"completed"}  # a version changed
+    assert counted(marks, "make") == 3

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mlcycle.errors import MlcycleError
-from mlcycle.ids import Digest
+from mlcycle.ids import Digest, RunId
 from mlcycle.pipeline._code import digest_of, environment_digest
 from mlcycle.pipeline._dag import Node, literal_params
 from mlcycle.pipeline._host import PipelineHost, hosting, pipeline_log
 from mlcycle.pipeline._logs import LogBuffer, capture_logs
 from mlcycle.pipeline._outputs import load_output, store_output
-from mlcycle.store import PipelineRun, StepOutput, StepRun, StepStatus
+from mlcycle.store import PipelineRun, StepOutput, StepRun, StepStatus, WriteBatch
 
 __all__ = ["OUTPUT", "RunContext", "StepError", "execute_node", "tracked_params"]
 
@@ -72,19 +72,24 @@ class RunContext:
             )
         return self.values[node]
 
-    def save(self, record: StepRun, *, defer: bool = False) -> StepRun:
-        """Keep a step's new state here and write it, with any pending ones, unless ``defer``."""
+    def save(
+        self, record: StepRun, *, defer: bool = False, tracking: WriteBatch | None = None
+    ) -> StepRun:
+        """Keep a step's new state here and write it, with any pending ones, unless ``defer``.
+
+        ``tracking`` (the step's tracking-run start) is written in the same transaction.
+        """
         self.records[record.step] = record
         self.pending[record.step] = record
         if not defer:
-            self.flush()
+            self.flush(tracking)
         self.tell(record)
         return record
 
-    def flush(self) -> None:
-        """Write the pending step states in one transaction."""
-        if self.pending:
-            pipeline_log(self.host).save_step_runs(list(self.pending.values()))
+    def flush(self, tracking: WriteBatch | None = None) -> None:
+        """Write the pending step states (after ``tracking``) in one transaction."""
+        if self.pending or tracking:
+            pipeline_log(self.host).save_step_runs(list(self.pending.values()), tracking=tracking)
             self.pending.clear()
 
     def tell(self, record: StepRun) -> None:
@@ -161,24 +166,29 @@ def _cache_hit(ctx: RunContext, key: str) -> StepRun | None:
 
 def _run(ctx: RunContext, node: Node, base: StepRun) -> StepRun:
     host = ctx.host
+    started: list[StepRun] = []
+
+    def write(run_id: RunId, start: WriteBatch) -> None:
+        # the step's run is stored with (and before) its record, which points at it
+        record = replace(
+            base,
+            status=StepStatus.RUNNING,
+            started_at=host.clock.now(),
+            cached_from=None,
+            attempts=0,
+            run_id=run_id,
+        )
+        started.append(ctx.save(record, tracking=start))
+
     tracking = host.tracker.start_run(
         ctx.run.pipeline,
         name=node.name,
         params=tracked_params(base.params),
         tags={"pipeline": ctx.run.pipeline, "pipeline.run": ctx.run.id, "pipeline.step": node.name},
         parent=ctx.run.run_id,
-        stored=True,  # the step's run is stored before its record points at it
+        write=write,
     )
-    record = ctx.save(
-        replace(
-            base,
-            status=StepStatus.RUNNING,
-            started_at=host.clock.now(),
-            cached_from=None,
-            attempts=0,
-            run_id=tracking.id,
-        )
-    )
+    record = started[0]
     logs = LogBuffer()
     clock = time.monotonic()
     tried = [0]

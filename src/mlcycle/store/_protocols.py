@@ -589,8 +589,10 @@ class PipelineLog(Protocol):
         """Replace the stored state of one step of a run."""
         ...
 
-    def save_step_runs(self, records: Sequence[StepRun]) -> None:
-        """Replace the stored state of several steps, in one transaction."""
+    def save_step_runs(
+        self, records: Sequence[StepRun], *, tracking: WriteBatch | None = None
+    ) -> None:
+        """Replace the stored state of several steps (``tracking`` first) in one transaction."""
         ...
 
     def update_pipeline_run(self, record: PipelineRun) -> PipelineRun:

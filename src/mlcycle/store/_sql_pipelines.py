@@ -26,7 +26,9 @@ from mlcycle.store._pipeline_records import (
     StepRun,
     StepStatus,
 )
+from mlcycle.store._records import WriteBatch
 from mlcycle.store._schema import lineage_edges, pipeline_runs, step_runs
+from mlcycle.store._sql_batch import prepare_batch, write_batch
 from mlcycle.store._sql_db import Database, from_epoch, to_epoch
 from mlcycle.store._sql_events import append_event, check_ref, inserted
 
@@ -253,8 +255,15 @@ class PipelinesMixin:
         """Replace the stored state of one step of a run (it must exist)."""
         self.save_step_runs([record])
 
-    def save_step_runs(self, records: Sequence[StepRun]) -> None:
-        """Replace the stored state of several steps in one transaction (each must exist)."""
+    def save_step_runs(
+        self, records: Sequence[StepRun], *, tracking: WriteBatch | None = None
+    ) -> None:
+        """Replace the stored state of several steps in one transaction (each must exist).
+
+        ``tracking`` (a step's tracking-run start) is applied first in the same
+        transaction, so a record never points at a run that is not stored.
+        """
+        prepared = prepare_batch(tracking) if tracking else None
         rows = []
         for record in records:
             row = _step_row(record)
@@ -262,13 +271,15 @@ class PipelinesMixin:
             rows.append(row)
 
         def work(conn: Connection) -> None:
+            if prepared:
+                write_batch(conn, prepared)
             for row, record in zip(rows, records, strict=True):
                 if conn.execute(_SAVE_STEP, row).rowcount != 1:
                     raise NotFound(
                         f"pipeline run '{record.pipeline_run_id}' has no step '{record.step}'"
                     )
 
-        if rows:
+        if rows or prepared:
             self._db.write(work)
 
     def update_pipeline_run(self, record: PipelineRun) -> PipelineRun:

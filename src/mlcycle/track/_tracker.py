@@ -13,7 +13,7 @@ import math
 import sys
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -93,6 +93,7 @@ class Tracker:
         tags: Mapping[str, Any] | None = None,  # Any: stored as text
         parent: str | None = None,
         stored: bool = False,
+        write: Callable[[RunId, WriteBatch], None] | None = None,
     ) -> ActiveRun:
         """Start a run; inside another run of this tracker in the same thread it is a child.
 
@@ -101,7 +102,10 @@ class Tracker:
         experiment name is used in this process (or for an explicit ``parent``
         this process did not start). With ``stored``, the start is written
         in this thread before this returns (a pipeline step's record points
-        at its run at once), without waiting for the writer thread.
+        at its run at once), without waiting for the writer thread. With
+        ``write``, the start is handed to it as a batch (with the run's id) to
+        store in the same transaction as the caller's own rows, before this
+        returns: a pipeline step's run and its record cost one transaction.
         """
         check_name(experiment, what="experiment")
         run_name = check_name(name, what="run") if name is not None else _default_name()
@@ -136,14 +140,18 @@ class Tracker:
         )
         self.writer.register(start.id)
         try:
-            if stored:
+            if write is not None:
+                write(start.id, WriteBatch([start]))
+            elif stored:
                 self.metadata.apply(WriteBatch([start]))
             else:
                 self.writer.put((START, start.id, "", start, 0, 0.0))
         except BaseException:
             self.writer.unregister(start.id)
             raise
-        run = ActiveRun(_record(start, experiment=found), tracker=self, stored=stored)
+        run = ActiveRun(
+            _record(start, experiment=found), tracker=self, stored=stored or write is not None
+        )
         with self._lock:
             self._active[start.id] = run
         return run

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlcycle.errors import NotFound, ValidationFailed
-from mlcycle.ids import Digest, RunId, new_id
+from mlcycle.ids import Digest, ExperimentId, RunId, new_id
 from mlcycle.store._pipeline_records import (
     PipelineRun,
     PipelineStatus,
@@ -24,6 +24,7 @@ from mlcycle.store._pipeline_records import (
     StepRun,
     StepStatus,
 )
+from mlcycle.store._records import RunStart, WriteBatch
 
 __all__ = ["PipelineLogContract"]
 
@@ -142,6 +143,38 @@ class PipelineLogContract:
             log.save_step_runs([replace(started, status=StepStatus.FAILED), ghost])
         assert log.list_step_runs(run.id) == [done, started]  # the first was rolled back
         log.save_step_runs([])
+
+    def test_a_tracking_start_is_saved_with_the_steps_or_not_at_all(self, log: Any) -> None:
+        run = _run()
+        log.create_pipeline_run(run, _steps(run))
+        experiment = log.ensure_experiment("pipelines", actor="ana")
+
+        def start(name: str) -> RunStart:
+            return RunStart(
+                id=RunId(new_id()),
+                experiment_id=experiment.id,
+                name=name,
+                actor="ana",
+                start_time=T0,
+            )
+
+        load, train = _steps(run)
+        first = start("load")
+        started = replace(load, status=StepStatus.RUNNING, started_at=T0, run_id=first.id)
+        log.save_step_runs([started], tracking=WriteBatch([first]))
+        assert log.get_run(first.id).name == "load"
+        assert log.list_step_runs(run.id) == [started, train]
+        ghost = StepRun(pipeline_run_id=run.id, step="ghost", position=2, status=StepStatus.FAILED)
+        second = start("ghost")
+        with pytest.raises(NotFound, match="no step 'ghost'"):
+            log.save_step_runs([ghost], tracking=WriteBatch([second]))
+        with pytest.raises(NotFound):
+            log.get_run(second.id)  # the run's start was rolled back with the step
+        nowhere = replace(start("train"), experiment_id=ExperimentId("no-such-experiment"))
+        ran = replace(train, status=StepStatus.RUNNING, started_at=T0, run_id=nowhere.id)
+        with pytest.raises(NotFound, match="no experiment"):
+            log.save_step_runs([ran], tracking=WriteBatch([nowhere]))
+        assert log.list_step_runs(run.id) == [started, train]  # the step waits as it was
 
     def test_only_completed_steps_serve_the_cache(self, log: Any) -> None:
         run = _run()
