@@ -175,7 +175,11 @@ def _preflight(settings: Settings, target: str) -> Deployment:
 def worker_app(
     settings: Settings, target: str, token: str | None, metrics_dir: str | None
 ) -> Starlette:
-    """The app of one worker process: its own workspace, server and event-log follower."""
+    """The app of one worker process: its own workspace, server, event-log follower and log.
+
+    Every prediction goes to this worker's ``PredictionLog``, which the app's
+    shutdown closes (everything queued is written and rolled into Delta).
+    """
     from mlcycle.serve import Metrics, ModelServer, create_app
     from mlcycle.workspace import Workspace
 
@@ -185,6 +189,7 @@ def worker_app(
         registry=workspace.registry,
         deployment=deployment,
         settings=settings.serve,
+        sink=workspace.prediction_log(),
         events=workspace.metadata,
         deployments=source,
         metrics=Metrics(multiprocess_dir=None if metrics_dir is None else Path(metrics_dir)),

@@ -1,0 +1,68 @@
+"""``mlcycle serve`` writes the real prediction log: every answer and every shadow copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from deltalake import DeltaTable
+from tests.serve.conftest import echo_model, rows
+from tests.serve.test_server_process import serving
+
+import mlcycle as mc
+from mlcycle.serve import log_table_name, spool_dir
+from mlcycle.settings import RegistrySettings, Settings
+from mlcycle.workspace import Workspace
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``echo`` 1 (id) answers as ``primary``; ``echo`` 2 (id + 1000) shadows it."""
+    settings = Settings(home=tmp_path, actor="ana", registry=RegistrySettings(guarded_aliases=()))
+    with Workspace.open(settings) as workspace:
+        for offset in (0.0, 1000.0):
+            model, frame = echo_model(offset)
+            workspace.registry.register("echo", model, input_example=frame)
+        workspace.registry.promote("echo", 1, to="production")
+        workspace.deployments.deploy("echo", model="echo@production", shadow=["echo/2"])
+    (tmp_path / "mlcycle.toml").write_text("[registry]\nguarded_aliases = []\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_every_prediction_lands_in_the_log_and_sigterm_loses_nothing(home: Path) -> None:
+    answers = []
+    with serving(home, "echo", "--workers", "2") as url:
+        for n in range(40):
+            with httpx.Client(base_url=url, timeout=30) as client:  # a new connection each
+                answer = client.post(
+                    "/v1/models/echo:predict",
+                    json={"instances": rows(n, n + 0.5)},
+                    headers={"x-request-id": f"req-{n}"},
+                )
+            answers.append(answer.json())
+    # The server is stopped with SIGTERM: every worker closed its log, so the spool is empty
+    # and every row is in the Delta table itself.
+    assert list(spool_dir(Settings(home=home)).glob("*/*.arrows")) == []
+    table = DeltaTable(str(home / ".mlcycle" / "artifacts" / "tables" / log_table_name("echo")))
+    assert table.to_pyarrow_table().num_rows == 160
+    try:
+        frame = mc.serve.predictions("echo")
+    finally:
+        mc.close()
+    assert [answer["predictions"] for answer in answers] == [[n, n + 0.5] for n in range(40)]
+    primary = frame[~frame["shadow"]]
+    shadow = frame[frame["shadow"]]
+    assert sorted(primary["request_id"]) == sorted(f"req-{n}" for n in range(40) for _ in "ab")
+    assert set(primary["variant"]) == {"primary"}
+    assert set(primary["model_version"]) == {1}
+    assert (primary["output"] == primary["inputs.id"]).all()
+    assert (primary["row_index"] == (primary["inputs.id"] % 1 > 0)).all()
+    assert (primary["latency_ms"] > 0).all()
+    assert set(shadow["variant"]) == {"shadow"}
+    assert set(shadow["model_version"]) == {2}
+    assert sorted(shadow["request_id"]) == sorted(primary["request_id"])
+    assert (shadow["output"] == shadow["inputs.id"] + 1000).all()
