@@ -242,7 +242,8 @@ def test_a_stored_deployment_follows_changes_and_removal_under_load(home: Path) 
         deploy(home, "deploy", "bikes", "--model", "echo/2", "--shadow", "echo@production")
         deadline = time.monotonic() + 30  # a guard against hanging, not the 5 s promise
         while time.monotonic() < deadline and not everyone(
-            url, lambda answer: answer.json()["version"] == 2
+            url,
+            lambda answer: answer.json()["variant"] == "primary" and answer.json()["version"] == 2,
         ):
             time.sleep(0.2)
         stop.set()

@@ -60,11 +60,11 @@ async def test_a_change_a_removal_and_a_return_are_followed(
 
         workspace.deployments.deploy("bikes", model="echo/2", shadow=["echo@production"])
 
-        async def answered_by_version_2() -> bool:
-            answer = await client.post(PREDICT, json={"instances": rows(3)})
-            return bool(answer.json()["version"] == 2)
+        async def primary_is_version_2() -> bool:
+            body = (await client.post(PREDICT, json={"instances": rows(3)})).json()
+            return bool(body["version"] == 2 and body["variant"] == "primary")
 
-        await until(answered_by_version_2)
+        await until(primary_is_version_2)
         shadowed = await client.post(PREDICT, json={"instances": rows(4)})
 
         async def copied() -> bool:

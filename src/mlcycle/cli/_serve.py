@@ -149,14 +149,16 @@ def _deployment(store: MetadataStore, target: str) -> tuple[Deployment, Deployme
 
     if target.startswith("models:/"):
         return implicit_deployment(target), None
+    if ":/" in target:
+        raise ValidationFailed(
+            f"cannot serve {target!r}: give a deployment name (such as bike-demand) or one "
+            "model as models:/NAME@ALIAS or models:/NAME/VERSION"
+        )
     catalog = cast("DeploymentCatalog", store)  # the SQL store is every catalog
     try:
         return catalog.get_deployment(target), catalog
     except NotFound as exc:
-        raise NotFound(
-            f"{exc}. Create it with `mlcycle deploy {target} --model MODEL@ALIAS`, or serve "
-            f"one model as models:/{target}@ALIAS"
-        ) from None
+        raise NotFound(f"{exc}; or serve one model as models:/{target}@ALIAS") from None
 
 
 def _preflight(settings: Settings, target: str) -> Deployment:

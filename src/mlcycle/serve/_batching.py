@@ -14,6 +14,11 @@ held back. A request larger than ``max_rows`` is queued as parts of
 Every job gets exactly its own slice of the outputs. When a merged call
 raises, each job is predicted again on its own, so only the request that
 breaks the model gets the error.
+
+A shadow's batcher runs at a lower priority: its queue is bounded (a copy
+that does not fit is dropped), it always predicts on its own thread, and it
+takes no batch while ``defer()`` says the answering variants have work, so
+its predict calls fill the gaps between theirs.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ from mlcycle.serve._model import ServedModel
 from mlcycle.serve._rows import Rows, concat_rows
 
 __all__ = ["Batcher", "Job"]
+
+_DEFER_S = 0.002
+"""How often a deferring (shadow) batcher looks again whether the answering variants are idle."""
 
 
 @dataclass(slots=True)
@@ -69,6 +77,7 @@ class Batcher:
         done: BatchDone,
         max_queue: int | None = None,
         inline: bool = False,
+        defer: Callable[[], bool] | None = None,
     ) -> None:
         self.model = model
         self.max_rows = max_rows
@@ -80,6 +89,8 @@ class Batcher:
         self._queued_rows = 0
         self._wake = asyncio.Event()
         self._closing = False
+        self._predicting = False
+        self._defer = defer
         self._thread = (
             None if inline else ThreadPoolExecutor(1, thread_name_prefix=f"predict-{model.ref}")
         )
@@ -113,8 +124,8 @@ class Batcher:
         self._wake.set()
 
     def offer(self, job: Job) -> bool:
-        """Queue a job unless ``max_queue`` jobs already wait (then drop it): for shadow copies."""
-        if self.max_queue is not None and len(self._queue) >= self.max_queue:
+        """Queue a job unless ``max_queue`` jobs already wait or it closes: for shadow copies."""
+        if self._closing or (self.max_queue is not None and len(self._queue) >= self.max_queue):
             return False
         self.submit(job)
         return True
@@ -123,6 +134,11 @@ class Batcher:
     def queued(self) -> int:
         """Jobs waiting for a predict call."""
         return len(self._queue)
+
+    @property
+    def busy(self) -> bool:
+        """Whether jobs are queued or a predict call is running."""
+        return self._predicting or bool(self._queue)
 
     async def close(self) -> None:
         """Predict what is queued, then stop."""
@@ -141,13 +157,21 @@ class Batcher:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if self._defer is not None and not self._closing and self._defer():
+                await asyncio.sleep(_DEFER_S)
+                continue
             await self._gather()
             jobs = self._take()
             if self._thread is None:
                 _resolve(self._predict(jobs))
                 await asyncio.sleep(0)  # let the loop read the requests that came meanwhile
-            else:
-                _resolve(await loop.run_in_executor(self._thread, self._predict, jobs))
+                continue
+            self._predicting = True
+            try:
+                outcomes = await loop.run_in_executor(self._thread, self._predict, jobs)
+            finally:
+                self._predicting = False
+            _resolve(outcomes)
 
     async def _gather(self) -> None:
         """Wait for more rows while requests are still arriving, up to ``max_wait_s``."""

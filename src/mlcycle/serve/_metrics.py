@@ -41,6 +41,8 @@ class LaneMetrics:
     latency: Any
     batch_rows: Any
     values: Any
+    shadow_lag: Any = None
+    """A shadow lane's lag histogram; ``None`` for a lane that answers."""
 
 
 class Metrics:
@@ -88,6 +90,14 @@ class Metrics:
             ["deployment", "reason"],
             registry=self.registry,
         )
+        self.shadow_lag = Histogram(
+            "mlcycle_serve_shadow_lag_seconds",
+            "Time from a request's arrival to its shadow copy's prediction (shadows run "
+            "behind the answering variants, in their idle time).",
+            _LANE,
+            buckets=(*_LATENCY_BUCKETS, 10.0, 30.0),
+            registry=self.registry,
+        )
         self.loads = Counter(
             "mlcycle_serve_model_loads",
             "Model versions loaded by the workers (a hot change loads the new one).",
@@ -95,7 +105,9 @@ class Metrics:
             registry=self.registry,
         )
 
-    def lane(self, deployment: str, variant: str, model: str, version: int) -> LaneMetrics:
+    def lane(
+        self, deployment: str, variant: str, model: str, version: int, *, shadow: bool = False
+    ) -> LaneMetrics:
         """The children of one lane's label values."""
         labels = (deployment, variant, model, str(version))
         return LaneMetrics(
@@ -103,6 +115,7 @@ class Metrics:
             latency=self.latency.labels(*labels),
             batch_rows=self.batch_rows.labels(*labels),
             values=self.values.labels(*labels),
+            shadow_lag=self.shadow_lag.labels(*labels) if shadow else None,
         )
 
     def render(self) -> bytes:

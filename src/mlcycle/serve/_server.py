@@ -195,8 +195,9 @@ class ModelServer:
         assert job.future is not None, "a request's job always has a future"
         outputs = await job.future
         lane.metrics.latency.observe(time.perf_counter() - arrived)
-        for shadow in routes.shadows:
-            self._copy(shadow, lane, decode, job)
+        if routes.shadows:
+            # Runs once this request's task yields, which is after its answer is written.
+            asyncio.get_running_loop().call_soon(self._copy, routes.shadows, lane, decode, job)
         return Answer(outputs=outputs, lane=lane, request_id=request_id)
 
     def count(self, lane: Lane | None, status: int) -> None:
@@ -248,20 +249,38 @@ class ModelServer:
         if old is not None:
             await asyncio.gather(*(lane.batcher.close() for lane in old.lanes))
 
-    def _copy(self, shadow: Lane, primary: Lane, decode: Decoder, job: Job) -> None:
-        """Queue a copy of an answered request for a shadow, unless shadows are being shed."""
+    def _copy(self, shadows: Sequence[Lane], primary: Lane, decode: Decoder, job: Job) -> None:
+        """Queue copies of an answered request for the shadows, unless shadows are being shed.
+
+        Past half of ``max_inflight`` requests in flight, copies are dropped
+        before any request is refused.
+        """
         busy = self.inflight > self.settings.max_inflight // 2
-        try:
-            same = shadow.model.schema.inputs == primary.model.schema.inputs
-            rows = job.rows if same else decode(shadow.model.schema)
-        except MlcycleError as exc:
-            _log.warning(
-                "shadow %s cannot take request %s: %s", shadow.variant.name, job.request_id, exc
-            )
-            return
-        copy = Job(rows=rows, request_id=job.request_id, arrived=job.arrived, time=job.time)
-        if busy or not shadow.batcher.offer(copy):
-            self.metrics.shed.labels(self.name, "shadow").inc()
+        for shadow in shadows:
+            if busy:
+                self.metrics.shed.labels(self.name, "shadow").inc()
+                continue
+            try:
+                same = shadow.model.schema.inputs == primary.model.schema.inputs
+                rows = job.rows if same else decode(shadow.model.schema)
+            except MlcycleError as exc:
+                _log.warning(
+                    "shadow %s cannot take request %s: %s",
+                    shadow.variant.name,
+                    job.request_id,
+                    exc,
+                )
+                continue
+            copy = Job(rows=rows, request_id=job.request_id, arrived=job.arrived, time=job.time)
+            if not shadow.batcher.offer(copy):
+                self.metrics.shed.labels(self.name, "shadow").inc()
+
+    def _answering_busy(self) -> bool:
+        """Whether requests are arriving or an answering variant has work: shadows wait then."""
+        if self.arriving > 0:
+            return True
+        routes = self._routes
+        return routes is not None and any(lane.batcher.busy for lane in routes.answering)
 
     async def _build(self, deployment: Deployment, *, previous: Sequence[Lane]) -> Routes:
         """Lanes for every variant: kept when its model version is unchanged, else loaded.
@@ -293,7 +312,9 @@ class ModelServer:
         model = await asyncio.to_thread(
             load_model, self.registry, variant.model, max_rows=settings.max_rows
         )
-        lane_metrics = self.metrics.lane(deployment.name, variant.name, model.name, model.version)
+        lane_metrics = self.metrics.lane(
+            deployment.name, variant.name, model.name, model.version, shadow=variant.shadow
+        )
         tag = _Tag(deployment=deployment.name, variant=variant, model=model, metrics=lane_metrics)
         done = functools.partial(self._batch_done, tag)
         batcher = Batcher(
@@ -303,7 +324,8 @@ class ModelServer:
             arriving=lambda: self.arriving,
             done=done,
             max_queue=settings.shadow_queue if variant.shadow else None,
-            inline=model.runtime == "onnx",
+            inline=model.runtime == "onnx" and not variant.shadow,
+            defer=self._answering_busy if variant.shadow else None,
         )
         lane = Lane(variant=variant, model=model, batcher=batcher, metrics=lane_metrics)
         self.metrics.loads.labels(*_labels(deployment.name, lane)).inc()
@@ -321,6 +343,9 @@ class ModelServer:
     ) -> None:
         """Metrics and the prediction log for one predict call (on the batcher's thread)."""
         tag.metrics.batch_rows.observe(rows.count)
+        if tag.metrics.shadow_lag is not None:
+            for job in jobs:
+                tag.metrics.shadow_lag.observe(now - job.arrived)
         if outputs.ndim == 1 and outputs.dtype.kind in "fiub":
             for value in outputs.tolist():
                 tag.metrics.values.observe(value)

@@ -202,5 +202,6 @@ def encode_outputs(
         raw = np.ascontiguousarray(values).tobytes()
         tensor["parameters"] = {"binary_data_size": len(raw)}
         return [tensor], raw
-    tensor["data"] = values.ravel()
+    # Strings always travel as JSON (orjson serialises numeric arrays only, as lists of numbers).
+    tensor["data"] = values.ravel().tolist() if datatype == "BYTES" else values.ravel()
     return [tensor], b""

@@ -1,0 +1,92 @@
+"""``mlcycle serve`` in-process: every refusal before binding, and one worker's app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.serve.conftest import Invoke, rows
+
+from mlcycle.cli._serve import worker_app
+from mlcycle.settings import Settings
+from mlcycle.workspace import Workspace
+
+
+@pytest.fixture
+def token(tmp_path: Path) -> Path:
+    path = tmp_path / "token"
+    path.write_text("s3cret\n")
+    return path
+
+
+@pytest.mark.usefixtures("echo")
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["bikes"], "no deployment 'bikes' (known: none yet"),
+        (["bikes"], "or serve one model as models:/bikes@ALIAS"),
+        (["models:/nope@production"], "nope"),
+        (["data:/bike/1"], "give a deployment name (such as bike-demand) or one model"),
+        (["models:/echo@production", "--host", "0.0.0.0"], "refusing to serve 0.0.0.0"),
+        (["models:/echo@production", "--host", "serving.example"], "--token-file FILE"),
+        (["models:/echo@production", "--token-file", "missing"], "cannot read the token file"),
+        (["models:/echo@production", "--token-file", "{empty}"], "is empty"),
+        (
+            ["models:/echo@production", "--token-file", "{token}", "--no-auth"],
+            "contradict each other",
+        ),
+    ],
+)
+def test_refusals_exit_1_before_binding(
+    invoke: Invoke, tmp_path: Path, token: Path, args: list[str], words: str
+) -> None:
+    (tmp_path / "empty").write_text("  \n")
+    given = [a.format(empty=tmp_path / "empty", token=token) for a in args]
+    result = invoke("serve", *given)
+    assert result.exit_code == 1
+    assert words in " ".join(result.output.split())
+
+
+def test_outside_a_project_serve_refuses(invoke: Invoke, tmp_path: Path) -> None:
+    result = invoke("--home", str(tmp_path / "elsewhere"), "serve", "models:/echo@production")
+    assert result.exit_code == 1
+    assert "no mlcycle project" in " ".join(result.output.split())
+
+
+def test_a_deployment_whose_model_cannot_load_is_refused(
+    invoke: Invoke, workspace: Workspace
+) -> None:
+    """A deployment is checked when applied; loading (here: an untrusted pickle) when served."""
+    import pandas as pd
+    from tests.serve.models import Slow
+
+    example = pd.DataFrame({"id": [1.0]})
+    workspace.registry.register("slow", Slow(0.0), input_example=example, flavor="pyfunc")
+    workspace.deployments.deploy("slow", model="slow/1")
+    result = invoke("serve", "slow")
+    assert result.exit_code == 1
+    assert "not trusted" in " ".join(result.output.split())
+
+
+@pytest.mark.anyio
+async def test_a_worker_serves_the_stored_deployment_with_its_token(
+    workspace: Workspace, echo: str, project: Path
+) -> None:
+    del echo
+    workspace.deployments.deploy("bikes", model="echo@production", shadow=["echo/2"])
+    app = worker_app(Settings(home=project), "bikes", "s3cret", None)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            refused = await client.post("/v1/models/bikes:predict", json={"instances": rows(2)})
+            answer = await client.post(
+                "/v1/models/bikes:predict",
+                json={"instances": rows(2)},
+                headers={"Authorization": "Bearer s3cret"},
+            )
+            health = await client.get("/v2/health/ready")
+    assert refused.status_code == 401
+    assert answer.status_code == 200
+    assert (answer.json()["version"], answer.json()["variant"]) == (1, "primary")
+    assert health.status_code == 200
