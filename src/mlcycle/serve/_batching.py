@@ -8,7 +8,9 @@ few microseconds a row) predicts on the loop itself, because handing a
 batch to a thread and back costs more than the prediction. It waits for
 more rows (at most ``max_wait_s``) only while other requests are still
 being read and checked (``arriving() > 0``), so a lone request is never
-held back. A request larger than ``max_rows`` is queued as parts of
+held back. A shadow's queue, whose answers nobody waits for, is held
+``hold_s`` before each predict call, so its copies go in larger batches and
+cost the primary's event loop less. A request larger than ``max_rows`` is queued as parts of
 ``max_rows`` rows whose answers are joined: no predict call ever sees more.
 
 Every job gets exactly its own slice of the outputs. When a merged call
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Sequence
@@ -69,17 +72,20 @@ class Batcher:
         done: BatchDone,
         max_queue: int | None = None,
         inline: bool = False,
+        hold_s: float = 0.0,
     ) -> None:
         self.model = model
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
+        self.hold_s = hold_s
         self._arriving = arriving
         self._done = done
         self._queue: collections.deque[Job] = collections.deque()
         self._queued_rows = 0
         self._wake = asyncio.Event()
         self._closing = False
+        self._closed = asyncio.Event()
         self._thread = (
             None if inline else ThreadPoolExecutor(1, thread_name_prefix=f"predict-{model.ref}")
         )
@@ -127,6 +133,7 @@ class Batcher:
     async def close(self) -> None:
         """Predict what is queued, then stop."""
         self._closing = True
+        self._closed.set()
         self._wake.set()
         await self._task
         if self._thread is not None:
@@ -150,7 +157,11 @@ class Batcher:
                 _resolve(await loop.run_in_executor(self._thread, self._predict, jobs))
 
     async def _gather(self) -> None:
-        """Wait for more rows while requests are still arriving, up to ``max_wait_s``."""
+        """Wait ``hold_s``, or for more rows while requests are still arriving (``max_wait_s``)."""
+        if self.hold_s > 0 and self._queued_rows < self.max_rows and not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), self.hold_s)
+            return
         if self.max_wait_s <= 0:
             return
         loop = asyncio.get_running_loop()

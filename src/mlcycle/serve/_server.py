@@ -45,6 +45,8 @@ __all__ = ["FOLLOWED_EVENTS", "Answer", "DeploymentSource", "ModelServer"]
 FOLLOWED_EVENTS = ("model.alias_moved", "deployment.applied")
 """The event types that make a server reload."""
 _PAGE = 1000
+_SHADOW_HOLD_S = 0.02
+"""How long a shadow's copies gather before a predict call: nobody waits for their answers."""
 _log = logging.getLogger("mlcycle.serve")
 
 
@@ -270,6 +272,7 @@ class ModelServer:
             done=done,
             max_queue=settings.shadow_queue if variant.shadow else None,
             inline=model.runtime == "onnx",
+            hold_s=_SHADOW_HOLD_S if variant.shadow else 0.0,
         )
         lane = Lane(variant=variant, model=model, batcher=batcher, metrics=lane_metrics)
         self.metrics.loads.labels(*_labels(deployment.name, lane)).inc()
