@@ -95,7 +95,10 @@ def smtp_server(*, login: tuple[str, str] | None = None) -> Iterator[Mailbox]:
             return "250 OK"
 
     def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth: Any) -> Any:
-        ok = isinstance(auth, LoginPassword) and (auth.login.decode(), auth.password.decode()) == login
+        ok = (
+            isinstance(auth, LoginPassword)
+            and (auth.login.decode(), auth.password.decode()) == login
+        )
         if ok:
             box.logins.append(auth.login.decode())
         return AuthResult(success=ok)

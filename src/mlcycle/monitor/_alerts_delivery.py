@@ -82,16 +82,27 @@ class Courier:
         self._lock = threading.Lock()
 
     def deliver_due(self) -> list[AlertDelivery]:
-        """Send what is due now, in parallel; returns the deliveries as recorded afterwards."""
+        """Send what is due now; returns the deliveries as recorded afterwards.
+
+        Notifiers are sent to in parallel, so a slow one delays no other;
+        each one's messages go in the order they were queued.
+        """
         done: list[AlertDelivery] = []
         while claimed := self.log.claim_deliveries(
             now=self.clock.now(), holder=self.holder, lease_s=self.lease_s, limit=_BATCH
         ):
-            with ThreadPoolExecutor(max_workers=min(8, len(claimed))) as pool:
-                done.extend(pool.map(self._send, claimed))
+            queues: dict[str, list[AlertDelivery]] = {}
+            for delivery in claimed:
+                queues.setdefault(delivery.notifier, []).append(delivery)
+            with ThreadPoolExecutor(max_workers=min(8, len(queues))) as pool:
+                for sent in pool.map(self._send_in_order, queues.values()):
+                    done.extend(sent)
             if len(claimed) < _BATCH:
                 break
         return done
+
+    def _send_in_order(self, queue: list[AlertDelivery]) -> list[AlertDelivery]:
+        return [self._send(delivery) for delivery in queue]
 
     def _send(self, delivery: AlertDelivery) -> AlertDelivery:
         notifier = self.notifiers.get(delivery.notifier)
