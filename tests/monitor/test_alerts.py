@@ -1,4 +1,4 @@
-"""Alerts over monitor results: firing, deduplication, resolution, cooldown, events the agent follows."""
+"""Alerts over monitor results: firing, dedup, resolution, cooldown, events the agent follows."""
 
 from __future__ import annotations
 
