@@ -233,6 +233,8 @@ def test_two_evaluators_of_one_window_fire_one_alert(workspace: Workspace) -> No
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    for alerts in evaluators:
+        alerts.close()
     assert sorted(fired) == [0, 0, 0, 1]
     assert len(workspace.events(types=["alert.fired"])) == 1
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -319,17 +321,18 @@ def test_a_third_party_notifier_comes_from_an_entry_point(
     assert sent == [("#ml", "[WARNING] drift-high firing on bike")]
 
 
-def test_a_notifier_removed_after_queueing_fails_its_deliveries(tmp_path: Path) -> None:
+def test_a_process_without_the_notifier_leaves_its_deliveries_alone(tmp_path: Path) -> None:
     with open_workspace(tmp_path, {"kind": "file", "path": "a.jsonl"}) as (ws, _):
         metadata: Any = ws.metadata
-        alerts = Alerts(log=metadata, clock=ws.clock, actor="m", rules=ws.alerts.rules.values())
-        alerts.evaluate(drifting())  # queued for 'out', which this evaluator does not have
-        [failed] = alerts.deliver()
-        alerts.close()
-    assert failed.status == "failed"
-    assert "notifier 'out' is not declared in [alerts.notifiers] any more" in (
-        failed.last_error or ""
-    )
+        bare = Alerts(log=metadata, clock=ws.clock, actor="m", rules=ws.alerts.rules.values())
+        bare.evaluate(drifting())  # queued for 'out', which this evaluator does not have
+        assert bare.deliver() == []
+        bare.close()
+        [waiting] = ws.alerts.deliveries()
+        assert (waiting.status, waiting.attempts) == ("pending", 0)
+        [done] = ws.alerts.deliver()  # a process that has 'out' sends it
+        assert done.status == "delivered"
+    assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 1
 
 
 def test_retry_policy_doubles_up_to_its_ceiling_and_checks_itself() -> None:
@@ -354,3 +357,33 @@ def test_a_notification_renders_missing_values_and_resolutions() -> None:
     assert slack_message(Notification("alert.fired", {"values": {}}))["text"].startswith(
         "[WARNING] None firing on None"
     )
+
+
+SCRIPT = """\
+from datetime import UTC, datetime
+import mlcycle as mc
+from mlcycle.monitor import MonitorResult
+
+mc.current_workspace().alerts.evaluate(
+    MonitorResult("bike", datetime(2030, 1, 2, tzinfo=UTC), {"drift_share": 0.5})
+)
+"""  # exits without closing anything
+
+
+def test_a_script_that_exits_right_away_still_sends_its_notifications(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "mlcycle.toml").write_text(
+        '[alerts.rules.drift-high]\nwhen = "drift_share > 0.3"\nnotify = ["a", "b"]\n'
+        '[alerts.notifiers.a]\nkind = "file"\npath = "a.jsonl"\n'
+        '[alerts.notifiers.b]\nkind = "file"\npath = "b.jsonl"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=project, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    for name in ("a", "b"):
+        [line] = (project / f"{name}.jsonl").read_text().splitlines()
+        assert json.loads(line)["event"] == "alert.fired"

@@ -189,6 +189,8 @@ class AlertLogContract:
         alert, _ = _fire(catalog)
         now = alert.fired_at
         assert catalog.claim_deliveries(now=now - DAY, holder="a", lease_s=30) == []
+        assert catalog.claim_deliveries(now=now, holder="a", lease_s=30, notifiers=[]) == []
+        assert catalog.claim_deliveries(now=now, holder="a", lease_s=30, notifiers=["x"]) == []
         claimed = catalog.claim_deliveries(now=now, holder="a", lease_s=30, limit=1)
         assert [d.notifier for d in claimed] == ["slack"]
         assert claimed[0].claimed_until == now + timedelta(seconds=30)
