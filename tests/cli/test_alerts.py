@@ -53,6 +53,13 @@ def fire(project: Path) -> str:
         return drift.id
 
 
+def resolved_ids(invoke: Invoke) -> list[str]:
+    return [
+        a["id"]
+        for a in json.loads(invoke("alerts", "list", "--state", "resolved", "--json").output)
+    ]
+
+
 def test_rules_are_checked_and_shown(project: Path, invoke: Invoke) -> None:
     empty = invoke("alerts", "rules")
     assert (empty.exit_code, "no alert rules" in empty.output) == (0, True)
@@ -166,6 +173,8 @@ def test_alerts_are_listed_and_shown(project: Path, invoke: Invoke) -> None:
     assert "alert.fired -> log: " in shown.output
     detail = json.loads(invoke("alerts", "show", drift_id, "--json").output)
     assert [d["notifier"] for d in detail["deliveries"]] == ["log"]
+    f1_low = invoke("alerts", "show", resolved_ids(invoke)[0])
+    assert "resolved 20" in f1_low.output
     bad_state = invoke("alerts", "list", "--state", "open")
     assert bad_state.exit_code == 1
     assert "unknown alert state 'open'; use one of firing, resolved" in bad_state.output

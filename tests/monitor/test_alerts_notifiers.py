@@ -387,3 +387,59 @@ def test_a_script_that_exits_right_away_still_sends_its_notifications(tmp_path: 
     for name in ("a", "b"):
         [line] = (project / f"{name}.jsonl").read_text().splitlines()
         assert json.loads(line)["event"] == "alert.fired"
+
+
+def test_a_slow_notifier_does_not_delay_the_others(tmp_path: Path) -> None:
+    settings = Settings(
+        home=tmp_path,
+        actor="tester",
+        clock=ClockSettings(mode="simulated"),
+        alerts={
+            "rules": {"drift-high": {"when": "drift_share > 0.3", "notify": ["hook", "log"]}},
+            "notifiers": {
+                "hook": {"kind": "webhook", "url": "", "timeout_s": 30},
+                "log": {"kind": "file", "path": "log.jsonl"},
+            },
+        },
+    )
+    with webhook_receiver() as hook:
+        hook.hold = __import__("threading").Event()
+        notifiers = settings.alerts.notifiers | {
+            "hook": settings.alerts.notifiers["hook"].model_copy(update={"url": hook.url})
+        }
+        settings = settings.model_copy(
+            update={"alerts": settings.alerts.model_copy(update={"notifiers": notifiers})}
+        )
+        SimulatedClock(settings.clock_state_file).set(T0)
+        with Workspace.open(settings) as ws:
+            ws.alerts.evaluate(drifting())
+            wait_for((tmp_path / "log.jsonl").exists)  # sent while the hook hangs
+            assert not hook.hold.is_set()
+            hook.hold.set()
+            wait_for(lambda: {d.status for d in ws.alerts.deliveries()} == {"delivered"})
+    assert len(hook.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("security", "error"), [("starttls", "STARTTLS extension not supported"), ("ssl", "SSL")]
+)
+def test_tls_against_a_plain_smtp_server_is_recorded_as_a_failure(
+    tmp_path: Path, security: str, error: str
+) -> None:
+    with smtp_server() as box:
+        notifier = {
+            "kind": "email",
+            "host": "127.0.0.1",
+            "port": box.port,
+            "security": security,
+            "sender": "ml@example.com",
+            "to": ["oncall@example.com"],
+            "timeout_s": 2,
+        }
+        with open_workspace(tmp_path, notifier) as (ws, _):
+            ws.alerts.evaluate(drifting())
+            wait_for(lambda: attempted(ws.alerts))
+            [pending] = ws.alerts.deliveries()
+    assert pending.status == "pending"
+    assert error in (pending.last_error or "")
+    assert box.messages == []

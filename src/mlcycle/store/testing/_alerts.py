@@ -246,6 +246,14 @@ class AlertLogContract:
         assert catalog.get_alert_rule_state("drift-high", "bike") is None
         assert catalog.read_events() == []
 
+    def test_firing_an_alert_id_twice_is_refused(self, catalog: Any) -> None:
+        alert, state = _fire(catalog)
+        with pytest.raises(ValidationFailed, match="a firing needs a new id"):
+            catalog.apply_alert_change(
+                _change(state.version, action="fire", alert=alert, window_end=T0 + 5 * DAY)
+            )
+        assert catalog.get_alert_rule_state("drift-high", "bike") == state
+
     def test_resolving_an_unknown_alert_is_not_found_and_changes_nothing(
         self, catalog: Any
     ) -> None:
