@@ -157,7 +157,8 @@ class Workspace:
         """The rules of ``[alerts]`` over monitor results: ``ws.alerts.evaluate(result)``, ``list``.
 
         Built on first use, which checks every rule and notifier; notifications
-        are sent from a background thread, stopped when the workspace closes.
+        are sent from a background thread, which makes a last bounded pass when
+        the workspace closes (or the process exits).
         """
         self._check_open()
         if self._alerts is None:

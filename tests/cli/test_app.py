@@ -73,6 +73,7 @@ def test_command_groups_are_plural_nouns() -> None:
     groups = {name for name, cmd in root.commands.items() if hasattr(cmd, "commands")}
     # data: a mass noun, as in DVC
     assert groups == {
+        "alerts",
         "experiments",
         "runs",
         "data",

@@ -52,8 +52,8 @@ def webhook_receiver(port: int = 0, *, status: int = 200) -> Iterator[Webhook]:
             self.end_headers()
             self.wfile.write(b"ok" if hook.status < 300 else b"receiver says no")
 
-        def log_message(self, format: str, *args: Any) -> None:
-            del format, args  # quiet
+        def log_message(self, *args: Any) -> None:
+            del args  # quiet
 
     ThreadingHTTPServer.allow_reuse_address = True
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
@@ -82,20 +82,25 @@ class Mailbox:
 
 @contextmanager
 def smtp_server(*, login: tuple[str, str] | None = None) -> Iterator[Mailbox]:
-    """A real SMTP server (aiosmtpd) on loopback; with ``login``, AUTH needs that user and password."""
+    """A real SMTP server (aiosmtpd) on loopback; with ``login``, AUTH needs that user/password."""
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
     box = Mailbox(port=free_port())
 
     class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        async def handle_DATA(  # noqa: N802  (the name aiosmtpd calls)
+            self, server: Any, session: Any, envelope: Any
+        ) -> str:
             box.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
             box.messages.append(message_from_bytes(envelope.content))
             return "250 OK"
 
     def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth: Any) -> Any:
-        ok = isinstance(auth, LoginPassword) and (auth.login.decode(), auth.password.decode()) == login
+        ok = (
+            isinstance(auth, LoginPassword)
+            and (auth.login.decode(), auth.password.decode()) == login
+        )
         if ok:
             box.logins.append(auth.login.decode())
         return AuthResult(success=ok)

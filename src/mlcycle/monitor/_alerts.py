@@ -127,16 +127,20 @@ class Alerts:
         """
         batch = [results] if isinstance(results, MonitorResult) else list(results)
         changed: list[Alert] = []
+        queued = False
         for result in sorted(batch, key=lambda r: (r.deployment, r.window_end)):
             for rule in self.rules.values():
                 if rule.applies_to(result.deployment):
-                    alert = self._evaluate(rule, result)
-                    changed.extend([alert] if alert is not None else [])
-        if changed:
+                    change = self._evaluate(rule, result)
+                    if change is not None:
+                        changed.append(change[0])
+                        queued = queued or change[1]
+        if queued:
             self.courier.wake()
         return changed
 
-    def _evaluate(self, rule: Rule, result: MonitorResult) -> Alert | None:
+    def _evaluate(self, rule: Rule, result: MonitorResult) -> tuple[Alert, bool] | None:
+        """The alert the window changed and whether notifications were queued, or ``None``."""
         for _ in range(_ATTEMPTS):
             state = self.log.get_alert_rule_state(rule.name, result.deployment)
             change = plan_change(rule, state, result, now=self.clock.now(), actor=self.actor)
@@ -147,10 +151,10 @@ class Alerts:
             except Conflict:
                 _log.debug("rule %s on %s changed meanwhile; again", rule.name, result.deployment)
                 continue
-            if change.action != "none":
-                _log.info("alert %s %s: %s", rule.name, change.action, change.payload["why"])
-                return stored.alert
-            return None
+            if change.action == "none" or stored.alert is None:
+                return None
+            _log.info("alert %s %s: %s", rule.name, change.action, change.payload["why"])
+            return stored.alert, bool(change.notify)
         raise Conflict(
             f"alert rule '{rule.name}' on '{result.deployment}' kept changing under "
             f"{_ATTEMPTS} evaluations; another process evaluates it at the same time"
@@ -182,7 +186,10 @@ class Alerts:
         return self.courier.deliver_due()
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Stop the courier's thread; what it did not send stays queued for the next process."""
+        """Let the courier send what is due (for up to ``timeout_s``) and stop its thread.
+
+        What it did not send stays queued in the store for the next process.
+        """
         self.courier.close(timeout_s)
 
 

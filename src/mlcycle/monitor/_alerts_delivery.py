@@ -5,12 +5,15 @@ Deliveries wait in the store. The courier claims the due ones for a lease
 threads, each bounded by its notifier's timeout, and records the outcome: a
 failure is retried after a backoff that doubles up to a ceiling, until the
 attempts run out and it is marked failed. Whatever a process leaves unsent
-stays queued for the next evaluation, ``mlcycle alerts deliver``, or the
-agent. Backoff follows the settings' clock, so tests fast-forward it.
+stays queued for the next evaluation or ``mlcycle alerts deliver``. A
+process claims only deliveries to the notifiers it has, so one configured
+differently never fails another's notifications. Backoff follows the
+settings' clock, so tests fast-forward it.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import socket
@@ -82,23 +85,44 @@ class Courier:
         self._lock = threading.Lock()
 
     def deliver_due(self) -> list[AlertDelivery]:
-        """Send what is due now, in parallel; returns the deliveries as recorded afterwards."""
+        """Send what is due now; returns the deliveries as recorded afterwards.
+
+        Notifiers are sent to in parallel, so a slow one delays no other;
+        each one's messages go in the order they were queued.
+        """
         done: list[AlertDelivery] = []
+        if not self.notifiers:
+            return done
         while claimed := self.log.claim_deliveries(
-            now=self.clock.now(), holder=self.holder, lease_s=self.lease_s, limit=_BATCH
+            now=self.clock.now(),
+            holder=self.holder,
+            lease_s=self.lease_s,
+            notifiers=sorted(self.notifiers),
+            limit=_BATCH,
         ):
-            with ThreadPoolExecutor(max_workers=min(8, len(claimed))) as pool:
-                done.extend(pool.map(self._send, claimed))
+            queues: dict[str, list[AlertDelivery]] = {}
+            for delivery in claimed:
+                queues.setdefault(delivery.notifier, []).append(delivery)
+            done.extend(self._send_queues(list(queues.values())))
             if len(claimed) < _BATCH:
                 break
         return done
 
+    def _send_queues(self, queues: list[list[AlertDelivery]]) -> list[AlertDelivery]:
+        if len(queues) > 1:
+            try:
+                with ThreadPoolExecutor(max_workers=min(8, len(queues))) as pool:
+                    futures = [pool.submit(self._send_in_order, queue) for queue in queues]
+                return [sent for future in futures for sent in future.result()]
+            except RuntimeError:  # the interpreter is exiting: no new threads, send in turn
+                pass
+        return [sent for queue in queues for sent in self._send_in_order(queue)]
+
+    def _send_in_order(self, queue: list[AlertDelivery]) -> list[AlertDelivery]:
+        return [self._send(delivery) for delivery in queue]
+
     def _send(self, delivery: AlertDelivery) -> AlertDelivery:
-        notifier = self.notifiers.get(delivery.notifier)
-        now = self.clock.now()
-        if notifier is None:
-            error = f"notifier '{delivery.notifier}' is not declared in [alerts.notifiers] any more"
-            return self.log.finish_delivery(delivery.id, now=now, error=error, actor=self.actor)
+        notifier = self.notifiers[delivery.notifier]  # only deliveries to these were claimed
         try:
             notifier.send(Notification(event=delivery.event, payload=delivery.payload))
         except Exception as exc:  # noqa: BLE001  (any failure of a receiver is recorded and retried)
@@ -117,33 +141,43 @@ class Courier:
         return self.log.finish_delivery(delivery.id, now=self.clock.now(), actor=self.actor)
 
     def wake(self) -> None:
-        """Have the background thread send what is due (starting it on first use)."""
+        """Have the background thread send what is due (starting it on first use).
+
+        The thread is a daemon, so it never keeps a process alive; ``close``
+        (also run at interpreter exit) gives it a last, bounded pass.
+        """
         with self._lock:
-            if self._stop.is_set():
+            if self._stop.is_set() or not self.notifiers:
                 return
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="mlcycle-alert-courier", daemon=True
                 )
                 self._thread.start()
+                atexit.register(self.close)
         self._wake.set()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while True:
             self._wake.wait()
             self._wake.clear()
-            if self._stop.is_set():
-                return
             try:
                 self.deliver_due()
             except Exception:  # noqa: BLE001  (a store out of reach: the next wake tries again)
                 _log.exception("alert courier: could not deliver notifications")
+            if self._stop.is_set():
+                return
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Stop the thread, waiting up to ``timeout_s`` for sends in flight."""
+        """Send what is due in a last pass, waiting at most ``timeout_s``, and stop the thread.
+
+        What is still unsent afterwards stays queued in the store for the next process.
+        """
         with self._lock:
             self._stop.set()
             thread = self._thread
+        if thread is None:
+            return
+        atexit.unregister(self.close)
         self._wake.set()
-        if thread is not None:
-            thread.join(timeout_s)
+        thread.join(timeout_s)

@@ -535,9 +535,15 @@ class AlertLog(Protocol):
         ...
 
     def claim_deliveries(
-        self, *, now: datetime, holder: str, lease_s: float, limit: int = 100
+        self,
+        *,
+        now: datetime,
+        holder: str,
+        lease_s: float,
+        notifiers: Sequence[str] | None = None,
+        limit: int = 100,
     ) -> list[AlertDelivery]:
-        """Pending deliveries due by ``now`` that nobody holds, leased to ``holder``."""
+        """Pending deliveries due by ``now`` that nobody holds (to ``notifiers``), leased."""
         ...
 
     def finish_delivery(

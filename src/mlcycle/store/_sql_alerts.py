@@ -13,6 +13,7 @@ processes retrying at once do not both send one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, get_args
 
@@ -297,9 +298,18 @@ class AlertsMixin:
         return self._db.read(lambda conn: [_alert(row) for row in conn.execute(query)])
 
     def claim_deliveries(
-        self, *, now: datetime, holder: str, lease_s: float, limit: int = 100
+        self,
+        *,
+        now: datetime,
+        holder: str,
+        lease_s: float,
+        notifiers: Sequence[str] | None = None,
+        limit: int = 100,
     ) -> list[AlertDelivery]:
-        """Pending deliveries due by ``now`` that nobody holds, leased to ``holder``."""
+        """Pending deliveries due by ``now`` that nobody holds, leased to ``holder``.
+
+        With ``notifiers``, only deliveries to those: a process claims only what it can send.
+        """
         seconds = to_epoch(now)
         due = and_(
             alert_deliveries.c.status == "pending",
@@ -309,6 +319,8 @@ class AlertsMixin:
                 alert_deliveries.c.claimed_until < seconds,
             ),
         )
+        if notifiers is not None:
+            due = and_(due, alert_deliveries.c.notifier.in_(list(notifiers)))
         query = (
             select(alert_deliveries.c.id)
             .where(due)

@@ -189,6 +189,8 @@ class AlertLogContract:
         alert, _ = _fire(catalog)
         now = alert.fired_at
         assert catalog.claim_deliveries(now=now - DAY, holder="a", lease_s=30) == []
+        assert catalog.claim_deliveries(now=now, holder="a", lease_s=30, notifiers=[]) == []
+        assert catalog.claim_deliveries(now=now, holder="a", lease_s=30, notifiers=["x"]) == []
         claimed = catalog.claim_deliveries(now=now, holder="a", lease_s=30, limit=1)
         assert [d.notifier for d in claimed] == ["slack"]
         assert claimed[0].claimed_until == now + timedelta(seconds=30)
@@ -243,6 +245,14 @@ class AlertLogContract:
             catalog.apply_alert_change(_change(**changes))
         assert catalog.get_alert_rule_state("drift-high", "bike") is None
         assert catalog.read_events() == []
+
+    def test_firing_an_alert_id_twice_is_refused(self, catalog: Any) -> None:
+        alert, state = _fire(catalog)
+        with pytest.raises(ValidationFailed, match="a firing needs a new id"):
+            catalog.apply_alert_change(
+                _change(state.version, action="fire", alert=alert, window_end=T0 + 5 * DAY)
+            )
+        assert catalog.get_alert_rule_state("drift-high", "bike") == state
 
     def test_resolving_an_unknown_alert_is_not_found_and_changes_nothing(
         self, catalog: Any
