@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from mlcycle.errors import ImmutableValue, NotFound, ValidationFailed
-from mlcycle.store import RunStatus
+from mlcycle.ids import RunId
+from mlcycle.store import RunStatus, WriteBatch
 from mlcycle.track import current_run, seed_everything
 from mlcycle.workspace import Workspace
 
@@ -234,3 +235,28 @@ def test_a_stored_start_is_written_before_start_run_returns(workspace: Workspace
     ended = workspace.get_run(child.id)
     assert ended.status is RunStatus.FINISHED
     assert ended.metrics == {"loss": 0.5}
+
+
+def test_a_start_handed_to_write_is_stored_by_the_caller(workspace: Workspace) -> None:
+    tracker = workspace.tracker
+    handed: list[RunId] = []
+
+    def write(run_id: RunId, batch: WriteBatch) -> None:
+        handed.append(run_id)
+        workspace.metadata.apply(batch)  # the caller's own transaction would go here
+
+    with tracker.start_run("exp", name="step", params={"lr": 0.1}, write=write) as run:
+        assert handed == [run.id]
+        found = workspace.metadata.get_run(run.id)  # stored before start_run returned
+        assert (found.status, found.params) == (RunStatus.RUNNING, {"lr": "0.1"})
+    tracker.flush()
+    assert workspace.get_run(run.id).status is RunStatus.FINISHED
+
+    def refuse(run_id: RunId, batch: WriteBatch) -> None:
+        raise ValidationFailed("the caller's rows were refused")
+
+    with pytest.raises(ValidationFailed, match="refused"):
+        tracker.start_run("exp", name="lost", write=refuse)
+    assert current_run() is None  # nothing was left running in this thread
+    tracker.flush()
+    assert list(workspace.search_runs("exp")["name"]) == ["step"]
