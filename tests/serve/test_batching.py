@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 from tests.serve.conftest import ListSink, LiveServer, live_server, rows
 
-from mlcycle.serve import load_model
-from mlcycle.serve._batching import Batcher, Job
 from mlcycle.workspace import Workspace
 
 pytestmark = pytest.mark.anyio
@@ -57,24 +55,3 @@ async def test_concurrent_requests_each_get_exactly_their_own_rows(
         if value >= 1000
     ]
     assert sorted(big) == [(i, 1000 + i) for i in range(10)]
-
-
-async def test_a_held_queue_predicts_what_gathered_in_one_call(
-    workspace: Workspace, echo: str
-) -> None:
-    model = load_model(workspace.registry, echo, max_rows=100)
-    calls: list[int] = []
-    batcher = Batcher(
-        model,
-        max_rows=64,
-        max_wait_s=0,
-        arriving=lambda: 0,
-        done=lambda jobs, batch, outputs, now: calls.append(batch.count),
-        hold_s=600,
-    )
-    for n in range(5):
-        job = Job(rows=model.schema.from_records(rows(n)), request_id=str(n), arrived=0, time=0)
-        batcher.submit(job)
-        await asyncio.sleep(0)  # the batcher runs between submissions: it holds, not predicts
-    await asyncio.wait_for(batcher.close(), 60)  # closing ends the hold at once
-    assert calls == [5]
