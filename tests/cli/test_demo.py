@@ -8,11 +8,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import Result
 
 from mlcycle import Workspace
 from mlcycle.cli._demo import DEMO_SCHEMA_MARK
+from mlcycle.serve import read_predictions, spool_dir
 from mlcycle.settings import load_settings
 from mlcycle.store import PipelineStatus, StepStatus
 
@@ -99,6 +101,24 @@ def test_demo_tracks_three_models(
     assert "gates failed: baseline (beats_baseline)" in result.stdout
     assert "promoted bike-demand/3 (gbm) to production" in result.stdout
     assert "mlcycle models lineage models:/bike-demand@production" in result.stdout
+    # The demo served production in a real server and replayed the test months against it.
+    served = " ".join(result.stdout[result.stdout.index("served bike-demand/3") :].split())
+    url = served.split(" at ", 1)[1].split()[0]
+    assert url.startswith("http://127.0.0.1:")
+    assert "replayed 2,888 hours from 2012-09-01 on as 58 requests of up to 50 rows" in served
+    assert f"rmse {rmse[0]:.1f} against the true counts" in served  # served = trained model
+    assert "the prediction log holds 2,888 of the 2,888 replayed predictions" in served
+    with pytest.raises(httpx.TransportError):  # the server stopped
+        httpx.get(f"{url}/v2/health/live", timeout=5)
+    with Workspace.open(load_settings(tmp_path)) as workspace:
+        logged = read_predictions(
+            spool_dir=spool_dir(workspace.settings),
+            tables=workspace.artifacts,  # type: ignore[arg-type]  # a local store has tables
+            deployment="bike-demand",
+        )
+    assert logged.num_rows == 2_888
+    assert set(logged.column("model_version").to_pylist()) == {3}
+    assert (tmp_path / ".mlcycle" / "demo-serve.log").is_file()
 
 
 @pytest.mark.slow
@@ -116,6 +136,9 @@ def test_demo_twice_reuses_the_dataset_version_and_keeps_an_edited_schema(
     assert "bike-demand/3 → production" in again.stdout
     assert "the gates step came from the cache, so production was left as it is" in again.stdout
     assert "to production: it passed every gate" not in again.stdout
+    assert "the prediction log holds 2,888 of the 2,888 replayed predictions" in " ".join(
+        again.stdout.split()
+    )
     path = tmp_path / "schemas" / "bike.yaml"
     # Someone takes the file over (drops the demo's first line) and tightens a bound.
     owned = path.read_text().split("\n", 1)[1].replace("max: 1075", "max: 500")

@@ -30,6 +30,10 @@ than the production version of an earlier demo, stays where it is.
 A second demo on unchanged data (and code) is served from the pipeline's
 cache end to end: it trains nothing, registers no duplicate versions and
 leaves ``production`` alone; new data misses the cache and trains again.
+
+Last, the demo serves ``production`` with ``mlcycle serve`` in a process of
+its own and replays the test months against it (``mlcycle.cli._demo_serving``):
+throughput, latency, and every replayed prediction found in the prediction log.
 """
 
 from __future__ import annotations
@@ -81,9 +85,12 @@ def demo(ctx: typer.Context) -> None:
     (train before 2012-09-01, test after), records each as a run of
     experiment bike-demand, registers each as a version of model
     bike-demand, runs the validation gates on the test months and promotes
-    the best version that passes them to production. Run again on the same
-    data, every step comes from the pipeline cache: nothing is trained or
-    registered twice. Uses the project found from the working directory, or
+    the best version that passes them to production. Then it serves
+    production with `mlcycle serve` on a free loopback port, replays the
+    test months against it in batched requests, shows throughput, latency and
+    the predictions in the prediction log, and stops the server. Run again on
+    the same data, every step comes from the pipeline cache: nothing is
+    trained or registered twice. Uses the project found from the working directory, or
     creates one there.
     """
     from mlcycle.project import init_project
@@ -102,6 +109,7 @@ def demo(ctx: typer.Context) -> None:
         "★ best per metric: ↓ lowest for loss-like metrics (rmse, mae), ↑ highest otherwise (r2)"
     )
     out.print(_gates_line(summary))
+    _serve(settings, out)
     out.print(f"done in {time.perf_counter() - started:.1f}s")
     ids = " ".join(result["run_id"] for result in results)
     gbm = next(result["run_id"] for result in results if result["model"] == "gbm")
@@ -114,6 +122,7 @@ def demo(ctx: typer.Context) -> None:
         f"  mlcycle models show {MODEL}        # versions, aliases and gate results",
         f"  mlcycle models lineage models:/{MODEL}@production",
         f"  mlcycle models history {MODEL}",
+        f"  mlcycle serve models:/{MODEL}@production   # then POST /v1/models/{MODEL}:predict",
         f"  mlcycle runs list -e {EXPERIMENT}",
         f"  mlcycle runs compare {ids}",
         "  mlcycle runs list --where 'metrics.rmse < 100' --order-by metrics.rmse",
@@ -159,6 +168,23 @@ def _run(settings: Settings, out: Console) -> _Summary:
         finally:
             workspace.close()
     return summary
+
+
+def _serve(settings: Settings, out: Console) -> None:
+    """Serve production in a real server, replay the test months against it, stop it."""
+    from mlcycle import Workspace
+    from mlcycle.cli._demo_serving import serve_and_replay
+
+    with Workspace.open(settings) as workspace:
+        try:
+            workspace.registry.get(f"{MODEL}@production")
+        except NotFound:
+            out.print("no version is in production, so there is nothing to serve")
+            return
+        with out.status(f"serving models:/{MODEL}@production and replaying the test months"):
+            replay = serve_and_replay(workspace, settings)
+    for line in replay.lines():
+        out.print(line, markup=False, soft_wrap=True)
 
 
 def _tick(progress: Progress, task: TaskID, record: StepRun) -> None:
