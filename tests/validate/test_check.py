@@ -308,3 +308,10 @@ def test_bounds_on_nullable_columns_match_numpy(
     expected = int(((present < low) | (present > low + width)).sum())
     found = [a for a in check(table, schema).anomalies if a.kind == "out_of_range"]
     assert (found[0].count if found else 0) == expected
+
+
+@pytest.mark.parametrize("slack", [0.0, 0.5])
+def test_a_range_wider_than_a_float_still_gives_bounds_its_data_passes(slack: float) -> None:
+    table = pa.table({"f": [1.7976931348623157e308, -9.9792015476736e291], "k": [0, 1]})
+    schema = infer_schema(table, slack=slack, key=["k"])
+    assert check(table, schema).anomalies == []

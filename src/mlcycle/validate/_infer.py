@@ -10,6 +10,7 @@ to catch a broken feed.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 
 from mlcycle.data import ColumnProfile, DatasetProfile, DatasetRegistry, profile_table
@@ -107,13 +108,25 @@ def _bounds(
     if not isinstance(column.max, float):
         return None, None
     span = column.max - column.min or abs(column.max) or 1.0
-    low = column.min - slack * span
-    high = column.max + slack * span
+    margin = slack * span if slack > 0 else 0.0  # a span that overflows to inf times 0 is nan
+    low = _finite(column.min - margin, column.min)
+    high = _finite(column.max + margin, column.max)
     if column.min >= 0 > low:
         low = 0.0
     if integer:
         low, high = float(math.floor(low)), float(math.ceil(high))
     return low, high
+
+
+def _finite(bound: float, observed: float) -> float:
+    """``bound``, or the largest float on its side when widening a finite ``observed`` overflowed.
+
+    >>> _finite(float("inf"), 1e308)
+    1.7976931348623157e+308
+    """
+    if math.isinf(bound) and math.isfinite(observed):
+        return math.copysign(sys.float_info.max, bound)
+    return bound
 
 
 def _round_up(fraction: float, digits: int = 4) -> float:
