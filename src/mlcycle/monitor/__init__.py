@@ -36,7 +36,9 @@ from mlcycle.monitor._rules import (
     rule_from_settings,
     rules_from_settings,
 )
+from mlcycle.monitor._run import Sources
 from mlcycle.monitor._sdk import reference
+from mlcycle.monitor._window import WindowResult
 
 __all__ = [
     "CACHE_KIND",
@@ -58,8 +60,10 @@ __all__ = [
     "ReferenceStats",
     "RetryPolicy",
     "Rule",
+    "Sources",
     "TestName",
     "WebhookNotifier",
+    "WindowResult",
     "build_notifier",
     "build_notifiers",
     "drift",
