@@ -44,49 +44,54 @@ def training_frame(rows: int = 2_000, *, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"temp": temp, "season": season, "cnt": cnt})
 
 
+def serve_bike(ws: Workspace) -> Served:
+    """Register ``bike/1`` and model ``bike/1`` trained on it 10 days before DAY, deploy it."""
+    ws.clock.set(DAY - timedelta(days=10))  # type: ignore[attr-defined]
+    ws.data.register("bike", training_frame())
+    with ws.start_run("train"):
+        frame = ws.data.load("bike/1")
+        model = Ridge(alpha=1e-6).fit(frame[FEATURES], frame["cnt"])
+        ws.registry.register("bike", model, input_example=frame[FEATURES].head())
+    ws.deployments.deploy("bike", model="bike/1")
+    counter = iter(range(10**9))
+
+    def write(
+        hour: float,
+        inputs: pd.DataFrame,
+        *,
+        outputs: np.ndarray | None = None,
+        variant: str = "primary",
+        version: int = 1,
+        latency_ms: float = 2.0,
+    ) -> list[str]:
+        found = model.predict(inputs[FEATURES]) if outputs is None else outputs
+        ids = [f"r{next(counter)}" for _ in range(len(inputs))]
+        log = ws.prediction_log()
+        log.append(
+            PredictionBatch(
+                deployment="bike",
+                model="bike",
+                model_version=version,
+                variant=variant,
+                shadow=variant != "primary",
+                request_ids=ids,
+                row_indexes=[0] * len(ids),
+                times=[(DAY + timedelta(hours=hour)).timestamp()] * len(ids),
+                latency_ms=[latency_ms] * len(ids),
+                inputs={name: inputs[name].to_numpy() for name in inputs.columns},
+                outputs=np.asarray(found, dtype=np.float64),
+            )
+        )
+        log.close()
+        return ids
+
+    return Served(ws=ws, model=model, write=write)
+
+
 @pytest.fixture
 def monitored(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
     """The served workspace; ``indirect`` parametrisation gives its ``[monitors]`` tables."""
     monitors = getattr(request, "param", {})
     settings = Settings(home=tmp_path, clock=ClockSettings(mode="simulated"), monitors=monitors)
     with Workspace.open(settings) as ws:
-        ws.clock.set(DAY - timedelta(days=10))  # type: ignore[attr-defined]
-        ws.data.register("bike", training_frame())
-        with ws.start_run("train"):
-            frame = ws.data.load("bike/1")
-            model = Ridge(alpha=1e-6).fit(frame[FEATURES], frame["cnt"])
-            ws.registry.register("bike", model, input_example=frame[FEATURES].head())
-        ws.deployments.deploy("bike", model="bike/1")
-        counter = iter(range(10**9))
-
-        def write(
-            hour: float,
-            inputs: pd.DataFrame,
-            *,
-            outputs: np.ndarray | None = None,
-            variant: str = "primary",
-            version: int = 1,
-            latency_ms: float = 2.0,
-        ) -> list[str]:
-            found = model.predict(inputs[FEATURES]) if outputs is None else outputs
-            ids = [f"r{next(counter)}" for _ in range(len(inputs))]
-            log = ws.prediction_log()
-            log.append(
-                PredictionBatch(
-                    deployment="bike",
-                    model="bike",
-                    model_version=version,
-                    variant=variant,
-                    shadow=variant != "primary",
-                    request_ids=ids,
-                    row_indexes=[0] * len(ids),
-                    times=[(DAY + timedelta(hours=hour)).timestamp()] * len(ids),
-                    latency_ms=[latency_ms] * len(ids),
-                    inputs={name: inputs[name].to_numpy() for name in inputs.columns},
-                    outputs=np.asarray(found, dtype=np.float64),
-                )
-            )
-            log.close()
-            return ids
-
-        yield Served(ws=ws, model=model, write=write)
+        yield serve_bike(ws)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.linear_model import Ridge
 from tests.monitor.conftest import DAY, Served, training_frame
 
 from mlcycle.errors import NotFound, ValidationFailed
@@ -102,3 +105,36 @@ def test_an_unknown_deployment_is_an_error_naming_the_known_ones(monitored: Serv
 def test_a_deployment_without_a_log_yet_has_nothing_to_score(monitored: Served) -> None:
     assert monitored.ws.monitor.run("bike") == []
     assert monitored.ws.monitor.results("bike").empty
+
+
+def test_the_report_shows_the_stored_windows_offline(monitored: Served, tmp_path: Path) -> None:
+    frame = training_frame(100, seed=5)[["temp", "season"]]
+    ids = monitored.write(1, frame)
+    monitored.write(25, frame.assign(temp=frame["temp"] + 3))
+    monitored.ws.feedback.record("bike", [(i, 40.0) for i in ids])
+    monitored.ws.monitor.run("bike", until=DAY + timedelta(days=2))
+    html = monitored.ws.monitor.report("bike", tmp_path / "out")
+    text = html.read_text()
+    assert html.name == "monitor-bike.html"
+    assert "<svg" in text
+    assert "rmse" in text
+    assert "http" not in text.replace("http://www.w3.org", "")  # nothing fetched
+    body = json.loads((tmp_path / "out" / "monitor-bike.json").read_text())
+    assert [w["values"]["rows"] for w in body["windows"]] == [100.0, 100.0]
+    assert body["windows"][1]["values"]["drifted.temp"] == 1.0
+
+
+def test_older_versions_are_scored_on_the_latest_labelled_window(monitored: Served) -> None:
+    ws = monitored.ws
+    ws.clock.set(DAY - timedelta(days=2))  # type: ignore[attr-defined]
+    frame = training_frame(300, seed=6)
+    worse = Ridge().fit(frame[["temp"]].assign(season=0.0), frame["cnt"])  # ignores season
+    ws.registry.register("bike", worse, input_example=frame[["temp", "season"]].head())
+    inputs = frame[["temp", "season"]]
+    ids = monitored.write(2, inputs)
+    ws.feedback.record("bike", [(i, float(c)) for i, c in zip(ids, frame["cnt"], strict=True)])
+    ws.monitor.run("bike", until=DAY + timedelta(days=1))
+    curve = ws.monitor.age_quality("bike")
+    assert curve["version"].tolist() == [1, 2]
+    assert curve["age_days"].tolist() == pytest.approx([11.0, 3.0])
+    assert curve["rmse"][0] < 2 < curve["rmse"][1]

@@ -26,6 +26,7 @@ from mlcycle.store import ArtifactStore, LineageGraph
 
 if TYPE_CHECKING:
     from datetime import datetime
+    from pathlib import Path
 
     import pandas as pd
 
@@ -171,6 +172,25 @@ class Monitor:
                 "value": pd.Series([p.value for p in points], dtype="float64"),
             }
         )
+
+    def report(self, deployment: str, out_dir: str | Path) -> Path:
+        """Write ``monitor-<deployment>.html`` (offline, with plots) and ``.json``."""
+        from mlcycle.monitor._results import write_report  # noqa: PLC0415
+
+        return write_report(self._sources(), deployment, out_dir)
+
+    def age_quality(
+        self, deployment: str, *, model: str | None = None, window: str | None = None
+    ) -> pd.DataFrame:
+        """Every registered version of the model scored on the latest labelled window.
+
+        Columns: ``version, registered_at, age_days, rows, note`` and the task's
+        metrics. ``window`` (``7d``) scores the labelled predictions of that
+        period up to now instead; ``model`` defaults to the one serving there.
+        """
+        from mlcycle.monitor._results import age_quality  # noqa: PLC0415
+
+        return age_quality(self._sources(), self.clock, deployment, model=model, window=window)
 
     def _sources(self) -> Sources:
         if self.sources is None:

@@ -588,6 +588,10 @@ class MonitorResultLog(Protocol):
         """The stored windows ``(start, end)`` ending in ``(since, until]``, oldest first."""
         ...
 
+    def monitored_deployments(self) -> list[str]:
+        """The deployments with stored results, by name."""
+        ...
+
     def read_monitor_results(
         self,
         deployment: str,

@@ -97,6 +97,13 @@ class MonitorResultsMixin:
         found = self._db.read(lambda conn: conn.execute(query).all())
         return [(from_epoch(row.window_start), from_epoch(row.window_end)) for row in found]
 
+    def monitored_deployments(self) -> list[str]:
+        """The deployments with stored results, by name."""
+        query = (
+            select(monitor_results.c.deployment).distinct().order_by(monitor_results.c.deployment)
+        )
+        return list(self._db.read(lambda conn: conn.execute(query).scalars().all()))
+
     def read_monitor_results(
         self,
         deployment: str,
