@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import Ridge
 
+from mlcycle.clock import SimulatedClock
 from mlcycle.serve import PredictionBatch
 from mlcycle.settings import ClockSettings, Settings
 from mlcycle.workspace import Workspace
@@ -46,7 +47,8 @@ def training_frame(rows: int = 2_000, *, seed: int = 0) -> pd.DataFrame:
 
 def serve_bike(ws: Workspace) -> Served:
     """Register ``bike/1`` and model ``bike/1`` trained on it 10 days before DAY, deploy it."""
-    ws.clock.set(DAY - timedelta(days=10))  # type: ignore[attr-defined]
+    if isinstance(ws.clock, SimulatedClock):
+        ws.clock.set(DAY - timedelta(days=10))
     ws.data.register("bike", training_frame())
     with ws.start_run("train"):
         frame = ws.data.load("bike/1")

@@ -97,6 +97,7 @@ def run_windows(
         deployment=deployment,
         since=start,
         until=end,
+        errors=True,
     )
     if log.num_rows == 0:
         if not known and not _has_log(sources, deployment):
