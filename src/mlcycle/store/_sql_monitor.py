@@ -144,10 +144,11 @@ def _range(deployment: str, since: datetime | None, until: datetime | None) -> l
 
 
 def _checked(metric: str, deployment: str) -> str:
-    if not isinstance(metric, str) or not metric or len(metric) > MAX_METRIC_NAME:
+    bad = not isinstance(metric, str) or not metric or len(metric) > MAX_METRIC_NAME
+    if bad or not metric.isprintable():
         raise ValidationFailed(
             f"monitor metric name {metric!r} of '{deployment}' must be a string of 1 to "
-            f"{MAX_METRIC_NAME} characters"
+            f"{MAX_METRIC_NAME} printable characters"
         )
     return metric
 
