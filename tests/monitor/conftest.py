@@ -19,7 +19,7 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from mlcycle.clock import SimulatedClock
-from mlcycle.serve import PredictionBatch
+from mlcycle.serve import PredictionBatch, PredictionLog
 from mlcycle.settings import ClockSettings, Settings
 from mlcycle.workspace import Workspace
 
@@ -34,6 +34,7 @@ class Served:
     ws: Workspace
     model: Ridge
     write: Callable[..., list[str]]
+    spooled: list[PredictionLog]
 
 
 def training_frame(rows: int = 2_000, *, seed: int = 0) -> pd.DataFrame:
@@ -65,6 +66,7 @@ def serve_bike(ws: Workspace) -> Served:
         variant: str = "primary",
         version: int = 1,
         latency_ms: float = 2.0,
+        spool_only: bool = False,
     ) -> list[str]:
         found = model.predict(inputs[FEATURES]) if outputs is None else outputs
         ids = [f"r{next(counter)}" for _ in range(len(inputs))]
@@ -84,10 +86,15 @@ def serve_bike(ws: Workspace) -> Served:
                 outputs=np.asarray(found, dtype=np.float64),
             )
         )
-        log.close()
+        if spool_only:  # durable in this process's spool segment, not rolled into Delta yet
+            log.flush()
+            spooled.append(log)
+        else:
+            log.close()
         return ids
 
-    return Served(ws=ws, model=model, write=write)
+    spooled: list[PredictionLog] = []
+    return Served(ws=ws, model=model, write=write, spooled=spooled)
 
 
 @pytest.fixture
@@ -96,4 +103,7 @@ def monitored(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served
     monitors = getattr(request, "param", {})
     settings = Settings(home=tmp_path, clock=ClockSettings(mode="simulated"), monitors=monitors)
     with Workspace.open(settings) as ws:
-        yield serve_bike(ws)
+        served = serve_bike(ws)
+        yield served
+        for log in served.spooled:
+            log.close()

@@ -60,11 +60,12 @@ def test_a_day_is_scored_against_the_training_data_and_stored_once(monitored: Se
 
 def test_an_empty_window_is_stored_with_no_rows(monitored: Served) -> None:
     frame = training_frame(50, seed=2)[["temp", "season"]]
-    monitored.write(1, frame)
-    monitored.write(49, frame)  # day 3: day 2 is empty
+    monitored.write(49, frame)  # day 3, written first: the log is read in time order anyway
+    monitored.write(1, frame)  # day 1; day 2 is empty
+    monitored.write(0.5, frame, spool_only=True)  # earlier, still in the spool: read last
     monitored.ws.clock.set(DAY + timedelta(days=3))  # type: ignore[attr-defined]
     results = monitored.ws.monitor.run("bike")
-    assert [r.rows for r in results] == [50, 0, 50]
+    assert [r.rows for r in results] == [100, 0, 50]
     assert results[1].values["rows"] == 0
     assert results[1].drift is None
     assert "drift_share" not in results[1].values

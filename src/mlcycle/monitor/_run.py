@@ -98,12 +98,16 @@ def run_windows(
         since=start,
         until=end,
         errors=True,
+        ordered=False,
     )
     if log.num_rows == 0:
         if not known and not _has_log(sources, deployment):
             raise NotFound(_unknown(sources, deployment))
         return []
     micros = log.column("time").cast(pa.int64()).to_numpy()
+    if micros.size > 1 and bool(np.any(np.diff(micros) < 0)):  # spool parts, several writers
+        order = np.argsort(micros, kind="stable")
+        log, micros = log.take(pa.array(order)), micros[order]
     step = int(length.total_seconds() * 1e6)
     first = _grid(start, step, up=True) if start is not None else (int(micros[0]) // step) * step
     stored = set(sources.results.monitor_windows(deployment, since=_moment(first), until=end))
@@ -205,10 +209,7 @@ class _Scorer:
         return values
 
     def _facts(self, rows: pa.Table) -> ModelFacts:
-        pairs = pa.table({"m": rows.column("model"), "v": rows.column("model_version")})
-        counts = pairs.group_by(["m", "v"], use_threads=False).aggregate([([], "count_all")])
-        best = int(np.argmax(counts.column("count_all").to_numpy()))
-        key = (counts.column("m")[best].as_py(), int(counts.column("v")[best].as_py()))
+        key = _most_rows(rows)
         if key not in self.models:
             self.models[key] = self._lookup(*key)
         return self.models[key]
@@ -263,6 +264,17 @@ class _Scorer:
 
     def _outputs_key(self, ref: str) -> str:
         return f"{_OUTPUTS_KEY}{self.deployment}:{ref}"
+
+
+def _most_rows(rows: pa.Table) -> tuple[str, int]:
+    """The model and version that answered most of ``rows`` (usually every one)."""
+    model, version = rows.column("model"), rows.column("model_version")
+    names = pc.value_counts(model)
+    name = names.field("values")[int(np.argmax(names.field("counts")))].as_py()
+    versions = pc.value_counts(version.filter(pc.equal(model, name)))
+    return str(name), int(
+        versions.field("values")[int(np.argmax(versions.field("counts")))].as_py()
+    )
 
 
 def _key_of(ref: str) -> tuple[str, int]:

@@ -225,8 +225,8 @@ def _bad_rows(frame: pa.Table) -> int:
 
 def latency(rows: pa.Table, prefix: str = "") -> dict[str, float | None]:
     """``latency_p50_ms`` and ``latency_p99_ms`` per request (its first row)."""
-    first = rows.filter(pc.equal(rows.column("row_index"), 0)).column("latency_ms")
-    numbers = _floats(first)
+    first = pc.equal(rows.column("row_index"), 0)
+    numbers = _floats(rows.column("latency_ms").filter(first))
     numbers = numbers[np.isfinite(numbers)]
     if numbers.size == 0:
         return {f"{prefix}latency_p50_ms": None, f"{prefix}latency_p99_ms": None}
