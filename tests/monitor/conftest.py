@@ -67,9 +67,10 @@ def serve_bike(ws: Workspace) -> Served:
         version: int = 1,
         latency_ms: float = 2.0,
         spool_only: bool = False,
+        ids: list[str] | None = None,
     ) -> list[str]:
         found = model.predict(inputs[FEATURES]) if outputs is None else outputs
-        ids = [f"r{next(counter)}" for _ in range(len(inputs))]
+        ids = ids or [f"r{next(counter)}" for _ in range(len(inputs))]
         log = ws.prediction_log()
         log.append(
             PredictionBatch(
@@ -83,7 +84,7 @@ def serve_bike(ws: Workspace) -> Served:
                 times=[(DAY + timedelta(hours=hour)).timestamp()] * len(ids),
                 latency_ms=[latency_ms] * len(ids),
                 inputs={name: inputs[name].to_numpy() for name in inputs.columns},
-                outputs=np.asarray(found, dtype=np.float64),
+                outputs=np.asarray(found, dtype=np.float64) if outputs is None else outputs,
             )
         )
         if spool_only:  # durable in this process's spool segment, not rolled into Delta yet

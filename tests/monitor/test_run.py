@@ -11,6 +11,7 @@ import pytest
 from sklearn.linear_model import Ridge
 from tests.monitor.conftest import DAY, Served, training_frame
 
+import mlcycle as mc
 from mlcycle.errors import NotFound, ValidationFailed
 
 
@@ -139,3 +140,67 @@ def test_older_versions_are_scored_on_the_latest_labelled_window(monitored: Serv
     assert curve["version"].tolist() == [1, 2]
     assert curve["age_days"].tolist() == pytest.approx([11.0, 3.0])
     assert curve["rmse"][0] < 2 < curve["rmse"][1]
+
+
+def test_shadows_are_scored_apart_by_variant(monitored: Served) -> None:
+    frame = training_frame(60, seed=8)
+    inputs = frame[["temp", "season"]]
+    ids = monitored.write(2, inputs)
+    zeros = np.full(60, 0.0)
+    monitored.write(2, inputs, outputs=zeros, variant="zero", latency_ms=9.0, ids=ids)
+    truth = [(i, float(c)) for i, c in zip(ids, frame["cnt"], strict=True)]
+    monitored.ws.feedback.record("bike", truth)
+    [result] = monitored.ws.monitor.run("bike", until=DAY + timedelta(days=1))
+    values = result.values
+    assert result.rows == 60  # the shadow copies are not answers
+    assert values["shadow.zero.rows"] == 60
+    assert values["shadow.zero.latency_p50_ms"] == 9.0
+    assert values["shadow.zero.labelled_rows"] == 60  # the same requests, so the same labels
+    assert values["labelled_rows"] == 60
+    assert values["rmse"] < 2  # type: ignore[operator]
+    assert values["shadow.zero.rmse"] > 40  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    "monitored", [{"bike": {"task": "classification", "positive_label": "busy"}}], indirect=True
+)
+def test_a_classifier_gets_classification_metrics(monitored: Served) -> None:
+    inputs = training_frame(8, seed=9)[["temp", "season"]]
+    said = ["busy", "busy", "quiet", "quiet", "busy", "quiet", "busy", "quiet"]
+    truth = ["busy", "quiet", "quiet", "quiet", "busy", "quiet", "busy", "busy"]
+    ids = monitored.write(3, inputs, outputs=said)
+    monitored.ws.feedback.record("bike", list(zip(ids, truth, strict=True)))
+    [result] = monitored.ws.monitor.run("bike", until=DAY + timedelta(days=1))
+    values = result.values
+    assert values["accuracy"] == pytest.approx(6 / 8)
+    assert values["precision"] == pytest.approx(3 / 4)
+    assert values["recall"] == pytest.approx(3 / 4)
+    assert values["f1"] == pytest.approx(3 / 4)
+    assert values["roc_auc"] == pytest.approx(0.75)
+    assert values["nan_outputs"] == 0
+    assert "rmse" not in values
+
+
+def test_the_sdk_runs_on_the_working_directory_s_project(
+    monitored: Served, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monitored.write(4, training_frame(30, seed=10)[["temp", "season"]])
+    monkeypatch.chdir(monitored.ws.settings.home)
+    try:
+        [result] = mc.monitor.run("bike", until=DAY + timedelta(days=1))
+        stored = mc.monitor.results("bike", metrics=["rows"])
+        page = mc.monitor.report("bike", tmp_path / "sdk")
+    finally:
+        mc.close()
+    assert result.rows == 30
+    assert stored["value"].tolist() == [30.0]
+    assert page.is_file()
+
+
+def test_a_version_the_registry_does_not_know_is_still_monitored(monitored: Served) -> None:
+    monitored.write(1, training_frame(20, seed=11)[["temp", "season"]], version=7)
+    [result] = monitored.ws.monitor.run("bike", until=DAY + timedelta(days=1))
+    assert result.rows == 20
+    assert result.drift is None  # no lineage: no training data to compare with
+    assert result.values["model_age_days"] is None
+    assert result.values["nan_outputs"] == 0

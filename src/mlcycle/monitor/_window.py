@@ -310,8 +310,8 @@ def _metrics(
         finite = np.isfinite(y_true) & np.isfinite(y_pred)
         found: dict[str, float] = compute_metrics("regression", y_true[finite], y_pred[finite])
     else:
-        y_true = np.asarray([_as_label(v) for v in truth.to_pylist()], dtype=object)
-        y_pred = np.asarray([_as_label(v) for v in predicted.to_pylist()], dtype=object)
+        y_true = _labels([_as_label(v) for v in truth.to_pylist()])
+        y_pred = _labels([_as_label(v) for v in predicted.to_pylist()])
         found = compute_metrics("classification", y_true, y_pred, positive=config.positive_label)
         if len(set(y_true.tolist()) | set(y_pred.tolist())) == 2:
             found["roc_auc"] = _label_auc(y_true, y_pred, config.positive_label)
@@ -335,6 +335,14 @@ def _label_auc(
     return float(roc_auc_score(truth, (y_pred == positive).astype(float)))
 
 
+def _labels(values: list[Any]) -> npt.NDArray[Any]:  # Any: class labels
+    """Labels as one array: numbers or text as NumPy infers them, mixed kinds as text."""
+    kinds = {type(value) for value in values}
+    if len(kinds) > 1:
+        return np.asarray([str(value) for value in values])
+    return np.asarray(values)
+
+
 def _as_label(value: Any) -> Any:  # Any: a label or an output
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -342,16 +350,15 @@ def _as_label(value: Any) -> Any:  # Any: a label or an output
 
 
 def _guess_task(label: pa.ChunkedArray, output: pa.ChunkedArray) -> str | None:
+    """Classification for text, or whole numbers of two values in labels and outputs together."""
     if pa.types.is_list(output.type):
         return None
     if column_type(label.type) == "categorical" or column_type(output.type) == "categorical":
         return "classification"
-    outputs = _floats(output)
-    outputs = outputs[np.isfinite(outputs)]
-    integral = bool(np.all(outputs == np.round(outputs)))
-    if integral and np.unique(outputs).size <= 2:
-        return "classification"
-    return "regression"
+    values = np.concatenate([_floats(label), _floats(output)])
+    values = values[np.isfinite(values)]
+    integral = bool(np.all(values == np.round(values)))
+    return "classification" if integral and np.unique(values).size <= 2 else "regression"
 
 
 def _finite(value: float | None) -> float | None:
