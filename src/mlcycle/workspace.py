@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         DatasetCatalog,
         DeploymentCatalog,
         ModelCatalog,
+        MonitorResultLog,
         ScheduleCatalog,
         TableArea,
     )
@@ -141,7 +142,8 @@ class Workspace:
         """Drift against dataset versions: ``ws.monitor.drift("bike/3", window_df)``."""
         self._check_open()
         if self._monitor is None:
-            from mlcycle.monitor import Monitor  # noqa: PLC0415  (loads on first use)
+            from mlcycle.monitor import Monitor, Sources  # noqa: PLC0415  (loads on first use)
+            from mlcycle.serve import spool_dir  # noqa: PLC0415
 
             self._monitor = Monitor(
                 data=self.data,
@@ -149,6 +151,15 @@ class Workspace:
                 lineage=self.metadata,
                 clock=self.clock,
                 actor=self.actor,
+                sources=Sources(
+                    spool_dir=spool_dir(self.settings),
+                    tables=cast("TableArea", self.artifacts),  # every artifact store has one
+                    deployments=cast("DeploymentCatalog", self.metadata),  # the SQL store
+                    results=cast("MonitorResultLog", self.metadata),  # is every catalog
+                    registry=lambda: self.registry,
+                    monitors=self.settings.monitors,
+                    alerts=lambda: self.alerts,
+                ),
             )
         return self._monitor
 

@@ -16,6 +16,7 @@ from mlcycle.cli import (
     _experiments,
     _init,
     _models,
+    _monitor,
     _pipelines,
     _predict,
     _runs,
@@ -64,6 +65,7 @@ app.command("agent")(_schedules.agent)
 app.command("deploy")(_deploy.deploy)
 app.add_typer(_deploy.app, name="deployments")
 app.add_typer(_alerts.app, name="alerts")
+app.add_typer(_monitor.app, name="monitor")
 app.command("init")(_init.init)
 app.command("demo")(_demo.demo)
 app.command("serve")(_serve.serve)

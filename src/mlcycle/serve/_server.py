@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -52,6 +53,7 @@ __all__ = ["FOLLOWED_EVENTS", "Answer", "DeploymentSource", "ModelServer"]
 FOLLOWED_EVENTS = ("model.alias_moved", "deployment.applied", "deployment.removed")
 """The event types that make a server reload."""
 _PAGE = 1000
+_MAX_ERROR = 500  # characters of a failure's message kept in the log
 _log = logging.getLogger("mlcycle.serve")
 
 
@@ -212,6 +214,29 @@ class ModelServer:
         self.metrics.requests.labels(*labels, str(status)).inc()
         if status >= 400:
             self.metrics.errors.labels(*labels, str(status)).inc()
+
+    def record_failure(
+        self, lane: Lane | None, *, request_id: str, status: int, message: str, arrived: float
+    ) -> None:
+        """Log a failed request as an ``error`` row of the prediction log (not a 401)."""
+        if self.sink is None or status == HTTPStatus.UNAUTHORIZED:
+            return
+        self.sink.append(
+            PredictionBatch(
+                deployment=self.name,
+                model="" if lane is None else lane.model.name,
+                model_version=0 if lane is None else lane.model.version,
+                variant="" if lane is None else lane.variant.name,
+                shadow=False,
+                request_ids=[request_id],
+                row_indexes=[0],
+                times=[time.time()],
+                latency_ms=[(time.perf_counter() - arrived) * 1000],
+                inputs={},
+                outputs=[],
+                error=f"{status}: {message}"[:_MAX_ERROR],
+            )
+        )
 
     async def refresh(self) -> None:
         """Read the deployment and its aliases again; load and swap in what changed.
