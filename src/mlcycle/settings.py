@@ -361,6 +361,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     pipelines: dict[str, PipelineSettings] = {}
     deployments: dict[str, dict[str, Any]] = {}  # Any: TOML values, checked by mlcycle.serve
+    training: dict[str, dict[str, Any]] = {}  # Any: TOML values, checked by mlcycle.agent
 
     @property
     def workspace_dir(self) -> Path:
