@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from tests.agent.training_project import (
     DEPLOYMENT,
     FEATURES,
     MODEL,
+    NOTICES,
     deploy_production,
     fire,
     label,
@@ -185,6 +187,13 @@ def test_a_challenger_that_does_not_win_stays_a_challenger(open_project: Open) -
     assert ws.registry.get(f"{MODEL}@production").version == 1
     assert ws.registry.get(f"{MODEL}@challenger").version == 2
     assert ws.deployments.get(DEPLOYMENT).policy == "single"
+    ws.alerts.deliver()
+    notices = [json.loads(line) for line in (ws.settings.home / NOTICES).read_text().splitlines()]
+    assert [n["event"] for n in notices] == ["alert.fired", "training.rejected"]
+    told = notices[1]
+    assert told["alert_id"] == rejected.alert_id
+    assert told["why"] == f"continuous training: {rejected.why}"
+    assert told["training"]["stage"] == "trial"
 
 
 def test_too_few_labelled_requests_wait_without_a_decision(open_project: Open) -> None:

@@ -25,6 +25,7 @@ from mlcycle.settings import (
     AlertSettings,
     ClockSettings,
     GateSettings,
+    NotifierSettings,
     RegistrySettings,
     Settings,
 )
@@ -32,6 +33,8 @@ from mlcycle.settings import (
 MODEL = "demand"
 DEPLOYMENT = "demand"
 FEATURES = ["x1", "x2"]
+NOTICES = "alerts.jsonl"
+"""Where the ``log`` notifier appends the notifications of ``demand-drift`` (in the project)."""
 
 PIPELINE = """\
 import numpy as np
@@ -97,7 +100,7 @@ def policy(**overrides: Any) -> dict[str, Any]:  # Any: TOML values
 
 
 RULES = {
-    "demand-drift": AlertRuleSettings(when="drift_share > 0.3"),
+    "demand-drift": AlertRuleSettings(when="drift_share > 0.3", notify=("log",)),
     "demand-decay": AlertRuleSettings(when="rmse > 1.5"),
     "demand-skew": AlertRuleSettings(when="skew_share > 0.5"),
 }
@@ -109,7 +112,9 @@ def settings_for(home: Path, table: dict[str, Any] | None = None, **extra: Any) 
         home=home,
         actor="tester",
         clock=ClockSettings(mode="simulated"),
-        alerts=AlertSettings(rules=RULES),
+        alerts=AlertSettings(
+            rules=RULES, notifiers={"log": NotifierSettings(kind="file", path=Path(NOTICES))}
+        ),
         # The pipeline evaluates on rows it held out, without recording a split.
         registry=RegistrySettings(gates={MODEL: GateSettings(require_disjoint_test=False)}),
         training={DEPLOYMENT: table if table is not None else policy()},

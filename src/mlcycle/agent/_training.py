@@ -37,6 +37,7 @@ from mlcycle.pipeline import PipelineHost, load_target
 from mlcycle.store import Deployment, Event, ModelVersion, ScheduleCatalog, Variant
 
 if TYPE_CHECKING:
+    from mlcycle.monitor import Alerts
     from mlcycle.serve import Deployments, FeedbackLog
 
 __all__ = ["STEP_EVENTS", "Step", "Training", "TrainingHost", "TrainingStatus"]
@@ -54,6 +55,10 @@ STEP_EVENTS = (
 )
 """The events of the loop, in the order a retrain goes through them."""
 _ALERT_EVENT = "alert.fired"
+_OUTCOMES = frozenset(
+    {"training.promoted", "training.rejected", "training.failed", "training.rolled_back"}
+)
+"""The steps the notifiers of the alert that started them hear about."""
 _CHALLENGER = "challenger"
 _BATCH = 500
 _log = logging.getLogger("mlcycle.agent.training")
@@ -70,6 +75,11 @@ class TrainingHost(PipelineHost, Protocol):
     @property
     def feedback(self) -> FeedbackLog:
         """Labels joined to served predictions."""
+        ...
+
+    @property
+    def alerts(self) -> Alerts:
+        """Alerts, whose notifiers hear what became of the retrains they started."""
         ...
 
 
@@ -535,7 +545,22 @@ class Training:
             payload=payload,
         )
         _log.info("%s %s: %s", kind, policy.deployment, why)
+        alert_id = payload["alert_id"]
+        if kind in _OUTCOMES and isinstance(alert_id, str):
+            self._tell(alert_id, kind, why, payload)
         return Step.of(event)
+
+    def _tell(self, alert_id: str, kind: str, why: str, payload: dict[str, Any]) -> None:
+        """Queue the outcome for the notifiers of the alert's rule (never failing the step)."""
+        try:
+            self.host.alerts.follow_up(
+                alert_id,
+                event=kind,
+                why=f"continuous training: {why}",
+                details={"training": {k: v for k, v in payload.items() if k != "why"}},
+            )
+        except MlcycleError as exc:
+            _log.warning("cannot notify about %s of alert %s: %s", kind, alert_id, exc)
 
     def _events(self, deployment: str) -> Iterable[Event]:
         subject = f"training:/{deployment}"
