@@ -30,7 +30,7 @@ from mlcycle.ids import new_id
 from mlcycle.store import Event, EventLog, Schedule, ScheduleCatalog, TriggerFiring
 
 if TYPE_CHECKING:
-    from mlcycle.agent._training import Training
+    from mlcycle.agent._training import Step, Training
 
 __all__ = ["TRIGGER_EVENTS", "Agent"]
 
@@ -87,6 +87,8 @@ class Agent:
         self.lease_ttl_s = lease_ttl_s
         self.timezone = timezone
         self.training = training
+        self.training_steps: list[Step] = []
+        """The continuous-training steps of the last pass."""
 
     @property
     def consumer(self) -> str:
@@ -97,7 +99,7 @@ class Agent:
         """One pass: fire due cron ticks, then new events; returns what this agent fired.
 
         With ``training``, the pass then advances the continuous-training loop
-        (its steps are events, listed by ``mlcycle training history``).
+        (its steps, kept in ``training_steps``, are events: ``mlcycle training history``).
         Does nothing (returns ``[]``) while another agent of the group holds the lease.
         """
         holder = self.catalog.take_lease(
@@ -110,7 +112,7 @@ class Agent:
         fired = self._fire_cron(list(schedules.values()))
         fired += self._follow_events(schedules)
         if self.training is not None:
-            self.training.run_once()
+            self.training_steps = self.training.run_once()
         return fired
 
     def run_forever(

@@ -187,9 +187,14 @@ class Training:
             catalog.release_lease(self.consumer, holder=self.name)
 
     def status(self, deployment: str) -> TrainingStatus:
-        """Where ``deployment``'s loop stands; a trial's labelled requests are counted now."""
+        """Where ``deployment``'s loop stands: production from the registry, labels counted now."""
         policy = self._policy(deployment)
         state = self._state(deployment)
+        try:
+            production = self.host.registry.get(f"{policy.model}@production").version
+            state = replace(state, production=production)
+        except NotFound:
+            pass  # nothing in production yet: the events' view stands
         if state.phase == "trial" and state.candidate is not None:
             verdict = self._judge(policy, state)
             state = replace(state, verdict=verdict)
