@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LinearRegression
 from tests.agent.training_project import (
     DEPLOYMENT,
     FEATURES,
@@ -316,3 +317,58 @@ def test_a_canary_is_promoted_by_a_welch_test_on_its_share(open_project: Open) -
     assert (verdict["labelled"], verdict["production_labelled"]) == (50, 200)
     assert ws.registry.get(f"{MODEL}@production").version == 2
     assert ws.deployments.get(DEPLOYMENT).policy == "single"
+
+
+def test_a_pipeline_that_registers_no_version_fails_the_retrain(open_project: Open) -> None:
+    ws = open_project(params={"mode": "nothing"})
+    fire(ws, "drift_share", 0.6, T0)
+    steps = ws.training.run_once()
+    assert _types(steps) == ["started", "failed"]
+    assert "registered no new version of 'demand'" in steps[1].why
+
+
+def test_the_loop_runs_the_gates_when_the_pipeline_did_not(open_project: Open) -> None:
+    ws = open_project(params={"mode": "register-only"})
+    fire(ws, "drift_share", 0.6, T0)
+    steps = ws.training.run_once()
+    assert _types(steps) == ["started", "candidate", "gated", "rejected"]
+    assert steps[2].why.startswith("the gates could not run: ")
+    assert steps[2].payload["failures"] == ["evaluation"]
+
+
+def test_an_interrupted_retrain_is_recorded_as_failed(open_project: Open) -> None:
+    ws = open_project()
+    ws.metadata.append_event(
+        "training.started",
+        subject=f"training:/{DEPLOYMENT}",
+        actor="tester",
+        time=T0,
+        payload={"deployment": DEPLOYMENT, "alert_id": None, "attempt": "A1", "why": "test"},
+    )
+    assert ws.training.status(DEPLOYMENT).phase == "retraining"
+    [failed] = ws.training.run_once()
+    assert failed.event == "training.failed"
+    assert "interrupted" in failed.why
+    assert ws.training.status(DEPLOYMENT).phase == "idle"
+
+
+def test_a_deployment_that_splits_traffic_cannot_start_a_trial(open_project: Open) -> None:
+    ws = open_project()
+    other = world(3, 1.0)
+    ws.registry.register(MODEL, LinearRegression().fit(other[FEATURES], other["y"]))
+    ws.deployments.deploy(DEPLOYMENT, model=f"{MODEL}@production", canary={f"{MODEL}/2": 10})
+    fire(ws, "drift_share", 0.6, T0)
+    steps = ws.training.run_once()
+    assert _types(steps)[-1] == "failed"
+    assert steps[-1].payload["stage"] == "trial"
+    assert "answers with 2 variants" in steps[-1].why
+    assert ws.deployments.get(DEPLOYMENT).policy == "canary"
+
+
+def test_a_lock_held_by_another_process_makes_the_pass_wait(open_project: Open) -> None:
+    ws = open_project()
+    fire(ws, "drift_share", 0.6, T0)
+    ws.metadata.take_lease(ws.training.consumer, holder="other", now=ws.clock.now(), ttl_s=60)
+    assert ws.training.run_once() == []
+    _advance(ws, 1 / 30)  # two minutes: the other holder's lease ran out
+    assert _types(ws.training.run_once())[0] == "started"

@@ -56,6 +56,8 @@ def world(seed, sign, rows=400):
 def train(mode: str) -> int:
     if mode == "fail":
         raise RuntimeError("the training data is unreachable")
+    if mode == "nothing":
+        return 0
     host = active_host()
     data = world(1, -1.0)
     fit, test = data.iloc[:300], data.iloc[300:]
