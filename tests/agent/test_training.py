@@ -372,3 +372,22 @@ def test_a_lock_held_by_another_process_makes_the_pass_wait(open_project: Open) 
     assert ws.training.run_once() == []
     _advance(ws, 1 / 30)  # two minutes: the other holder's lease ran out
     assert _types(ws.training.run_once())[0] == "started"
+
+
+def test_after_the_watch_a_rollback_alert_starts_a_retrain_instead(open_project: Open) -> None:
+    ws = open_project()
+    fire(ws, "drift_share", 0.6, T0)
+    ws.training.run_once()
+    _advance(ws, 1)
+    _serve_trial(ws, candidate_better=True)
+    [promoted] = ws.training.run_once()
+    watched = ws.training.status(DEPLOYMENT).watch_until
+    assert watched is not None
+    assert watched.date() == (T0 + timedelta(days=2)).date()
+    _advance(ws, 49)  # the watch of 2d is over
+    assert ws.training.status(DEPLOYMENT).phase == "idle"
+    fire(ws, "rmse", 2.5, T0 + timedelta(hours=50))
+    steps = ws.training.run_once()
+    assert _types(steps)[0] == "started"
+    assert ws.registry.get(f"{MODEL}@production").version == 2
+    assert promoted.event == "training.promoted"
