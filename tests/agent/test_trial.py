@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlcycle.agent import TrainingPolicy, judge, parse_policy, parse_rate
+from mlcycle.agent import TrainingPolicy, judge, parse_policies, parse_policy, parse_rate
 from mlcycle.errors import ValidationFailed
 
 
@@ -187,3 +190,17 @@ def test_a_single_alert_name_is_taken_as_a_list() -> None:
     )
     assert (policy.on_alerts, policy.params, policy.rate) == (("a",), {"k": 1}, "1 per 6h")
     assert policy.lower_is_better
+
+
+def test_the_policy_in_the_docs_parses() -> None:
+    page = Path(__file__).resolve().parents[2] / "docs" / "continuous-training.md"
+    [block] = re.findall(r"```toml\n(.*?)```", page.read_text(), re.DOTALL)
+    config = tomllib.loads(block)
+    [policy] = parse_policies(config["training"], rules=config["alerts"]["rules"]).values()
+    assert (policy.deployment, policy.trial, policy.max_retrains, policy.per) == (
+        "bike-demand",
+        "shadow",
+        1,
+        timedelta(hours=6),
+    )
+    assert policy.rollback_on == ("bike-decay",)

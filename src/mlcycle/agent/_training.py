@@ -408,7 +408,8 @@ class Training:
         before = self._latest_version(policy.model)
         try:
             pipeline = load_target(policy.pipeline, root=self.host.settings.home)
-            result = pipeline.run(workspace=self.host, **policy.params)
+            # An alert asks for a new model even when the inputs look unchanged to the cache.
+            result = pipeline.run(workspace=self.host, no_cache=True, **policy.params)
         except Exception as exc:  # noqa: BLE001  (a failing pipeline must not stop the loop)
             return [self._failed(policy, attempt, "pipeline", f"{type(exc).__name__}: {exc}")]
         new = [v for v in self.host.registry.versions(policy.model) if v.version > before]
