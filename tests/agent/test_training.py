@@ -391,3 +391,27 @@ def test_after_the_watch_a_rollback_alert_starts_a_retrain_instead(open_project:
     assert _types(steps)[0] == "started"
     assert ws.registry.get(f"{MODEL}@production").version == 2
     assert promoted.event == "training.promoted"
+
+
+def test_a_trial_whose_metric_cannot_be_computed_ends_as_failed(open_project: Open) -> None:
+    ws = open_project()
+    fire(ws, "drift_share", 0.6, T0)
+    ws.training.run_once()
+    live = world(5, -1.0, 120)
+    ids = [f"t{i}" for i in range(120)]
+    traffic(ws, ids=ids, at=ws.clock.now(), inputs=live[FEATURES],
+            variants=[("primary", 1, False, live["y"].to_numpy()),
+                      ("shadow", 2, True, live["y"].to_numpy())])  # fmt: skip
+    ws.feedback.record(DEPLOYMENT, [(i, "many") for i in ids])
+    [failed] = ws.training.run_once()
+    assert failed.event == "training.failed"
+    assert failed.payload["stage"] == "trial"
+    assert "its rmse cannot be computed" in failed.why
+    assert ws.deployments.get(DEPLOYMENT).policy == "single"
+    assert ws.registry.get(f"{MODEL}@production").version == 1
+
+
+def test_a_model_the_pipeline_never_registered_fails_the_retrain(open_project: Open) -> None:
+    ws = open_project(params={"mode": "nothing"}, model="ghost")
+    fire(ws, "drift_share", 0.6, T0)
+    assert _types(ws.training.run_once()) == ["started", "failed"]

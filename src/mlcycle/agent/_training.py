@@ -214,12 +214,31 @@ class Training:
             return [self._failed(policy, state, "pipeline", "the pass running it was interrupted")]
         if state.phase != "trial" or state.candidate is None:
             return []
-        verdict = self._judge(policy, state)
+        return self._decide(policy, state)
+
+    def _decide(self, policy: TrainingPolicy, state: TrainingStatus) -> list[Step]:
+        """Promote, keep as challenger, or wait, as the labelled requests say."""
+        try:
+            verdict = self._judge(policy, state)
+        except (ValueError, TypeError) as exc:  # outputs or labels the metric cannot compare
+            return [self._abandon(policy, state, f"its {policy.metric} cannot be computed: {exc}")]
         if not verdict.decided:
             return []
-        if verdict.promote:
-            return [self._promote(policy, state, verdict)]
-        return [self._keep_challenger(policy, state, verdict)]
+        try:
+            if verdict.promote:
+                return [self._promote(policy, state, verdict)]
+            return [self._keep_challenger(policy, state, verdict)]
+        except MlcycleError as exc:
+            return [self._abandon(policy, state, f"its outcome could not be applied: {exc}")]
+
+    def _abandon(self, policy: TrainingPolicy, state: TrainingStatus, why: str) -> Step:
+        """End a trial that cannot be decided, putting the deployment back if that still works."""
+        try:
+            self._restore(policy, state, winner=None)
+        except MlcycleError as exc:
+            why = f"{why}; the deployment could not be put back either: {exc}"
+        return self._failed(policy, state, "trial", f"the trial of version {state.candidate} "
+                            f"ended: {why}")  # fmt: skip
 
     def _judge(self, policy: TrainingPolicy, state: TrainingStatus) -> Verdict:
         rows = self.host.feedback.labelled(policy.deployment, since=state.trial_since)
@@ -412,7 +431,7 @@ class Training:
             result = pipeline.run(workspace=self.host, no_cache=True, **policy.params)
         except Exception as exc:  # noqa: BLE001  (a failing pipeline must not stop the loop)
             return [self._failed(policy, attempt, "pipeline", f"{type(exc).__name__}: {exc}")]
-        new = [v for v in self.host.registry.versions(policy.model) if v.version > before]
+        new = [v for v in self._versions(policy.model) if v.version > before]
         if not new:
             return [
                 self._failed(
@@ -518,10 +537,13 @@ class Training:
         )
 
     def _latest_version(self, model: str) -> int:
+        return max((v.version for v in self._versions(model)), default=0)
+
+    def _versions(self, model: str) -> list[ModelVersion]:
         try:
-            return max((v.version for v in self.host.registry.versions(model)), default=0)
-        except NotFound:
-            return 0
+            return self.host.registry.versions(model)
+        except NotFound:  # not registered yet
+            return []
 
     # -- events and state -----------------------------------------------------------------
 
