@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression
+from sklearn.neighbors import KNeighborsRegressor
 from tests.agent.training_project import (
     DEPLOYMENT,
     FEATURES,
@@ -415,3 +416,23 @@ def test_a_model_the_pipeline_never_registered_fails_the_retrain(open_project: O
     ws = open_project(params={"mode": "nothing"}, model="ghost")
     fire(ws, "drift_share", 0.6, T0)
     assert _types(ws.training.run_once()) == ["started", "failed"]
+
+
+def test_a_winner_refused_by_the_gates_at_promotion_is_rejected(open_project: Open) -> None:
+    ws = open_project()
+    fire(ws, "drift_share", 0.6, T0)
+    ws.training.run_once()
+    # Production moves during the trial to a model that knows the candidate's test rows by
+    # heart, so the promotion's fresh gates find the candidate worse.
+    rows = world(1, -1.0).iloc[300:]
+    oracle = KNeighborsRegressor(n_neighbors=1).fit(rows[FEATURES], rows["y"])
+    moved = ws.registry.register(MODEL, oracle, input_example=rows[FEATURES].head())
+    ws.registry.promote(MODEL, moved.version, force=True, reason="a hotfix")
+    _advance(ws, 1)
+    _serve_trial(ws, candidate_better=True)
+    [rejected] = ws.training.run_once()
+    assert rejected.event == "training.rejected"
+    assert rejected.payload["stage"] == "promotion"
+    assert "won its trial but promotion was refused" in rejected.why
+    assert ws.registry.get(f"{MODEL}@production").version == moved.version
+    assert ws.deployments.get(DEPLOYMENT).policy == "single"
