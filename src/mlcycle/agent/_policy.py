@@ -123,7 +123,17 @@ def parse_policy(
     rules: Collection[str],
     check_pipeline: Callable[[str], object] | None = None,
 ) -> TrainingPolicy:
-    """The policy ``[training.<deployment>]`` declares; ``ValidationFailed`` names the bad key."""
+    """The policy ``[training.<deployment>]`` declares; ``ValidationFailed`` names the bad key.
+
+    >>> table = {"pipeline": "pipelines.py:training", "model": "bike", "on_alerts": ["drift"]}
+    >>> policy = parse_policy("bike", table, rules={"drift"})
+    >>> policy.trial, policy.metric, policy.max_retrains, policy.per
+    ('shadow', 'rmse', 1, datetime.timedelta(seconds=21600))
+    >>> parse_policy("bike", {**table, "trial": "live"}, rules={"drift"})
+    Traceback (most recent call last):
+    ...
+    mlcycle.errors.ValidationFailed: [training.bike] trial = 'live' is not one of shadow, canary
+    """
     where = f"[training.{deployment}]"
     try:
         check_deployment_name(deployment)
