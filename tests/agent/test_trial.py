@@ -204,3 +204,30 @@ def test_the_policy_in_the_docs_parses() -> None:
         timedelta(hours=6),
     )
     assert policy.rollback_on == ("bike-decay",)
+
+
+@given(
+    truth=st.lists(
+        st.floats(min_value=-1e3, max_value=1e3, allow_nan=False), min_size=3, max_size=30
+    ),
+    offset=st.floats(min_value=0.5, max_value=10),
+)
+def test_a_shadow_is_promoted_only_when_it_is_better(truth: list[float], offset: float) -> None:
+    count = len(truth)
+    ids = [f"r{i}" for i in range(count)]
+    worse = [t + offset for t in truth]
+    better = [t + offset / 4 for t in truth]
+    rows = _rows(
+        ids * 3,
+        [1] * count + [2] * count + [3] * count,
+        [False] * count + [True] * (2 * count),
+        worse + better + worse,
+        truth * 3,
+    )
+    policy = _policy(min_labelled=count, margin=0.5)
+    won = judge(rows, policy, candidate=2, production=1)
+    assert won.promote
+    assert won.improvement == pytest.approx(0.75)
+    same = judge(rows, policy, candidate=3, production=1)
+    assert not same.promote
+    assert same.improvement == 0.0
