@@ -6,7 +6,15 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.agent.training_project import deploy_production, fire, write_pipeline
+from tests.agent.training_project import (
+    FEATURES,
+    deploy_production,
+    fire,
+    label,
+    traffic,
+    world,
+    write_pipeline,
+)
 from tests.cli.conftest import Invoke
 
 from mlcycle import Workspace
@@ -39,6 +47,8 @@ def test_status_history_and_the_agent_pass(project: Path, invoke: Invoke) -> Non
     write_pipeline(project)
     with Workspace.open(load_settings(project)) as ws:
         deploy_production(ws)
+    nothing = invoke("training", "history", "demand")
+    assert nothing.output.strip() == "no training steps for demand yet"
     idle = invoke("training", "status")
     assert idle.exit_code == 0, idle.output
     assert "demand: idle" in idle.output
@@ -68,6 +78,20 @@ def test_status_history_and_the_agent_pass(project: Path, invoke: Invoke) -> Non
     assert {s["alert_id"] for s in steps} == {alert_id}
     again = invoke("training", "run")
     assert (again.exit_code, again.output.strip()) == (0, "nothing to do")
+    with Workspace.open(load_settings(project)) as ws:
+        live = world(11, -1.0, 60)
+        ids = [f"q{i}" for i in range(60)]
+        old = (3 * live["x1"] + 2 * live["x2"]).to_numpy()
+        new = (3 * live["x1"] - 2 * live["x2"]).to_numpy()
+        traffic(ws, ids=ids, at=ws.clock.now(), inputs=live[FEATURES],
+                variants=[("primary", 1, False, old), ("shadow", 2, True, new)])  # fmt: skip
+        label(ws, ids, live["y"].to_numpy())
+    decided = invoke("training", "run")
+    assert decided.exit_code == 0, decided.output
+    assert "demand promoted v2 [alert" in decided.output
+    watching = invoke("training", "status", "demand")
+    assert "demand: watching" in watching.output
+    assert "production version 2" in watching.output
 
 
 def test_no_policies_and_unknown_deployments(project: Path, invoke: Invoke) -> None:
