@@ -401,6 +401,7 @@ class Settings(BaseSettings):
     monitors: dict[str, MonitorSettings] = {}
     pipelines: dict[str, PipelineSettings] = {}
     deployments: dict[str, dict[str, Any]] = {}  # Any: TOML values, checked by mlcycle.serve
+    training: dict[str, dict[str, Any]] = {}  # Any: TOML values, checked by mlcycle.agent
 
     @property
     def workspace_dir(self) -> Path:

@@ -22,6 +22,7 @@ from mlcycle.cli import (
     _runs,
     _schedules,
     _serve,
+    _training,
 )
 from mlcycle.cli._context import ErrorReportingGroup, GlobalOptions
 
@@ -66,6 +67,7 @@ app.command("deploy")(_deploy.deploy)
 app.add_typer(_deploy.app, name="deployments")
 app.add_typer(_alerts.app, name="alerts")
 app.add_typer(_monitor.app, name="monitor")
+app.add_typer(_training.app, name="training")
 app.command("init")(_init.init)
 app.command("demo")(_demo.demo)
 app.command("serve")(_serve.serve)

@@ -566,6 +566,21 @@ class AlertLog(Protocol):
         """Deliveries, oldest first, optionally of one alert or status."""
         ...
 
+    def queue_deliveries(
+        self,
+        alert_id: str,
+        *,
+        event: str,
+        payload: dict[str, Any],  # Any: JSON values
+        notifiers: Sequence[str],
+        time: datetime,
+    ) -> list[AlertDelivery]:
+        """Queue one pending delivery of ``event`` per notifier for what followed an alert.
+
+        Raises ``NotFound`` (and queues nothing) when there is no such alert.
+        """
+        ...
+
 
 class MonitorResultLog(Protocol):
     """Monitoring's time series: every metric of every scored window, stored once per window."""
