@@ -25,6 +25,7 @@ METRICS: dict[str, bool] = {"rmse": True, "mae": True, "accuracy": False}
 """The metrics a trial compares, and whether lower is better."""
 
 Trial = Literal["shadow", "canary"]
+LaunchKind = Literal["in-process", "process"]
 _KEYS = frozenset(
     {
         "pipeline",
@@ -40,6 +41,7 @@ _KEYS = frozenset(
         "watch",
         "alpha",
         "params",
+        "launch",
     }
 )
 _RATE = re.compile(r"\s*(\d+)\s+per\s+(\S+)\s*", re.IGNORECASE)
@@ -69,6 +71,7 @@ class TrainingPolicy:
     watch: timedelta = timedelta(days=3)
     alpha: float = 0.05
     params: dict[str, Any] = field(default_factory=dict)  # Any: pipeline parameter values
+    launch: LaunchKind = "in-process"
 
     @property
     def lower_is_better(self) -> bool:
@@ -170,6 +173,7 @@ def parse_policy(
         watch=reader.duration("watch", "3d"),
         alpha=reader.number("alpha", 0.05, low=0.0, high=1.0),
         params=reader.params(),
+        launch=reader.choice("launch", ("in-process", "process"), "in-process"),  # type: ignore[arg-type]
     )
     if check_pipeline is not None:
         try:

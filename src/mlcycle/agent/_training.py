@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mlcycle.agent._launch import run_retrain
 from mlcycle.agent._policy import TrainingPolicy
 from mlcycle.agent._steps import STEP_EVENTS, Step, TrainingStatus, fold
 from mlcycle.agent._trial import (
@@ -349,9 +350,7 @@ class Training:
     def _run_retrain(self, policy: TrainingPolicy, attempt: TrainingStatus) -> list[Step]:
         before = self._latest_version(policy.model)
         try:
-            pipeline = load_target(policy.pipeline, root=self.host.settings.home)
-            # An alert asks for a new model even when the inputs look unchanged to the cache.
-            result = pipeline.run(workspace=self.host, no_cache=True, **policy.params)
+            ran = self._run_pipeline(policy)
         except Exception as exc:  # noqa: BLE001  (a failing pipeline must not stop the loop)
             return [self._failed(policy, attempt, "pipeline", f"{type(exc).__name__}: {exc}")]
         new = [v for v in self._versions(policy.model) if v.version > before]
@@ -361,7 +360,7 @@ class Training:
                     policy,
                     attempt,
                     "pipeline",
-                    f"pipeline run {result.id} registered no new version of "
+                    f"{ran} registered no new version of "
                     f"'{policy.model}'; its steps must register the retrained model",
                 )
             ]
@@ -372,10 +371,10 @@ class Training:
                 "training.candidate",
                 policy,
                 attempt,
-                why=f"pipeline run {result.id} registered version {candidate.version}",
+                why=f"{ran} registered version {candidate.version}",
                 version=candidate.version,
                 versions=[v.version for v in new],
-                pipeline_run=result.id,
+                ran=ran,
             )
         ]
         gated = self._gate(policy, attempt, candidate)
@@ -394,6 +393,17 @@ class Training:
             return steps
         steps.append(self._start_trial(policy, attempt))
         return steps
+
+    def _run_pipeline(self, policy: TrainingPolicy) -> str:
+        """Run the policy's pipeline, every step anew; says what ran, raises when it failed.
+
+        An alert asks for a new model even when the inputs look unchanged to the cache.
+        """
+        if policy.launch == "process":
+            return run_retrain(self.host.settings, policy.pipeline, policy.params)
+        pipeline = load_target(policy.pipeline, root=self.host.settings.home)
+        result = pipeline.run(workspace=self.host, no_cache=True, **policy.params)
+        return f"pipeline run {result.id}"
 
     def _gate(self, policy: TrainingPolicy, attempt: TrainingStatus, version: ModelVersion) -> Step:
         from mlcycle.registry import Evaluation  # noqa: PLC0415  (on first retrain)
