@@ -16,7 +16,6 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from mlcycle.errors import MlcycleError, ValidationFailed
-from mlcycle.monitor import parse_duration
 from mlcycle.store import check_deployment_name
 
 __all__ = ["METRICS", "TrainingPolicy", "parse_policies", "parse_policy", "parse_rate"]
@@ -90,6 +89,8 @@ def parse_rate(text: object, *, where: str = "max_retrains") -> tuple[int, timed
         raise ValidationFailed(
             f"{where} = {text!r} is not a rate; write COUNT per DURATION, such as '1 per 6h'"
         )
+    from mlcycle.monitor import parse_duration  # noqa: PLC0415  (monitor loads NumPy)
+
     count = int(match[1])
     if count < 1:
         raise ValidationFailed(f"{where} = {text!r} allows no retrain; the count must be >= 1")
@@ -253,6 +254,8 @@ class _Reader:
         return float(value)
 
     def duration(self, key: str, default: str) -> timedelta:
+        from mlcycle.monitor import parse_duration  # noqa: PLC0415  (monitor loads NumPy)
+
         value = self.table.get(key, default)
         try:
             return parse_duration(value)
