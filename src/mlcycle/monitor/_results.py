@@ -29,7 +29,7 @@ from mlcycle.serve import FeedbackLog
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlcycle.monitor._run import Sources
+    from mlcycle.monitor._sources import Sources
     from mlcycle.settings import MonitorSettings
     from mlcycle.store import MonitorPoint
 

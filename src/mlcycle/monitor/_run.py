@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from mlcycle.errors import NotFound, ValidationFailed
 from mlcycle.monitor._alerts import MonitorResult
 from mlcycle.monitor._reference import FORMAT, ReferenceStats
 from mlcycle.monitor._rules import parse_duration
+from mlcycle.monitor._sources import Sources
 from mlcycle.monitor._window import (
     ModelFacts,
     WindowResult,
@@ -44,28 +44,13 @@ from mlcycle.settings import MonitorSettings
 
 if TYPE_CHECKING:
     from mlcycle.data import DatasetRegistry
-    from mlcycle.monitor._alerts import Alerts
-    from mlcycle.registry import ModelRegistry
-    from mlcycle.store import ArtifactStore, DeploymentCatalog, MonitorResultLog, TableArea
+    from mlcycle.store import ArtifactStore
 
-__all__ = ["Sources", "run_windows", "window_length"]
+__all__ = ["run_windows", "window_length"]
 
 _OUTPUTS_KEY = "monitor-outputs:"
 _TARGET = "monitor-reference:"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class Sources:
-    """Where a monitor run reads from and writes to (the workspace hands them over)."""
-
-    spool_dir: Path
-    tables: TableArea
-    deployments: DeploymentCatalog
-    results: MonitorResultLog
-    registry: Callable[[], ModelRegistry]
-    monitors: Mapping[str, MonitorSettings]
-    alerts: Callable[[], Alerts] | None = None
 
 
 def window_length(text: str | None, config: MonitorSettings) -> timedelta:

@@ -220,7 +220,7 @@ def _bad_values(column: pa.ChunkedArray) -> int:
         return int(np.count_nonzero(~np.isfinite(_floats(column))))
     if pa.types.is_list(column.type):
         flat = pc.list_flatten(column)
-        finite = pc.fill_null(pc.is_finite(flat), False)  # a NaN logged in a list is a null
+        finite = pc.fill_null(pc.is_finite(flat), fill_value=False)  # a logged NaN is a null
         bad_rows = pc.list_parent_indices(column).filter(pc.invert(finite))
         return int(column.null_count) + len(pc.unique(bad_rows))
     return int(column.null_count)
