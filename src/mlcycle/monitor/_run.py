@@ -21,13 +21,14 @@ import io
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlcycle.errors import NotFound, ValidationFailed
+from mlcycle.ids import Digest
 from mlcycle.monitor._alerts import MonitorResult
 from mlcycle.monitor._reference import FORMAT, ReferenceStats
 from mlcycle.monitor._rules import parse_duration
@@ -44,7 +45,7 @@ from mlcycle.settings import MonitorSettings
 
 if TYPE_CHECKING:
     from mlcycle.data import DatasetRegistry
-    from mlcycle.store import ArtifactStore
+    from mlcycle.monitor._monitor import Monitor
 
 __all__ = ["run_windows", "window_length"]
 
@@ -62,7 +63,7 @@ def window_length(text: str | None, config: MonitorSettings) -> timedelta:
 
 
 def run_windows(
-    monitor: Any,  # Any: the Monitor (references, lineage and clock), typed there
+    monitor: Monitor,
     sources: Sources,
     deployment: str,
     *,
@@ -126,8 +127,8 @@ class _Scorer:
     """Scores the windows of one run, with each model version's facts looked up once."""
 
     def __init__(
-        self, monitor: Any, sources: Sources, deployment: str, config: MonitorSettings
-    ) -> None:  # Any: the Monitor
+        self, monitor: Monitor, sources: Sources, deployment: str, config: MonitorSettings
+    ) -> None:
         self.monitor = monitor
         self.sources = sources
         self.deployment = deployment
@@ -228,8 +229,7 @@ class _Scorer:
         buffer = io.BytesIO()
         built.write(buffer)
         buffer.seek(0)
-        artifacts: ArtifactStore = self.monitor.artifacts
-        digest = artifacts.put(buffer)
+        digest = self.monitor.artifacts.put(buffer)
         self.monitor.lineage.add_edge(
             self._outputs_key(facts.ref),
             f"{_TARGET}{digest}",
@@ -242,7 +242,7 @@ class _Scorer:
     def _stored_outputs(self, ref: str) -> ReferenceStats | None:
         for edge in reversed(self.monitor.lineage.edges_from(self._outputs_key(ref))):
             if edge.kind == FORMAT and edge.target.startswith(_TARGET):
-                digest = edge.target.removeprefix(_TARGET)
+                digest = Digest(edge.target.removeprefix(_TARGET))
                 with contextlib.suppress(NotFound), self.monitor.artifacts.open(digest) as stream:
                     return ReferenceStats.read(stream, digest=digest)
         return None
