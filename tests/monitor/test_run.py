@@ -204,3 +204,29 @@ def test_a_version_the_registry_does_not_know_is_still_monitored(monitored: Serv
     assert result.drift is None  # no lineage: no training data to compare with
     assert result.values["model_age_days"] is None
     assert result.values["nan_outputs"] == 0
+
+
+def test_a_later_run_compares_outputs_with_the_stored_first_window(monitored: Served) -> None:
+    frame = training_frame(80, seed=12)[["temp", "season"]]
+    monitored.write(1, frame)
+    [first] = monitored.ws.monitor.run("bike", until=DAY + timedelta(days=1))
+    monitored.write(25, frame)  # the same inputs the next day: the same outputs
+    [second] = monitored.ws.monitor.run("bike", until=DAY + timedelta(days=2))
+    assert first.values["prediction_drift"] is None
+    assert second.values["prediction_drift"] == pytest.approx(1.0)
+
+
+def test_age_quality_needs_labels_and_says_how_to_get_them(monitored: Served) -> None:
+    with pytest.raises(NotFound, match="no monitored window with labels"):
+        monitored.ws.monitor.age_quality("bike")
+    monitored.write(1, training_frame(10, seed=13)[["temp", "season"]])
+    monitored.ws.clock.set(DAY + timedelta(days=1))  # type: ignore[attr-defined]
+    with pytest.raises(NotFound, match="no labelled predictions"):
+        monitored.ws.monitor.age_quality("bike", window="7d")
+
+
+def test_a_window_shorter_than_a_second_is_refused(monitored: Served) -> None:
+    with pytest.raises(ValidationFailed, match="shorter than a second"):
+        monitored.ws.monitor.run("bike", window="0.5s")
+    with pytest.raises(ValidationFailed, match="is not a duration"):
+        monitored.ws.monitor.run("bike", window="daily")
