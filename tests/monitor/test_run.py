@@ -230,3 +230,20 @@ def test_a_window_shorter_than_a_second_is_refused(monitored: Served) -> None:
         monitored.ws.monitor.run("bike", window="0.5s")
     with pytest.raises(ValidationFailed, match="is not a duration"):
         monitored.ws.monitor.run("bike", window="daily")
+
+
+def test_days_without_predictions_after_the_last_run_are_stored_empty(monitored: Served) -> None:
+    monitored.write(1, training_frame(10, seed=14)[["temp", "season"]])
+    assert len(monitored.ws.monitor.run("bike", until=DAY + timedelta(days=1))) == 1
+    quiet = monitored.ws.monitor.run("bike", until=DAY + timedelta(days=3))  # an outage
+    assert [(r.window_start, r.rows) for r in quiet] == [
+        (DAY + timedelta(days=1), 0),
+        (DAY + timedelta(days=2), 0),
+    ]
+
+
+def test_too_many_windows_in_one_run_are_refused_before_any_is_stored(monitored: Served) -> None:
+    monitored.write(1, training_frame(10, seed=15)[["temp", "season"]])
+    with pytest.raises(ValidationFailed, match="over the limit of 100,000 per run"):
+        monitored.ws.monitor.run("bike", window="1s", until=DAY + timedelta(days=3))
+    assert monitored.ws.monitor.results("bike").empty

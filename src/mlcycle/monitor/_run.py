@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["run_windows", "window_length"]
 
+MAX_WINDOWS = 100_000
 _OUTPUTS_KEY = "monitor-outputs:"
 _TARGET = "monitor-reference:"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -71,12 +72,15 @@ def run_windows(
     since: datetime | None,
     until: datetime | None,
 ) -> list[WindowResult]:
-    """Score and store every complete, unstored window of ``deployment`` in ``[since, until)``."""
+    """Score and store every complete, unstored window of ``deployment`` in ``[since, until)``.
+
+    ``since`` defaults to the end of the latest stored window, else the first
+    logged prediction, so a regular run reads only the log it has not scored.
+    """
     config = sources.monitors.get(deployment, MonitorSettings())
     length = window_length(window, config)
     end = _aware(until) if until is not None else monitor.clock.now().astimezone(UTC)
-    start = _aware(since) if since is not None else None
-    known = _known(sources, deployment)
+    start = _aware(since) if since is not None else _last_end(sources, deployment, end)
     log = read_predictions(
         spool_dir=sources.spool_dir,
         tables=sources.tables,
@@ -86,23 +90,30 @@ def run_windows(
         errors=True,
         ordered=False,
     )
-    if log.num_rows == 0:
-        if not known and not _has_log(sources, deployment):
+    if log.num_rows == 0 and (start is None or not _has_log(sources, deployment)):
+        if not _known(sources, deployment) and not _has_log(sources, deployment):
             raise NotFound(_unknown(sources, deployment))
-        return []
+        return []  # nothing logged yet
     micros = log.column("time").cast(pa.int64()).to_numpy()
     if micros.size > 1 and bool(np.any(np.diff(micros) < 0)):  # spool parts, several writers
         order = np.argsort(micros, kind="stable")
         log, micros = log.take(pa.array(order)), micros[order]
     step = int(length.total_seconds() * 1e6)
     first = _grid(start, step, up=True) if start is not None else (int(micros[0]) // step) * step
+    last = _grid(end, step, up=False) - step
+    if (last - first) // step >= MAX_WINDOWS:
+        raise ValidationFailed(
+            f"{(last - first) // step + 1:,} windows of {length} from {_moment(first):%Y-%m-%d} "
+            f"to {end:%Y-%m-%d}, over the limit of {MAX_WINDOWS:,} per run; choose a longer "
+            "window or a later since"
+        )
     stored = set(sources.results.monitor_windows(deployment, since=_moment(first), until=end))
     labels = FeedbackLog(
         tables=sources.tables, spool_dir=sources.spool_dir, clock=monitor.clock
     ).read(deployment)
     scorer = _Scorer(monitor, sources, deployment, config)
     scored: list[WindowResult] = []
-    for low in range(first, _grid(end, step, up=False) - step + 1, step):
+    for low in range(first, last + 1, step):
         window_start, window_end = _moment(low), _moment(low + step)
         if (window_start, window_end) in stored:
             continue
@@ -278,6 +289,11 @@ def _error_rate(answered: pa.Table, failed: pa.ChunkedArray | None) -> float | N
     requests = int(pc.sum(pc.equal(answered.column("row_index"), 0)).as_py() or 0)
     total = requests + errors
     return None if total == 0 else errors / total
+
+
+def _last_end(sources: Sources, deployment: str, until: datetime) -> datetime | None:
+    stored = sources.results.monitor_windows(deployment, until=until)
+    return max((window_end for _start, window_end in stored), default=None)
 
 
 def _known(sources: Sources, deployment: str) -> bool:
