@@ -119,6 +119,8 @@ def test_the_report_shows_the_stored_windows_offline(monitored: Served, tmp_path
     text = html.read_text()
     assert html.name == "monitor-bike.html"
     assert "<svg" in text
+    assert "aria-label='drift per feature'" in text
+    assert "temp, window ending 2030-05-03 00:00" in text  # a cell of the drift grid
     assert "rmse" in text
     assert "http" not in text.replace("http://www.w3.org", "")  # nothing fetched
     body = json.loads((tmp_path / "out" / "monitor-bike.json").read_text())

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["age_quality", "write_report"]
 
+_GRID_WINDOWS = 90
 PERFORMANCE = ("rmse", "mae", "r2", "accuracy", "precision", "recall", "f1", "roc_auc")
 _DAY_S = 86_400.0
 
@@ -107,7 +108,8 @@ def _content(windows: dict[tuple[datetime, datetime], dict[str, float | None]]) 
         f"{_show(last.get('model_age_days'))} days.</p>"
     )
     return (
-        f"{summary}<h2>Drift per feature (window {last_start:%Y-%m-%d %H:%M} to "
+        f"{summary}<h2>Drift per feature over time</h2>{_drift_grid(windows)}"
+        f"<h2>Drift per feature (window {last_start:%Y-%m-%d %H:%M} to "
         f"{last_end:%Y-%m-%d %H:%M})</h2>{_drift_table(last)}"
         f"<h2>Drift share over time</h2>"
         f"{line_chart(series('drift_share', 'skew_share'), label='drift share')}"
@@ -119,6 +121,49 @@ def _content(windows: dict[tuple[datetime, datetime], dict[str, float | None]]) 
         f"{line_chart(series('error_rate', 'nan_outputs'), label='errors')}"
         f"<h2>Every window</h2>{_window_table(windows)}"
     )
+
+
+def _drift_grid(windows: dict[tuple[datetime, datetime], dict[str, float | None]]) -> str:
+    """One row of cells per feature, one column per window (the latest 90): red drifted."""
+    shown = list(windows.items())[-_GRID_WINDOWS:]
+    features = sorted(
+        {
+            name.removeprefix("drifted.")
+            for _, v in shown
+            for name in v
+            if name.startswith("drifted.")
+        }
+    )
+    if not features:
+        return "<p>No drift tested yet.</p>"
+    cell, label = 10, 160
+    svg = (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{label + cell * len(shown) + 10}' "
+        f"height='{cell * len(features) + 24}' role='img' aria-label='drift per feature'>"
+    )
+    parts = [svg]
+    for row, feature in enumerate(features):
+        y = row * cell
+        parts.append(
+            f"<text x='{label - 6}' y='{y + cell - 1}' text-anchor='end' font-size='10'>"
+            f"{escape(feature)}</text>"
+        )
+        for column, ((_start, end), values) in enumerate(shown):
+            flag = values.get(f"drifted.{feature}")
+            colour = "#eeeeee" if flag is None else ("#b00020" if flag == 1.0 else "#4a7bb7")
+            number = _show(values.get(f"drift.{feature}"))
+            tip = f"{feature}, window ending {end:%Y-%m-%d %H:%M}: {number}"
+            parts.append(
+                f"<rect x='{label + column * cell}' y='{y}' width='{cell - 1}' "
+                f"height='{cell - 1}' fill='{colour}'><title>{escape(tip)}</title></rect>"
+            )
+    first, last = shown[0][0][1], shown[-1][0][1]
+    parts.append(
+        f"<text x='{label}' y='{cell * len(features) + 16}' font-size='10'>"
+        f"{first:%Y-%m-%d} to {last:%Y-%m-%d}; red: drifted, blue: not, grey: not tested</text>"
+        "</svg>"
+    )
+    return "".join(parts)
 
 
 def _drift_table(values: dict[str, float | None]) -> str:
