@@ -100,9 +100,9 @@ def serve_bike(ws: Workspace) -> Served:
 
 @pytest.fixture
 def monitored(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
-    """The served workspace; ``indirect`` parametrisation gives its ``[monitors]`` tables."""
-    monitors = getattr(request, "param", {})
-    settings = Settings(home=tmp_path, clock=ClockSettings(mode="simulated"), monitors=monitors)
+    """The served workspace; ``indirect`` parametrisation gives more settings (``monitors``)."""
+    overrides = getattr(request, "param", {})
+    settings = Settings(home=tmp_path, clock=ClockSettings(mode="simulated"), **overrides)
     with Workspace.open(settings) as ws:
         served = serve_bike(ws)
         yield served

@@ -15,7 +15,9 @@ import mlcycle as mc
 from mlcycle.errors import NotFound, ValidationFailed
 
 
-@pytest.mark.parametrize("monitored", [{"bike": {"slices": ["season"]}}], indirect=True)
+@pytest.mark.parametrize(
+    "monitored", [{"monitors": {"bike": {"slices": ["season"]}}}], indirect=True
+)
 def test_a_day_is_scored_against_the_training_data_and_stored_once(monitored: Served) -> None:
     ws = monitored.ws
     same = training_frame(500, seed=1)[["temp", "season"]]
@@ -83,7 +85,9 @@ def test_a_feature_logged_only_as_nan_is_drifted_and_counted(monitored: Served) 
     assert result.values["schema_violations"] == 40  # temp is not nullable in the signature
 
 
-@pytest.mark.parametrize("monitored", [{"bike": {"features": ["temp", "hum"]}}], indirect=True)
+@pytest.mark.parametrize(
+    "monitored", [{"monitors": {"bike": {"features": ["temp", "hum"]}}}], indirect=True
+)
 def test_a_configured_feature_missing_from_the_log_names_it(monitored: Served) -> None:
     monitored.write(1, training_frame(10)[["temp", "season"]])
     with pytest.raises(ValidationFailed, match=r"\['hum'\].*\[monitors.bike\]"):
@@ -164,7 +168,9 @@ def test_shadows_are_scored_apart_by_variant(monitored: Served) -> None:
 
 
 @pytest.mark.parametrize(
-    "monitored", [{"bike": {"task": "classification", "positive_label": "busy"}}], indirect=True
+    "monitored",
+    [{"monitors": {"bike": {"task": "classification", "positive_label": "busy"}}}],
+    indirect=True,
 )
 def test_a_classifier_gets_classification_metrics(monitored: Served) -> None:
     inputs = training_frame(8, seed=9)[["temp", "season"]]
@@ -249,3 +255,28 @@ def test_too_many_windows_in_one_run_are_refused_before_any_is_stored(monitored:
     with pytest.raises(ValidationFailed, match="over the limit of 100,000 per run"):
         monitored.ws.monitor.run("bike", window="1s", until=DAY + timedelta(days=3))
     assert monitored.ws.monitor.results("bike").empty
+
+
+RULES = {
+    "rules": {"bike-drift": {"when": "drift_share > 0.3 for 2 windows", "notify": ["log"]}},
+    "notifiers": {"log": {"kind": "file", "path": "alerts.jsonl"}},
+}
+
+
+@pytest.mark.parametrize("monitored", [{"alerts": RULES}], indirect=True)
+def test_rules_are_evaluated_window_by_window_across_runs(monitored: Served) -> None:
+    ws = monitored.ws
+    frame = training_frame(100, seed=16)[["temp", "season"]]
+    for day in range(3):
+        monitored.write(24 * day + 1, frame.assign(temp=frame["temp"] + 3))
+    ws.monitor.run("bike", until=DAY + timedelta(days=1))
+    assert ws.alerts.list() == []  # one window: the rule needs two
+    ws.monitor.run("bike", until=DAY + timedelta(days=3))
+    [alert] = ws.alerts.list()
+    assert alert.state == "firing"
+    assert alert.window_end == DAY + timedelta(days=2)  # the second drifted window
+    assert [e.type for e in ws.events(types=["alert.fired"])] == ["alert.fired"]
+    ws.alerts.deliver()
+    lines = (ws.settings.home / "alerts.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0])["rule"] == "drift_share > 0.3 for 2 windows"
