@@ -280,3 +280,19 @@ def test_rules_are_evaluated_window_by_window_across_runs(monitored: Served) -> 
     lines = (ws.settings.home / "alerts.jsonl").read_text().splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0])["rule"] == "drift_share > 0.3 for 2 windows"
+
+
+CHOSEN = {"numeric_test": "psi", "tests": {"season": "wasserstein"}, "thresholds": {"temp": 50.0}}
+
+
+@pytest.mark.parametrize("monitored", [{"monitors": {"bike": CHOSEN}}], indirect=True)
+def test_tests_and_thresholds_are_chosen_per_feature(monitored: Served) -> None:
+    frame = training_frame(300, seed=17)[["temp", "season"]]
+    monitored.write(1, frame.assign(temp=frame["temp"] + 5, season=frame["season"] + 2))
+    [result] = monitored.ws.monitor.run("bike", until=DAY + timedelta(days=1))
+    assert result.drift is not None
+    temp, season = result.drift.columns["temp"], result.drift.columns["season"]
+    assert (temp.test, temp.threshold, temp.drifted) == ("psi", 50.0, False)
+    assert (season.test, season.drifted) == ("wasserstein", True)
+    assert result.values["drift.temp"] == temp.statistic
+    assert result.values["drift_share"] == 0.5
