@@ -25,8 +25,8 @@ def test_a_day_is_scored_against_the_training_data_and_stored_once(monitored: Se
     shifted = same.assign(temp=same["temp"] + 2.0)
     monitored.write(30, shifted)  # the next day: temperatures the model never saw
     truth = 100 * same["temp"] + 10 * same["season"]
-    ws.feedback.record("bike", [(i, float(t)) for i, t in zip(ids[:300], truth, strict=False)])
     ws.clock.set(DAY + timedelta(days=2, hours=1))  # type: ignore[attr-defined]
+    ws.feedback.record("bike", [(i, float(t)) for i, t in zip(ids[:300], truth, strict=False)])
 
     first, second = ws.monitor.run("bike")
 
@@ -51,6 +51,8 @@ def test_a_day_is_scored_against_the_training_data_and_stored_once(monitored: Se
     assert first.values["schema_violations"] == 0
     assert first.values["latency_p50_ms"] == 2.0
     assert first.values["model_age_days"] == pytest.approx(11.0, abs=0.01)
+    assert first.values["data_age_days"] == pytest.approx(11.0, abs=0.01)
+    assert first.values["label_delay_hours"] == pytest.approx(46.0)  # 03:00 to 01:00 two days on
     assert first.values["error_rate"] == 0.0
     assert first.drift is not None
     assert first.drift.columns["temp"].test == "ks"
