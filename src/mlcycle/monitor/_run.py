@@ -20,7 +20,6 @@ import contextlib
 import io
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,7 +39,7 @@ from mlcycle.monitor._window import (
     performance,
     score_window,
 )
-from mlcycle.serve import FeedbackLog, read_predictions
+from mlcycle.serve import FeedbackLog, log_table_name, read_predictions
 from mlcycle.settings import MonitorSettings
 
 if TYPE_CHECKING:
@@ -305,11 +304,13 @@ def _known(sources: Sources, deployment: str) -> bool:
 
 
 def _has_log(sources: Sources, deployment: str) -> bool:
-    from mlcycle.serve import log_table_name  # noqa: PLC0415
+    """Whether anything was ever logged for ``deployment`` (spooled here, or a Delta table)."""
+    from deltalake import DeltaTable  # noqa: PLC0415  (heavy; on first use)
 
-    folder = sources.spool_dir / deployment
-    table = Path(sources.tables.table_uri(log_table_name(deployment)))
-    return folder.is_dir() or table.exists()
+    if (sources.spool_dir / deployment).is_dir():
+        return True
+    uri = sources.tables.table_uri(log_table_name(deployment))
+    return bool(DeltaTable.is_deltatable(uri, sources.tables.storage_options() or None))
 
 
 def _unknown(sources: Sources, deployment: str) -> str:
