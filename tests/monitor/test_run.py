@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.linear_model import Ridge
 from tests.monitor.conftest import DAY, Served, training_frame
 
@@ -298,3 +302,28 @@ def test_tests_and_thresholds_are_chosen_per_feature(monitored: Served) -> None:
     assert (season.test, season.drifted) == ("wasserstein", True)
     assert result.values["drift.temp"] == temp.statistic
     assert result.values["drift_share"] == 0.5
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    hours=st.lists(st.floats(min_value=0, max_value=95.99), min_size=1, max_size=6),
+    window=st.sampled_from(["1h", "6h", "1d", "2d"]),
+)
+def test_windows_partition_the_logged_rows(
+    monitored: Served, hours: list[float], window: str
+) -> None:
+    name = f"bike-{uuid.uuid4().hex[:8]}"  # a deployment of its own per example
+    frame = training_frame(3, seed=18)[["temp", "season"]]
+    for hour in hours:
+        monitored.write(hour, frame, deployment=name)
+    until = DAY + timedelta(days=4)
+    scored = monitored.ws.monitor.run(name, window=window, until=until)
+    assert sum(r.rows for r in scored) == 3 * len(hours)
+    ends = [r.window_end for r in scored]
+    assert ends == sorted(ends)
+    assert all(b.window_start == a.window_end for a, b in itertools.pairwise(scored))
+    assert monitored.ws.monitor.run(name, window=window, until=until) == []
