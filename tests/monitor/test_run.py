@@ -119,6 +119,9 @@ def test_a_deployment_without_a_log_yet_has_nothing_to_score(monitored: Served) 
     assert monitored.ws.monitor.results("bike").empty
 
 
+@pytest.mark.parametrize(
+    "monitored", [{"monitors": {"bike": {"label_column": "cnt"}}}], indirect=True
+)
 def test_the_report_shows_the_stored_windows_offline(monitored: Served, tmp_path: Path) -> None:
     frame = training_frame(100, seed=5)[["temp", "season"]]
     ids = monitored.write(1, frame)
@@ -136,6 +139,8 @@ def test_the_report_shows_the_stored_windows_offline(monitored: Served, tmp_path
     body = json.loads((tmp_path / "out" / "monitor-bike.json").read_text())
     assert [w["values"]["rows"] for w in body["windows"]] == [100.0, 100.0]
     assert body["windows"][1]["values"]["drifted.temp"] == 1.0
+    assert body["label_column"] == "cnt"
+    assert "feedback labels of <code>cnt</code>" in text
 
 
 def test_older_versions_are_scored_on_the_latest_labelled_window(monitored: Served) -> None:

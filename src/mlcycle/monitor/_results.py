@@ -25,12 +25,12 @@ import pyarrow.compute as pc
 from mlcycle.errors import MlcycleError, NotFound
 from mlcycle.monitor._html import STYLE, line_chart
 from mlcycle.serve import FeedbackLog
+from mlcycle.settings import MonitorSettings
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from mlcycle.monitor._sources import Sources
-    from mlcycle.settings import MonitorSettings
     from mlcycle.store import MonitorPoint
 
 __all__ = ["age_quality", "write_report"]
@@ -44,10 +44,12 @@ def write_report(sources: Sources, deployment: str, out_dir: str | Path) -> Path
     """Write ``monitor-<deployment>.html`` and ``.json`` into ``out_dir``; returns the HTML path."""
     points = sources.results.read_monitor_results(deployment)
     windows = _windows(points)
+    labels = sources.monitors.get(deployment, MonitorSettings()).label_column
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     body = {
         "deployment": deployment,
+        "label_column": labels,
         "windows": [
             {"window_start": start.isoformat(), "window_end": end.isoformat(), "values": values}
             for (start, end), values in windows.items()
@@ -57,7 +59,7 @@ def write_report(sources: Sources, deployment: str, out_dir: str | Path) -> Path
         orjson.dumps(body, option=orjson.OPT_INDENT_2)
     )
     html = folder / f"monitor-{deployment}.html"
-    html.write_text(_page(deployment, windows), encoding="utf-8")
+    html.write_text(_page(deployment, windows, labels), encoding="utf-8")
     return html
 
 
@@ -71,9 +73,17 @@ def _windows(
 
 
 def _page(
-    deployment: str, windows: dict[tuple[datetime, datetime], dict[str, float | None]]
+    deployment: str,
+    windows: dict[tuple[datetime, datetime], dict[str, float | None]],
+    labels: str | None,
 ) -> str:
     title = f"Monitoring: {deployment}"
+    meaning = (
+        f"<p>Performance compares predictions with feedback labels of <code>{escape(labels)}"
+        "</code>.</p>"
+        if labels
+        else ""
+    )
     if not windows:
         content = (
             "<p>No monitored windows yet: run <code>mlcycle monitor run "
@@ -84,7 +94,7 @@ def _page(
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
-        f"<h1>{escape(title)}</h1>{content}</body></html>"
+        f"<h1>{escape(title)}</h1>{meaning}{content}</body></html>"
     )
 
 
@@ -225,7 +235,6 @@ def age_quality(
     import pandas as pd  # noqa: PLC0415  (with the data)
 
     from mlcycle.monitor._window import performance  # noqa: PLC0415
-    from mlcycle.settings import MonitorSettings  # noqa: PLC0415
 
     config = sources.monitors.get(deployment, MonitorSettings())
     start, end = _labelled_window(sources, clock, deployment, window, config)
