@@ -15,7 +15,8 @@ limit); and, for shadow deployments, the median latency at half the server's max
 with and without a shadow variant (alternating repetitions), then an overload that builds a
 backlog, counting the shadow copies shed (from ``/metrics``) against the primary's errors;
 and a hot switch: an alias moved under load with 2 workers, timed until every answer comes
-from the new version, with the requests that failed meanwhile (``_serving_switch``). It prints Markdown tables and, as its last line, one JSON object with every figure.
+from the new version, with the requests that failed meanwhile (``_serving_switch``).
+It prints Markdown tables and, as its last line, one JSON object with every figure.
 ``--quick`` is a smoke-sized run; ``--skip-mlflow`` leaves MLflow out.
 The figures are recorded in ``docs/benchmarks.md``.
 """

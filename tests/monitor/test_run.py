@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -325,7 +325,11 @@ def test_windows_partition_the_logged_rows(
     frame = training_frame(3, seed=18)[["temp", "season"]]
     for hour in hours:
         monitored.write(hour, frame, deployment=name)
-    until = DAY + timedelta(days=4)
+    # The end on every window's grid (2 days since the epoch), so no row sits in a window
+    # that has not ended: those are scored by a later run.
+    two_days = timedelta(days=2)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    until = epoch + -(-(DAY + timedelta(days=4) - epoch) // two_days) * two_days
     scored = monitored.ws.monitor.run(name, window=window, until=until)
     assert sum(r.rows for r in scored) == 3 * len(hours)
     ends = [r.window_end for r in scored]
