@@ -266,7 +266,8 @@ class Workspace:
         """An agent for this project's schedules, configured by ``settings.agent``.
 
         ``launcher`` defaults to running ``mlcycle pipelines run TARGET`` (see
-        ``agent.command``) in a process of its own.
+        ``agent.command``) in a process of its own. With notifiers in
+        ``[alerts.notifiers]``, each pass also sends the alert notifications that are due.
         """
         self._check_open()
         from zoneinfo import ZoneInfo  # noqa: PLC0415
@@ -290,6 +291,7 @@ class Workspace:
             lease_ttl_s=config.lease_ttl_s,
             timezone=ZoneInfo(config.timezone),
             training=self.training if self.settings.training else None,
+            alerts=self.alerts if self.settings.alerts.notifiers else None,
         )
 
     @property
