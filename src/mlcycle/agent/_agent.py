@@ -36,9 +36,9 @@ from mlcycle.ids import new_id
 from mlcycle.store import AlertDelivery, Event, EventLog, Schedule, ScheduleCatalog, TriggerFiring
 
 if TYPE_CHECKING:
-    from mlcycle.monitor import Alerts
     from mlcycle.agent._steps import Step
     from mlcycle.agent._training import Training
+    from mlcycle.monitor import Alerts
 
 __all__ = ["TRIGGER_EVENTS", "Agent"]
 
@@ -113,7 +113,8 @@ class Agent:
         With ``training``, the pass then advances the continuous-training loop
         (its steps, kept in ``training_steps``, are events: ``mlcycle training history``).
         With ``alerts``, it ends by sending the notifications that are due
-        (kept in ``deliveries``). Does nothing (returns ``[]``) while another agent of the group holds the lease.
+        (kept in ``deliveries``). Does nothing (returns ``[]``) while another
+        agent of the group holds the lease.
         """
         holder = self.catalog.take_lease(
             self.consumer, holder=self.name, now=self.clock.now(), ttl_s=self.lease_ttl_s
