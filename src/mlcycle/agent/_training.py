@@ -9,7 +9,9 @@ Each pass (``run_once``, which the agent's pass calls) does two things:
    policy's ``rollback_on`` within the watch after a promotion rolls
    production back; one of ``on_alerts`` starts a retrain, unless a retrain
    of the deployment is already under way or ``max_retrains`` is used up
-   (recorded as ``training.rate_limited``). A retrain runs the pipeline in
+   (recorded as ``training.rate_limited``). An alert older than the policy's
+   ``max_alert_age`` when read (the first pass in a project reads the whole
+   log) starts nothing. A retrain runs the pipeline in
    this process, takes the new version as the candidate, checks the
    registry's gates and deploys it as a shadow or a canary.
 
@@ -266,6 +268,16 @@ class Training:
         if watching and rule in policy.rollback_on:
             return [self._rollback(policy, state, alert, rule)]
         if rule in policy.on_alerts:
+            age = self.host.clock.now() - alert.time
+            if age > policy.max_alert_age:
+                _log.info(
+                    "alert '%s' on %s fired %s ago, before max_alert_age = %s: no retrain",
+                    rule,
+                    policy.deployment,
+                    age,
+                    policy.max_alert_age,
+                )
+                return []
             return self._retrain(policy, state, alert, rule)
         return []
 
