@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from mlcycle.agent._cron import latest_tick
 from mlcycle.agent._launch import Launch, Launcher
 from mlcycle.clock import Clock
-from mlcycle.errors import BackendUnavailable, MlcycleError, NotFound
+from mlcycle.errors import BackendUnavailable, NotFound
 from mlcycle.ids import new_id
 from mlcycle.store import AlertDelivery, Event, EventLog, Schedule, ScheduleCatalog, TriggerFiring
 
@@ -128,7 +128,7 @@ class Agent:
         if self.training is not None:
             self.training_steps = self.training.run_once()
         if self.alerts is not None:
-            self.deliveries = self._deliver(self.alerts)
+            self.deliveries = self.alerts.deliver()  # a failed send stays queued
         return fired
 
     def run_forever(
@@ -149,14 +149,6 @@ class Agent:
                 stop.wait(poll_interval)
         finally:
             self.catalog.release_lease(self.consumer, holder=self.name)
-
-    def _deliver(self, alerts: Alerts) -> list[AlertDelivery]:
-        """Send the due notifications; what fails stays queued for a later pass."""
-        try:
-            return alerts.deliver()
-        except MlcycleError as exc:  # the store's alert tables out of reach: next pass
-            _log.warning("agent %s could not send alert notifications: %s", self.name, exc)
-            return []
 
     def _fire_cron(self, schedules: list[Schedule]) -> list[TriggerFiring]:
         now = self.clock.now()
