@@ -183,8 +183,10 @@ def test_forgetting_keeps_a_blob_another_edge_points_at(ws: Workspace) -> None:
     target = f"monitor-reference:{built.digest}"
     now = ws.clock.now()
     ws.metadata.add_edge("data-content:other", target, kind=CACHE_KIND, actor="t", time=now)
+    unrelated = f"data-content:{version.digest}"
+    ws.metadata.add_edge(unrelated, "run:R1", kind="input", actor="t", time=now)
     assert ws.monitor.forget([version.digest]) == []
-    assert cache_edges(ws, version.digest) == []
+    assert cache_edges(ws, version.digest) == ["run:R1"]  # only references are forgotten
     assert built.digest is not None
     assert ws.artifacts.exists(built.digest)
     assert ws.monitor.forget(["other"]) == [built.digest]
