@@ -253,3 +253,16 @@ def test_the_data_benchmark_reports_every_figure() -> None:
     assert report["goals"]["validate_string"]["verdict"] == "n/a"  # pandera left out
     assert {goal["verdict"] for goal in report["goals"].values()} <= {"PASS", "MISS", "n/a"}
     assert "| goal (synthetic table) | figure | goal |  |" in done.stdout
+
+
+def test_diff_lists_removed_columns_and_changed_types(ws: Workspace) -> None:
+    ws.data.register("rides", pa.table({"hr": [0, 1], "cnt": [1, 2], "temp": [0.1, 0.2]}))
+    ws.data.register(
+        "rides", pa.table({"hr": [0, 1], "cnt": [1.0, 2.5]}), mode="overwrite"
+    )  # temp dropped, cnt int64 -> double
+    diff = ws.data.diff("rides", 1, 2)
+    assert diff.columns_removed == [("temp", "double")]
+    assert diff.types_changed == [("cnt", "int64", "double")]
+    assert diff.columns_added == []
+    assert [c.name for c in diff.distributions] == ["hr"]  # only columns of one type compare
+    assert not diff.unchanged
