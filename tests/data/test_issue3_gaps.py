@@ -101,10 +101,10 @@ def test_a_postgresql_query_registers_without_its_password(
             *(json.dumps(e.payload) for e in ws.events()),
         ]
     assert not any("s3cr3t-pw" in text for text in stored)
-    database = tmp_path / ".mlcycle"
-    for path in database.rglob("*"):
-        if path.is_file():
-            assert b"s3cr3t-pw" not in path.read_bytes(), path
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]  # the SQLite file, tables, blobs
+    assert tmp_path / ".mlcycle" / "mlcycle.db" in files
+    for path in files:
+        assert b"s3cr3t-pw" not in path.read_bytes(), path
 
 
 def test_every_new_version_is_an_event_and_an_edge_to_its_source(
