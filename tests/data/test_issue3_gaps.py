@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pytest
+from tests.data.conftest import table_files
 
 import mlcycle as mc
 from mlcycle.data import SqlQuery
@@ -266,3 +267,50 @@ def test_diff_lists_removed_columns_and_changed_types(ws: Workspace) -> None:
     assert diff.columns_added == []
     assert [c.name for c in diff.distributions] == ["hr"]  # only columns of one type compare
     assert not diff.unchanged
+
+
+@pytest.mark.s3
+def test_the_data_commands_work_on_an_s3_artifact_store(
+    project: Path, s3_endpoint: str, s3_bucket: str
+) -> None:
+    """``mlcycle data …`` on a project whose tables and blobs live in a bucket (moto)."""
+    from typer.testing import CliRunner
+
+    from mlcycle.cli._app import app
+    from mlcycle.settings import load_settings
+
+    config = project / "mlcycle.toml"
+    config.write_text(
+        config.read_text()
+        .replace("[store]\n", f'[store]\nartifacts_url = "s3://{s3_bucket}/team"\n', 1)
+        .replace(
+            "[store.s3]\n", f'[store.s3]\nendpoint_url = "{s3_endpoint}"\nregion = "us-east-1"\n', 1
+        )
+    )
+    runner = CliRunner()
+
+    def invoke(*args: str) -> str:
+        result = runner.invoke(app, list(args), catch_exceptions=False, prog_name="mlcycle")
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    shutil.copy(BIKE_SHARING_HOURLY, project / "hour.csv")
+    invoke("data", "register", "bike", "hour.csv", "--key", "dteday", "--key", "hr")
+    hot = pd.read_csv(project / "hour.csv").tail(48).assign(hr=99)
+    hot.to_csv(project / "hot.csv", index=False)
+    invoke("data", "register", "bike", "hot.csv", "--mode", "overwrite")
+    assert "bike" in invoke("data", "list")
+    assert "17,379" in invoke("data", "show", "bike/1")
+    assert "overwrite" in invoke("data", "history", "bike")
+    assert "48 added" in invoke("data", "diff", "bike", "1", "2").replace("+", "")
+    assert "wrote schemas/bike.yaml" in invoke("data", "schema", "bike/1")
+    assert invoke("data", "validate", "bike/1")
+    failed = runner.invoke(app, ["data", "validate", "bike/2"], prog_name="mlcycle")
+    assert failed.exit_code != 0
+    assert "out_of_range" in failed.output
+    invoke("data", "report", "bike/1", "--out", "bike.html")
+    assert "<svg" in (project / "bike.html").read_text()
+    with Workspace.open(load_settings(project)) as ws:
+        assert ws.settings.artifacts_url == f"s3://{s3_bucket}/team"
+        assert any(name.startswith("datasets/bike/") for name in table_files(ws))
+    assert not (project / ".mlcycle" / "artifacts").exists()  # nothing went to local files
