@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import polars as pl
+import pyarrow as pa
 from sklearn.linear_model import Ridge
 
 import mlcycle as mc
@@ -192,3 +194,73 @@ def unboxable(value: int) -> Box:
 @pipeline
 def unserializable(value: int = 7) -> None:
     unboxable(value)
+
+
+@step
+def as_arrow(df: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(df, preserve_index=False)
+
+
+@step
+def as_polars(df: pd.DataFrame) -> pl.DataFrame:
+    return pl.from_pandas(df)
+
+
+@step
+def as_numpy(df: pd.DataFrame) -> np.ndarray:
+    return df.to_numpy()
+
+
+@step
+def as_json(df: pd.DataFrame) -> dict[str, object]:
+    return {"rows": len(df), "columns": list(df.columns), "first": df.iloc[0].to_dict()}
+
+
+@step
+def describe(
+    df: pd.DataFrame,
+    table: pa.Table,
+    frame: pl.DataFrame,
+    *,
+    array: np.ndarray,
+    summary: dict[str, object],
+    model: Ridge,
+) -> dict[str, object]:
+    """What arrived from each serializer, by type and value, as one JSON-able record."""
+    return {
+        "pandas": [type(df).__name__, float(df.y.sum())],
+        "arrow": [type(table).__name__, table.num_rows, table.column_names],
+        "polars": [type(frame).__name__, float(frame["y"].sum())],
+        "numpy": [type(array).__name__, list(array.shape), str(array.dtype)],
+        "json": summary,
+        "model": [type(model).__name__, round(float(model.predict(df[["x"]])[1]), 6)],
+    }
+
+
+@pipeline
+def kinds(marks: str, rows: int = 4) -> None:
+    df = make(rows, marks)
+    describe(
+        df, as_arrow(df), as_polars(df), array=as_numpy(df), summary=as_json(df), model=fit(df)
+    )
+
+
+@step
+def chatty(size: int) -> int:
+    print("x" * size)
+    return size
+
+
+@pipeline
+def noisy(size: int) -> None:
+    chatty(size)
+
+
+@step(cache=False)
+def now(marks: str) -> int:
+    return count(marks, "now")
+
+
+@pipeline
+def uncached(marks: str) -> None:
+    now(marks)

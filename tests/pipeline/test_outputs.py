@@ -122,6 +122,33 @@ def test_a_step_without_a_serializer_fails_its_run(workspace: Workspace, executo
     assert failed[0].status.value == "failed"
 
 
+def test_every_serializer_passes_outputs_between_steps(
+    workspace: Workspace, marks: str, executor: str
+) -> None:
+    """Parquet (pandas, Arrow, polars), numpy, JSON and a model reach the next step alike."""
+    result = flows.kinds.run(workspace=workspace, marks=marks, executor=executor)
+    serializers = {name: s.outputs["return"].serializer for name, s in result.steps.items()}
+    assert serializers == {
+        "make": "pandas.parquet",
+        "as_arrow": "arrow.parquet",
+        "as_polars": "polars.parquet",
+        "as_numpy": "numpy.npy",
+        "as_json": "json",
+        "fit": "model.sklearn",
+        "describe": "json",
+    }
+    assert result.output("describe") == {
+        "pandas": ["DataFrame", 12.0],
+        "arrow": ["Table", 4, ["x", "y"]],
+        "polars": ["DataFrame", 12.0],
+        "numpy": ["ndarray", [4, 2], "float64"],
+        "json": {"rows": 4, "columns": ["x", "y"], "first": {"x": 0.0, "y": 0.0}},
+        "model": ["Ridge", 2.166667],
+    }
+    assert isinstance(result.output("as_polars"), pl.DataFrame)  # read back from the store
+    np.testing.assert_array_equal(result.output("as_numpy"), [[0, 0], [1, 2], [2, 4], [3, 6]])
+
+
 def test_pickled_outputs_load_only_when_trusted(home: Path) -> None:
     with Workspace.open(Settings(home=home, actor="ana")) as workspace:
         result = flows.pickled.run(workspace=workspace)

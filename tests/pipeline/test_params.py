@@ -14,20 +14,24 @@ from mlcycle.settings import PipelineSettings, Settings
 from mlcycle.workspace import Workspace
 
 
-def test_every_effective_value_is_recorded_with_its_source(home: Path, marks: str) -> None:
+def test_every_effective_value_is_recorded_with_its_source(
+    home: Path, marks: str, executor: str
+) -> None:
     settings = Settings(
         home=home,
         actor="tester",
         pipelines={"simple": PipelineSettings(params={"rows": 7, "factor": 3})},
     )
     with Workspace.open(settings) as workspace:
-        result = flows.simple.run(workspace=workspace, marks=marks, factor=0.5)
+        result = flows.simple.run(workspace=workspace, marks=marks, factor=0.5, executor=executor)
         assert result.record.params == {"marks": marks, "rows": 7, "factor": 0.5}
         assert result.record.param_sources == {"marks": "run", "rows": "config", "factor": "run"}
         assert result.output("total") == {"x": 10.5, "y": 21.0}
         tracked = workspace.get_run(result.record.run_id or "")
         assert tracked.params["rows"] == "7"
-        from_cli = flows.simple.run_from_cli({"marks": marks, "factor": "4"}, workspace=workspace)
+        from_cli = flows.simple.run_from_cli(
+            {"marks": marks, "factor": "4"}, workspace=workspace, executor=executor
+        )
         assert from_cli.record.param_sources["factor"] == "cli"
         assert from_cli.record.params["factor"] == 4.0
 

@@ -56,19 +56,12 @@ def test_each_step_is_recorded_inside_a_child_tracking_run(
     assert result.output("total") == {"x": 12.0, "y": 24.0}
 
 
-def test_logs_are_bounded(workspace: Workspace) -> None:
-    from mlcycle.pipeline import LOG_LIMIT, pipeline, step
+def test_logs_are_bounded(workspace: Workspace, executor: str) -> None:
+    from mlcycle.pipeline import LOG_LIMIT
 
-    @step
-    def chatty() -> int:
-        print("x" * (LOG_LIMIT + 500))
-        return 1
-
-    @pipeline
-    def noisy() -> None:
-        chatty()
-
-    logs = noisy.run(workspace=workspace).steps["chatty"].logs
+    result = flows.noisy.run(workspace=workspace, size=LOG_LIMIT + 500, executor=executor)
+    logs = result.steps["chatty"].logs
+    assert logs.startswith("xxx")  # what the step printed, wherever it ran
     assert len(logs) < LOG_LIMIT + 200
     assert "501 more characters of output not kept" in logs
 
@@ -122,19 +115,12 @@ def test_a_second_run_comes_from_the_cache(workspace: Workspace, marks: str, exe
     assert counted(marks, "make") == 2
 
 
-def test_a_step_with_cache_off_always_runs(workspace: Workspace) -> None:
-    from mlcycle.pipeline import pipeline, step
-
-    @step(cache=False)
-    def now() -> int:
-        return 1
-
-    @pipeline
-    def uncached() -> None:
-        now()
-
-    uncached.run(workspace=workspace)
-    assert uncached.run(workspace=workspace).steps["now"].status is StepStatus.COMPLETED
+def test_a_step_with_cache_off_always_runs(workspace: Workspace, marks: str, executor: str) -> None:
+    flows.uncached.run(workspace=workspace, marks=marks, executor=executor)
+    again = flows.uncached.run(workspace=workspace, marks=marks, executor=executor)
+    assert again.steps["now"].status is StepStatus.COMPLETED
+    assert again.output("now") == 2
+    assert counted(marks, "now") == 2
 
 
 def test_new_data_misses_the_cache(workspace: Workspace, executor: str) -> None:
