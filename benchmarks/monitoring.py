@@ -9,6 +9,10 @@ times, with KS for numbers and chi-squared for categories:
   window, and the cached run, which scores the window against the prepared reference;
   also the prepared reference written to and read back from a local artifact store, and
   a window of 100,000 rows against the cached reference;
+- ``ws.monitor.run`` over a window of the real prediction log holding 100,000 answered
+  predictions of a registered model (half of them labelled), end to end: reading the
+  log and the labels, drift, skew, stability, latency, performance, storing the window
+  and evaluating the alert rules (the reference of the training data already cached);
 - the same tests called directly with SciPy (``ks_2samp``; ``chisquare`` of the window's
   counts against the reference's scaled ones, Evidently's formula): the naive limit;
 - Evidently's data drift preset with the same tests chosen, installed into its own
@@ -203,6 +207,80 @@ def run_ours(reference: pd.DataFrame, current: pd.DataFrame, workload: Workload)
     }
 
 
+def run_monitor(
+    reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str], workload: Workload
+) -> dict[str, Any]:
+    """``ws.monitor.run`` over one day of the prediction log holding ``window_rows`` answers."""
+    from datetime import UTC, datetime, timedelta
+
+    from sklearn.linear_model import LinearRegression
+
+    from mlcycle.serve import PredictionBatch
+    from mlcycle.settings import ClockSettings, Settings
+    from mlcycle.workspace import Workspace
+
+    day0 = datetime(2030, 1, 1, tzinfo=UTC)
+    settings = Settings(
+        home=RUN_DIR / "project",
+        clock=ClockSettings(mode="simulated"),
+        monitors={"bench": {"features": list(current.columns)}},  # the categories too
+    )
+    rows = workload.window_rows
+    with Workspace.open(settings) as ws:
+        ws.clock.set(day0 - timedelta(days=30))  # type: ignore[attr-defined]
+        log("monitor run: registering the training data and a model")
+        ws.data.register("bench", reference.assign(target=reference["n00"] * 2))
+        with ws.start_run("bench"):
+            loaded = ws.data.load("bench")
+            model = LinearRegression().fit(
+                loaded[numeric].head(10_000), loaded["target"].head(10_000)
+            )
+            ws.registry.register("bench", model, input_example=loaded[numeric].head())
+        ws.deployments.deploy("bench", model="bench/1")
+        window = current.iloc[:rows]
+        outputs = model.predict(window[numeric])
+        days = workload.repeats + 1
+        log(f"monitor run: logging {days} days of {rows:,} predictions")
+        for day in range(days):
+            start = (day0 + timedelta(days=day)).timestamp()
+            ids = [f"d{day}-{n}" for n in range(rows)]
+            sink = ws.prediction_log()
+            sink.append(
+                PredictionBatch(
+                    deployment="bench",
+                    model="bench",
+                    model_version=1,
+                    variant="primary",
+                    shadow=False,
+                    request_ids=ids,
+                    row_indexes=[0] * rows,
+                    times=(start + np.linspace(0, 86_000, rows)).tolist(),
+                    latency_ms=np.full(rows, 2.0),
+                    inputs={name: window[name].to_numpy() for name in window.columns},
+                    outputs=outputs,
+                )
+            )
+            sink.close()
+            truth = (window["n00"] * 2).to_numpy()
+            ws.feedback.record("bench", list(zip(ids[::2], truth[::2].tolist(), strict=True)))
+        ws.monitor.run("bench", until=day0 + timedelta(days=1))  # builds the reference cache
+        times = []
+        for day in range(1, days):
+            spent, scored = timed(
+                lambda d=day: ws.monitor.run("bench", until=day0 + timedelta(days=d + 1))
+            )
+            assert [found.rows for found in scored] == [rows], "one full window per run"
+            times.append(spent)
+        values = scored[0].values
+    return {
+        "median_s": statistics.median(times),
+        "best_s": min(times),
+        "rows": rows,
+        "metrics": len(values),
+        "labelled_rows": values["labelled_rows"],
+    }
+
+
 def run_scipy(
     reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str], categorical: list[str]
 ) -> dict[str, Any]:
@@ -276,6 +354,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     reference, current = reference_table.to_pandas(), current_table.to_pandas()
     del reference_table, current_table
     report["mlcycle"] = run_ours(reference, current, workload)
+    report["mlcycle"]["monitor_run"] = run_monitor(reference, current, numeric, workload)
     report["scipy"] = run_scipy(reference, current, numeric, categorical)
     if evidently_python is not None:
         report["evidently"] = run_evidently(
@@ -330,6 +409,7 @@ def goals(report: dict[str, Any], workload: Workload) -> dict[str, Any]:
     evidently_x = evidently / cached if evidently else None
     scipy_x = report["scipy"]["total_s"] / cached
     window = report["mlcycle"]["window"]["median_s"]
+    monitor_run = report["mlcycle"]["monitor_run"]["median_s"]
     size = f"{workload.rows:,} x {workload.numeric + workload.categorical}"
     return {
         "evidently": {
@@ -352,6 +432,16 @@ def goals(report: dict[str, Any], workload: Workload) -> dict[str, Any]:
             "unit": "s",
             "goal": f"≤ {WINDOW_GOAL_S:g} s",
             "verdict": verdict(window, at_most=WINDOW_GOAL_S),
+        },
+        "monitor_run": {
+            "label": (
+                f"monitor run over a {workload.window_rows:,}-row prediction-log window "
+                "(read, score, store, alert)"
+            ),
+            "value": monitor_run,
+            "unit": "s",
+            "goal": f"≤ {WINDOW_GOAL_S:g} s",
+            "verdict": verdict(monitor_run, at_most=WINDOW_GOAL_S),
         },
         "agreement": {
             "label": "same decision per column, p-values within 1e-6 (SciPy, Evidently)",
@@ -395,6 +485,10 @@ def print_tables(report: dict[str, Any]) -> None:
         ["mlcycle, preparing the reference alone", *pair(ours["prepare_reference"])],
         ["mlcycle, cached run", *pair(ours["cached_run"])],
         [f"mlcycle, {ours['window']['rows']:,}-row window, cached", *pair(ours["window"])],
+        [
+            f"ws.monitor.run, {ours['monitor_run']['rows']:,}-row prediction-log window",
+            *pair(ours["monitor_run"]),
+        ],
         [
             (
                 "prepared reference to / from a local artifact store "

@@ -36,12 +36,14 @@ def test_the_monitoring_benchmark_reports_every_figure() -> None:
     assert {"machine", "versions", "workload", "goals", "agreement"} <= set(report)
     ours = report["mlcycle"]
     assert {"first_run", "prepare_reference", "cached_run", "window", "cache_read"} <= set(ours)
+    assert ours["monitor_run"]["rows"] == 5_000
+    assert ours["monitor_run"]["labelled_rows"] == 2_500
     assert len(ours["columns"]) == 25
     agreement = report["agreement"]
     assert agreement["scipy"]["decisions_differ"] == []
     assert agreement["scipy"]["max_p_value_gap"] <= 1e-6
     assert {"c0", "c1", "n00", "n01"} <= set(agreement["drifted_columns"])
-    assert set(report["goals"]) == {"evidently", "scipy", "window", "agreement"}
+    assert set(report["goals"]) == {"evidently", "scipy", "window", "monitor_run", "agreement"}
     assert report["goals"]["evidently"]["verdict"] == "n/a"
     assert report["goals"]["agreement"]["verdict"] == "PASS"
     assert "| goal | figure | goal |  |" in done.stdout

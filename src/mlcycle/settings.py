@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "DataSettings",
     "GateSettings",
     "MetricBound",
+    "MonitorSettings",
     "NotifierSettings",
     "PipelineSettings",
     "RegistrySettings",
@@ -307,6 +309,43 @@ class AlertSettings(_Section):
     retry_max_s: float = Field(default=3600.0, gt=0)
 
 
+DriftTestName = Literal["ks", "wasserstein", "chi2", "jensenshannon", "psi"]
+
+
+class MonitorSettings(_Section):
+    """How one deployment is monitored, ``[monitors.NAME]``; every key is optional.
+
+    ``window`` is the default window length (``1h``, ``1d``); ``features`` the
+    inputs tested for drift (default: every input of the model's signature);
+    ``numeric_test`` and ``categorical_test`` choose the drift tests, ``tests``
+    and ``thresholds`` override them per feature; ``drift_share`` is the share
+    of drifted features that counts as dataset drift. ``label_column`` names
+    what feedback labels mean, ``task`` overrides the task read from the model
+    (``regression`` or ``classification``), ``positive_label`` is the class
+    precision, recall and f1 are about, and ``slices`` lists input columns
+    whose values each get their own performance metrics.
+    """
+
+    window: str = "1d"
+    features: tuple[str, ...] | None = None
+    numeric_test: DriftTestName = "ks"
+    categorical_test: DriftTestName = "chi2"
+    tests: dict[str, DriftTestName] = {}
+    thresholds: dict[str, float] = {}
+    drift_share: float = Field(default=0.5, gt=0, le=1)
+    label_column: str | None = None
+    task: Literal["regression", "classification"] | None = None
+    positive_label: str | int | None = None
+    slices: tuple[str, ...] = ()
+
+    @field_validator("window")
+    @classmethod
+    def _a_duration(cls, value: str) -> str:
+        if not re.fullmatch(r"\s*\d+(\.\d+)?\s*[smhdw]\s*", value, flags=re.IGNORECASE):
+            raise ValueError(f"{value!r} is not a window length; write one such as 6h, 1d or 1w")
+        return value
+
+
 class PipelineSettings(_Section):
     """One pipeline's settings: parameter values that override the defaults in its code.
 
@@ -359,8 +398,10 @@ class Settings(BaseSettings):
     agent: AgentSettings = AgentSettings()
     serve: ServeSettings = ServeSettings()
     alerts: AlertSettings = AlertSettings()
+    monitors: dict[str, MonitorSettings] = {}
     pipelines: dict[str, PipelineSettings] = {}
     deployments: dict[str, dict[str, Any]] = {}  # Any: TOML values, checked by mlcycle.serve
+    training: dict[str, dict[str, Any]] = {}  # Any: TOML values, checked by mlcycle.agent
 
     @property
     def workspace_dir(self) -> Path:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from mlcycle.agent import Agent, Launcher, Schedules
+    from mlcycle.agent import Agent, Launcher, Schedules, Training
     from mlcycle.data import DatasetRegistry, PolicyFinding
     from mlcycle.monitor import Alerts, Monitor
     from mlcycle.registry import ModelRegistry
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         DatasetCatalog,
         DeploymentCatalog,
         ModelCatalog,
+        MonitorResultLog,
         ScheduleCatalog,
         TableArea,
     )
@@ -92,6 +93,7 @@ class Workspace:
         self._registry: ModelRegistry | None = None
         self._monitor: Monitor | None = None
         self._alerts: Alerts | None = None
+        self._training: Training | None = None
 
     @property
     def data(self) -> DatasetRegistry:
@@ -141,7 +143,8 @@ class Workspace:
         """Drift against dataset versions: ``ws.monitor.drift("bike/3", window_df)``."""
         self._check_open()
         if self._monitor is None:
-            from mlcycle.monitor import Monitor  # noqa: PLC0415  (loads on first use)
+            from mlcycle.monitor import Monitor, Sources  # noqa: PLC0415  (loads on first use)
+            from mlcycle.serve import spool_dir  # noqa: PLC0415
 
             self._monitor = Monitor(
                 data=self.data,
@@ -149,6 +152,15 @@ class Workspace:
                 lineage=self.metadata,
                 clock=self.clock,
                 actor=self.actor,
+                sources=Sources(
+                    spool_dir=spool_dir(self.settings),
+                    tables=cast("TableArea", self.artifacts),  # every artifact store has one
+                    deployments=cast("DeploymentCatalog", self.metadata),  # the SQL store
+                    results=cast("MonitorResultLog", self.metadata),  # is every catalog
+                    registry=lambda: self.registry,
+                    monitors=self.settings.monitors,
+                    alerts=lambda: self.alerts,
+                ),
             )
         return self._monitor
 
@@ -229,6 +241,27 @@ class Workspace:
         tables = cast("TableArea", self.artifacts)  # every artifact store has a table area
         return FeedbackLog(tables=tables, spool_dir=spool_dir(self.settings), clock=self.clock)
 
+    @property
+    def training(self) -> Training:
+        """Continuous training under ``[training.NAME]``: ``ws.training.run_once()``, ``status``.
+
+        Built on first use, which checks every policy: its alert rules exist in
+        ``[alerts.rules]`` and its pipeline loads (``ValidationFailed`` names the key).
+        """
+        self._check_open()
+        if self._training is None:
+            from mlcycle.agent import Training, parse_policies  # noqa: PLC0415  (on first use)
+            from mlcycle.pipeline import load_target  # noqa: PLC0415
+
+            home = self.settings.home
+            policies = parse_policies(
+                self.settings.training,
+                rules=self.settings.alerts.rules,
+                check_pipeline=lambda target: load_target(target, root=home),
+            )
+            self._training = Training(host=self, policies=policies, group=self.settings.agent.group)
+        return self._training
+
     def agent(self, *, launcher: Launcher | None = None, name: str | None = None) -> Agent:
         """An agent for this project's schedules, configured by ``settings.agent``.
 
@@ -256,6 +289,7 @@ class Workspace:
             group=config.group,
             lease_ttl_s=config.lease_ttl_s,
             timezone=ZoneInfo(config.timezone),
+            training=self.training if self.settings.training else None,
         )
 
     @property

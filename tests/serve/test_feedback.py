@@ -230,3 +230,12 @@ def test_reading_gives_the_label_recorded_last(
     assert dict(zip(read["request_id"].to_pylist(), read["label"].to_pylist(), strict=True)) == (
         expected
     )
+
+
+def test_labelled_on_a_deployment_with_no_predictions_yet_is_empty(tmp_path: Path) -> None:
+    tables = LocalArtifactStore(root=tmp_path / "artifacts")
+    clock = SimulatedClock(tmp_path / "clock.json")
+    log = FeedbackLog(tables=tables, spool_dir=tmp_path / "spool", clock=clock)
+    found = log.labelled("bike-demand", since=T0)
+    assert found.num_rows == 0
+    assert {"label", "labelled_at", "label_delay_s"} <= set(found.column_names)

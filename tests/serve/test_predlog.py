@@ -243,3 +243,70 @@ def test_the_workspace_log_and_the_sdk_read(workspace: mc.Workspace) -> None:
         assert mc.serve.predictions_table("bike-demand").num_rows == 2
     finally:
         mc.close()
+
+
+def test_failed_requests_are_rows_only_monitoring_reads(tmp_path: Path) -> None:
+    """Error rows merge into a table of answers (and answers into one of errors), both ways."""
+    tables = LocalArtifactStore(root=tmp_path / "artifacts")
+    spool = tmp_path / "spool"
+
+    def batch(request_id: str, error: str | None) -> PredictionBatch:
+        return PredictionBatch(
+            deployment="bike",
+            model="bike",
+            model_version=1,
+            variant="primary",
+            shadow=False,
+            request_ids=[request_id],
+            row_indexes=[0],
+            times=[1_900_000_000.0],
+            latency_ms=[1.0],
+            inputs={} if error else {"season": ["winter"]},
+            outputs=[] if error else ["busy"],
+            error=error,
+        )
+
+    for first, second in (
+        (batch("e1", "422: bad"), batch("a1", None)),
+        (batch("a2", None), batch("e2", "500: boom")),
+    ):
+        log = PredictionLog(spool_dir=spool, tables=tables)
+        log.append(first)
+        log.close()
+        log = PredictionLog(spool_dir=spool, tables=tables)
+        log.append(second)
+        log.close()
+    answers = read_predictions(spool_dir=spool, tables=tables, deployment="bike")
+    everything = read_predictions(spool_dir=spool, tables=tables, deployment="bike", errors=True)
+    assert sorted(answers.column("request_id").to_pylist()) == ["a1", "a2"]
+    assert "error" not in answers.column_names
+    assert answers.column("output").to_pylist() == ["busy", "busy"]
+    found = {
+        r["request_id"]: r["error"] for r in everything.select(["request_id", "error"]).to_pylist()
+    }
+    assert found == {"e1": "422: bad", "a1": None, "a2": None, "e2": "500: boom"}
+
+
+def test_a_log_of_only_failures_reads_as_empty(tmp_path: Path) -> None:
+    tables = LocalArtifactStore(root=tmp_path / "artifacts")
+    log = PredictionLog(spool_dir=tmp_path / "spool", tables=tables)
+    log.append(
+        PredictionBatch(
+            "bike",
+            "",
+            0,
+            "",
+            False,
+            ["e1"],
+            [0],
+            [1_900_000_000.0],
+            [0.5],
+            {},
+            [],
+            error="503: overloaded",
+        )
+    )
+    log.close()
+    found = read_predictions(spool_dir=tmp_path / "spool", tables=tables, deployment="bike")
+    assert found.num_rows == 0
+    assert "inputs" in found.column_names

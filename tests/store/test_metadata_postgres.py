@@ -27,7 +27,7 @@ class TestPostgresMetadataStore(MetadataStoreContract):
 
 def test_plain_postgresql_urls_use_psycopg(postgres_url: str) -> None:
     plain = postgres_url.replace("postgresql+psycopg://", "postgresql://")
-    assert upgrade_metadata(plain) == "0010"
+    assert upgrade_metadata(plain) == "0011"
 
 
 def _closed_port() -> int:

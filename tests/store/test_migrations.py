@@ -20,7 +20,7 @@ from mlcycle.store._records import MetricPoint
 from mlcycle.store._schema import metadata
 from mlcycle.store._sql_db import MIGRATIONS_DIR, Database, _alembic_config
 
-HEAD = "0010"
+HEAD = "0011"
 OPTS = {"version_table": "mlcycle_alembic_version"}
 
 
@@ -246,5 +246,6 @@ def test_the_migrations_ship_inside_the_package() -> None:
         "0008_agent.py",
         "0009_deployments.py",
         "0010_alerts.py",
+        "0011_monitor_results.py",
     } <= names
     assert MIGRATIONS_DIR.parent.name == "store"

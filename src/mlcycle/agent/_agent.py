@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
+from typing import TYPE_CHECKING
 
 from mlcycle.agent._cron import latest_tick
 from mlcycle.agent._launch import Launch, Launcher
@@ -27,6 +28,9 @@ from mlcycle.clock import Clock
 from mlcycle.errors import BackendUnavailable, NotFound
 from mlcycle.ids import new_id
 from mlcycle.store import Event, EventLog, Schedule, ScheduleCatalog, TriggerFiring
+
+if TYPE_CHECKING:
+    from mlcycle.agent._training import Step, Training
 
 __all__ = ["TRIGGER_EVENTS", "Agent"]
 
@@ -72,6 +76,7 @@ class Agent:
         group: str = "default",
         lease_ttl_s: float = 60.0,
         timezone: tzinfo = UTC,
+        training: Training | None = None,
     ) -> None:
         self.catalog = catalog
         self.events = events
@@ -81,6 +86,9 @@ class Agent:
         self.group = group
         self.lease_ttl_s = lease_ttl_s
         self.timezone = timezone
+        self.training = training
+        self.training_steps: list[Step] = []
+        """The continuous-training steps of the last pass."""
 
     @property
     def consumer(self) -> str:
@@ -90,6 +98,8 @@ class Agent:
     def run_once(self) -> list[TriggerFiring]:
         """One pass: fire due cron ticks, then new events; returns what this agent fired.
 
+        With ``training``, the pass then advances the continuous-training loop
+        (its steps, kept in ``training_steps``, are events: ``mlcycle training history``).
         Does nothing (returns ``[]``) while another agent of the group holds the lease.
         """
         holder = self.catalog.take_lease(
@@ -100,7 +110,10 @@ class Agent:
             return []
         schedules = {s.name: s for s in self.catalog.list_schedules() if s.enabled}
         fired = self._fire_cron(list(schedules.values()))
-        return fired + self._follow_events(schedules)
+        fired += self._follow_events(schedules)
+        if self.training is not None:
+            self.training_steps = self.training.run_once()
+        return fired
 
     def run_forever(
         self, poll_interval: float = 5.0, *, stop: threading.Event | None = None

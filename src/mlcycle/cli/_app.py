@@ -16,11 +16,13 @@ from mlcycle.cli import (
     _experiments,
     _init,
     _models,
+    _monitor,
     _pipelines,
     _predict,
     _runs,
     _schedules,
     _serve,
+    _training,
 )
 from mlcycle.cli._context import ErrorReportingGroup, GlobalOptions
 
@@ -64,6 +66,8 @@ app.command("agent")(_schedules.agent)
 app.command("deploy")(_deploy.deploy)
 app.add_typer(_deploy.app, name="deployments")
 app.add_typer(_alerts.app, name="alerts")
+app.add_typer(_monitor.app, name="monitor")
+app.add_typer(_training.app, name="training")
 app.command("init")(_init.init)
 app.command("demo")(_demo.demo)
 app.command("serve")(_serve.serve)

@@ -119,6 +119,8 @@ def agent(
         if once:
             for firing in runner.run_once():
                 console().print(_fired(firing), markup=False)
+            for step in runner.training_steps:
+                console().print(f"training {step.deployment}: {step.why}", markup=False)
             return
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

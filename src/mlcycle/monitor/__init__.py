@@ -5,6 +5,9 @@
 ``"bike/3"``, cached in the artifact store) makes every later window cheap.
 :class:`Alerts` evaluates rules such as ``drift_share > 0.3 for 2 windows``
 over :class:`MonitorResult` windows and notifies through webhooks, files and e-mail.
+``mc.monitor.run("bike-demand")`` scores the windows of a deployment's prediction
+log, stores them (``results``) and alerts on them; ``report`` writes them as HTML
+and JSON.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ from mlcycle.monitor._rules import (
     rule_from_settings,
     rules_from_settings,
 )
-from mlcycle.monitor._sdk import reference
+from mlcycle.monitor._run import Sources
+from mlcycle.monitor._sdk import age_quality, reference, report, results, run
+from mlcycle.monitor._window import WindowResult
 
 __all__ = [
     "CACHE_KIND",
@@ -58,8 +63,11 @@ __all__ = [
     "ReferenceStats",
     "RetryPolicy",
     "Rule",
+    "Sources",
     "TestName",
     "WebhookNotifier",
+    "WindowResult",
+    "age_quality",
     "build_notifier",
     "build_notifiers",
     "drift",
@@ -69,7 +77,10 @@ __all__ = [
     "parse_rule",
     "plan_change",
     "reference",
+    "report",
+    "results",
     "rule_from_settings",
     "rules_from_settings",
+    "run",
     "slack_message",
 ]

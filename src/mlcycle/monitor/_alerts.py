@@ -185,6 +185,43 @@ class Alerts:
         """Send every due notification now (each bounded by its notifier's timeout)."""
         return self.courier.deliver_due()
 
+    def follow_up(
+        self,
+        alert_id: str,
+        *,
+        event: str,
+        why: str,
+        details: Mapping[str, Any] | None = None,  # Any: JSON values
+    ) -> builtins.list[AlertDelivery]:
+        """Tell the notifiers of the alert's rule what followed it (``event``) and ``why``.
+
+        Continuous training uses it to say what became of the retrain an
+        alert started. Returns the deliveries queued (none when the rule has
+        no notifiers or is no longer configured).
+        """
+        alert = self.log.get_alert(alert_id)
+        rule = self.rules.get(alert.rule)
+        if rule is None or not rule.notify:
+            return []
+        last = alert.windows[-1] if alert.windows else None
+        payload = {
+            "name": alert.rule,
+            "alert_id": alert.id,
+            "rule": alert.expression,
+            "severity": alert.severity,
+            "deployment": alert.deployment,
+            "state": alert.state,
+            "values": {} if last is None else last.values,
+            "window_end": alert.window_end.isoformat(),
+            **(details or {}),
+            "why": why,
+        }
+        queued = self.log.queue_deliveries(
+            alert.id, event=event, payload=payload, notifiers=rule.notify, time=self.clock.now()
+        )
+        self.courier.wake()
+        return queued
+
     def close(self, timeout_s: float = 10.0) -> None:
         """Let the courier send what is due (for up to ``timeout_s``) and stop its thread.
 

@@ -1,5 +1,8 @@
 """A drift report as one self-contained HTML page: inline CSS and SVG, nothing fetched.
 
+``line_chart`` draws series over time the same way (inline SVG), for the
+monitoring report's performance, drift share and latency plots.
+
 The chart puts every column on one scale, where 1 is the column's threshold:
 a distance divided by its threshold, or for p-value tests ``log(p) /
 log(threshold)``, so a bar past the dashed line is a column that drifted
@@ -10,19 +13,21 @@ readable; the table gives the exact numbers.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mlcycle.monitor._report import ColumnDrift, DriftReport
 
-__all__ = ["render_drift_html", "score"]
+__all__ = ["STYLE", "line_chart", "render_drift_html", "score"]
 
 _CAP = 3.0
 _ROW = 22
 _LABEL = 180
 _WIDTH = 420
-_STYLE = """
+STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
 table{border-collapse:collapse;font-size:.9rem}
 td,th{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:left}
@@ -58,7 +63,7 @@ def render_drift_html(report: DriftReport, *, title: str) -> str:
     )
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
         f"<h1>{escape(title)}</h1><p class='summary'>{summary}</p>"
         f"<h2>Drift per column</h2>{_chart(report)}"
         "<p>Scale: 1 is each column's threshold (a distance divided by its threshold; for "
@@ -124,3 +129,77 @@ def _number(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.4g}"
+
+
+_PALETTE = ("#4a7bb7", "#b00020", "#1b7f3b", "#8a5a00", "#6a3d9a", "#444444")
+_PLOT_W, _PLOT_H, _PAD = 640, 200, 48
+
+
+def line_chart(series: Mapping[str, Sequence[tuple[float, float | None]]], *, label: str) -> str:
+    """Series of ``(x, y)`` points as lines in one inline SVG; ``None`` breaks a line.
+
+    x is usually a window's end in epoch seconds; the axis shows the first and
+    last as dates. An empty chart says there is no data.
+    """
+    points = [(x, y) for values in series.values() for x, y in values if _finite(y)]
+    if not points:
+        return f"<p>No values for {escape(label)} yet.</p>"
+    xs, ys = [p[0] for p in points], [float(p[1]) for p in points]  # type: ignore[arg-type]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(0.0, *ys), max(ys)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+
+    def at(x: float, y: float) -> str:
+        px = _PAD + (x - x0) / (x1 - x0) * (_PLOT_W - 2 * _PAD)
+        py = _PLOT_H - _PAD / 2 - (y - y0) / (y1 - y0) * (_PLOT_H - _PAD)
+        return f"{px:.1f},{py:.1f}"
+
+    svg = (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{_PLOT_W + 160}' height='{_PLOT_H}' "
+        f"role='img' aria-label='{escape(label)}'>"
+    )
+    last = (
+        f"<text x='{_PLOT_W - _PAD}' y='{_PLOT_H - 4}' font-size='11' text-anchor='end'>"
+        f"{_day(x1)}</text>"
+    )
+    parts = [
+        svg,
+        f"<text x='4' y='14' font-size='11'>{y1:.4g}</text>",
+        f"<text x='4' y='{_PLOT_H - _PAD / 2:.0f}' font-size='11'>{y0:.4g}</text>",
+        f"<text x='{_PAD}' y='{_PLOT_H - 4}' font-size='11'>{_day(x0)}</text>",
+        last,
+    ]
+    for index, (name, values) in enumerate(series.items()):
+        colour = _PALETTE[index % len(_PALETTE)]
+        for run in _runs(values):
+            path = " ".join(at(x, y) for x, y in run)
+            parts.append(
+                f"<polyline fill='none' stroke='{colour}' stroke-width='2' points='{path}'/>"
+                if len(run) > 1
+                else f"<circle cx='{path.split(',')[0]}' cy='{path.split(',')[1]}' r='3' "
+                f"fill='{colour}'/>"
+            )
+        parts.append(
+            f"<text x='{_PLOT_W + 4}' y='{20 + 16 * index}' font-size='12' fill='{colour}'>"
+            f"{escape(name)}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _runs(values: Sequence[tuple[float, float | None]]) -> list[list[tuple[float, float]]]:
+    runs: list[list[tuple[float, float]]] = [[]]
+    for x, y in values:
+        if _finite(y):
+            runs[-1].append((x, float(y)))  # type: ignore[arg-type]
+        elif runs[-1]:
+            runs.append([])
+    return [run for run in runs if run]
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _day(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M")

@@ -18,15 +18,22 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mlcycle.data import DatasetProfile, DatasetRegistry
-from mlcycle.errors import NotFound
+from mlcycle.errors import NotFound, ValidationFailed
 from mlcycle.monitor._drift import drift
 from mlcycle.monitor._reference import FORMAT, ReferenceStats
 from mlcycle.monitor._report import DriftReport, TestName
 from mlcycle.store import ArtifactStore, LineageGraph
 
 if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
+
+    import pandas as pd
+
     from mlcycle.clock import Clock
     from mlcycle.monitor._frames import FrameLike
+    from mlcycle.monitor._run import Sources
+    from mlcycle.monitor._window import WindowResult
 
 __all__ = ["CACHE_KIND", "Monitor"]
 
@@ -56,8 +63,10 @@ class Monitor:
         lineage: LineageGraph,
         clock: Clock,
         actor: str,
+        sources: Sources | None = None,
     ) -> None:
         self.data = data
+        self.sources = sources
         self.artifacts = artifacts
         self.lineage = lineage
         self.clock = clock
@@ -119,6 +128,76 @@ class Monitor:
             categorical=categorical,
             drift_share=drift_share,
         )
+
+    def run(
+        self,
+        deployment: str,
+        *,
+        window: str | None = None,
+        until: datetime | None = None,
+        since: datetime | None = None,
+    ) -> list[WindowResult]:
+        """Score, store and alert on every complete unstored window of ``deployment``.
+
+        ``window`` defaults to ``[monitors.<deployment>] window`` (else ``1d``);
+        ``until`` to the workspace clock's now. Returns the windows scored now
+        (none when every window was stored already, or nothing was logged yet).
+        Raises ``NotFound`` for a deployment with neither a record nor a log.
+        """
+        from mlcycle.monitor._run import run_windows  # noqa: PLC0415  (serve loads on use)
+
+        return run_windows(
+            self, self._sources(), deployment, window=window, since=since, until=until
+        )
+
+    def results(
+        self,
+        deployment: str,
+        *,
+        metrics: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> pd.DataFrame:
+        """Stored results in long format: ``window_start, window_end, metric, value``."""
+        import pandas as pd  # noqa: PLC0415  (with the data)
+
+        points = self._sources().results.read_monitor_results(
+            deployment, metrics=metrics, since=since, until=until
+        )
+        return pd.DataFrame(
+            {
+                "window_start": pd.to_datetime([p.window_start for p in points], utc=True),
+                "window_end": pd.to_datetime([p.window_end for p in points], utc=True),
+                "metric": pd.Series([p.metric for p in points], dtype=object),
+                "value": pd.Series([p.value for p in points], dtype="float64"),
+            }
+        )
+
+    def report(self, deployment: str, out_dir: str | Path) -> Path:
+        """Write ``monitor-<deployment>.html`` (offline, with plots) and ``.json``."""
+        from mlcycle.monitor._results import write_report  # noqa: PLC0415
+
+        return write_report(self._sources(), deployment, out_dir)
+
+    def age_quality(
+        self, deployment: str, *, model: str | None = None, window: str | None = None
+    ) -> pd.DataFrame:
+        """Every registered version of the model scored on the latest labelled window.
+
+        Columns: ``version, registered_at, age_days, rows, note`` and the task's
+        metrics. ``window`` (``7d``) scores the labelled predictions of that
+        period up to now instead; ``model`` defaults to the one serving there.
+        """
+        from mlcycle.monitor._results import age_quality  # noqa: PLC0415
+
+        return age_quality(self._sources(), self.clock, deployment, model=model, window=window)
+
+    def _sources(self) -> Sources:
+        if self.sources is None:
+            raise ValidationFailed(
+                "this Monitor was built without a workspace's stores; use ws.monitor"
+            )
+        return self.sources
 
     def _stored(self, key: str) -> ReferenceStats | None:
         for edge in reversed(self.lineage.edges_from(key)):

@@ -64,6 +64,8 @@ class Notification:
         """One line: severity, rule, state and deployment."""
         p = self.payload
         severity = str(p.get("severity", "warning")).upper()
+        if not self.event.startswith("alert."):  # what followed the alert, such as a retrain
+            return f"[{severity}] {p.get('name')} on {p.get('deployment')}: {self.event}"
         return f"[{severity}] {p.get('name')} {self.state} on {p.get('deployment')}"
 
     @property

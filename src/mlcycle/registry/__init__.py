@@ -13,6 +13,7 @@ from mlcycle.registry._mlflow import read_mlflow_model, write_mlflow_model
 from mlcycle.registry._onnx import OnnxFlavor, convert_to_onnx
 from mlcycle.registry._pyfunc import PyfuncFlavor
 from mlcycle.registry._registry import ModelRegistry
+from mlcycle.registry._scoring import CLASSIFICATION_METRICS, REGRESSION_METRICS, compute_metrics
 from mlcycle.registry._sdk import (
     card,
     current_registry,
@@ -39,8 +40,10 @@ from mlcycle.registry._xgboost import XGBoostFlavor
 
 __all__ = [
     "ALLOWED_TYPES",
+    "CLASSIFICATION_METRICS",
     "ENTRY_POINT_GROUP",
     "ESTIMATOR_FAMILIES",
+    "REGRESSION_METRICS",
     "ColumnSpec",
     "Evaluation",
     "Flavor",
@@ -57,6 +60,7 @@ __all__ = [
     "SliceMetrics",
     "XGBoostFlavor",
     "card",
+    "compute_metrics",
     "convert_to_onnx",
     "current_registry",
     "evaluate",

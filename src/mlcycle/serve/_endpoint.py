@@ -90,6 +90,13 @@ class PredictEndpoint:
             server.admit()
         except Overloaded as exc:
             server.count(None, 503)
+            server.record_failure(
+                None,
+                request_id=server.new_request_id(),
+                status=503,
+                message=str(exc),
+                arrived=arrived,
+            )
             return 503, error_body(str(exc)), [(b"retry-after", b"1")]
         lane: Lane | None = None
         reached = False
@@ -118,6 +125,9 @@ class PredictEndpoint:
         except MlcycleError as exc:
             status = status_of(exc)
             server.count(lane, status)
+            server.record_failure(
+                lane, request_id=request_id, status=status, message=str(exc), arrived=arrived
+            )
             close = [(b"connection", b"close")] if status == 413 else []
             return status, error_body(str(exc)), [(b"x-request-id", request_id.encode()), *close]
         except Exception as exc:  # noqa: BLE001  (a model's own error: logged with an id, 500)
@@ -134,6 +144,9 @@ class PredictEndpoint:
             message = (
                 f"the model failed on this request (error id {error_id}; the server log has "
                 "the details)"
+            )
+            server.record_failure(
+                lane, request_id=request_id, status=500, message=message, arrived=arrived
             )
             return (
                 500,

@@ -186,7 +186,9 @@ class FeedbackLog:
         labels = self.read(deployment).drop_columns(["source"])
         # Arrow joins carry no nested columns (inputs, list outputs): join the keys and each
         # row's position, then put the labels next to the rows in their order.
-        keys = logged.select(_KEY).append_column("_at", pa.array(range(logged.num_rows)))
+        keys = logged.select(_KEY).append_column(
+            "_at", pa.array(range(logged.num_rows), pa.int64())
+        )
         found = keys.join(labels, keys=_KEY, join_type="left outer", use_threads=False)
         found = found.sort_by("_at")
         delay = pc.divide(

@@ -16,6 +16,13 @@ Columns: ``request_id, row_index, time, date, deployment, model,
 model_version, variant, shadow, latency_ms, inputs`` (a struct with one field
 per feature) and ``output``. Numbers are stored as float64 (integers
 included), so batches of one model always share a schema.
+
+Failed requests are rows too, with an ``error`` column (``"422: ..."``) and
+neither ``inputs`` nor ``output``: Delta's schema merge adds the column to an
+older table, where earlier rows read it as null, and their missing columns
+read as null. ``read_predictions`` leaves them out unless asked for
+``errors=True`` (monitoring's error rate), so every other reader sees the
+columns it always saw.
 """
 
 from __future__ import annotations
@@ -168,11 +175,12 @@ class PredictionLog:
         taken: list[PredictionBatch] = []
         while self._pending:
             taken.append(self._pending.popleft())
-        groups: dict[tuple[str, tuple[str, ...]], list[PredictionBatch]] = {}
+        groups: dict[tuple[str, tuple[str, ...], bool], list[PredictionBatch]] = {}
         for batch in taken:
-            groups.setdefault((batch.deployment, tuple(batch.inputs)), []).append(batch)
+            group = (batch.deployment, tuple(batch.inputs), batch.error is not None)
+            groups.setdefault(group, []).append(batch)
         touched = []
-        for (deployment, _features), batches in groups.items():
+        for (deployment, _features, _failed), batches in groups.items():
             record = to_record_batch(batches)
             key = (deployment, record.schema)
             segment = self._segments.get(key)
@@ -282,9 +290,25 @@ def to_record_batch(batches: Sequence[PredictionBatch]) -> pa.RecordBatch:
     """Batches of one deployment with the same features as one record batch of the log's columns.
 
     Converting many at once costs a few Arrow calls per column, not per batch.
+    Batches of failed requests (``error`` set) give the columns of failures.
     """
     micros = np.rint(np.asarray(_joined(batches, "times"), dtype=np.float64) * 1e6)
     times = pa.array(micros.astype(np.int64), pa.timestamp("us", tz="UTC"))
+    common = {
+        "request_id": pa.array(_joined(batches, "request_ids"), pa.string()),
+        "row_index": pa.array(_joined(batches, "row_indexes"), pa.int32()),
+        "time": times,
+        _PARTITION: times.cast(pa.date32()),
+        "deployment": pa.array(_repeated(batches, "deployment"), pa.string()),
+        "model": pa.array(_repeated(batches, "model"), pa.string()),
+        "model_version": pa.array(_repeated(batches, "model_version"), pa.int32()),
+        "variant": pa.array(_repeated(batches, "variant"), pa.string()),
+        "shadow": pa.array(_repeated(batches, "shadow"), pa.bool_()),
+        "latency_ms": pa.array(_joined(batches, "latency_ms"), pa.float64()),
+    }
+    if batches and batches[0].error is not None:
+        common["error"] = pa.array(_repeated(batches, "error"), pa.string())
+        return pa.RecordBatch.from_pydict(common)
     features = list(batches[0].inputs) if batches else []
     inputs = (
         pa.StructArray.from_arrays(
@@ -294,20 +318,7 @@ def to_record_batch(batches: Sequence[PredictionBatch]) -> pa.RecordBatch:
         else pa.array([{}] * len(times), pa.struct([]))
     )
     return pa.RecordBatch.from_pydict(
-        {
-            "request_id": pa.array(_joined(batches, "request_ids"), pa.string()),
-            "row_index": pa.array(_joined(batches, "row_indexes"), pa.int32()),
-            "time": times,
-            _PARTITION: times.cast(pa.date32()),
-            "deployment": pa.array(_repeated(batches, "deployment"), pa.string()),
-            "model": pa.array(_repeated(batches, "model"), pa.string()),
-            "model_version": pa.array(_repeated(batches, "model_version"), pa.int32()),
-            "variant": pa.array(_repeated(batches, "variant"), pa.string()),
-            "shadow": pa.array(_repeated(batches, "shadow"), pa.bool_()),
-            "latency_ms": pa.array(_joined(batches, "latency_ms"), pa.float64()),
-            "inputs": inputs,
-            "output": _column([b.outputs for b in batches]),
-        }
+        {**common, "inputs": inputs, "output": _column([b.outputs for b in batches])}
     )
 
 
@@ -319,11 +330,16 @@ def read_predictions(
     since: datetime | None = None,
     until: datetime | None = None,
     variant: str | None = None,
+    errors: bool = False,
+    ordered: bool = True,
 ) -> pa.Table:
     """Every logged prediction of ``deployment`` in ``[since, until)``, oldest first.
 
     Rows still in spool segments (of live or dead processes) are included,
-    unless their segment already rolled into the table.
+    unless their segment already rolled into the table. ``errors=True`` keeps
+    the rows of failed requests (and the ``error`` column, null for answers).
+    ``ordered=False`` skips the sort (a reader that only needs time order
+    of a table it will sort by time itself saves a pass over every column).
     """
     from deltalake import DeltaTable  # noqa: PLC0415  (heavy; on first use)
     from deltalake.exceptions import TableNotFoundError  # noqa: PLC0415
@@ -350,6 +366,12 @@ def read_predictions(
     if not parts:
         return _empty()
     combined = pa.concat_tables(parts, promote_options="permissive")
+    if not errors and "error" in combined.column_names:
+        combined = combined.filter(pc.is_null(combined.column("error"))).drop_columns(["error"])
+        if "inputs" not in combined.column_names:  # only failures were logged
+            return _empty()
+    if not ordered:
+        return combined
     return combined.sort_by(
         [("time", "ascending"), ("request_id", "ascending"), ("row_index", "ascending")]
     )

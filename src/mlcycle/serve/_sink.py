@@ -21,6 +21,10 @@ class PredictionBatch:
     each feature column to its values; ``outputs`` are the predictions
     (numbers, labels, or lists for multi-output models). ``shadow`` marks the
     copies a shadow variant predicted, which nobody received.
+
+    ``error`` marks a request that failed (``"422: ..."``): one row with no
+    inputs and no output, so monitoring can tell an error rate; ``model`` is
+    empty and ``model_version`` 0 when it failed before reaching a variant.
     """
 
     deployment: str
@@ -34,6 +38,7 @@ class PredictionBatch:
     latency_ms: Sequence[float]
     inputs: Mapping[str, Sequence[Any]]  # Any: a column's JSON-able values
     outputs: Sequence[Any]  # Any: a prediction per row
+    error: str | None = None
 
     def __len__(self) -> int:
         return len(self.request_ids)

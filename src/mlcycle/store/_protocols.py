@@ -7,7 +7,7 @@ capability, a handful of methods; one backend object usually implements many.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, BinaryIO, Literal, Protocol
 
@@ -26,6 +26,7 @@ from mlcycle.store._records import (
     LineageEdge,
     MetricPoint,
     ModelVersion,
+    MonitorPoint,
     RegisteredModel,
     Run,
     RunError,
@@ -48,6 +49,7 @@ __all__ = [
     "MetadataStore",
     "MetricLog",
     "ModelCatalog",
+    "MonitorResultLog",
     "PipelineLog",
     "RunLog",
     "ScheduleCatalog",
@@ -562,6 +564,58 @@ class AlertLog(Protocol):
         self, *, alert_id: str | None = None, status: str | None = None, limit: int = 1000
     ) -> list[AlertDelivery]:
         """Deliveries, oldest first, optionally of one alert or status."""
+        ...
+
+    def queue_deliveries(
+        self,
+        alert_id: str,
+        *,
+        event: str,
+        payload: dict[str, Any],  # Any: JSON values
+        notifiers: Sequence[str],
+        time: datetime,
+    ) -> list[AlertDelivery]:
+        """Queue one pending delivery of ``event`` per notifier for what followed an alert.
+
+        Raises ``NotFound`` (and queues nothing) when there is no such alert.
+        """
+        ...
+
+
+class MonitorResultLog(Protocol):
+    """Monitoring's time series: every metric of every scored window, stored once per window."""
+
+    def record_monitor_window(
+        self,
+        deployment: str,
+        *,
+        window_start: datetime,
+        window_end: datetime,
+        values: Mapping[str, float | None],
+        recorded_at: datetime,
+    ) -> bool:
+        """Store one window's metrics in one transaction; ``False`` if it was stored already."""
+        ...
+
+    def monitor_windows(
+        self, deployment: str, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[tuple[datetime, datetime]]:
+        """The stored windows ``(start, end)`` ending in ``(since, until]``, oldest first."""
+        ...
+
+    def monitored_deployments(self) -> list[str]:
+        """The deployments with stored results, by name."""
+        ...
+
+    def read_monitor_results(
+        self,
+        deployment: str,
+        *,
+        metrics: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[MonitorPoint]:
+        """The stored metrics of windows ending in ``(since, until]``, oldest first."""
         ...
 
 

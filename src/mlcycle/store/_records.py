@@ -22,6 +22,7 @@ __all__ = [
     "LineageEdge",
     "MetricPoint",
     "ModelVersion",
+    "MonitorPoint",
     "PointTuple",
     "RegisteredModel",
     "Run",
@@ -454,3 +455,13 @@ class Deployment:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     actor: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorPoint:
+    """One metric of one monitored window of a deployment (``value`` ``None``: missing or NaN)."""
+
+    window_start: datetime
+    window_end: datetime
+    metric: str
+    value: float | None

@@ -46,6 +46,7 @@ __all__ = [
     "metric_chunks",
     "model_aliases",
     "model_versions",
+    "monitor_results",
     "params",
     "pipeline_runs",
     "registered_models",
@@ -444,4 +445,17 @@ alert_deliveries = Table(
     Column("claimed_by", String(256), nullable=True),
     Column("claimed_until", Float, nullable=True),
     Index(None, "status", "next_attempt_at"),
+)
+
+# One row per metric of a monitored window: a long time series, read by metric and time range.
+monitor_results = Table(
+    "monitor_results",
+    metadata,
+    Column("deployment", String(128), primary_key=True),
+    Column("window_end", Float, primary_key=True),
+    Column("window_start", Float, primary_key=True),
+    Column("metric", String(512), primary_key=True),
+    Column("value", Float, nullable=True),
+    Column("recorded_at", Float, nullable=False),
+    Index(None, "deployment", "metric", "window_end"),
 )

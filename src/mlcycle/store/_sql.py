@@ -22,6 +22,7 @@ from mlcycle.store._sql_deployments import DeploymentsMixin
 from mlcycle.store._sql_events import EventsMixin
 from mlcycle.store._sql_metrics import MetricsMixin
 from mlcycle.store._sql_models import ModelsMixin
+from mlcycle.store._sql_monitor import MonitorResultsMixin
 from mlcycle.store._sql_pipelines import PipelinesMixin
 from mlcycle.store._sql_runs import RunsMixin
 from mlcycle.store._sql_schedules import SchedulesMixin
@@ -39,9 +40,10 @@ class SqlMetadataStore(
     SchedulesMixin,
     DeploymentsMixin,
     AlertsMixin,
+    MonitorResultsMixin,
 ):
     """Experiments, runs, metrics, environments, artifacts, events, lineage, datasets, models,
-    pipeline runs, schedules, deployments, alerts."""
+    pipeline runs, schedules, deployments, alerts, monitor results."""
 
     def __init__(self, database: Database) -> None:
         self._db = database

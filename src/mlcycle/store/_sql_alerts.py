@@ -417,3 +417,46 @@ class AlertsMixin:
             query = query.where(alert_deliveries.c.status == status)
         query = query.order_by(alert_deliveries.c.created_at, alert_deliveries.c.id).limit(limit)
         return self._db.read(lambda conn: [_delivery(row) for row in conn.execute(query)])
+
+    def queue_deliveries(
+        self,
+        alert_id: str,
+        *,
+        event: str,
+        payload: dict[str, Any],  # Any: JSON values
+        notifiers: Sequence[str],
+        time: datetime,
+    ) -> list[AlertDelivery]:
+        """Queue one pending delivery of ``event`` per notifier (a retrain's outcome, say).
+
+        Raises ``NotFound`` (and queues nothing) when there is no such alert.
+        """
+        created = to_epoch(time)
+        text = orjson.dumps(payload).decode()
+        ids = [new_id() for _ in notifiers]
+
+        def work(conn: Connection) -> list[AlertDelivery]:
+            if _find_alert(conn, alert_id) is None:
+                raise NotFound(f"no alert '{alert_id}' to notify about")
+            for delivery_id, notifier in zip(ids, notifiers, strict=True):
+                conn.execute(
+                    insert(alert_deliveries).values(
+                        id=delivery_id,
+                        alert_id=alert_id,
+                        notifier=notifier,
+                        event=event,
+                        payload=text,
+                        status="pending",
+                        attempts=0,
+                        created_at=created,
+                        next_attempt_at=created,
+                    )
+                )
+            rows = conn.execute(
+                select(alert_deliveries)
+                .where(alert_deliveries.c.id.in_(ids))
+                .order_by(alert_deliveries.c.created_at, alert_deliveries.c.id)
+            )
+            return [_delivery(row) for row in rows]
+
+        return self._db.write(work)

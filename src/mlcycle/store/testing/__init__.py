@@ -8,6 +8,7 @@ from mlcycle.store.testing._datasets import DatasetCatalogContract
 from mlcycle.store.testing._deployments import DeploymentCatalogContract
 from mlcycle.store.testing._metadata import MetadataStoreContract
 from mlcycle.store.testing._models import ModelCatalogContract
+from mlcycle.store.testing._monitor import MonitorResultLogContract
 from mlcycle.store.testing._pipelines import PipelineLogContract
 from mlcycle.store.testing._schedules import ScheduleCatalogContract
 
@@ -18,6 +19,7 @@ __all__ = [
     "DeploymentCatalogContract",
     "MetadataStoreContract",
     "ModelCatalogContract",
+    "MonitorResultLogContract",
     "PipelineLogContract",
     "ScheduleCatalogContract",
 ]

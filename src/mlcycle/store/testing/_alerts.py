@@ -226,6 +226,25 @@ class AlertLogContract:
         with pytest.raises(ValidationFailed, match="unknown delivery status"):
             catalog.list_deliveries(status="lost")
 
+    def test_deliveries_queued_after_an_alert_are_claimed_like_its_own(self, catalog: Any) -> None:
+        alert, _ = _fire(catalog)
+        later = alert.fired_at + DAY
+        payload = {"name": "drift-high", "alert_id": alert.id, "why": "kept as challenger"}
+        queued = catalog.queue_deliveries(
+            alert.id, event="training.rejected", payload=payload, notifiers=["slack"], time=later
+        )
+        assert [(d.notifier, d.event, d.status) for d in queued] == [
+            ("slack", "training.rejected", "pending")
+        ]
+        assert queued[0].payload == payload
+        claimed = catalog.claim_deliveries(now=later, holder="a", lease_s=30)
+        assert queued[0].id in {d.id for d in claimed}
+        with pytest.raises(NotFound, match="no alert 'nope'"):
+            catalog.queue_deliveries(
+                "nope", event="training.failed", payload={}, notifiers=["slack"], time=later
+            )
+        assert len(catalog.list_deliveries()) == len(claimed)
+
     @pytest.mark.parametrize(
         ("changes", "problem"),
         [

@@ -1,0 +1,699 @@
+"""Continuous training: from an alert to a retrained model proven on live traffic, or rolled back.
+
+Each pass (``run_once``, which the agent's pass calls) does two things:
+
+1. Judges the running trials: once enough requests are labelled, the
+   candidate is promoted (production moved, the deployment back to its
+   single answering model) or kept as the ``challenger`` alias, and says why.
+2. Follows new ``alert.fired`` events from its own cursor. An alert of a
+   policy's ``rollback_on`` within the watch after a promotion rolls
+   production back; one of ``on_alerts`` starts a retrain, unless a retrain
+   of the deployment is already under way or ``max_retrains`` is used up
+   (recorded as ``training.rate_limited``). A retrain runs the pipeline in
+   this process, takes the new version as the candidate, checks the
+   registry's gates and deploys it as a shadow or a canary.
+
+Every step is a ``training.*`` event with subject ``training:/<deployment>``
+and the ``alert_id`` that started it in its payload; where a deployment
+stands is read back from those events, so a pass may stop anywhere and the
+next one (in any process) continues.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mlcycle.agent._policy import TrainingPolicy
+from mlcycle.agent._trial import Verdict, judge
+from mlcycle.errors import MlcycleError, NotFound, ValidationFailed
+from mlcycle.ids import new_id
+from mlcycle.pipeline import PipelineHost, load_target
+from mlcycle.store import Deployment, Event, ModelVersion, ScheduleCatalog, Variant
+
+if TYPE_CHECKING:
+    from mlcycle.monitor import Alerts
+    from mlcycle.serve import Deployments, FeedbackLog
+
+__all__ = ["STEP_EVENTS", "Step", "Training", "TrainingHost", "TrainingStatus"]
+
+STEP_EVENTS = (
+    "training.started",
+    "training.candidate",
+    "training.gated",
+    "training.trial_started",
+    "training.promoted",
+    "training.rejected",
+    "training.rolled_back",
+    "training.rate_limited",
+    "training.failed",
+)
+"""The events of the loop, in the order a retrain goes through them."""
+_ALERT_EVENT = "alert.fired"
+_OUTCOMES = frozenset(
+    {"training.promoted", "training.rejected", "training.failed", "training.rolled_back"}
+)
+"""The steps the notifiers of the alert that started them hear about."""
+_CHALLENGER = "challenger"
+_BATCH = 500
+_log = logging.getLogger("mlcycle.agent.training")
+
+
+class TrainingHost(PipelineHost, Protocol):
+    """What the loop works on (a ``Workspace``): a pipeline host with deployments and feedback."""
+
+    @property
+    def deployments(self) -> Deployments:
+        """Deployments as applied."""
+        ...
+
+    @property
+    def feedback(self) -> FeedbackLog:
+        """Labels joined to served predictions."""
+        ...
+
+    @property
+    def alerts(self) -> Alerts:
+        """Alerts, whose notifiers hear what became of the retrains they started."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of the loop, as its event recorded it."""
+
+    deployment: str
+    event: str
+    time: datetime
+    alert_id: str | None
+    why: str
+    version: int | None = None
+    payload: dict[str, Any] = field(default_factory=dict, repr=False)  # Any: JSON values
+
+    @classmethod
+    def of(cls, event: Event) -> Step:
+        """The step ``event`` (a ``training.*`` event) records."""
+        p = event.payload
+        return cls(
+            deployment=str(p.get("deployment")),
+            event=event.type,
+            time=event.time,
+            alert_id=p.get("alert_id"),
+            why=str(p.get("why", "")),
+            version=p.get("version"),
+            payload=p,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingStatus:
+    """Where a deployment's loop stands.
+
+    ``phase`` is ``idle``, ``retraining`` (a pipeline run under way or
+    interrupted), ``trial`` (a candidate on live traffic; ``verdict`` says
+    how many labelled requests there are), or ``watching`` (promoted, and
+    rolled back if a ``rollback_on`` alert fires before ``watch_until``).
+    """
+
+    deployment: str
+    phase: str
+    attempt: str | None = None
+    alert_id: str | None = None
+    candidate: int | None = None
+    production: int | None = None
+    trial: str | None = None
+    trial_since: datetime | None = None
+    promoted_position: int | None = None
+    watch_until: datetime | None = None
+    last: Step | None = None
+    retrains: tuple[datetime, ...] = ()
+    verdict: Verdict | None = None
+    deployment_before: dict[str, Any] | None = field(default=None, repr=False)  # Any: JSON
+
+    @property
+    def why(self) -> str:
+        """The last step's reason, or the trial's progress while one runs."""
+        if self.verdict is not None:
+            return self.verdict.why
+        return "" if self.last is None else self.last.why
+
+
+class Training:
+    """The continuous-training loop of every deployment with a ``[training.NAME]`` policy."""
+
+    def __init__(
+        self,
+        *,
+        host: TrainingHost,
+        policies: Mapping[str, TrainingPolicy],
+        name: str | None = None,
+        group: str = "default",
+        lease_ttl_s: float = 600.0,
+    ) -> None:
+        self.host = host
+        self.policies = dict(policies)
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:].lower()}"
+        self.group = group
+        self.lease_ttl_s = lease_ttl_s
+
+    @property
+    def consumer(self) -> str:
+        """The event cursor (and lease) of this group's loop."""
+        return f"training:{self.group}"
+
+    def run_once(self) -> list[Step]:
+        """One pass: judge running trials, then act on new alerts; returns the steps taken.
+
+        Does nothing while another process of the group holds the loop's lease.
+        """
+        catalog: ScheduleCatalog = self.host.metadata  # type: ignore[assignment]  # every catalog
+        holder = catalog.take_lease(
+            self.consumer, holder=self.name, now=self.host.clock.now(), ttl_s=self.lease_ttl_s
+        )
+        if holder is not None:
+            _log.debug("training %s waits: %s holds %s", self.name, holder, self.consumer)
+            return []
+        try:
+            steps = []
+            for policy in self.policies.values():
+                steps.extend(self._advance_trial(policy))
+            return steps + self._follow_alerts()
+        finally:
+            catalog.release_lease(self.consumer, holder=self.name)
+
+    def status(self, deployment: str) -> TrainingStatus:
+        """Where ``deployment``'s loop stands: production from the registry, labels counted now."""
+        policy = self._policy(deployment)
+        state = self._state(deployment)
+        try:
+            production = self.host.registry.get(f"{policy.model}@production").version
+            state = replace(state, production=production)
+        except NotFound:
+            pass  # nothing in production yet: the events' view stands
+        if state.phase == "trial" and state.candidate is not None:
+            verdict = self._judge(policy, state)
+            state = replace(state, verdict=verdict)
+        return state
+
+    def history(self, deployment: str) -> list[Step]:
+        """Every step of ``deployment``'s loop, oldest first."""
+        self._policy(deployment)
+        return [Step.of(e) for e in self._events(deployment)]
+
+    # -- trials ---------------------------------------------------------------------------
+
+    def _advance_trial(self, policy: TrainingPolicy) -> list[Step]:
+        state = self._state(policy.deployment)
+        if state.phase == "retraining":
+            # Retrains run inside a pass, under the lease: one seen here was interrupted.
+            return [self._failed(policy, state, "pipeline", "the pass running it was interrupted")]
+        if state.phase != "trial" or state.candidate is None:
+            return []
+        return self._decide(policy, state)
+
+    def _decide(self, policy: TrainingPolicy, state: TrainingStatus) -> list[Step]:
+        """Promote, keep as challenger, or wait, as the labelled requests say."""
+        try:
+            verdict = self._judge(policy, state)
+        except (ValueError, TypeError) as exc:  # outputs or labels the metric cannot compare
+            return [self._abandon(policy, state, f"its {policy.metric} cannot be computed: {exc}")]
+        if not verdict.decided:
+            return []
+        try:
+            if verdict.promote:
+                return [self._promote(policy, state, verdict)]
+            return [self._keep_challenger(policy, state, verdict)]
+        except MlcycleError as exc:
+            return [self._abandon(policy, state, f"its outcome could not be applied: {exc}")]
+
+    def _abandon(self, policy: TrainingPolicy, state: TrainingStatus, why: str) -> Step:
+        """End a trial that cannot be decided, putting the deployment back if that still works."""
+        try:
+            self._restore(policy, state, winner=None)
+        except MlcycleError as exc:
+            why = f"{why}; the deployment could not be put back either: {exc}"
+        return self._failed(policy, state, "trial", f"the trial of version {state.candidate} "
+                            f"ended: {why}")  # fmt: skip
+
+    def _judge(self, policy: TrainingPolicy, state: TrainingStatus) -> Verdict:
+        rows = self.host.feedback.labelled(policy.deployment, since=state.trial_since)
+        assert state.candidate is not None
+        assert state.production is not None
+        return judge(rows, policy, candidate=state.candidate, production=state.production)
+
+    def _promote(self, policy: TrainingPolicy, state: TrainingStatus, verdict: Verdict) -> Step:
+        assert state.candidate is not None  # judged trials have one
+        try:
+            self.host.registry.promote(
+                policy.model, state.candidate, to="production", reason=f"training: {verdict.why}"
+            )
+        except MlcycleError as exc:
+            self._restore(policy, state, winner=None)
+            return self._step(
+                "training.rejected",
+                policy,
+                state,
+                why=f"version {state.candidate} won its trial but promotion was refused: {exc}",
+                stage="promotion",
+                verdict=verdict.to_dict(),
+            )
+        self._restore(policy, state, winner=state.candidate)
+        return self._step(
+            "training.promoted",
+            policy,
+            state,
+            why=f"promoted version {state.candidate} over version {state.production}: "
+            f"{verdict.why}",
+            previous=state.production,
+            verdict=verdict.to_dict(),
+            watch_until=(self.host.clock.now() + policy.watch).isoformat(),
+        )
+
+    def _keep_challenger(
+        self, policy: TrainingPolicy, state: TrainingStatus, verdict: Verdict
+    ) -> Step:
+        assert state.candidate is not None  # judged trials have one
+        self.host.registry.promote(
+            policy.model, state.candidate, to=_CHALLENGER, reason=f"training: {verdict.why}"
+        )
+        self._restore(policy, state, winner=None)
+        return self._step(
+            "training.rejected",
+            policy,
+            state,
+            why=f"version {state.candidate} stays the challenger; production version "
+            f"{state.production} is kept: {verdict.why}",
+            stage="trial",
+            verdict=verdict.to_dict(),
+        )
+
+    def _restore(
+        self, policy: TrainingPolicy, state: TrainingStatus, *, winner: int | None
+    ) -> None:
+        """Put the deployment back as before the trial (a pinned version pinned to the winner)."""
+        before = state.deployment_before or {}
+        variants = []
+        for item in before.get("variants", []):
+            variant = Variant(**item)
+            pinned = variant.model.partition("@")[1] == "" and variant.model.startswith(
+                f"{policy.model}/"
+            )
+            if winner is not None and pinned and not variant.shadow:
+                variant = replace(variant, model=f"{policy.model}/{winner}")
+            variants.append(variant)
+        self.host.deployments.apply(
+            Deployment(
+                name=policy.deployment,
+                variants=tuple(variants),
+                policy=before.get("policy", "single"),
+                sticky_key=before.get("sticky_key"),
+                key_columns=tuple(before.get("key_columns", ())),
+            )
+        )
+
+    # -- alerts ---------------------------------------------------------------------------
+
+    def _follow_alerts(self) -> list[Step]:
+        events = self.host.metadata
+        steps: list[Step] = []
+        cursor = events.load_cursor(self.consumer)
+        while batch := events.read_events(since=cursor, types=(_ALERT_EVENT,), limit=_BATCH):
+            for event in batch:
+                policy = self.policies.get(str(event.payload.get("deployment")))
+                if policy is not None:
+                    steps.extend(self._on_alert(policy, event))
+                cursor = event.position
+                events.save_cursor(self.consumer, cursor)
+        return steps
+
+    def _on_alert(self, policy: TrainingPolicy, alert: Event) -> list[Step]:
+        rule = str(alert.payload.get("name", alert.subject))
+        state = self._state(policy.deployment)
+        watching = (
+            state.phase == "watching"
+            and state.promoted_position is not None
+            and alert.position > state.promoted_position
+        )
+        if watching and rule in policy.rollback_on:
+            return [self._rollback(policy, state, alert, rule)]
+        if rule in policy.on_alerts:
+            return self._retrain(policy, state, alert, rule)
+        return []
+
+    def _rollback(
+        self, policy: TrainingPolicy, state: TrainingStatus, alert: Event, rule: str
+    ) -> Step:
+        ids = {"alert_id": alert.payload.get("alert_id"), "started_by": state.alert_id}
+        try:
+            move = self.host.registry.rollback(
+                policy.model,
+                reason=f"training: alert '{rule}' fired within the watch after promoting "
+                f"version {state.candidate}",
+            )
+        except MlcycleError as exc:
+            return self._step(
+                "training.failed",
+                policy,
+                state,
+                why=f"alert '{rule}' asked to roll back version {state.candidate}, but: {exc}",
+                stage="rollback",
+                **ids,
+            )
+        return self._step(
+            "training.rolled_back",
+            policy,
+            state,
+            why=f"alert '{rule}' fired on {policy.deployment} within {policy.watch} of the "
+            f"promotion of version {state.candidate}: production rolled back to version "
+            f"{move.to_version}. {alert.payload.get('why', '')}".strip(),
+            version=state.candidate,
+            to_version=move.to_version,
+            rule=rule,
+            **ids,
+        )
+
+    def _retrain(
+        self, policy: TrainingPolicy, state: TrainingStatus, alert: Event, rule: str
+    ) -> list[Step]:
+        alert_id = alert.payload.get("alert_id")
+        busy = self._busy(policy, state)
+        if busy is not None:
+            return [
+                self._step(
+                    "training.rate_limited",
+                    policy,
+                    TrainingStatus(policy.deployment, "idle"),
+                    why=f"alert '{rule}' would start a retrain, but {busy}",
+                    alert_id=alert_id,
+                    rule=rule,
+                    attempt=None,
+                )
+            ]
+        attempt = TrainingStatus(policy.deployment, "retraining", attempt=new_id())
+        attempt = replace(attempt, alert_id=alert_id)
+        started = self._step(
+            "training.started",
+            policy,
+            attempt,
+            why=f"alert '{rule}' fired on {policy.deployment}: retraining {policy.model} "
+            f"with {policy.pipeline}",
+            rule=rule,
+            pipeline=policy.pipeline,
+            params={k: str(v) for k, v in policy.params.items()},
+        )
+        return [started, *self._run_retrain(policy, attempt)]
+
+    def _busy(self, policy: TrainingPolicy, state: TrainingStatus) -> str | None:
+        """Why no retrain may start now, or ``None``."""
+        if state.phase in {"retraining", "trial"}:
+            what = "a trial" if state.phase == "trial" else "a retrain"
+            return f"{what} of this deployment is under way (attempt {state.attempt})"
+        now = self.host.clock.now()
+        recent = [t for t in state.retrains if now - t < policy.per]
+        if len(recent) >= policy.max_retrains:
+            return (
+                f"max_retrains = '{policy.rate}' is used up "
+                f"({len(recent)} since {min(recent):%Y-%m-%d %H:%M} UTC); the next may start "
+                f"at {min(recent) + policy.per:%Y-%m-%d %H:%M} UTC"
+            )
+        return None
+
+    def _run_retrain(self, policy: TrainingPolicy, attempt: TrainingStatus) -> list[Step]:
+        before = self._latest_version(policy.model)
+        try:
+            pipeline = load_target(policy.pipeline, root=self.host.settings.home)
+            # An alert asks for a new model even when the inputs look unchanged to the cache.
+            result = pipeline.run(workspace=self.host, no_cache=True, **policy.params)
+        except Exception as exc:  # noqa: BLE001  (a failing pipeline must not stop the loop)
+            return [self._failed(policy, attempt, "pipeline", f"{type(exc).__name__}: {exc}")]
+        new = [v for v in self._versions(policy.model) if v.version > before]
+        if not new:
+            return [
+                self._failed(
+                    policy,
+                    attempt,
+                    "pipeline",
+                    f"pipeline run {result.id} registered no new version of "
+                    f"'{policy.model}'; its steps must register the retrained model",
+                )
+            ]
+        candidate = _choose(new)
+        attempt = replace(attempt, candidate=candidate.version)
+        steps = [
+            self._step(
+                "training.candidate",
+                policy,
+                attempt,
+                why=f"pipeline run {result.id} registered version {candidate.version}",
+                version=candidate.version,
+                versions=[v.version for v in new],
+                pipeline_run=result.id,
+            )
+        ]
+        gated = self._gate(policy, attempt, candidate)
+        steps.append(gated)
+        if not gated.payload["passed"]:
+            steps.append(
+                self._step(
+                    "training.rejected",
+                    policy,
+                    attempt,
+                    why=f"version {candidate.version} failed the gates and is not deployed: "
+                    f"{gated.why}",
+                    stage="gates",
+                )
+            )
+            return steps
+        steps.append(self._start_trial(policy, attempt))
+        return steps
+
+    def _gate(self, policy: TrainingPolicy, attempt: TrainingStatus, version: ModelVersion) -> Step:
+        from mlcycle.registry import Evaluation  # noqa: PLC0415  (on first retrain)
+
+        try:
+            evaluation = (
+                Evaluation.from_dict(version.evaluation)
+                if version.evaluation is not None
+                else self.host.registry.evaluate(version)
+            )
+        except MlcycleError as exc:
+            return self._step(
+                "training.gated",
+                policy,
+                attempt,
+                why=f"the gates could not run: {exc}",
+                passed=False,
+                failures=["evaluation"],
+            )
+        failures = [g.name for g in evaluation.failures]
+        return self._step(
+            "training.gated",
+            policy,
+            attempt,
+            why=evaluation.summary(),
+            passed=evaluation.passed,
+            failures=failures,
+        )
+
+    def _start_trial(self, policy: TrainingPolicy, attempt: TrainingStatus) -> Step:
+        try:
+            current = self.host.deployments.get(policy.deployment)
+            production = self.host.registry.get(f"{policy.model}@production").version
+            ref = f"{policy.model}/{attempt.candidate}"
+            trial = _trial_deployment(current, policy, ref)
+            self.host.deployments.apply(trial)
+        except MlcycleError as exc:
+            return self._failed(policy, attempt, "trial", str(exc))
+        share = (
+            f" taking {policy.canary_share:.0%} of the traffic" if policy.trial == "canary" else ""
+        )
+        return self._step(
+            "training.trial_started",
+            policy,
+            attempt,
+            why=f"version {attempt.candidate} deployed as a {policy.trial}{share} of "
+            f"{policy.deployment} against production version {production}",
+            trial=policy.trial,
+            production=production,
+            canary_share=policy.canary_share if policy.trial == "canary" else None,
+            since=self.host.clock.now().isoformat(),
+            deployment_before=_deployment_dict(current),
+        )
+
+    def _failed(
+        self, policy: TrainingPolicy, attempt: TrainingStatus, stage: str, why: str
+    ) -> Step:
+        return self._step(
+            "training.failed",
+            policy,
+            attempt,
+            why=f"retrain failed at the {stage}: {why}; production is untouched",
+            stage=stage,
+        )
+
+    def _latest_version(self, model: str) -> int:
+        return max((v.version for v in self._versions(model)), default=0)
+
+    def _versions(self, model: str) -> list[ModelVersion]:
+        try:
+            return self.host.registry.versions(model)
+        except NotFound:  # not registered yet
+            return []
+
+    # -- events and state -----------------------------------------------------------------
+
+    def _step(
+        self,
+        kind: str,
+        policy: TrainingPolicy,
+        state: TrainingStatus,
+        *,
+        why: str,
+        **extra: Any,  # Any: JSON values
+    ) -> Step:
+        payload: dict[str, Any] = {  # Any: JSON values
+            "deployment": policy.deployment,
+            "model": policy.model,
+            "alert_id": state.alert_id,
+            "attempt": state.attempt,
+            "version": state.candidate,
+            **extra,
+            "why": why,
+        }
+        event = self.host.metadata.append_event(
+            kind,
+            subject=f"training:/{policy.deployment}",
+            actor=self.host.actor,
+            time=self.host.clock.now(),
+            payload=payload,
+        )
+        _log.info("%s %s: %s", kind, policy.deployment, why)
+        alert_id = payload["alert_id"]
+        if kind in _OUTCOMES and isinstance(alert_id, str):
+            self._tell(alert_id, kind, why, payload)
+        return Step.of(event)
+
+    def _tell(self, alert_id: str, kind: str, why: str, payload: dict[str, Any]) -> None:
+        """Queue the outcome for the notifiers of the alert's rule (never failing the step)."""
+        try:
+            self.host.alerts.follow_up(
+                alert_id,
+                event=kind,
+                why=f"continuous training: {why}",
+                details={"training": {k: v for k, v in payload.items() if k != "why"}},
+            )
+        except MlcycleError as exc:
+            _log.warning("cannot notify about %s of alert %s: %s", kind, alert_id, exc)
+
+    def _events(self, deployment: str) -> Iterable[Event]:
+        subject = f"training:/{deployment}"
+        cursor = 0
+        while batch := self.host.metadata.read_events(
+            since=cursor, types=STEP_EVENTS, limit=_BATCH
+        ):
+            yield from (e for e in batch if e.subject == subject)
+            cursor = batch[-1].position
+
+    def _state(self, deployment: str) -> TrainingStatus:
+        state = TrainingStatus(deployment, "idle")
+        for event in self._events(deployment):
+            state = _fold(state, event)
+        watched = state.watch_until
+        if state.phase == "watching" and watched is not None and self.host.clock.now() >= watched:
+            state = replace(state, phase="idle")
+        return state
+
+    def _policy(self, deployment: str) -> TrainingPolicy:
+        try:
+            return self.policies[deployment]
+        except KeyError:
+            known = ", ".join(sorted(self.policies)) or "none"
+            raise NotFound(
+                f"deployment '{deployment}' has no training policy (policies: {known}); "
+                f"add [training.{deployment}] to mlcycle.toml"
+            ) from None
+
+
+def _fold(state: TrainingStatus, event: Event) -> TrainingStatus:
+    """``state`` after ``event``."""
+    p = event.payload
+    step = Step.of(event)
+    state = replace(state, last=step)
+    kind = event.type.removeprefix("training.")
+    if kind == "started":
+        return replace(
+            state,
+            phase="retraining",
+            attempt=p.get("attempt"),
+            alert_id=p.get("alert_id"),
+            candidate=None,
+            trial=None,
+            trial_since=None,
+            retrains=(*state.retrains, event.time),
+        )
+    if kind == "candidate":
+        return replace(state, candidate=p.get("version"))
+    if kind == "trial_started":
+        return replace(
+            state,
+            phase="trial",
+            trial=p.get("trial"),
+            production=p.get("production"),
+            trial_since=datetime.fromisoformat(p["since"]),
+            deployment_before=p.get("deployment_before"),
+        )
+    if kind == "promoted":
+        return replace(
+            state,
+            phase="watching",
+            production=p.get("version"),
+            promoted_position=event.position,
+            watch_until=datetime.fromisoformat(p["watch_until"]),
+        )
+    if kind in {"rejected", "failed", "rolled_back"}:
+        return replace(state, phase="idle", watch_until=None, promoted_position=None)
+    return state
+
+
+def _choose(versions: list[ModelVersion]) -> ModelVersion:
+    """The newest version whose stored gates passed, else the newest."""
+    passed = [
+        v for v in versions if v.evaluation is not None and v.evaluation.get("passed") is True
+    ]
+    return max(passed or versions, key=lambda v: v.version)
+
+
+def _trial_deployment(current: Deployment, policy: TrainingPolicy, ref: str) -> Deployment:
+    from mlcycle.serve import compose  # noqa: PLC0415  (on first trial)
+
+    answering = [v for v in current.variants if not v.shadow]
+    if len(answering) != 1:
+        raise ValidationFailed(
+            f"deployment '{current.name}' answers with {len(answering)} variants; a trial needs "
+            "one production variant to compare with (deploy it with policy 'single')"
+        )
+    base = answering[0].model
+    return compose(
+        current.name,
+        model=base,
+        shadow=[ref] if policy.trial == "shadow" else (),
+        canary={ref: policy.canary_share * 100} if policy.trial == "canary" else None,
+        key_columns=current.key_columns,
+    )
+
+
+def _deployment_dict(deployment: Deployment) -> dict[str, Any]:  # Any: JSON values
+    return {
+        "policy": deployment.policy,
+        "sticky_key": deployment.sticky_key,
+        "key_columns": list(deployment.key_columns),
+        "variants": [
+            {"name": v.name, "model": v.model, "weight": v.weight, "shadow": v.shadow}
+            for v in deployment.variants
+        ],
+    }

@@ -1,0 +1,84 @@
+"""The v2 tensor decoder on its own: shapes, nested data and value kinds, good and bad."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mlcycle.errors import ValidationFailed
+from mlcycle.registry._signature import ColumnSpec
+from mlcycle.serve._errors import MalformedRequest
+from mlcycle.serve._rows import Schema
+from mlcycle.serve._v2 import decode_inputs
+
+SCHEMA = Schema(
+    inputs=(ColumnSpec("hr", "int64"), ColumnSpec("temp", "float64")),
+    max_rows=100,
+)
+
+
+def tensor(name: str, shape: Any, data: Any, datatype: str = "FP64") -> dict[str, Any]:
+    return {"name": name, "shape": shape, "datatype": datatype, "data": data}
+
+
+def test_one_row_of_named_columns() -> None:
+    rows = decode_inputs(
+        {"inputs": [tensor("hr", [1], [8], "INT64"), tensor("temp", [1], [0.3])]}, b"", SCHEMA
+    )
+    assert rows.matrix is not None
+    assert rows.matrix.tolist() == [[8.0, 0.3]]
+
+
+def test_columns_of_several_rows_and_nested_data() -> None:
+    rows = decode_inputs(
+        {
+            "inputs": [
+                tensor("hr", [3, 1], [[1], [2], [3]], "INT64"),
+                tensor("temp", [3], [0.1, 0.2, 0.3]),
+            ]
+        },
+        b"",
+        SCHEMA,
+    )
+    assert rows.matrix is not None
+    np.testing.assert_allclose(rows.matrix, [[1, 0.1], [2, 0.2], [3, 0.3]])
+
+
+def test_one_2d_tensor() -> None:
+    rows = decode_inputs({"inputs": [tensor("x", [2, 2], [[1, 0.5], [2, 0.25]])]}, b"", SCHEMA)
+    assert rows.matrix is not None
+    assert rows.matrix.tolist() == [[1.0, 0.5], [2.0, 0.25]]
+
+
+@pytest.mark.parametrize("shape", [[-1], [True], "1", [1, "a"], [1, -1], None, [1.0]])
+def test_a_shape_that_is_not_a_list_of_sizes_is_refused(shape: Any) -> None:
+    request = {"inputs": [tensor("hr", shape, [8], "INT64"), tensor("temp", [1], [0.3])]}
+    with pytest.raises(MalformedRequest, match="input 'hr': \"shape\" must be a list of sizes"):
+        decode_inputs(request, b"", SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("data", "shape", "message"),
+    [
+        (["8"], [1], r"input 'hr' \(INT64\): value 0 is '8', not a number"),
+        ([1, "x"], [2], r"input 'hr' \(INT64\): value 1 is 'x', not a number"),
+        ([1, 2], [1], r"shape \[1\] holds 1 values, but data has 2"),
+        ([], [1], r"shape \[1\] holds 1 values, but data has 0"),
+    ],
+)
+def test_values_that_do_not_fit_are_named(data: Any, shape: list[int], message: str) -> None:
+    request = {
+        "inputs": [tensor("hr", shape, data, "INT64"), tensor("temp", shape, [0.3] * shape[0])]
+    }
+    with pytest.raises(ValidationFailed, match=message):
+        decode_inputs(request, b"", SCHEMA)
+
+
+def test_a_bool_tensor_takes_only_booleans() -> None:
+    schema = Schema(inputs=(ColumnSpec("flag", "bool"),), max_rows=10)
+    with pytest.raises(ValidationFailed, match=r"value 0 is 1, not true or false"):
+        decode_inputs({"inputs": [tensor("flag", [1], [1], "BOOL")]}, b"", schema)
+    rows = decode_inputs({"inputs": [tensor("flag", [2], [True, False], "BOOL")]}, b"", schema)
+    assert rows.count == 2
