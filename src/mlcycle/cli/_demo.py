@@ -36,11 +36,14 @@ from mlcycle.cli._context import console, load
 from mlcycle.errors import AlreadyExists, NotFound
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
     from mlcycle import Workspace
     from mlcycle.cli._demo_data import DemoData
+    from mlcycle.cli._demo_loop import Loop
     from mlcycle.cli._demo_replay import Day
     from mlcycle.settings import Settings
     from mlcycle.store import DatasetVersion, StepRun
@@ -120,7 +123,7 @@ def demo(  # noqa: PLR0917  (Typer maps each parameter to an option)
     settings = _simulated(load(ctx))
     _refuse_a_second_run(settings, prepared)
     started = time.perf_counter()
-    _run(settings, prepared, out)
+    _run(settings, prepared, out, reload=lambda: _simulated(load(ctx)))
     out.print(f"done in {time.perf_counter() - started:.1f}s")
 
 
@@ -152,11 +155,14 @@ def _refuse_a_second_run(settings: Settings, data: DemoData) -> None:
     )
 
 
-def _run(settings: Settings, data: DemoData, out: Console) -> None:
+def _run(
+    settings: Settings, data: DemoData, out: Console, *, reload: Callable[[], Settings]
+) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     from mlcycle import Workspace
+    from mlcycle.cli._demo_loop import Loop, configure
     from mlcycle.project import init_project
     from mlcycle.settings import CONFIG_FILE
 
@@ -175,15 +181,28 @@ def _run(settings: Settings, data: DemoData, out: Console) -> None:
     with progress, threadpool_limits(limits=1, user_api="openmp"):
         task = progress.add_task("registering the training period", total=3 + _TRAINING_STEPS)
         with Workspace.open(settings) as workspace:
-            _first_model(workspace, data, progress, task)
-            days = _production(workspace, settings, data, progress)
-            summary = _summary(workspace, data, days)
+            tested = _first_model(workspace, data, progress, task)
+        if tested is not None:
+            added = configure(settings.home / CONFIG_FILE, data, test_metric=tested)
+            if added:
+                out.print(f"added to {CONFIG_FILE}: {', '.join(added)}", markup=False)
+            settings = reload()  # with the sections the monitors and the loop read
+        with Workspace.open(settings) as workspace:
+            loop = Loop(workspace, data)
+            days = [] if tested is None else _production(workspace, settings, loop, progress)
+            summary = _summary(workspace, data, days, loop)
     for line in summary:
         out.print(line, markup=False, soft_wrap=True)
 
 
-def _first_model(workspace: Workspace, data: DemoData, progress: Progress, task: TaskID) -> None:
-    """Register, validate, train, gate and promote, at the end of the training period."""
+def _first_model(
+    workspace: Workspace, data: DemoData, progress: Progress, task: TaskID
+) -> float | None:
+    """Register, validate, train, gate and promote, at the end of the training period.
+
+    Returns the promoted version's test rmse (accuracy for classes); ``None``
+    when no version passed the gates.
+    """
     import pandas as pd
 
     from mlcycle.clock import SimulatedClock
@@ -199,24 +218,26 @@ def _first_model(workspace: Workspace, data: DemoData, progress: Progress, task:
     progress.update(task, description="validating it")
     _validate(workspace, version, schema_path, out)
     progress.advance(task)
-    _train(workspace, data, out, lambda record: _tick(progress, task, record))
+    promoted = _train(workspace, data, out, lambda record: _tick(progress, task, record))
     progress.update(task, description="trained, gated, promoted")
+    if promoted is None:
+        out.print("no version passed every gate, so there is nothing to serve")
+        return None
+    metric = "rmse" if data.task == "regression" else "accuracy"
+    return workspace.registry.get(f"{data.spec.model}/{promoted}").metrics[metric]
 
 
 def _production(
-    workspace: Workspace, settings: Settings, data: DemoData, progress: Progress
+    workspace: Workspace, settings: Settings, loop: Loop, progress: Progress
 ) -> list[Day]:
     """Deploy production, serve it, and replay the later days against it."""
     from mlcycle.cli._demo_replay import replay
     from mlcycle.cli._demo_serving import DemoServer
 
     out = progress.console
+    data = loop.data
     name = data.spec.model
-    try:
-        production = workspace.registry.get(f"{name}@production")
-    except NotFound:
-        out.print("no version passed the gates, so there is nothing to serve")
-        return []
+    production = workspace.registry.get(f"{name}@production")
     workspace.deployments.deploy(name, model=f"{name}@production")
     task = progress.add_task(f"serving {name}/{production.version}", total=len(data.days))
     with DemoServer(settings, name) as server:
@@ -227,8 +248,10 @@ def _production(
         )
 
         def after_day(until: Any) -> list[str]:  # Any: a pandas Timestamp
-            del until
-            return []
+            notes = loop.after_day(until.to_pydatetime())
+            if loop.changed:
+                server.follow(workspace)
+            return notes
 
         def shown(day: Day) -> None:
             progress.update(task, description=f"day {day.day.date()}", advance=1)
@@ -238,10 +261,10 @@ def _production(
         return replay(workspace, server, data, after_day=after_day, shown=shown)
 
 
-def _summary(workspace: Workspace, data: DemoData, days: list[Day]) -> list[str]:
+def _summary(workspace: Workspace, data: DemoData, days: list[Day], loop: Loop) -> list[str]:
     from mlcycle.cli._demo_report import write_summary
 
-    path = write_summary(workspace, data, days)
+    path = write_summary(workspace, data, days, loop.windows)
     name = data.spec.model
     lines = [f"wrote {path.name}: the lineage, plots and the events timeline (offline HTML)"]
     if days:
@@ -252,6 +275,7 @@ def _summary(workspace: Workspace, data: DemoData, days: list[Day]) -> list[str]
             f"daily {metric}: {_mean(first):.3g} in the first quarter, {_mean(last):.3g} in the "
             "last"
         )
+        lines += loop.story()
     lines += [
         "",
         "Next, try:",
@@ -281,7 +305,7 @@ def _tick(progress: Progress, task: TaskID, record: StepRun) -> None:
 
 def _train(
     workspace: Workspace, data: DemoData, out: Console, progress: Any
-) -> None:  # Any: the progress callback
+) -> int | None:  # Any: the progress callback
     """Run the pipeline on the training period; show each model, its gates and the promotion."""
     from mlcycle.cli._demo_pipeline import MODELS, NAME, demo_training, primary_metric
 
@@ -313,6 +337,7 @@ def _train(
             f"promoted {spec.model}/{gated['promoted']} to production: the best test {metric} "
             "of the versions that passed every gate"
         )
+    return cast("int | None", gated["promoted"])
 
 
 def _register(workspace: Workspace, data: DemoData, out: Console) -> DatasetVersion:

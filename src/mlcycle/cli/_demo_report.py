@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mlcycle import Workspace
     from mlcycle.cli._demo_data import DemoData
     from mlcycle.cli._demo_replay import Day
+    from mlcycle.monitor import WindowResult
     from mlcycle.store import Event
 
 __all__ = ["Series", "line_chart", "write_summary"]
@@ -41,7 +42,9 @@ Series = tuple[str, "Sequence[float | None]"]
 """A named line of a chart: one value (or none) per day."""
 
 
-def write_summary(workspace: Workspace, data: DemoData, days: list[Day]) -> Path:
+def write_summary(
+    workspace: Workspace, data: DemoData, days: list[Day], windows: Sequence[WindowResult]
+) -> Path:
     """Write ``demo-<deployment>.html`` into the project folder; its path."""
     name = data.spec.model
     path = workspace.settings.home / f"demo-{name}.html"
@@ -49,6 +52,11 @@ def write_summary(workspace: Workspace, data: DemoData, days: list[Day]) -> Path
     metric = "rmse" if data.task == "regression" else "accuracy"
     labels = [str(day.day.date()) for day in days]
     marks = _marks(events, labels)
+    monitored = {str(w.window_start.date()): w.values for w in windows}
+
+    def series(metric: str) -> list[float | None]:
+        return [monitored.get(label, {}).get(metric) for label in labels]
+
     body = [
         f"<h1>mlcycle demo: {escape(name)}</h1>",
         f"<p>{_overview(data, days)}</p>",
@@ -57,6 +65,14 @@ def write_summary(workspace: Workspace, data: DemoData, days: list[Day]) -> Path
         (
             "<p class='muted'>Against the true values, which arrived a day later as labels. "
             "Dashed lines: alerts fired (red) and versions promoted (blue).</p>"
+        ),
+        "<h2>The monitors, per daily window</h2>",
+        line_chart(labels, [("drift share", series("drift_share"))], marks=marks),
+        line_chart(labels, [(f"monitored {metric}", series(metric))], marks=marks),
+        (
+            "<p class='muted'>From <code>ws.monitor.run</code>: the share of monitored inputs "
+            f"that drifted from the training data, and the {metric} on the labelled "
+            "predictions of each day. The alert rules read these values.</p>"
         ),
         "<h2>Rows served per day</h2>",
         line_chart(labels, [("rows", [float(d.rows) for d in days])]),

@@ -5,7 +5,7 @@ with the demo's simulated clock (so the prediction log stamps the simulated
 day), waits for readiness, sends a day's rows in one request (or a few of at
 most ``REQUEST_ROWS``) and its labels to the ``:feedback`` route once they are
 known, and stops the server with SIGTERM, which writes out its prediction log.
-When the training loop changes the deployment (a shadow trial, a promotion),
+When the training loop changes the deployment (a promotion, a rollback),
 ``follow`` waits until the server answers with what the store says.
 """
 
@@ -120,22 +120,22 @@ class DemoServer:
         return int(body["recorded"])
 
     def follow(self, workspace: Workspace) -> None:
-        """Wait until the server serves the deployment as stored (after a trial or promotion)."""
+        """Wait until the server answers with the versions the stored deployment says.
+
+        (A shadow is not visible over HTTP; the server takes it up within a poll,
+        ``_POLL_S``, far less than a simulated day takes.)
+        """
         deployment = workspace.deployments.get(self.deployment)
-        answering: set[str] = set()
-        shadows: set[str] = set()
-        for variant in deployment.variants:
-            version = str(workspace.registry.get(variant.model).version)
-            (shadows if variant.shadow else answering).add(version)
+        answering = {
+            str(workspace.registry.get(variant.model).version)
+            for variant in deployment.variants
+            if not variant.shadow
+        }
         client = self._checked_client()
         deadline = time.monotonic() + _FOLLOW_S
         while time.monotonic() < deadline:
             found = client.get(f"/v2/models/{self.deployment}").json()
-            ready = all(
-                client.get(f"/v2/models/{self.deployment}/versions/{v}/ready").status_code == 200
-                for v in shadows
-            )
-            if set(found["versions"]) == answering and ready:
+            if set(found["versions"]) == answering:
                 return
             time.sleep(_POLL_S)
         raise MlcycleError(

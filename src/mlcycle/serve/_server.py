@@ -235,7 +235,7 @@ class ModelServer:
                 shadow=False,
                 request_ids=[request_id],
                 row_indexes=[0],
-                times=[time.time()],
+                times=[self._time()],
                 latency_ms=[(time.perf_counter() - arrived) * 1000],
                 inputs={},
                 outputs=[],
