@@ -23,11 +23,11 @@ MODELS = ["baseline", "linear", "gbm"]
 
 
 @pytest.mark.slow
-def test_demo_trains_on_early_2011_and_replays_later_days(
+def test_the_whole_loop_from_early_2011_to_a_retrained_model_in_production(
     invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    result = invoke("demo", "--days", "3")
+    result = invoke("demo", "--days", "35")
     assert result.exit_code == 0, result.output
     out = " ".join(result.stdout.split())
     assert "initialised an mlcycle project" in out
@@ -37,13 +37,19 @@ def test_demo_trains_on_early_2011_and_replays_later_days(
     assert "validated bike/1 against schemas/bike.yaml: passed" in out
     schema = (tmp_path / "schemas" / "bike.yaml").read_text()
     assert schema.startswith(DEMO_SCHEMA_MARK + "\n# mlcycle schema for bike.")
+    config = (tmp_path / "mlcycle.toml").read_text()
+    for section in ("[alerts.rules.bike-demand-drift]", "[monitors.bike-demand]",
+                    "[training.bike-demand]"):  # fmt: skip
+        assert section in config
     with Workspace.open(load_settings(tmp_path)) as workspace:
         # The training period was registered at the end of March 2011, on the simulated clock.
         first, *later = workspace.data.history("bike")
         assert (first.rows, first.operation) == (2_067, "create")
         assert first.created_at.date() == date(2011, 3, 31)
-        # The pipeline's run, with a child run per step: load, split, the models, gates.
-        [pipeline_run] = workspace.metadata.list_pipeline_runs()
+        # The first pipeline run, with a child run per step: load, split, the models, gates.
+        pipeline_run, *retrains = sorted(
+            workspace.metadata.list_pipeline_runs(), key=lambda r: r.created_at
+        )
         assert pipeline_run.pipeline == "mlcycle-demo"
         assert pipeline_run.status is PipelineStatus.COMPLETED
         assert pipeline_run.datasets == {"data": "data:/bike/1"}
@@ -51,45 +57,67 @@ def test_demo_trains_on_early_2011_and_replays_later_days(
         assert [s.step for s in steps] == ["load", "split", *MODELS, "gates"]
         assert {s.status for s in steps} == {StepStatus.COMPLETED}
         runs = workspace.search_runs("mlcycle-demo", order_by="metrics.rmse")
-        runs = runs[runs["name"].isin(MODELS)].reset_index(drop=True)
-        assert list(runs["name"]) == ["gbm", "linear", "baseline"]
-        assert runs["metrics.r2"].iloc[0] > 0.7  # gradient boosting learns the hourly pattern
-        versions = {v.run_id: v for v in workspace.registry.versions("bike-demand")}
-        by_name = {row["name"]: versions[row["run_id"]] for _, row in runs.iterrows()}
-        for name, version in by_name.items():
-            assert version.dataset_versions == ("data:/bike/1",)
-            assert version.evaluation is not None
-            assert version.evaluation["passed"] is (name != "baseline"), name
-        production = workspace.registry.get("models:/bike-demand@production")
-        assert production == by_name["gbm"]
-        inputs = [spec["name"] for spec in production.signature["inputs"]]
+        first_runs = runs[runs["params.dataset"] == "bike/1"]
+        first_runs = first_runs[first_runs["name"].isin(MODELS)].reset_index(drop=True)
+        assert list(first_runs["name"]) == ["gbm", "linear", "baseline"]
+        assert first_runs["metrics.r2"].iloc[0] > 0.7  # gradient boosting learns the hours
+        first_model = workspace.registry.get("bike-demand/3")
+        assert first_model.run_id == first_runs["run_id"].iloc[0]
+        inputs = [spec["name"] for spec in first_model.signature["inputs"]]
         assert "casual" not in inputs  # casual + registered == cnt: they leak the target
         assert "dteday" not in inputs  # the time column
-        assert "data:/bike/1" in "\n".join(workspace.lineage(production.ref).lines())
-        # Three days through the real server: predictions at noon, labels a day later.
-        [deployment] = workspace.deployments.list()
-        assert deployment.name == "bike-demand"
-        labelled = workspace.feedback.labelled("bike-demand").to_pylist()
-        assert len(labelled) == 72
-        days = sorted({row["time"].date() for row in labelled})
-        assert days == [date(2011, 4, 1), date(2011, 4, 2), date(2011, 4, 3)]
-        assert {row["model_version"] for row in labelled} == {production.version}
-        assert all(row["label"] is not None for row in labelled)
-        assert {round(row["label_delay_s"] / 86_400) for row in labelled} == {1}
         # Each labelled day joined the dataset as a new version, for retraining.
-        assert [v.rows for v in later] == [2_067 + 24, 2_067 + 48, 2_067 + 72]
-    assert f"promoted bike-demand/{production.version} to production" in out
-    assert "replaying 3 days from 2011-04-01" in out
-    assert "served 72 rows over 3 days; production's daily rmse" in out
+        assert [v.rows for v in later[:3]] == [2_067 + 24, 2_067 + 48, 2_067 + 72]
+        # Every day went through the real server at noon; its labels came a day later.
+        labelled = workspace.feedback.labelled("bike-demand").to_pylist()
+        answered = [row for row in labelled if not row["shadow"]]
+        assert len({row["time"].date() for row in answered}) == 35
+        assert all(row["label"] is not None for row in answered)
+        assert {round(row["label_delay_s"] / 86_400) for row in answered} == {1}
+        # Drift fired an alert; the loop retrained on recent data, tried it as a shadow on the
+        # same requests and promoted it.
+        events = workspace.events(limit=100_000)
+        kinds = [event.type for event in events]
+        fired = [e for e in events if e.type == "alert.fired"]
+        assert fired[0].payload["name"] == "bike-demand-drift"
+        for kind in ("training.started", "training.candidate", "training.gated",
+                     "training.trial_started", "training.promoted"):  # fmt: skip
+            assert kind in kinds, kind
+        started = next(e for e in events if e.type == "training.started")
+        assert started.payload["alert_id"] == fired[0].payload["alert_id"]
+        assert retrains
+        assert all(r.pipeline == "mlcycle-demo" for r in retrains)
+        production = workspace.registry.get("bike-demand@production")
+        assert production.version > 3
+        assert production.dataset_versions != ("data:/bike/1",)  # trained on recent data
+        assert any(row["shadow"] and row["model_version"] == production.version for row in labelled)
+        moves = workspace.registry.history("bike-demand")
+        assert moves[0].to_version == 3
+        assert any("training" in (move.reason or "") for move in moves[1:])
+        # The monitors scored every day once its labels were in.
+        results = workspace.monitor.results("bike-demand", metrics=["rmse", "drift_share"])
+        assert results["window_start"].nunique() == 35
+    assert "alert.fired: bike-demand-drift" in out
+    assert "training.promoted: promoted version" in out
+    assert "replaying 35 days from 2011-04-01" in out
+    assert f"production is bike-demand/{production.version}, promoted by the training loop" in out
     url = out.split("serving it at ", 1)[1].split(";")[0]
     with pytest.raises(httpx.TransportError):  # the server stopped
         httpx.get(f"{url}/v2/health/live", timeout=5)
     page = (tmp_path / "demo-bike-demand.html").read_text()
-    assert "<svg" in page
-    assert "model.alias_moved" in page  # the events timeline
+    assert page.count("<svg") >= 3
+    assert "training.promoted" in page  # the events timeline
     assert "data:/bike/1" in page  # the lineage
-    assert "mlcycle monitor report bike-demand" in out
     assert (tmp_path / ".mlcycle" / "demo-serve.log").is_file()
+    # What happened is there for the commands the demo suggests.
+    for command in (["alerts", "list"], ["models", "list"], ["runs", "list"],
+                    ["training", "history", "bike-demand"]):  # fmt: skip
+        shown = invoke(*command)
+        assert shown.exit_code == 0, (command, shown.output)
+    assert "bike-demand-drift" in invoke("alerts", "list").stdout
+    reported = invoke("monitor", "report", "bike-demand", "--out", str(tmp_path / "report"))
+    assert reported.exit_code == 0, reported.output
+    assert (tmp_path / "report" / "monitor-bike-demand.html").is_file()
 
 
 @pytest.mark.slow

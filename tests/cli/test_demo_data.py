@@ -177,6 +177,12 @@ def test_the_whole_loop_on_adult_as_a_classifier(
         assert workspace.data.get("adult").rows == 1_800 + 4_200
         assert "split" in workspace.data.get("adult").columns  # dropped from the inputs only
         assert "split" not in [spec["name"] for spec in production.signature["inputs"]]
+        # The monitors scored each day as a classifier's; row order has no drift to find.
+        results = workspace.monitor.results("adult-income", metrics=["accuracy", "drift_share"])
+        assert results["window_start"].nunique() == 6
+        assert set(results["metric"]) == {"accuracy", "drift_share"}
+    assert "monitored 6 daily windows of adult-income" in out
+    assert "[training.adult-income]" in (tmp_path / "mlcycle.toml").read_text()
     assert (tmp_path / "demo-adult-income.html").is_file()
     again = invoke("demo", *args)
     assert again.exit_code == 1
