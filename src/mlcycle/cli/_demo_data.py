@@ -57,7 +57,7 @@ TASK_RULE = (
 MIN_ROWS = 200
 MIN_TRAIN_ROWS = 100
 DEFAULT_DAYS = 60
-_NAME = re.compile(r"[^A-Za-z0-9_.\-]+")
+_NAME = re.compile(r"[^A-Za-z0-9_\-]+")
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def _replace_days(spec: DemoSpec, days: int) -> DemoSpec:
 
 
 def _name(text: str) -> str:
-    name = _NAME.sub("-", text).strip("-.").lower()[:100]
+    name = _NAME.sub("-", text).strip("-").lower()[:100]
     return name or "data"
 
 

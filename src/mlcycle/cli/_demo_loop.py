@@ -92,77 +92,89 @@ def _has(config: dict[str, Any], where: tuple[str, ...]) -> bool:  # Any: TOML v
     return True
 
 
+Table = dict[str, "str | int | float | bool | list[str] | dict[str, str | int | bool]"]
+"""One TOML table's keys and values."""
+
+
 def _sections(data: DemoData, test_metric: float) -> dict[str, tuple[tuple[str, ...], str]]:
+    """Each section's header, where it sits in the parsed file, and its body."""
+    tables = _tables(data, test_metric)
+    return {
+        "[" + ".".join(where) + "]": (where, "\n".join(f"{k} = {_toml(v)}" for k, v in t.items()))
+        for where, t in tables.items()
+    }
+
+
+def _tables(data: DemoData, test_metric: float) -> dict[tuple[str, ...], Table]:
     spec, name = data.spec, data.spec.model
     drift, decay, stale = rule_names(data)
     if data.task == "regression":
         metric, condition = "rmse", f"rmse > {test_metric * DECAY_FACTOR:.4g}"
     else:
         metric, condition = "accuracy", f"accuracy < {test_metric - ACCURACY_DROP:.4g}"
-    features = f"features = {_toml_list(spec.drift_features)}\n" if spec.drift_features else ""
-    label_rows = MIN_LABELLED_DAYS * max(1, round(sum(len(data.day(d)) for d in data.days[:4]) / 4))
-    params = {
-        "data": f"{spec.dataset}@latest",
-        "model": name,
-        "target": spec.target,
-        "task": data.task,
-        "time": spec.time or "",
-        "drop": ",".join(spec.drop),
-        "train_from": "recent",
-        "recent_days": RECENT_DAYS,
-        "models": "gbm",
-        "promote": False,
-    }
+    per_day = sum(len(data.day(day)) for day in data.days[:4]) / len(data.days[:4])
+    monitor: Table = {"window": "1d", "label_column": spec.target}
+    if spec.drift_features:
+        monitor["features"] = list(spec.drift_features)
     return {
-        f"[alerts.rules.{drift}]": (
-            ("alerts", "rules", drift),
-            (
-                f'when = "drift_share >= {DRIFT_SHARE} for {DRIFT_WINDOWS} windows"\n'
-                f'severity = "warning"\ndeployments = ["{name}"]\ncooldown = "7d"\n'
-                f'description = "the inputs of {name} drifted from its training data"'
-            ),
-        ),
-        f"[alerts.rules.{decay}]": (
-            ("alerts", "rules", decay),
-            (
-                f'when = "{condition} for {DECAY_WINDOWS} windows"\nseverity = "critical"\n'
-                f'deployments = ["{name}"]\ncooldown = "7d"\n'
-                f'description = "{name} predicts worse than when it was trained"'
-            ),
-        ),
-        f"[alerts.rules.{stale}]": (
-            ("alerts", "rules", stale),
-            f'when = "model_age_days > {STALE_DAYS}"\nseverity = "info"\n'
-            f'deployments = ["{name}"]\ncooldown = "1d"\n'
-            f'description = "{name} serves a model older than {STALE_DAYS} days"',
-        ),
-        f"[monitors.{name}]": (
-            ("monitors", name),
-            f'window = "1d"\nlabel_column = "{spec.target}"\n{features}'.rstrip("\n"),
-        ),
-        f"[training.{name}]": (
-            ("training", name),
-            (
-                f'pipeline = "{PIPELINE}"\nmodel = "{name}"\n'
-                f'on_alerts = ["{drift}", "{decay}", "{stale}"]\ntrial = "shadow"\n'
-                f'metric = "{metric}"\n'
-                f'margin = 0.02\nmin_labelled = {label_rows}\nmax_retrains = "1 per 14d"\n'
-                f"params = {{ {', '.join(f'{k} = {_toml(v)}' for k, v in params.items())} }}"
-            ),
-        ),
+        ("alerts", "rules", drift): {
+            "when": f"drift_share >= {DRIFT_SHARE} for {DRIFT_WINDOWS} windows",
+            "severity": "warning",
+            "deployments": [name],
+            "cooldown": "7d",
+            "description": f"the inputs of {name} drifted from its training data",
+        },
+        ("alerts", "rules", decay): {
+            "when": f"{condition} for {DECAY_WINDOWS} windows",
+            "severity": "critical",
+            "deployments": [name],
+            "cooldown": "7d",
+            "description": f"{name} predicts worse than when it was trained",
+        },
+        ("alerts", "rules", stale): {
+            "when": f"model_age_days > {STALE_DAYS}",
+            "severity": "info",
+            "deployments": [name],
+            "cooldown": "1d",
+            "description": f"{name} serves a model older than {STALE_DAYS} days",
+        },
+        ("monitors", name): monitor,
+        ("training", name): {
+            "pipeline": PIPELINE,
+            "model": name,
+            "on_alerts": [drift, decay, stale],
+            "trial": "shadow",
+            "metric": metric,
+            "margin": 0.02,
+            "min_labelled": MIN_LABELLED_DAYS * max(1, round(per_day)),
+            "max_retrains": "1 per 14d",
+            "params": {
+                "data": f"{spec.dataset}@latest",
+                "model": name,
+                "target": spec.target,
+                "task": data.task,
+                "time": spec.time or "",
+                "drop": ",".join(spec.drop),
+                "train_from": "recent",
+                "recent_days": RECENT_DAYS,
+                "models": "gbm",
+                "promote": False,
+            },
+        },
     }
 
 
 def _toml(value: object) -> str:
+    """A TOML value: a string, number, boolean, list of strings or inline table."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
+    if isinstance(value, (int, float)):
         return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _toml_list(values: tuple[str, ...]) -> str:
-    return "[" + ", ".join(_toml(v) for v in values) + "]"
 
 
 @dataclass
