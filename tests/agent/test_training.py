@@ -436,3 +436,10 @@ def test_a_winner_refused_by_the_gates_at_promotion_is_rejected(open_project: Op
     assert "won its trial but promotion was refused" in rejected.why
     assert ws.registry.get(f"{MODEL}@production").version == moved.version
     assert ws.deployments.get(DEPLOYMENT).policy == "single"
+
+
+def test_an_alert_the_policy_does_not_name_starts_nothing(open_project: Open) -> None:
+    ws = open_project()
+    assert fire(ws, "skew_share", 0.9, T0)
+    assert ws.training.run_once() == []
+    assert ws.training.history(DEPLOYMENT) == []

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from tests.agent.training_project import (
     FEATURES,
     deploy_production,
@@ -111,3 +112,58 @@ def test_a_bad_policy_fails_the_command_naming_it(project: Path, invoke: Invoke)
     assert "[training.demand] on_alerts = ['nope'] names alert rule 'nope'" in said
     with_run = invoke("training", "run")
     assert with_run.exit_code != 0
+
+
+def test_a_retrain_in_a_process_of_its_own(project: Path, invoke: Invoke) -> None:
+    configure(project, CONFIG + 'launch = "process"\nparams = { mode = "good" }\n')
+    write_pipeline(project)
+    with Workspace.open(load_settings(project)) as ws:
+        deploy_production(ws)
+        fire(ws, "drift_share", 0.6, T0)
+        steps = ws.training.run_once()
+        assert [s.event.removeprefix("training.") for s in steps] == [
+            "started",
+            "candidate",
+            "gated",
+            "trial_started",
+        ]
+        assert steps[1].payload["ran"] == "`mlcycle pipelines run pipelines.py:retrain` (process)"
+        assert ws.registry.get("demand/2").run_id is not None
+
+
+def test_a_failing_retrain_process_is_recorded_with_its_output(
+    project: Path, invoke: Invoke
+) -> None:
+    configure(project, CONFIG + 'launch = "process"\nparams = { mode = "fail" }\n')
+    write_pipeline(project)
+    with Workspace.open(load_settings(project)) as ws:
+        deploy_production(ws)
+        [alert_id] = fire(ws, "drift_share", 0.6, T0)
+        _, failed = ws.training.run_once()
+        assert failed.event == "training.failed"
+        assert "exited with 1" in failed.why
+        assert "the training data is unreachable" in failed.why
+        assert ws.alerts.get(alert_id).state == "firing"
+    shown = invoke("training", "status", "demand")
+    assert "exited with 1" in " ".join(shown.output.split())
+
+
+@pytest.mark.parametrize(
+    ("agent", "problem"),
+    [
+        ('command = ["/no/such/mlcycle"]', "cannot start `mlcycle pipelines run"),
+        ("launch_timeout_s = 0.001", "was killed after 0.001 s (agent.launch_timeout_s)"),
+    ],
+)
+def test_a_retrain_process_that_cannot_run_fails_the_retrain(
+    project: Path, agent: str, problem: str
+) -> None:
+    configure(project, CONFIG + f'launch = "process"\n\n[agent]\n{agent}\n')
+    write_pipeline(project)
+    with Workspace.open(load_settings(project)) as ws:
+        deploy_production(ws)
+        fire(ws, "drift_share", 0.6, T0)
+        _, failed = ws.training.run_once()
+        assert failed.event == "training.failed"
+        assert problem in failed.why
+        assert ws.registry.get("demand@production").version == 1

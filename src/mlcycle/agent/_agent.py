@@ -30,7 +30,8 @@ from mlcycle.ids import new_id
 from mlcycle.store import Event, EventLog, Schedule, ScheduleCatalog, TriggerFiring
 
 if TYPE_CHECKING:
-    from mlcycle.agent._training import Step, Training
+    from mlcycle.agent._steps import Step
+    from mlcycle.agent._training import Training
 
 __all__ = ["TRIGGER_EVENTS", "Agent"]
 

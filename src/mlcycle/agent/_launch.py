@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from mlcycle.errors import MlcycleError
 from mlcycle.settings import Settings
 from mlcycle.store import Schedule, TriggerFiring
 
-__all__ = ["CommandLauncher", "Launch", "Launcher", "pipeline_command"]
+__all__ = ["CommandLauncher", "Launch", "Launcher", "pipeline_command", "run_retrain"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,32 @@ def pipeline_command(settings: Settings) -> tuple[str, ...]:
     ]
     home = ["--home", str(settings.home)]
     return (sys.executable, "-m", "mlcycle", *home, *store, "pipelines", "run")
+
+
+def run_retrain(settings: Settings, target: str, params: Mapping[str, object]) -> str:
+    """Run pipeline ``target`` in a process of its own, every step anew; says what ran.
+
+    Raises ``MlcycleError`` with the end of its output when it fails, cannot
+    start, or outlives ``agent.launch_timeout_s``.
+    """
+    pairs = [part for k, v in sorted(params.items()) for part in ("--param", f"{k}={v}")]
+    command = (*pipeline_command(settings), target, "--no-cache", *pairs)
+    shown = f"`mlcycle pipelines run {target}`"
+    timeout = settings.agent.launch_timeout_s
+    try:
+        done = subprocess.run(
+            command, cwd=settings.home, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise MlcycleError(
+            f"{shown} was killed after {timeout:g} s (agent.launch_timeout_s)"
+        ) from None
+    except OSError as exc:
+        raise MlcycleError(f"cannot start {shown}: {exc}") from None
+    if done.returncode != 0:
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise MlcycleError(f"{shown} exited with {done.returncode}: {tail}")
+    return f"{shown} (process)"
 
 
 def _has_password(url: str) -> bool:

@@ -16,7 +16,6 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from mlcycle.errors import MlcycleError, ValidationFailed
-from mlcycle.monitor import parse_duration
 from mlcycle.store import check_deployment_name
 
 __all__ = ["METRICS", "TrainingPolicy", "parse_policies", "parse_policy", "parse_rate"]
@@ -25,6 +24,7 @@ METRICS: dict[str, bool] = {"rmse": True, "mae": True, "accuracy": False}
 """The metrics a trial compares, and whether lower is better."""
 
 Trial = Literal["shadow", "canary"]
+LaunchKind = Literal["in-process", "process"]
 _KEYS = frozenset(
     {
         "pipeline",
@@ -40,6 +40,7 @@ _KEYS = frozenset(
         "watch",
         "alpha",
         "params",
+        "launch",
     }
 )
 _RATE = re.compile(r"\s*(\d+)\s+per\s+(\S+)\s*", re.IGNORECASE)
@@ -69,6 +70,7 @@ class TrainingPolicy:
     watch: timedelta = timedelta(days=3)
     alpha: float = 0.05
     params: dict[str, Any] = field(default_factory=dict)  # Any: pipeline parameter values
+    launch: LaunchKind = "in-process"
 
     @property
     def lower_is_better(self) -> bool:
@@ -87,6 +89,8 @@ def parse_rate(text: object, *, where: str = "max_retrains") -> tuple[int, timed
         raise ValidationFailed(
             f"{where} = {text!r} is not a rate; write COUNT per DURATION, such as '1 per 6h'"
         )
+    from mlcycle.monitor import parse_duration  # noqa: PLC0415  (monitor loads NumPy)
+
     count = int(match[1])
     if count < 1:
         raise ValidationFailed(f"{where} = {text!r} allows no retrain; the count must be >= 1")
@@ -170,6 +174,7 @@ def parse_policy(
         watch=reader.duration("watch", "3d"),
         alpha=reader.number("alpha", 0.05, low=0.0, high=1.0),
         params=reader.params(),
+        launch=reader.choice("launch", ("in-process", "process"), "in-process"),  # type: ignore[arg-type]
     )
     if check_pipeline is not None:
         try:
@@ -249,6 +254,8 @@ class _Reader:
         return float(value)
 
     def duration(self, key: str, default: str) -> timedelta:
+        from mlcycle.monitor import parse_duration  # noqa: PLC0415  (monitor loads NumPy)
+
         value = self.table.get(key, default)
         try:
             return parse_duration(value)

@@ -25,35 +25,30 @@ import logging
 import os
 import socket
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mlcycle.agent._launch import run_retrain
 from mlcycle.agent._policy import TrainingPolicy
-from mlcycle.agent._trial import Verdict, judge
-from mlcycle.errors import MlcycleError, NotFound, ValidationFailed
+from mlcycle.agent._steps import STEP_EVENTS, Step, TrainingStatus, fold
+from mlcycle.agent._trial import (
+    Verdict,
+    deployment_dict,
+    judge,
+    restored_deployment,
+    trial_deployment,
+)
+from mlcycle.errors import MlcycleError, NotFound
 from mlcycle.ids import new_id
 from mlcycle.pipeline import PipelineHost, load_target
-from mlcycle.store import Deployment, Event, ModelVersion, ScheduleCatalog, Variant
+from mlcycle.store import Event, ModelVersion, ScheduleCatalog
 
 if TYPE_CHECKING:
     from mlcycle.monitor import Alerts
     from mlcycle.serve import Deployments, FeedbackLog
 
-__all__ = ["STEP_EVENTS", "Step", "Training", "TrainingHost", "TrainingStatus"]
+__all__ = ["Training", "TrainingHost"]
 
-STEP_EVENTS = (
-    "training.started",
-    "training.candidate",
-    "training.gated",
-    "training.trial_started",
-    "training.promoted",
-    "training.rejected",
-    "training.rolled_back",
-    "training.rate_limited",
-    "training.failed",
-)
-"""The events of the loop, in the order a retrain goes through them."""
 _ALERT_EVENT = "alert.fired"
 _OUTCOMES = frozenset(
     {"training.promoted", "training.rejected", "training.failed", "training.rolled_back"}
@@ -81,66 +76,6 @@ class TrainingHost(PipelineHost, Protocol):
     def alerts(self) -> Alerts:
         """Alerts, whose notifiers hear what became of the retrains they started."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One step of the loop, as its event recorded it."""
-
-    deployment: str
-    event: str
-    time: datetime
-    alert_id: str | None
-    why: str
-    version: int | None = None
-    payload: dict[str, Any] = field(default_factory=dict, repr=False)  # Any: JSON values
-
-    @classmethod
-    def of(cls, event: Event) -> Step:
-        """The step ``event`` (a ``training.*`` event) records."""
-        p = event.payload
-        return cls(
-            deployment=str(p.get("deployment")),
-            event=event.type,
-            time=event.time,
-            alert_id=p.get("alert_id"),
-            why=str(p.get("why", "")),
-            version=p.get("version"),
-            payload=p,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class TrainingStatus:
-    """Where a deployment's loop stands.
-
-    ``phase`` is ``idle``, ``retraining`` (a pipeline run under way or
-    interrupted), ``trial`` (a candidate on live traffic; ``verdict`` says
-    how many labelled requests there are), or ``watching`` (promoted, and
-    rolled back if a ``rollback_on`` alert fires before ``watch_until``).
-    """
-
-    deployment: str
-    phase: str
-    attempt: str | None = None
-    alert_id: str | None = None
-    candidate: int | None = None
-    production: int | None = None
-    trial: str | None = None
-    trial_since: datetime | None = None
-    promoted_position: int | None = None
-    watch_until: datetime | None = None
-    last: Step | None = None
-    retrains: tuple[datetime, ...] = ()
-    verdict: Verdict | None = None
-    deployment_before: dict[str, Any] | None = field(default=None, repr=False)  # Any: JSON
-
-    @property
-    def why(self) -> str:
-        """The last step's reason, or the trial's progress while one runs."""
-        if self.verdict is not None:
-            return self.verdict.why
-        return "" if self.last is None else self.last.why
 
 
 class Training:
@@ -296,23 +231,12 @@ class Training:
         self, policy: TrainingPolicy, state: TrainingStatus, *, winner: int | None
     ) -> None:
         """Put the deployment back as before the trial (a pinned version pinned to the winner)."""
-        before = state.deployment_before or {}
-        variants = []
-        for item in before.get("variants", []):
-            variant = Variant(**item)
-            pinned = variant.model.partition("@")[1] == "" and variant.model.startswith(
-                f"{policy.model}/"
-            )
-            if winner is not None and pinned and not variant.shadow:
-                variant = replace(variant, model=f"{policy.model}/{winner}")
-            variants.append(variant)
         self.host.deployments.apply(
-            Deployment(
-                name=policy.deployment,
-                variants=tuple(variants),
-                policy=before.get("policy", "single"),
-                sticky_key=before.get("sticky_key"),
-                key_columns=tuple(before.get("key_columns", ())),
+            restored_deployment(
+                policy.deployment,
+                state.deployment_before or {},
+                model=policy.model,
+                winner=winner,
             )
         )
 
@@ -426,9 +350,7 @@ class Training:
     def _run_retrain(self, policy: TrainingPolicy, attempt: TrainingStatus) -> list[Step]:
         before = self._latest_version(policy.model)
         try:
-            pipeline = load_target(policy.pipeline, root=self.host.settings.home)
-            # An alert asks for a new model even when the inputs look unchanged to the cache.
-            result = pipeline.run(workspace=self.host, no_cache=True, **policy.params)
+            ran = self._run_pipeline(policy)
         except Exception as exc:  # noqa: BLE001  (a failing pipeline must not stop the loop)
             return [self._failed(policy, attempt, "pipeline", f"{type(exc).__name__}: {exc}")]
         new = [v for v in self._versions(policy.model) if v.version > before]
@@ -438,7 +360,7 @@ class Training:
                     policy,
                     attempt,
                     "pipeline",
-                    f"pipeline run {result.id} registered no new version of "
+                    f"{ran} registered no new version of "
                     f"'{policy.model}'; its steps must register the retrained model",
                 )
             ]
@@ -449,10 +371,10 @@ class Training:
                 "training.candidate",
                 policy,
                 attempt,
-                why=f"pipeline run {result.id} registered version {candidate.version}",
+                why=f"{ran} registered version {candidate.version}",
                 version=candidate.version,
                 versions=[v.version for v in new],
-                pipeline_run=result.id,
+                ran=ran,
             )
         ]
         gated = self._gate(policy, attempt, candidate)
@@ -471,6 +393,17 @@ class Training:
             return steps
         steps.append(self._start_trial(policy, attempt))
         return steps
+
+    def _run_pipeline(self, policy: TrainingPolicy) -> str:
+        """Run the policy's pipeline, every step anew; says what ran, raises when it failed.
+
+        An alert asks for a new model even when the inputs look unchanged to the cache.
+        """
+        if policy.launch == "process":
+            return run_retrain(self.host.settings, policy.pipeline, policy.params)
+        pipeline = load_target(policy.pipeline, root=self.host.settings.home)
+        result = pipeline.run(workspace=self.host, no_cache=True, **policy.params)
+        return f"pipeline run {result.id}"
 
     def _gate(self, policy: TrainingPolicy, attempt: TrainingStatus, version: ModelVersion) -> Step:
         from mlcycle.registry import Evaluation  # noqa: PLC0415  (on first retrain)
@@ -505,7 +438,7 @@ class Training:
             current = self.host.deployments.get(policy.deployment)
             production = self.host.registry.get(f"{policy.model}@production").version
             ref = f"{policy.model}/{attempt.candidate}"
-            trial = _trial_deployment(current, policy, ref)
+            trial = trial_deployment(current, policy, ref)
             self.host.deployments.apply(trial)
         except MlcycleError as exc:
             return self._failed(policy, attempt, "trial", str(exc))
@@ -522,7 +455,7 @@ class Training:
             production=production,
             canary_share=policy.canary_share if policy.trial == "canary" else None,
             since=self.host.clock.now().isoformat(),
-            deployment_before=_deployment_dict(current),
+            deployment_before=deployment_dict(current),
         )
 
     def _failed(
@@ -602,7 +535,7 @@ class Training:
     def _state(self, deployment: str) -> TrainingStatus:
         state = TrainingStatus(deployment, "idle")
         for event in self._events(deployment):
-            state = _fold(state, event)
+            state = fold(state, event)
         watched = state.watch_until
         if state.phase == "watching" and watched is not None and self.host.clock.now() >= watched:
             state = replace(state, phase="idle")
@@ -619,81 +552,9 @@ class Training:
             ) from None
 
 
-def _fold(state: TrainingStatus, event: Event) -> TrainingStatus:
-    """``state`` after ``event``."""
-    p = event.payload
-    step = Step.of(event)
-    state = replace(state, last=step)
-    kind = event.type.removeprefix("training.")
-    if kind == "started":
-        return replace(
-            state,
-            phase="retraining",
-            attempt=p.get("attempt"),
-            alert_id=p.get("alert_id"),
-            candidate=None,
-            trial=None,
-            trial_since=None,
-            retrains=(*state.retrains, event.time),
-        )
-    if kind == "candidate":
-        return replace(state, candidate=p.get("version"))
-    if kind == "trial_started":
-        return replace(
-            state,
-            phase="trial",
-            trial=p.get("trial"),
-            production=p.get("production"),
-            trial_since=datetime.fromisoformat(p["since"]),
-            deployment_before=p.get("deployment_before"),
-        )
-    if kind == "promoted":
-        return replace(
-            state,
-            phase="watching",
-            production=p.get("version"),
-            promoted_position=event.position,
-            watch_until=datetime.fromisoformat(p["watch_until"]),
-        )
-    if kind in {"rejected", "failed", "rolled_back"}:
-        return replace(state, phase="idle", watch_until=None, promoted_position=None)
-    return state
-
-
 def _choose(versions: list[ModelVersion]) -> ModelVersion:
     """The newest version whose stored gates passed, else the newest."""
     passed = [
         v for v in versions if v.evaluation is not None and v.evaluation.get("passed") is True
     ]
     return max(passed or versions, key=lambda v: v.version)
-
-
-def _trial_deployment(current: Deployment, policy: TrainingPolicy, ref: str) -> Deployment:
-    from mlcycle.serve import compose  # noqa: PLC0415  (on first trial)
-
-    answering = [v for v in current.variants if not v.shadow]
-    if len(answering) != 1:
-        raise ValidationFailed(
-            f"deployment '{current.name}' answers with {len(answering)} variants; a trial needs "
-            "one production variant to compare with (deploy it with policy 'single')"
-        )
-    base = answering[0].model
-    return compose(
-        current.name,
-        model=base,
-        shadow=[ref] if policy.trial == "shadow" else (),
-        canary={ref: policy.canary_share * 100} if policy.trial == "canary" else None,
-        key_columns=current.key_columns,
-    )
-
-
-def _deployment_dict(deployment: Deployment) -> dict[str, Any]:  # Any: JSON values
-    return {
-        "policy": deployment.policy,
-        "sticky_key": deployment.sticky_key,
-        "key_columns": list(deployment.key_columns),
-        "variants": [
-            {"name": v.name, "model": v.model, "weight": v.weight, "shadow": v.shadow}
-            for v in deployment.variants
-        ],
-    }

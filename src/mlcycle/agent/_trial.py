@@ -11,21 +11,27 @@ t-test on the squared errors, for ``mae`` on the absolute errors (H1: the
 candidate's mean loss is lower), and for ``accuracy`` a one-sided
 two-proportion z-test (H1: the candidate is right more often). The candidate
 wins when the p-value is below ``alpha`` and the margin holds too.
+
+The deployment a trial runs on is the production deployment with the
+candidate added as a shadow or a canary; when the trial ends it is put back
+as the ``training.trial_started`` event recorded it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from mlcycle.agent._policy import TrainingPolicy
+from mlcycle.errors import ValidationFailed
+from mlcycle.store import Deployment, Variant
 
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-__all__ = ["Verdict", "judge"]
+__all__ = ["Verdict", "deployment_dict", "judge", "restored_deployment", "trial_deployment"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,59 @@ def judge(rows: pa.Table, policy: TrainingPolicy, *, candidate: int, production:
     if policy.trial == "shadow":
         return _paired(mine, theirs, policy)
     return _shares(mine, theirs, policy)
+
+
+def trial_deployment(current: Deployment, policy: TrainingPolicy, ref: str) -> Deployment:
+    """``current`` with ``ref`` as the policy's shadow or canary of its one answering model."""
+    from mlcycle.serve import compose  # noqa: PLC0415  (on first trial)
+
+    answering = [v for v in current.variants if not v.shadow]
+    if len(answering) != 1:
+        raise ValidationFailed(
+            f"deployment '{current.name}' answers with {len(answering)} variants; a trial needs "
+            "one production variant to compare with (deploy it with policy 'single')"
+        )
+    base = answering[0].model
+    return compose(
+        current.name,
+        model=base,
+        shadow=[ref] if policy.trial == "shadow" else (),
+        canary={ref: policy.canary_share * 100} if policy.trial == "canary" else None,
+        key_columns=current.key_columns,
+    )
+
+
+def deployment_dict(deployment: Deployment) -> dict[str, Any]:  # Any: JSON values
+    """``deployment`` as a JSON value, kept in ``training.trial_started`` to put it back."""
+    return {
+        "policy": deployment.policy,
+        "sticky_key": deployment.sticky_key,
+        "key_columns": list(deployment.key_columns),
+        "variants": [
+            {"name": v.name, "model": v.model, "weight": v.weight, "shadow": v.shadow}
+            for v in deployment.variants
+        ],
+    }
+
+
+def restored_deployment(
+    name: str, before: dict[str, Any], *, model: str, winner: int | None
+) -> Deployment:  # Any: JSON values
+    """The deployment ``before`` recorded, a pinned version of ``model`` replaced by ``winner``."""
+    variants = []
+    for item in before.get("variants", []):
+        variant = Variant(**item)
+        pinned = "@" not in variant.model and variant.model.startswith(f"{model}/")
+        if winner is not None and pinned and not variant.shadow:
+            variant = replace(variant, model=f"{model}/{winner}")
+        variants.append(variant)
+    return Deployment(
+        name=name,
+        variants=tuple(variants),
+        policy=before.get("policy", "single"),
+        sticky_key=before.get("sticky_key"),
+        key_columns=tuple(before.get("key_columns", ())),
+    )
 
 
 def _paired(mine: pa.Table, theirs: pa.Table, policy: TrainingPolicy) -> Verdict:
