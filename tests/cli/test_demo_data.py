@@ -187,3 +187,18 @@ def test_the_whole_loop_on_adult_as_a_classifier(
     again = invoke("demo", *args)
     assert again.exit_code == 1
     assert "already has deployment 'adult-income' from an earlier `mlcycle demo`" in again.stderr
+
+
+def test_a_time_column_with_gaps_or_missing_is_refused(invoke: Invoke, tmp_path: Path) -> None:
+    path = str(_csv(tmp_path, when=["2020-01-01"] * 399 + [None]))
+    gaps = _refused(invoke, tmp_path, "--data", path, "--target", "y", "--time", "when")
+    assert "--time 'when' has 1 empty value(s); every row needs a time" in gaps.stderr
+    (tmp_path / "empty").rmdir()
+    missing = _refused(invoke, tmp_path, "--data", path, "--target", "y", "--time", "day")
+    assert "--time 'day' is not a column of" in missing.stderr
+
+
+def test_a_time_column_on_one_day_has_no_later_days(tmp_path: Path) -> None:
+    path = _csv(tmp_path, when=["2020-01-01 08:00"] * 400)
+    with pytest.raises(ValidationFailed, match="needs at least 2"):
+        prepare(DemoSpec(path=path, target="y", time="when", days=5, dataset="t"))

@@ -55,7 +55,8 @@ TASK_RULE = (
     f"{MAX_CLASSES} distinct values, is classification; any other numeric target is regression"
 )
 MIN_ROWS = 200
-MIN_TRAIN_ROWS = 100
+MIN_TRAIN_ROWS = 60
+"""The training period needs this many rows (30 % of ``MIN_ROWS``, when row order is time)."""
 DEFAULT_DAYS = 60
 _NAME = re.compile(r"[^A-Za-z0-9_\-]+")
 
