@@ -183,7 +183,8 @@ def _run(
         with Workspace.open(settings) as workspace:
             tested = _first_model(workspace, data, progress, task)
         if tested is not None:
-            added = configure(settings.home / CONFIG_FILE, data, test_metric=tested)
+            metric, kind = tested
+            added = configure(settings.home / CONFIG_FILE, data, test_metric=metric, kind=kind)
             if added:
                 out.print(f"added to {CONFIG_FILE}: {', '.join(added)}", markup=False)
             settings = reload()  # with the sections the monitors and the loop read
@@ -197,11 +198,11 @@ def _run(
 
 def _first_model(
     workspace: Workspace, data: DemoData, progress: Progress, task: TaskID
-) -> float | None:
+) -> tuple[float, str] | None:
     """Register, validate, train, gate and promote, at the end of the training period.
 
-    Returns the promoted version's test rmse (accuracy for classes); ``None``
-    when no version passed the gates.
+    Returns the promoted version's test rmse (accuracy for classes) and its
+    kind (``gbm``, ``linear``); ``None`` when no version passed the gates.
     """
     import pandas as pd
 
@@ -210,21 +211,22 @@ def _first_model(
     out = progress.console
     clock = cast("SimulatedClock", workspace.clock)
     clock.set((data.start - pd.Timedelta(hours=6)).to_pydatetime())
-    version = _register(workspace, data, out)
+    dataset = _register(workspace, data, out)
     progress.advance(task)
     progress.update(task, description="inferring its schema")
-    schema_path = _write_schema(workspace, data, version, out)
+    schema_path = _write_schema(workspace, data, dataset, out)
     progress.advance(task)
     progress.update(task, description="validating it")
-    _validate(workspace, version, schema_path, out)
+    _validate(workspace, dataset, schema_path, out)
     progress.advance(task)
     promoted = _train(workspace, data, out, lambda record: _tick(progress, task, record))
     progress.update(task, description="trained, gated, promoted")
     if promoted is None:
         out.print("no version passed every gate, so there is nothing to serve")
         return None
+    version, kind = promoted
     metric = "rmse" if data.task == "regression" else "accuracy"
-    return workspace.registry.get(f"{data.spec.model}/{promoted}").metrics[metric]
+    return workspace.registry.get(f"{data.spec.model}/{version}").metrics[metric], kind
 
 
 def _production(
@@ -251,12 +253,13 @@ def _production(
             notes = loop.after_day(until.to_pydatetime())
             if loop.changed:
                 server.follow(workspace)
+            today = workspace.clock.now().date()  # the simulated day
+            for note in notes:
+                out.print(f"{today}  {note}", markup=False, soft_wrap=True)
             return notes
 
         def shown(day: Day) -> None:
             progress.update(task, description=f"day {day.day.date()}", advance=1)
-            for note in day.notes:
-                out.print(f"{day.day.date()}  {note}", markup=False, soft_wrap=True)
 
         return replay(workspace, server, data, after_day=after_day, shown=shown)
 
@@ -305,8 +308,11 @@ def _tick(progress: Progress, task: TaskID, record: StepRun) -> None:
 
 def _train(
     workspace: Workspace, data: DemoData, out: Console, progress: Any
-) -> int | None:  # Any: the progress callback
-    """Run the pipeline on the training period; show each model, its gates and the promotion."""
+) -> tuple[int, str] | None:  # Any: the progress callback
+    """Run the pipeline on the training period; show each model, its gates and the promotion.
+
+    Returns the promoted version and its kind, or ``None``.
+    """
     from mlcycle.cli._demo_pipeline import MODELS, NAME, demo_training, primary_metric
 
     spec = data.spec
@@ -322,8 +328,10 @@ def _train(
     )
     out.print(f"ran pipeline {NAME} as run {run.id}")
     metric = primary_metric(data.task)
+    kinds = {}
     for kind in MODELS:
         result = cast("dict[str, Any]", run.output(kind))  # Any: JSON
+        kinds[result["version"]] = kind
         version = workspace.registry.get(f"{spec.model}/{result['version']}")
         passed = bool(version.evaluation and version.evaluation["passed"])
         out.print(
@@ -337,7 +345,8 @@ def _train(
             f"promoted {spec.model}/{gated['promoted']} to production: the best test {metric} "
             "of the versions that passed every gate"
         )
-    return cast("int | None", gated["promoted"])
+    promoted = cast("int | None", gated["promoted"])
+    return None if promoted is None else (promoted, kinds[promoted])
 
 
 def _register(workspace: Workspace, data: DemoData, out: Console) -> DatasetVersion:

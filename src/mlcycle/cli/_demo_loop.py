@@ -51,18 +51,19 @@ def rule_names(data: DemoData) -> tuple[str, str, str]:
     return f"{name}-drift", f"{name}-decay", f"{name}-stale"
 
 
-def configure(path: Path, data: DemoData, *, test_metric: float) -> list[str]:
+def configure(path: Path, data: DemoData, *, test_metric: float, kind: str = "gbm") -> list[str]:
     """Append the demo's sections to ``path`` where the project has none; their headers.
 
     ``test_metric`` is the promoted model's test rmse (or accuracy), which the
-    decay rule measures against. Raises ``ValidationFailed`` when the file would
+    decay rule measures against; ``kind`` (``gbm``, ``linear``) is what it is,
+    and what a retrain trains. Raises ``ValidationFailed`` when the file would
     no longer parse (a table the demo adds to is written inline there).
     """
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     config = tomllib.loads(text)
     missing = {
         header: body
-        for header, (where, body) in _sections(data, test_metric).items()
+        for header, (where, body) in _sections(data, test_metric, kind).items()
         if not _has(config, where)
     }
     if not missing:
@@ -96,16 +97,18 @@ Table = dict[str, "str | int | float | bool | list[str] | dict[str, str | int | 
 """One TOML table's keys and values."""
 
 
-def _sections(data: DemoData, test_metric: float) -> dict[str, tuple[tuple[str, ...], str]]:
+def _sections(
+    data: DemoData, test_metric: float, kind: str
+) -> dict[str, tuple[tuple[str, ...], str]]:
     """Each section's header, where it sits in the parsed file, and its body."""
-    tables = _tables(data, test_metric)
+    tables = _tables(data, test_metric, kind)
     return {
         "[" + ".".join(where) + "]": (where, "\n".join(f"{k} = {_toml(v)}" for k, v in t.items()))
         for where, t in tables.items()
     }
 
 
-def _tables(data: DemoData, test_metric: float) -> dict[tuple[str, ...], Table]:
+def _tables(data: DemoData, test_metric: float, kind: str) -> dict[tuple[str, ...], Table]:
     spec, name = data.spec, data.spec.model
     drift, decay, stale = rule_names(data)
     if data.task == "regression":
@@ -157,7 +160,7 @@ def _tables(data: DemoData, test_metric: float) -> dict[tuple[str, ...], Table]:
                 "drop": ",".join(spec.drop),
                 "train_from": "recent",
                 "recent_days": RECENT_DAYS,
-                "models": "gbm",
+                "models": kind,
                 "promote": False,
             },
         },

@@ -65,7 +65,10 @@ def replay(
     after_day: Callable[[pd.Timestamp], list[str]],
     shown: Callable[[Day], None],
 ) -> list[Day]:
-    """Replay ``data``'s days against ``server``; ``after_day(until)`` runs up to ``until``."""
+    """Replay ``data``'s days against ``server``; ``after_day(until)`` runs up to ``until``.
+
+    ``shown`` hears of each day once its traffic, labels and ``after_day`` are done.
+    """
     import pandas as pd
 
     clock = cast("SimulatedClock", workspace.clock)
@@ -114,7 +117,7 @@ def _day(midnight: pd.Timestamp, rows: pd.DataFrame, answers: list[Answer], data
         errors = np.asarray(predicted, dtype=float) - truth.to_numpy(dtype=float)
         metric = float(np.sqrt(np.mean(errors**2)))
     else:
-        metric = float(np.mean([str(p) == str(t) for p, t in zip(predicted, truth, strict=True)]))
+        metric = float(np.mean([_same(p, t) for p, t in zip(predicted, truth, strict=True)]))
     return Day(
         day=midnight,
         rows=len(rows),
@@ -123,6 +126,14 @@ def _day(midnight: pd.Timestamp, rows: pd.DataFrame, answers: list[Answer], data
         metric=metric,
         latency_ms=max(answer.latency_ms for answer in answers),
     )
+
+
+def _same(predicted: object, truth: object) -> bool:
+    """A class prediction against its label: numbers as numbers (1 == 1.0), else as text."""
+    try:
+        return float(cast("float", predicted)) == float(cast("float", truth))
+    except (TypeError, ValueError):
+        return str(predicted) == str(truth)
 
 
 def _label(  # noqa: PLR0917  (private: the replay's state, handed over whole)
