@@ -64,27 +64,38 @@ def demo(  # noqa: PLR0917  (Typer maps each parameter to an option)
         Path | None,
         typer.Option(
             "--data",
+            metavar="FILE",
             help="A CSV file with a header line (default: the bundled Bike Sharing hours).",
             dir_okay=False,
         ),
     ] = None,
     target: Annotated[
-        str | None, typer.Option("--target", help="The column to predict (needed with --data).")
+        str | None,
+        typer.Option("--target", metavar="COL", help="The column to predict (needed with --data)."),
     ] = None,
     time_column: Annotated[
         str | None,
-        typer.Option("--time", help="A column of dates or times; without it, row order is time."),
+        typer.Option(
+            "--time",
+            metavar="COL",
+            help="A column of dates or times; without it, row order is time.",
+        ),
     ] = None,
     drop: Annotated[
         list[str] | None,
         typer.Option(
-            "--drop", help="A column that leaks the target, left out of the inputs (repeat it)."
+            "--drop",
+            metavar="COL",
+            help="A column that leaks the target, left out of the inputs (repeat it).",
         ),
     ] = None,
     days: Annotated[
         int | None,
         typer.Option(
-            "--days", min=2, help="How many days of later traffic to replay (90 bike, else 60)."
+            "--days",
+            min=2,
+            metavar="N",
+            help="How many days of later traffic to replay (90 bike, else 60).",
         ),
     ] = None,
 ) -> None:
