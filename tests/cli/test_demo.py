@@ -107,7 +107,9 @@ def test_the_whole_loop_from_early_2011_to_a_retrained_model_in_production(
     page = (tmp_path / "demo-bike-demand.html").read_text()
     assert page.count("<svg") >= 3
     assert "training.promoted" in page  # the events timeline
-    assert "data:/bike/1" in page  # the lineage
+    lineage = page.split("<h2>Lineage", 1)[1].split("</pre>", 1)[0]
+    assert f"models:/bike-demand/{production.version}" in lineage
+    assert f"{production.dataset_versions[0]} (training_data)" in lineage
     assert (tmp_path / ".mlcycle" / "demo-serve.log").is_file()
     # What happened is there for the commands the demo suggests.
     for command in (["alerts", "list"], ["models", "list"], ["runs", "list"],

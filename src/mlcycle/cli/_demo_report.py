@@ -30,6 +30,8 @@ _WIDTH = 760
 _HEIGHT = 220
 _PAD = 48
 _MAX_EVENTS = 2_000
+_LINEAGE_DEPTH = 3
+"""Enough for version, run, dataset version; each day's version points to the one before."""
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:70rem}
 table{border-collapse:collapse;font-size:.85rem}
@@ -108,7 +110,8 @@ def _lineage(workspace: Workspace, name: str) -> str:
     from mlcycle.errors import NotFound
 
     try:
-        return "\n".join(workspace.lineage(f"models:/{name}@production").lines())
+        tree = workspace.lineage(f"models:/{name}@production", max_depth=_LINEAGE_DEPTH)
+        return "\n".join(tree.lines())
     except NotFound:
         return "no version is in production"
 
