@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlcycle.data._delta_files import file_fingerprint, single_file
+from mlcycle.data._delta_files import file_fingerprint, single_file, write_data_files
 from mlcycle.workspace import Workspace
 
 
@@ -112,3 +113,29 @@ def test_new_tables_keep_their_commit_log(ws: Workspace) -> None:
     # which would make old versions unreadable: history is never deleted.
     assert table.metadata().configuration == {"delta.enableExpiredLogCleanup": "false"}
     assert ws.data.load("kept/1")["n"].tolist() == [1, 2]
+
+
+def test_integer_columns_that_would_outgrow_the_dictionary_are_written_plain(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(5)
+    rows = 300_000  # one file, more rows than a 1 MiB dictionary page holds int64 values
+    table = pa.table(
+        {
+            "ids": rng.permutation(rows).astype(np.int64),  # every value distinct
+            "wide": rng.integers(0, 10**12, rows),  # random over a huge range
+            "codes": rng.integers(0, 1_000, rows),  # repeats: the dictionary pays
+            "narrow": rng.permutation(rows).astype(np.int32),  # 4-byte values: left as they were
+            "gappy": pa.array([None if k % 3 else k for k in range(rows)], pa.int64()),
+        }
+    )
+    [action] = write_data_files(str(tmp_path), table)
+    written = pq.ParquetFile(tmp_path / action.path)
+    meta = written.metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(5)}
+    assert not any("DICTIONARY" in e for e in encodings["ids"])
+    assert not any("DICTIONARY" in e for e in encodings["wide"])
+    assert any("DICTIONARY" in e for e in encodings["codes"])
+    assert any("DICTIONARY" in e for e in encodings["narrow"])
+    assert any("DICTIONARY" in e for e in encodings["gappy"])  # 2 in 3 sampled rows are null
+    assert written.read().equals(table)

@@ -135,6 +135,41 @@ def test_integer_card_numbers_are_flagged() -> None:
     assert findings[0].examples == ["**** **** **** 4242", "**** **** **** 4444"]
 
 
+card_or_not = st.one_of(
+    st.sampled_from(
+        ["4242424242424242", "5555555555554444", "378282246310005", "6011000990139424"]
+    ),
+    st.text(DIGITS, min_size=13, max_size=19).filter(lambda n: n[0] != "0"),
+).map(int) | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+@given(st.lists(card_or_not.map(lambda n: n if n < 2**63 else n % 2**63), min_size=1, max_size=60))
+def test_an_integer_column_is_scanned_as_its_decimal_text_is_for_cards(numbers: list[int]) -> None:
+    # Integers shorter than 13 digits are left out before the cast to text: same findings.
+    as_int = scan_policy(pa.table({"n": pa.array(numbers, pa.int64())}))
+    as_text = scan_policy(pa.table({"n": [str(n) for n in numbers]}))
+    assert as_int == [finding for finding in as_text if finding.kind == "card_number"]
+
+
+@pytest.mark.parametrize("type_", [pa.int64(), pa.uint64()])
+def test_short_integers_still_count_towards_the_share_of_card_numbers(type_: pa.DataType) -> None:
+    cards = [4242424242424242] * 9  # under MIN_MATCHES, and under MIN_SHARE of the 1,000 values
+    assert scan_policy(pa.table({"n": pa.array([*cards, *range(991)], type_)})) == []
+    flagged = scan_policy(pa.table({"n": pa.array([*cards, *range(91)], type_)}))
+    assert kinds(flagged) == [("n", "card_number")]
+    assert flagged[0].matches == 9
+
+
+def test_negative_integer_card_numbers_are_flagged_and_narrow_integers_skipped() -> None:
+    table = pa.table(
+        {
+            "neg": pa.array([-4242424242424242] * 12, pa.int64()),
+            "small": pa.array([2_147_483_647] * 12, pa.int32()),
+        }
+    )
+    assert kinds(scan_policy(table)) == [("neg", "card_number")]
+
+
 def test_random_ids_are_not_card_numbers_although_one_in_ten_passes_luhn() -> None:
     rng = np.random.default_rng(7)
     ids = [f"4{n:015d}" for n in rng.integers(0, 10**15, size=2_000)]

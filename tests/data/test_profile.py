@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlcycle.data import ColumnProfile, DatasetProfile, Histogram, profile_table
+from mlcycle.data._content import content_digest
 from mlcycle.data._profile import _sorted
 from mlcycle.datasets import BIKE_SHARING_HOURLY
 
@@ -283,3 +284,32 @@ def test_sorting_shortcuts_give_numpys_sort(values: list[int], shift: int, sprea
     wide = np.array(values, dtype=np.float64) if spread else np.sort(small)  # sorted or not
     for array, integer in ((small, True), (wide, True), (wide * 0.5, False)):
         assert np.array_equal(_sorted(array.copy(), integer=integer), np.sort(array))
+
+
+@given(
+    st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=2, max_size=40)
+)
+def test_an_in_place_sort_gives_numpys_sort_and_the_same_array(values: list[float]) -> None:
+    array = np.array(values, dtype=np.float64)
+    expected = np.sort(array)
+    ordered = _sorted(array, integer=False, in_place=True)
+    assert np.array_equal(ordered, expected)
+    assert ordered is array or bool((array[1:] >= array[:-1]).all())  # sorted already: kept
+
+
+def test_profiling_leaves_the_table_as_it_was() -> None:
+    rng = np.random.default_rng(3)
+    floats = rng.normal(size=5_000)
+    floats[::7] = math.nan
+    columns = {
+        "f": floats,  # NaN kept apart from the finite values: copied, then sorted
+        "i": rng.integers(-(10**9), 10**9, 5_000),  # turned into floats: a copy, sorted in place
+        "z": rng.normal(size=5_000),  # Arrow's memory, read-only in numpy
+        "n": pa.array([None if k % 5 == 0 else float(k % 97) for k in range(5_000)]),
+    }
+    table = pa.table(columns)
+    chunked = pa.Table.from_batches(table.to_batches(max_chunksize=1_700))
+    before = [content_digest(table), content_digest(chunked)]
+    profile_table(table)
+    profile_table(chunked)
+    assert [content_digest(table), content_digest(chunked)] == before

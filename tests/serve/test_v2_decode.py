@@ -1,17 +1,21 @@
-"""The v2 tensor decoder on its own: shapes, nested data and value kinds, good and bad."""
+"""The v2 tensor decoder: shapes, nested data and value kinds, and no pandas on the way."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import numpy as np
+import pandas as pd
 import pytest
+from tests.serve.conftest import live_server
 
 from mlcycle.errors import ValidationFailed
 from mlcycle.registry._signature import ColumnSpec
 from mlcycle.serve._errors import MalformedRequest
 from mlcycle.serve._rows import Schema
 from mlcycle.serve._v2 import decode_inputs
+from mlcycle.workspace import Workspace
 
 SCHEMA = Schema(
     inputs=(ColumnSpec("hr", "int64"), ColumnSpec("temp", "float64")),
@@ -82,3 +86,40 @@ def test_a_bool_tensor_takes_only_booleans() -> None:
         decode_inputs({"inputs": [tensor("flag", [1], [1], "BOOL")]}, b"", schema)
     rows = decode_inputs({"inputs": [tensor("flag", [2], [True, False], "BOOL")]}, b"", schema)
     assert rows.count == 2
+
+
+def test_a_numeric_onnx_model_is_answered_without_pandas(
+    bike_models: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = live_server(bike_models, "models:/bike-demand@production")
+    live = next(served)
+    try:
+        (lane,) = live.server.routes.answering
+        assert lane.model.runtime == "onnx"
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise AssertionError("a DataFrame was built on the request path")
+
+        monkeypatch.setattr(pd.DataFrame, "__init__", refuse)
+        row = {"station": 2, "hr": 8, "temp": 0.5}
+        v1 = httpx.post(
+            f"{live.url}/v1/models/bike-demand:predict", json={"instances": [row]}, timeout=30
+        )
+        v2 = httpx.post(
+            f"{live.url}/v2/models/bike-demand/infer",
+            json={
+                "inputs": [
+                    tensor("station", [1], [2], "INT64"),
+                    tensor("hr", [1], [8], "INT64"),
+                    tensor("temp", [1], [0.5]),
+                ]
+            },
+            timeout=30,
+        )
+        monkeypatch.undo()
+        assert v1.status_code == 200, v1.text
+        assert v2.status_code == 200, v2.text
+        assert v1.json()["predictions"][0] == pytest.approx(40 * 0.5 + 3 * 8 + 2, abs=1.0)
+        assert v2.json()["outputs"][0]["data"] == pytest.approx(v1.json()["predictions"])
+    finally:
+        served.close()

@@ -4,7 +4,9 @@ GDPR-aware pipelines have to know where personal data lives. At registration
 every string column is scanned with Arrow's RE2 regex kernels, on a
 deterministic sample (evenly spaced rows, at most ``sample_rows``), and only
 its distinct values are matched, each weighted by its count. Integer columns
-are scanned for card numbers only. Column names are compared with the
+are scanned for card numbers only, and only their values of 13 digits or more
+are turned into text (a shorter integer cannot be one; it still counts
+towards the share). Column names are compared with the
 configured personal names and deny-list. Findings are recorded on the dataset
 version; their examples are masked, so the record holds no personal data.
 
@@ -210,14 +212,22 @@ def _sample_positions(rows: int, limit: int) -> pa.Array | None:
 
 @dataclass(frozen=True)
 class _Sampled:
-    """A column's distinct non-null sampled values, as strings, with their counts."""
+    """A column's distinct non-null sampled values, as strings, with their counts.
+
+    ``total`` counts every non-null sampled value; for an integer column
+    ``values`` holds only those long enough to be a card number.
+    """
 
     values: pa.Array
     counts: npt.NDArray[np.int64]
     text: bool
+    total: int
 
 
-_NOTHING = _Sampled(pa.array([], pa.large_string()), np.zeros(0, np.int64), text=False)
+_NOTHING = _Sampled(pa.array([], pa.large_string()), np.zeros(0, np.int64), text=False, total=0)
+
+_CARD_SIZE = 10**12
+"""The smallest integer with 13 digits: a shorter one (either sign) cannot be a card number."""
 
 
 def _sampled_values(column: pa.ChunkedArray, positions: pa.Array | None) -> _Sampled:
@@ -228,11 +238,23 @@ def _sampled_values(column: pa.ChunkedArray, positions: pa.Array | None) -> _Sam
     text = _is_text(kind)
     if not (text or pa.types.is_integer(kind)):
         return _NOTHING
-    sampled = column if positions is None else column.take(positions)
-    counted = pc.value_counts(pc.drop_null(sampled.cast(kind)))
+    sampled = pc.drop_null(column if positions is None else column.take(positions)).cast(kind)
+    total = len(sampled)
+    if not text:  # only 13 to 19 digits can match CARD_RE: count and cast just those
+        sampled = sampled.filter(_card_sized(sampled))
+    counted = pc.value_counts(sampled)
     values = counted.field("values").cast(pa.large_string())
     counts = counted.field("counts").to_numpy(zero_copy_only=False).astype(np.int64)
-    return _Sampled(values, counts, text=text)
+    return _Sampled(values, counts, text=text, total=total)
+
+
+def _card_sized(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Which integers have at least 13 digits (the pattern's minimum), whatever their sign."""
+    if values.type.bit_width < 64:  # narrower integers never reach 13 digits
+        return pa.chunked_array([np.zeros(len(values), dtype=np.bool_)], pa.bool_())
+    if pa.types.is_unsigned_integer(values.type):
+        return pc.greater_equal(values, _CARD_SIZE)
+    return pc.or_(pc.greater_equal(values, _CARD_SIZE), pc.less_equal(values, -_CARD_SIZE))
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -242,8 +264,7 @@ def _is_text(kind: pa.DataType) -> bool:
 
 
 def _scan_values(name: str, sampled: _Sampled) -> list[PolicyFinding]:
-    values, counts = sampled.values, sampled.counts
-    total = int(counts.sum())
+    values, counts, total = sampled.values, sampled.counts, sampled.total
     if total == 0:
         return []
     card, candidates = _card_mask(values)

@@ -247,7 +247,8 @@ def _numeric(name: str, type_name: str, column: pa.ChunkedArray) -> ColumnProfil
         nan_count = int(np.isnan(values).sum())
         inf_count = int(values.size - finite.size - nan_count)
         distinct_extra = int(np.any(values == np.inf)) + int(np.any(values == -np.inf))
-    ordered = _sorted(finite, integer=pa.types.is_integer(column.type))
+    owned = bool(finite.flags.owndata and finite.flags.writeable)  # not Arrow's memory
+    ordered = _sorted(finite, integer=pa.types.is_integer(column.type), in_place=owned)
     base = ColumnProfile(
         name=name,
         type=type_name,
@@ -260,12 +261,13 @@ def _numeric(name: str, type_name: str, column: pa.ChunkedArray) -> ColumnProfil
     )
     if ordered.size == 0:
         return base
-    starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+    steps = ordered[1:] != ordered[:-1]
+    distinct = int(np.count_nonzero(steps)) + 1
     category_counts = None
     top: list[tuple[str, int]] = []
     is_integer = pa.types.is_integer(column.type)
-    if is_integer and starts.size + 1 <= INTEGER_CATEGORY_LIMIT:
-        bounds = np.concatenate(([0], starts, [ordered.size]))
+    if is_integer and distinct <= INTEGER_CATEGORY_LIMIT:
+        bounds = np.concatenate(([0], np.flatnonzero(steps) + 1, [ordered.size]))
         labels = [str(int(v)) for v in ordered[bounds[:-1]]]
         counts = np.diff(bounds).tolist()
         category_counts = dict(zip(labels, counts, strict=True))
@@ -273,7 +275,7 @@ def _numeric(name: str, type_name: str, column: pa.ChunkedArray) -> ColumnProfil
     mean, std = _moments(ordered)
     return replace(
         base,
-        distinct=int(starts.size + 1 + distinct_extra),
+        distinct=distinct + distinct_extra,
         min=float(ordered[0]),
         max=float(ordered[-1]),
         mean=mean,
@@ -286,12 +288,16 @@ def _numeric(name: str, type_name: str, column: pa.ChunkedArray) -> ColumnProfil
     )
 
 
-def _sorted(values: npt.NDArray[np.float64], *, integer: bool) -> npt.NDArray[np.float64]:
+def _sorted(
+    values: npt.NDArray[np.float64], *, integer: bool, in_place: bool = False
+) -> npt.NDArray[np.float64]:
     """``np.sort(values)``, without sorting when it can: the sort is most of a column's profile.
 
     Values already in order (row ids, times) are used as they are; integers
     spanning fewer values than there are rows are counted (``bincount``) and
-    spelled out in order, which gives the same array in linear time.
+    spelled out in order, which gives the same array in linear time. With
+    ``in_place``, ``values`` (a temporary of the caller's) is sorted where it
+    lies instead of into a new array.
     """
     if values.size < 2 or bool((values[1:] >= values[:-1]).all()):
         return values
@@ -300,6 +306,9 @@ def _sorted(values: npt.NDArray[np.float64], *, integer: bool) -> npt.NDArray[np
         if high - low < values.size and abs(low) < _EXACT_INTEGER and abs(high) < _EXACT_INTEGER:
             counts = np.bincount((values - low).astype(np.int64))
             return np.repeat(np.arange(low, high + 1, dtype=np.float64), counts)
+    if in_place:
+        values.sort()
+        return values
     return np.sort(values)
 
 
@@ -361,7 +370,9 @@ def _top(labels: list[str], counts: list[int]) -> list[tuple[str, int]]:
 
 def _categorical(name: str, type_name: str, column: pa.ChunkedArray) -> ColumnProfile:
     is_boolean = pa.types.is_boolean(column.type)
-    counted = pc.value_counts(pc.drop_null(column) if column.null_count else column)
+    counted = pc.value_counts(column)  # nulls make one entry, dropped here (not a copy of all)
+    if column.null_count:
+        counted = counted.filter(pc.is_valid(counted.field("values")))
     raw_values = counted.field("values")
     if is_boolean:
         labels = ["true" if v else "false" for v in raw_values.to_pylist()]
