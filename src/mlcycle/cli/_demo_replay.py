@@ -148,14 +148,15 @@ def _label(  # noqa: PLR0917  (private: the replay's state, handed over whole)
     import pyarrow as pa
 
     target = earlier.rows[data.spec.target].tolist()
-    labels, at = [], 0
-    for answer in earlier.answers:
+    at = 0
+    for answer in earlier.answers:  # a request's labels in one call, as its rows went
+        labels = []
         for index in range(len(answer.predictions)):
             value = target[at]
             label = float(value) if data.task == "regression" else _class(value)
             labels.append({"request_id": answer.request_id, "row_index": index, "label": label})
             at += 1
-    today.labelled += server.label(labels)
+        today.labelled += server.label(labels)
     rows = pa.Table.from_pandas(earlier.rows, schema=schema, preserve_index=False)
     # The new rows are what production met, out of range of the first schema as they may be:
     # the monitors report that; the dataset keeps every row so a retrain can learn from it.
