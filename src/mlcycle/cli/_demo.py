@@ -299,6 +299,7 @@ def _summary(workspace: Workspace, data: DemoData, days: list[Day], loop: Loop) 
         f"  mlcycle models lineage models:/{name}@production",
         f"  mlcycle data show {data.spec.dataset}",
         "  mlcycle alerts list",
+        f"  mlcycle training history {name}",
         f"  mlcycle monitor report {name}",
     ]
     return lines
