@@ -7,6 +7,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from _serving_switch import switch_goal
+
 # Goals of issue 6.
 THROUGHPUT_GOAL_X = 10.0  # ours / MLflow's requests per second at c=32, same workers
 P99_GOAL_X = 10.0  # MLflow's p99 / ours at c=32
@@ -87,6 +89,7 @@ def goals(report: dict[str, Any]) -> dict[str, Any]:
             "verdict": verdict(share, at_least=PLUMBING_GOAL),
         }
     found.update(shadow_goals(report["shadow"]))
+    found["hot_switch"] = switch_goal(report.get("switch"))
     return found
 
 
@@ -220,6 +223,7 @@ def print_tables(report: dict[str, Any]) -> None:
         ],
     )
     print_shadow(report["shadow"])
+    print_switch(report.get("switch"))
     goal_rows = [[g["label"], shown(g), g["goal"], g["verdict"]] for g in report["goals"].values()]
     table(["goal", "figure", "goal", ""], goal_rows)
 
@@ -284,6 +288,21 @@ def print_shadow(shadow: dict[str, Any]) -> None:
         )
 
 
+def print_switch(switch: dict[str, Any] | None) -> None:
+    """The hot switch's line, or why there is none."""
+    if not switch or "error" in switch:
+        print(f"Hot switch: not measured ({(switch or {}).get('error', 'no figures')}).\n")
+        return
+    first = switch["first_new_s"]
+    print(
+        f"Hot switch: {switch['workers']} workers under wrk at {switch['connections']} "
+        f"connections ({rate(switch['load'].get('ok_per_s'))}); the alias moved, then "
+        f"{switch['probes']:,} probes on new connections: the first answer of the new version "
+        f"{'-' if first is None else f'{first:.2f} s'} after the move, the last of the old one "
+        f"{switch['last_old_s']:.2f} s after; {switch['failed']:,} failed requests.\n"
+    )
+
+
 def json_short(values: dict[str, float]) -> str:
     """``name{labels}=value`` pairs, or 'none'."""
     return ", ".join(f"`{k}`={v:,.0f}" for k, v in values.items()) or "none"
@@ -296,6 +315,8 @@ def shown(goal: dict[str, Any]) -> str:
         return "-"
     if goal["unit"] == "x":
         return f"{value:,.2f}x"
+    if goal["unit"] == "s":
+        return f"{value:.2f} s"
     if goal["unit"] == "%":
         return f"{value:.0%}"
     shed, refused = value["shadow_shed_share"], value["primary_refused_share"]

@@ -13,7 +13,9 @@ during the whole round and the targets take turns, so load from other jobs sprea
 all of them. It also times the in-process predict rate of the same model (the model's
 limit); and, for shadow deployments, the median latency at half the server's maximum rate
 with and without a shadow variant (alternating repetitions), then an overload that builds a
-backlog, counting the shadow copies shed (from ``/metrics``) against the primary's errors.
+backlog, counting the shadow copies shed (from ``/metrics``) against the primary's errors;
+and a hot switch: an alias moved under load with 2 workers, timed until every answer comes
+from the new version, with the requests that failed meanwhile (``_serving_switch``).
 It prints Markdown tables and, as its last line, one JSON object with every figure.
 ``--quick`` is a smoke-sized run; ``--skip-mlflow`` leaves MLflow out.
 The figures are recorded in ``docs/benchmarks.md``.
@@ -46,6 +48,7 @@ sys.path.insert(0, str(HERE))
 from _incumbents import incumbent_python  # noqa: E402
 from _serving_load import Endpoint, Server, free_port, run_wrk, running, scrape  # noqa: E402
 from _serving_report import goals, print_tables, versions  # noqa: E402
+from _serving_switch import hot_switch  # noqa: E402
 from tracking import MLFLOW_VERSION, QUIET_MLFLOW, machine  # noqa: E402
 
 MODEL = "bike-demand"
@@ -170,6 +173,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for workers in workload.workers
     }
     report["shadow"] = shadow(setup, report["servers"], workload)
+    report["switch"] = switch(setup, workload)
     report["goals"] = goals(report)
     report["versions"] = versions(mlflow_python)
     report["load_average_end"] = os.getloadavg()
@@ -609,6 +613,27 @@ def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[st
             workload,
         )
     return results
+
+
+def switch(setup: Setup, workload: Workload) -> dict[str, Any]:
+    """An alias move under load with 2 workers (``_serving_switch``)."""
+
+    def start(target: str, port: int) -> Server:
+        return ours("switch", target, setup, port=port, workers=2, env={})
+
+    log("hot switch: the alias moves under load, 2 workers")
+    try:
+        return hot_switch(
+            setup.project,
+            MODEL,
+            bodies(setup)["v1"],
+            start,
+            script_dir=RUN_DIR,
+            load_s=workload.duration_s,
+        )
+    except (RuntimeError, OSError) as error:
+        log(f"hot switch: {error}")
+        return {"error": last_line(error)}
 
 
 def spread(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ GOALS = {
     "shadow_median",
     "shadow_p99",
     "shadow_shed_first",
+    "hot_switch",
 }
 
 
@@ -79,6 +80,10 @@ def test_the_serving_benchmark_reports_every_figure() -> None:
     assert set(shadow["paced"]) == {"bench-single", "bench-shadow"}
     assert all(paced["non_2xx"] == 0 for paced in shadow["paced"].values())
     assert {"requests", "shadow_shed", "metrics_moved"} <= set(shadow["overload"])
+    switch = report["switch"]
+    assert "error" not in switch, switch
+    assert switch["switched"] is True, switch
+    assert switch["failed"] == 0, switch
     goals = report["goals"]
     assert set(goals) == GOALS
     assert goals["throughput_v2_w1"]["verdict"] == "n/a"  # no MLflow in this run

@@ -59,6 +59,7 @@ def test_run_scores_stores_and_alerts_though_the_webhook_is_down(
 
 
 def test_results_and_report(served: Path, invoke: Invoke) -> None:
+    assert "no stored results for 'bike'" in invoke("monitor", "results", "bike").output
     invoke("monitor", "run", "bike", "--window", "1d")
     shown = invoke("monitor", "results", "bike", "--metric", "rows", "--json")
     assert [row["value"] for row in json.loads(shown.output)] == [200.0, 200.0]

@@ -68,13 +68,14 @@ def serve_bike(ws: Workspace) -> Served:
         latency_ms: float = 2.0,
         spool_only: bool = False,
         ids: list[str] | None = None,
+        deployment: str = "bike",
     ) -> list[str]:
         found = model.predict(inputs[FEATURES]) if outputs is None else outputs
         ids = ids or [f"r{next(counter)}" for _ in range(len(inputs))]
         log = ws.prediction_log()
         log.append(
             PredictionBatch(
-                deployment="bike",
+                deployment=deployment,
                 model="bike",
                 model_version=version,
                 variant=variant,
@@ -100,9 +101,9 @@ def serve_bike(ws: Workspace) -> Served:
 
 @pytest.fixture
 def monitored(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
-    """The served workspace; ``indirect`` parametrisation gives its ``[monitors]`` tables."""
-    monitors = getattr(request, "param", {})
-    settings = Settings(home=tmp_path, clock=ClockSettings(mode="simulated"), monitors=monitors)
+    """The served workspace; ``indirect`` parametrisation gives more settings (``monitors``)."""
+    overrides = getattr(request, "param", {})
+    settings = Settings(home=tmp_path, clock=ClockSettings(mode="simulated"), **overrides)
     with Workspace.open(settings) as ws:
         served = serve_bike(ws)
         yield served

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-from datetime import timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.linear_model import Ridge
 from tests.monitor.conftest import DAY, Served, training_frame
 
@@ -15,7 +19,9 @@ import mlcycle as mc
 from mlcycle.errors import NotFound, ValidationFailed
 
 
-@pytest.mark.parametrize("monitored", [{"bike": {"slices": ["season"]}}], indirect=True)
+@pytest.mark.parametrize(
+    "monitored", [{"monitors": {"bike": {"slices": ["season"]}}}], indirect=True
+)
 def test_a_day_is_scored_against_the_training_data_and_stored_once(monitored: Served) -> None:
     ws = monitored.ws
     same = training_frame(500, seed=1)[["temp", "season"]]
@@ -23,8 +29,8 @@ def test_a_day_is_scored_against_the_training_data_and_stored_once(monitored: Se
     shifted = same.assign(temp=same["temp"] + 2.0)
     monitored.write(30, shifted)  # the next day: temperatures the model never saw
     truth = 100 * same["temp"] + 10 * same["season"]
-    ws.feedback.record("bike", [(i, float(t)) for i, t in zip(ids[:300], truth, strict=False)])
     ws.clock.set(DAY + timedelta(days=2, hours=1))  # type: ignore[attr-defined]
+    ws.feedback.record("bike", [(i, float(t)) for i, t in zip(ids[:300], truth, strict=False)])
 
     first, second = ws.monitor.run("bike")
 
@@ -49,6 +55,8 @@ def test_a_day_is_scored_against_the_training_data_and_stored_once(monitored: Se
     assert first.values["schema_violations"] == 0
     assert first.values["latency_p50_ms"] == 2.0
     assert first.values["model_age_days"] == pytest.approx(11.0, abs=0.01)
+    assert first.values["data_age_days"] == pytest.approx(11.0, abs=0.01)
+    assert first.values["label_delay_hours"] == pytest.approx(46.0, abs=0.01)  # 03:00 to 01:00
     assert first.values["error_rate"] == 0.0
     assert first.drift is not None
     assert first.drift.columns["temp"].test == "ks"
@@ -83,7 +91,9 @@ def test_a_feature_logged_only_as_nan_is_drifted_and_counted(monitored: Served) 
     assert result.values["schema_violations"] == 40  # temp is not nullable in the signature
 
 
-@pytest.mark.parametrize("monitored", [{"bike": {"features": ["temp", "hum"]}}], indirect=True)
+@pytest.mark.parametrize(
+    "monitored", [{"monitors": {"bike": {"features": ["temp", "hum"]}}}], indirect=True
+)
 def test_a_configured_feature_missing_from_the_log_names_it(monitored: Served) -> None:
     monitored.write(1, training_frame(10)[["temp", "season"]])
     with pytest.raises(ValidationFailed, match=r"\['hum'\].*\[monitors.bike\]"):
@@ -109,6 +119,9 @@ def test_a_deployment_without_a_log_yet_has_nothing_to_score(monitored: Served) 
     assert monitored.ws.monitor.results("bike").empty
 
 
+@pytest.mark.parametrize(
+    "monitored", [{"monitors": {"bike": {"label_column": "cnt"}}}], indirect=True
+)
 def test_the_report_shows_the_stored_windows_offline(monitored: Served, tmp_path: Path) -> None:
     frame = training_frame(100, seed=5)[["temp", "season"]]
     ids = monitored.write(1, frame)
@@ -119,11 +132,15 @@ def test_the_report_shows_the_stored_windows_offline(monitored: Served, tmp_path
     text = html.read_text()
     assert html.name == "monitor-bike.html"
     assert "<svg" in text
+    assert "aria-label='drift per feature'" in text
+    assert "temp, window ending 2030-05-03 00:00" in text  # a cell of the drift grid
     assert "rmse" in text
     assert "http" not in text.replace("http://www.w3.org", "")  # nothing fetched
     body = json.loads((tmp_path / "out" / "monitor-bike.json").read_text())
     assert [w["values"]["rows"] for w in body["windows"]] == [100.0, 100.0]
     assert body["windows"][1]["values"]["drifted.temp"] == 1.0
+    assert body["label_column"] == "cnt"
+    assert "feedback labels of <code>cnt</code>" in text
 
 
 def test_older_versions_are_scored_on_the_latest_labelled_window(monitored: Served) -> None:
@@ -162,7 +179,9 @@ def test_shadows_are_scored_apart_by_variant(monitored: Served) -> None:
 
 
 @pytest.mark.parametrize(
-    "monitored", [{"bike": {"task": "classification", "positive_label": "busy"}}], indirect=True
+    "monitored",
+    [{"monitors": {"bike": {"task": "classification", "positive_label": "busy"}}}],
+    indirect=True,
 )
 def test_a_classifier_gets_classification_metrics(monitored: Served) -> None:
     inputs = training_frame(8, seed=9)[["temp", "season"]]
@@ -204,3 +223,116 @@ def test_a_version_the_registry_does_not_know_is_still_monitored(monitored: Serv
     assert result.drift is None  # no lineage: no training data to compare with
     assert result.values["model_age_days"] is None
     assert result.values["nan_outputs"] == 0
+
+
+def test_a_later_run_compares_outputs_with_the_stored_first_window(monitored: Served) -> None:
+    frame = training_frame(80, seed=12)[["temp", "season"]]
+    monitored.write(1, frame)
+    [first] = monitored.ws.monitor.run("bike", until=DAY + timedelta(days=1))
+    monitored.write(25, frame)  # the same inputs the next day: the same outputs
+    [second] = monitored.ws.monitor.run("bike", until=DAY + timedelta(days=2))
+    assert first.values["prediction_drift"] is None
+    assert second.values["prediction_drift"] == pytest.approx(1.0)
+
+
+def test_age_quality_needs_labels_and_says_how_to_get_them(monitored: Served) -> None:
+    with pytest.raises(NotFound, match="no monitored window with labels"):
+        monitored.ws.monitor.age_quality("bike")
+    monitored.write(1, training_frame(10, seed=13)[["temp", "season"]])
+    monitored.ws.clock.set(DAY + timedelta(days=1))  # type: ignore[attr-defined]
+    with pytest.raises(NotFound, match="no labelled predictions"):
+        monitored.ws.monitor.age_quality("bike", window="7d")
+
+
+def test_a_window_shorter_than_a_second_is_refused(monitored: Served) -> None:
+    with pytest.raises(ValidationFailed, match="shorter than a second"):
+        monitored.ws.monitor.run("bike", window="0.5s")
+    with pytest.raises(ValidationFailed, match="is not a duration"):
+        monitored.ws.monitor.run("bike", window="daily")
+
+
+def test_days_without_predictions_after_the_last_run_are_stored_empty(monitored: Served) -> None:
+    monitored.write(1, training_frame(10, seed=14)[["temp", "season"]])
+    assert len(monitored.ws.monitor.run("bike", until=DAY + timedelta(days=1))) == 1
+    quiet = monitored.ws.monitor.run("bike", until=DAY + timedelta(days=3))  # an outage
+    assert [(r.window_start, r.rows) for r in quiet] == [
+        (DAY + timedelta(days=1), 0),
+        (DAY + timedelta(days=2), 0),
+    ]
+
+
+def test_too_many_windows_in_one_run_are_refused_before_any_is_stored(monitored: Served) -> None:
+    monitored.write(1, training_frame(10, seed=15)[["temp", "season"]])
+    with pytest.raises(ValidationFailed, match="over the limit of 100,000 per run"):
+        monitored.ws.monitor.run("bike", window="1s", until=DAY + timedelta(days=3))
+    assert monitored.ws.monitor.results("bike").empty
+
+
+RULES = {
+    "rules": {"bike-drift": {"when": "drift_share > 0.3 for 2 windows", "notify": ["log"]}},
+    "notifiers": {"log": {"kind": "file", "path": "alerts.jsonl"}},
+}
+
+
+@pytest.mark.parametrize("monitored", [{"alerts": RULES}], indirect=True)
+def test_rules_are_evaluated_window_by_window_across_runs(monitored: Served) -> None:
+    ws = monitored.ws
+    frame = training_frame(100, seed=16)[["temp", "season"]]
+    for day in range(3):
+        monitored.write(24 * day + 1, frame.assign(temp=frame["temp"] + 3))
+    ws.monitor.run("bike", until=DAY + timedelta(days=1))
+    assert ws.alerts.list() == []  # one window: the rule needs two
+    ws.monitor.run("bike", until=DAY + timedelta(days=3))
+    [alert] = ws.alerts.list()
+    assert alert.state == "firing"
+    assert alert.window_end == DAY + timedelta(days=2)  # the second drifted window
+    assert [e.type for e in ws.events(types=["alert.fired"])] == ["alert.fired"]
+    ws.alerts.deliver()
+    lines = (ws.settings.home / "alerts.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0])["rule"] == "drift_share > 0.3 for 2 windows"
+
+
+CHOSEN = {"numeric_test": "psi", "tests": {"season": "wasserstein"}, "thresholds": {"temp": 50.0}}
+
+
+@pytest.mark.parametrize("monitored", [{"monitors": {"bike": CHOSEN}}], indirect=True)
+def test_tests_and_thresholds_are_chosen_per_feature(monitored: Served) -> None:
+    frame = training_frame(300, seed=17)[["temp", "season"]]
+    monitored.write(1, frame.assign(temp=frame["temp"] + 5, season=frame["season"] + 2))
+    [result] = monitored.ws.monitor.run("bike", until=DAY + timedelta(days=1))
+    assert result.drift is not None
+    temp, season = result.drift.columns["temp"], result.drift.columns["season"]
+    assert (temp.test, temp.threshold, temp.drifted) == ("psi", 50.0, False)
+    assert (season.test, season.drifted) == ("wasserstein", True)
+    assert result.values["drift.temp"] == temp.statistic
+    assert result.values["drift_share"] == 0.5
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    hours=st.lists(st.floats(min_value=0, max_value=95.99), min_size=1, max_size=6),
+    window=st.sampled_from(["1h", "6h", "1d", "2d"]),
+)
+def test_windows_partition_the_logged_rows(
+    monitored: Served, hours: list[float], window: str
+) -> None:
+    name = f"bike-{uuid.uuid4().hex[:8]}"  # a deployment of its own per example
+    frame = training_frame(3, seed=18)[["temp", "season"]]
+    for hour in hours:
+        monitored.write(hour, frame, deployment=name)
+    # The end on every window's grid (2 days since the epoch), so no row sits in a window
+    # that has not ended: those are scored by a later run.
+    two_days = timedelta(days=2)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    until = epoch + -(-(DAY + timedelta(days=4) - epoch) // two_days) * two_days
+    scored = monitored.ws.monitor.run(name, window=window, until=until)
+    assert sum(r.rows for r in scored) == 3 * len(hours)
+    ends = [r.window_end for r in scored]
+    assert ends == sorted(ends)
+    assert all(b.window_start == a.window_end for a, b in itertools.pairwise(scored))
+    assert monitored.ws.monitor.run(name, window=window, until=until) == []

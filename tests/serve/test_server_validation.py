@@ -36,13 +36,16 @@ PREDICT = "/v1/models/echo:predict"
 async def test_bad_rows_are_named(
     workspace: Workspace, echo: str, instances: object, status: int, words: list[str]
 ) -> None:
-    async with client_for(workspace, echo) as (client, _):
+    sink = ListSink()
+    async with client_for(workspace, echo, sink=sink) as (client, _):
         answer = await client.post(PREDICT, json={"instances": instances})
         fine = await client.post(PREDICT, json={"instances": rows(1)})
     assert answer.status_code == status, answer.text
     for word in words:
         assert word in answer.json()["error"]
     assert fine.status_code == 200
+    [failed] = [batch for batch in sink.batches if batch.error is not None]  # logged for monitors
+    assert failed.error == f"{status}: {answer.json()['error']}"[:500]
 
 
 async def test_too_many_rows_and_too_large_bodies(workspace: Workspace, echo: str) -> None:
@@ -192,6 +195,11 @@ async def test_a_model_that_raises_answers_500_with_an_id_in_the_log(
     assert any(error_id in record.getMessage() for record in caplog.records)
     assert good.status_code == 200
     assert good.json()["predictions"] == [4.0]
+    [failed] = [batch for batch in sink.batches if batch.error is not None]
+    assert failed.error is not None
+    assert failed.error.startswith(f"500: the model failed on this request (error id {error_id}")
+    assert failed.request_ids == [bad.headers["x-request-id"]]
+    assert (failed.model, failed.inputs, list(failed.outputs)) == ("", {}, [])
 
 
 def test_a_planted_pickle_is_refused_and_never_runs(tmp_path: Path) -> None:

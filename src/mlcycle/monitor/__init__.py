@@ -39,8 +39,8 @@ from mlcycle.monitor._rules import (
     rule_from_settings,
     rules_from_settings,
 )
-from mlcycle.monitor._run import Sources
 from mlcycle.monitor._sdk import age_quality, reference, report, results, run
+from mlcycle.monitor._sources import Sources
 from mlcycle.monitor._window import WindowResult
 
 __all__ = [

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from mlcycle.clock import Clock
     from mlcycle.monitor._frames import FrameLike
-    from mlcycle.monitor._run import Sources
+    from mlcycle.monitor._sources import Sources
     from mlcycle.monitor._window import WindowResult
 
 __all__ = ["CACHE_KIND", "Monitor"]

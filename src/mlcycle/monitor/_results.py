@@ -25,16 +25,17 @@ import pyarrow.compute as pc
 from mlcycle.errors import MlcycleError, NotFound
 from mlcycle.monitor._html import STYLE, line_chart
 from mlcycle.serve import FeedbackLog
+from mlcycle.settings import MonitorSettings
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlcycle.monitor._run import Sources
-    from mlcycle.settings import MonitorSettings
+    from mlcycle.monitor._sources import Sources
     from mlcycle.store import MonitorPoint
 
 __all__ = ["age_quality", "write_report"]
 
+_GRID_WINDOWS = 90
 PERFORMANCE = ("rmse", "mae", "r2", "accuracy", "precision", "recall", "f1", "roc_auc")
 _DAY_S = 86_400.0
 
@@ -43,10 +44,12 @@ def write_report(sources: Sources, deployment: str, out_dir: str | Path) -> Path
     """Write ``monitor-<deployment>.html`` and ``.json`` into ``out_dir``; returns the HTML path."""
     points = sources.results.read_monitor_results(deployment)
     windows = _windows(points)
+    labels = sources.monitors.get(deployment, MonitorSettings()).label_column
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     body = {
         "deployment": deployment,
+        "label_column": labels,
         "windows": [
             {"window_start": start.isoformat(), "window_end": end.isoformat(), "values": values}
             for (start, end), values in windows.items()
@@ -56,7 +59,7 @@ def write_report(sources: Sources, deployment: str, out_dir: str | Path) -> Path
         orjson.dumps(body, option=orjson.OPT_INDENT_2)
     )
     html = folder / f"monitor-{deployment}.html"
-    html.write_text(_page(deployment, windows), encoding="utf-8")
+    html.write_text(_page(deployment, windows, labels), encoding="utf-8")
     return html
 
 
@@ -70,9 +73,17 @@ def _windows(
 
 
 def _page(
-    deployment: str, windows: dict[tuple[datetime, datetime], dict[str, float | None]]
+    deployment: str,
+    windows: dict[tuple[datetime, datetime], dict[str, float | None]],
+    labels: str | None,
 ) -> str:
     title = f"Monitoring: {deployment}"
+    meaning = (
+        f"<p>Performance compares predictions with feedback labels of <code>{escape(labels)}"
+        "</code>.</p>"
+        if labels
+        else ""
+    )
     if not windows:
         content = (
             "<p>No monitored windows yet: run <code>mlcycle monitor run "
@@ -83,7 +94,7 @@ def _page(
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
-        f"<h1>{escape(title)}</h1>{content}</body></html>"
+        f"<h1>{escape(title)}</h1>{meaning}{content}</body></html>"
     )
 
 
@@ -107,7 +118,8 @@ def _content(windows: dict[tuple[datetime, datetime], dict[str, float | None]]) 
         f"{_show(last.get('model_age_days'))} days.</p>"
     )
     return (
-        f"{summary}<h2>Drift per feature (window {last_start:%Y-%m-%d %H:%M} to "
+        f"{summary}<h2>Drift per feature over time</h2>{_drift_grid(windows)}"
+        f"<h2>Drift per feature (window {last_start:%Y-%m-%d %H:%M} to "
         f"{last_end:%Y-%m-%d %H:%M})</h2>{_drift_table(last)}"
         f"<h2>Drift share over time</h2>"
         f"{line_chart(series('drift_share', 'skew_share'), label='drift share')}"
@@ -119,6 +131,49 @@ def _content(windows: dict[tuple[datetime, datetime], dict[str, float | None]]) 
         f"{line_chart(series('error_rate', 'nan_outputs'), label='errors')}"
         f"<h2>Every window</h2>{_window_table(windows)}"
     )
+
+
+def _drift_grid(windows: dict[tuple[datetime, datetime], dict[str, float | None]]) -> str:
+    """One row of cells per feature, one column per window (the latest 90): red drifted."""
+    shown = list(windows.items())[-_GRID_WINDOWS:]
+    features = sorted(
+        {
+            name.removeprefix("drifted.")
+            for _, v in shown
+            for name in v
+            if name.startswith("drifted.")
+        }
+    )
+    if not features:
+        return "<p>No drift tested yet.</p>"
+    cell, label = 10, 160
+    svg = (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{label + cell * len(shown) + 10}' "
+        f"height='{cell * len(features) + 24}' role='img' aria-label='drift per feature'>"
+    )
+    parts = [svg]
+    for row, feature in enumerate(features):
+        y = row * cell
+        parts.append(
+            f"<text x='{label - 6}' y='{y + cell - 1}' text-anchor='end' font-size='10'>"
+            f"{escape(feature)}</text>"
+        )
+        for column, ((_start, end), values) in enumerate(shown):
+            flag = values.get(f"drifted.{feature}")
+            colour = "#eeeeee" if flag is None else ("#b00020" if flag == 1.0 else "#4a7bb7")
+            number = _show(values.get(f"drift.{feature}"))
+            tip = f"{feature}, window ending {end:%Y-%m-%d %H:%M}: {number}"
+            parts.append(
+                f"<rect x='{label + column * cell}' y='{y}' width='{cell - 1}' "
+                f"height='{cell - 1}' fill='{colour}'><title>{escape(tip)}</title></rect>"
+            )
+    first, last = shown[0][0][1], shown[-1][0][1]
+    parts.append(
+        f"<text x='{label}' y='{cell * len(features) + 16}' font-size='10'>"
+        f"{first:%Y-%m-%d} to {last:%Y-%m-%d}; red: drifted, blue: not, grey: not tested</text>"
+        "</svg>"
+    )
+    return "".join(parts)
 
 
 def _drift_table(values: dict[str, float | None]) -> str:
@@ -180,7 +235,6 @@ def age_quality(
     import pandas as pd  # noqa: PLC0415  (with the data)
 
     from mlcycle.monitor._window import performance  # noqa: PLC0415
-    from mlcycle.settings import MonitorSettings  # noqa: PLC0415
 
     config = sources.monitors.get(deployment, MonitorSettings())
     start, end = _labelled_window(sources, clock, deployment, window, config)

@@ -18,20 +18,20 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlcycle.errors import NotFound, ValidationFailed
+from mlcycle.ids import Digest
 from mlcycle.monitor._alerts import MonitorResult
 from mlcycle.monitor._reference import FORMAT, ReferenceStats
 from mlcycle.monitor._rules import parse_duration
+from mlcycle.monitor._sources import Sources
 from mlcycle.monitor._window import (
     ModelFacts,
     WindowResult,
@@ -39,33 +39,19 @@ from mlcycle.monitor._window import (
     performance,
     score_window,
 )
-from mlcycle.serve import FeedbackLog, read_predictions
+from mlcycle.serve import FeedbackLog, log_table_name, read_predictions
 from mlcycle.settings import MonitorSettings
 
 if TYPE_CHECKING:
     from mlcycle.data import DatasetRegistry
-    from mlcycle.monitor._alerts import Alerts
-    from mlcycle.registry import ModelRegistry
-    from mlcycle.store import ArtifactStore, DeploymentCatalog, MonitorResultLog, TableArea
+    from mlcycle.monitor._monitor import Monitor
 
-__all__ = ["Sources", "run_windows", "window_length"]
+__all__ = ["run_windows", "window_length"]
 
+MAX_WINDOWS = 100_000
 _OUTPUTS_KEY = "monitor-outputs:"
 _TARGET = "monitor-reference:"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class Sources:
-    """Where a monitor run reads from and writes to (the workspace hands them over)."""
-
-    spool_dir: Path
-    tables: TableArea
-    deployments: DeploymentCatalog
-    results: MonitorResultLog
-    registry: Callable[[], ModelRegistry]
-    monitors: Mapping[str, MonitorSettings]
-    alerts: Callable[[], Alerts] | None = None
 
 
 def window_length(text: str | None, config: MonitorSettings) -> timedelta:
@@ -77,7 +63,7 @@ def window_length(text: str | None, config: MonitorSettings) -> timedelta:
 
 
 def run_windows(
-    monitor: Any,  # Any: the Monitor (references, lineage and clock), typed there
+    monitor: Monitor,
     sources: Sources,
     deployment: str,
     *,
@@ -85,12 +71,15 @@ def run_windows(
     since: datetime | None,
     until: datetime | None,
 ) -> list[WindowResult]:
-    """Score and store every complete, unstored window of ``deployment`` in ``[since, until)``."""
+    """Score and store every complete, unstored window of ``deployment`` in ``[since, until)``.
+
+    ``since`` defaults to the end of the latest stored window, else the first
+    logged prediction, so a regular run reads only the log it has not scored.
+    """
     config = sources.monitors.get(deployment, MonitorSettings())
     length = window_length(window, config)
     end = _aware(until) if until is not None else monitor.clock.now().astimezone(UTC)
-    start = _aware(since) if since is not None else None
-    known = _known(sources, deployment)
+    start = _aware(since) if since is not None else _last_end(sources, deployment, end)
     log = read_predictions(
         spool_dir=sources.spool_dir,
         tables=sources.tables,
@@ -100,23 +89,30 @@ def run_windows(
         errors=True,
         ordered=False,
     )
-    if log.num_rows == 0:
-        if not known and not _has_log(sources, deployment):
+    if log.num_rows == 0 and (start is None or not _has_log(sources, deployment)):
+        if not _known(sources, deployment) and not _has_log(sources, deployment):
             raise NotFound(_unknown(sources, deployment))
-        return []
+        return []  # nothing logged yet
     micros = log.column("time").cast(pa.int64()).to_numpy()
     if micros.size > 1 and bool(np.any(np.diff(micros) < 0)):  # spool parts, several writers
         order = np.argsort(micros, kind="stable")
         log, micros = log.take(pa.array(order)), micros[order]
     step = int(length.total_seconds() * 1e6)
     first = _grid(start, step, up=True) if start is not None else (int(micros[0]) // step) * step
+    last = _grid(end, step, up=False) - step
+    if (last - first) // step >= MAX_WINDOWS:
+        raise ValidationFailed(
+            f"{(last - first) // step + 1:,} windows of {length} from {_moment(first):%Y-%m-%d} "
+            f"to {end:%Y-%m-%d}, over the limit of {MAX_WINDOWS:,} per run; choose a longer "
+            "window or a later since"
+        )
     stored = set(sources.results.monitor_windows(deployment, since=_moment(first), until=end))
     labels = FeedbackLog(
         tables=sources.tables, spool_dir=sources.spool_dir, clock=monitor.clock
     ).read(deployment)
     scorer = _Scorer(monitor, sources, deployment, config)
     scored: list[WindowResult] = []
-    for low in range(first, _grid(end, step, up=False) - step + 1, step):
+    for low in range(first, last + 1, step):
         window_start, window_end = _moment(low), _moment(low + step)
         if (window_start, window_end) in stored:
             continue
@@ -141,8 +137,8 @@ class _Scorer:
     """Scores the windows of one run, with each model version's facts looked up once."""
 
     def __init__(
-        self, monitor: Any, sources: Sources, deployment: str, config: MonitorSettings
-    ) -> None:  # Any: the Monitor
+        self, monitor: Monitor, sources: Sources, deployment: str, config: MonitorSettings
+    ) -> None:
         self.monitor = monitor
         self.sources = sources
         self.deployment = deployment
@@ -243,8 +239,7 @@ class _Scorer:
         buffer = io.BytesIO()
         built.write(buffer)
         buffer.seek(0)
-        artifacts: ArtifactStore = self.monitor.artifacts
-        digest = artifacts.put(buffer)
+        digest = self.monitor.artifacts.put(buffer)
         self.monitor.lineage.add_edge(
             self._outputs_key(facts.ref),
             f"{_TARGET}{digest}",
@@ -257,7 +252,7 @@ class _Scorer:
     def _stored_outputs(self, ref: str) -> ReferenceStats | None:
         for edge in reversed(self.monitor.lineage.edges_from(self._outputs_key(ref))):
             if edge.kind == FORMAT and edge.target.startswith(_TARGET):
-                digest = edge.target.removeprefix(_TARGET)
+                digest = Digest(edge.target.removeprefix(_TARGET))
                 with contextlib.suppress(NotFound), self.monitor.artifacts.open(digest) as stream:
                     return ReferenceStats.read(stream, digest=digest)
         return None
@@ -295,6 +290,11 @@ def _error_rate(answered: pa.Table, failed: pa.ChunkedArray | None) -> float | N
     return None if total == 0 else errors / total
 
 
+def _last_end(sources: Sources, deployment: str, until: datetime) -> datetime | None:
+    stored = sources.results.monitor_windows(deployment, until=until)
+    return max((window_end for _start, window_end in stored), default=None)
+
+
 def _known(sources: Sources, deployment: str) -> bool:
     try:
         sources.deployments.get_deployment(deployment)
@@ -304,11 +304,13 @@ def _known(sources: Sources, deployment: str) -> bool:
 
 
 def _has_log(sources: Sources, deployment: str) -> bool:
-    from mlcycle.serve import log_table_name  # noqa: PLC0415
+    """Whether anything was ever logged for ``deployment`` (spooled here, or a Delta table)."""
+    from deltalake import DeltaTable  # noqa: PLC0415  (heavy; on first use)
 
-    folder = sources.spool_dir / deployment
-    table = Path(sources.tables.table_uri(log_table_name(deployment)))
-    return folder.is_dir() or table.exists()
+    if (sources.spool_dir / deployment).is_dir():
+        return True
+    uri = sources.tables.table_uri(log_table_name(deployment))
+    return bool(DeltaTable.is_deltatable(uri, sources.tables.storage_options() or None))
 
 
 def _unknown(sources: Sources, deployment: str) -> str:

@@ -87,7 +87,7 @@ def score_window(
     frame = pa.table({name: pc.struct_field(inputs, name) for name in features})
     report = None
     if model.reference is not None and features:
-        tested = [name for name in features if name in model.reference.columns]
+        tested = [name for name in features if _comparable(model.reference, frame, name)]
         report = _drift(model.reference, frame.select(tested), config)
         values["drift_share"] = report.drifted_share
         for name, column in report.columns.items():
@@ -104,6 +104,18 @@ def score_window(
     values.update(_ages(end, model))
     values.update(performance(answered, labels, task=model.task, config=config))
     return values, report
+
+
+def _comparable(reference: ReferenceStats, frame: pa.Table, name: str) -> bool:
+    """Whether ``name`` can be tested: in the reference, and logged as the same kind (or null).
+
+    A feature logged as text where training had numbers is left to skew and
+    schema violations, which count it, rather than failing the window.
+    """
+    if name not in reference.columns:
+        return False
+    logged = frame.schema.field(name).type
+    return pa.types.is_null(logged) or column_type(logged) == reference.columns[name].kind
 
 
 def _drift(reference: ReferenceStats, frame: pa.Table, config: MonitorSettings) -> DriftReport:
@@ -208,7 +220,8 @@ def _bad_values(column: pa.ChunkedArray) -> int:
         return int(np.count_nonzero(~np.isfinite(_floats(column))))
     if pa.types.is_list(column.type):
         flat = pc.list_flatten(column)
-        bad_rows = pc.list_parent_indices(column).filter(pc.invert(pc.is_finite(flat)))
+        finite = pc.fill_null(pc.is_finite(flat), fill_value=False)  # a logged NaN is a null
+        bad_rows = pc.list_parent_indices(column).filter(pc.invert(finite))
         return int(column.null_count) + len(pc.unique(bad_rows))
     return int(column.null_count)
 
