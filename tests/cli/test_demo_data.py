@@ -202,3 +202,9 @@ def test_a_time_column_on_one_day_has_no_later_days(tmp_path: Path) -> None:
     path = _csv(tmp_path, when=["2020-01-01 08:00"] * 400)
     with pytest.raises(ValidationFailed, match="needs at least 2"):
         prepare(DemoSpec(path=path, target="y", time="when", days=5, dataset="t"))
+
+
+def test_a_column_with_a_name_the_demo_uses_is_refused(invoke: Invoke, tmp_path: Path) -> None:
+    path = str(_csv(tmp_path, demo_part=["a"] * 400))
+    result = _refused(invoke, tmp_path, "--data", path, "--target", "y")
+    assert "has a column 'demo_part', a name the demo gives a column of its own" in result.stderr

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BIKE",
     "MIN_ROWS",
+    "PART",
     "SYNTHETIC_START",
     "TASK_RULE",
     "TIME",
@@ -45,6 +46,8 @@ __all__ = [
 Task = Literal["regression", "classification"]
 TIME = "demo_time"
 """The column the demo adds to the registered data: each row's time on the timeline."""
+PART = "demo_part"
+"""The column the demo's pipeline adds while it trains: ``train`` or ``test``."""
 SYNTHETIC_START = datetime(2024, 1, 1, tzinfo=UTC)
 """Day 0 of the replay when row order is time (no ``--time``)."""
 TRAIN_SHARE = 0.3
@@ -279,10 +282,11 @@ def _check_columns(spec: DemoSpec, frame: pd.DataFrame) -> None:
         raise ValidationFailed(
             f"'{spec.target}' is the target: it cannot also be dropped or be the time column"
         )
-    if TIME in columns:
+    taken = [name for name in (TIME, PART) if name in columns]
+    if taken:
         raise ValidationFailed(
-            f"{spec.path} has a column '{TIME}', the name the demo gives each row's time; "
-            "rename that column"
+            f"{spec.path} has a column '{taken[0]}', a name the demo gives a column of its "
+            "own; rename that column"
         )
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 import mlcycle as mc
-from mlcycle.cli._demo_data import TIME
+from mlcycle.cli._demo_data import PART, TIME
 from mlcycle.data import DatasetRef
 from mlcycle.errors import ValidationFailed
 from mlcycle.pipeline import active_host, pipeline, step
@@ -52,8 +52,6 @@ NAME = "mlcycle-demo"
 SEED = 42
 GBM_ITERATIONS = 200
 MODELS = ("baseline", "linear", "gbm")
-PART = "part"
-"""The column ``split`` adds: ``train`` or ``test``."""
 TEST_SHARE = 0.2
 ONE_HOT_MAX = 24
 MAX_CATEGORIES = 32
