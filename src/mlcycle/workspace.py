@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from mlcycle.agent import Agent, Launcher, Schedules, Training
     from mlcycle.data import DatasetRegistry, PolicyFinding
+    from mlcycle.ids import Digest
     from mlcycle.monitor import Alerts, Monitor
     from mlcycle.registry import ModelRegistry
     from mlcycle.serve import Deployments, FeedbackLog, PredictionLog
@@ -114,6 +115,7 @@ class Workspace:
                 schema_check=self._check_schema,
                 schemas_dir=self.schemas_dir,
                 validate_on_register=self.settings.data.validate_on_register,
+                on_erase=self._forget_derived,
             )
         return self._data
 
@@ -266,7 +268,8 @@ class Workspace:
         """An agent for this project's schedules, configured by ``settings.agent``.
 
         ``launcher`` defaults to running ``mlcycle pipelines run TARGET`` (see
-        ``agent.command``) in a process of its own.
+        ``agent.command``) in a process of its own. With notifiers in
+        ``[alerts.notifiers]``, each pass also sends the alert notifications that are due.
         """
         self._check_open()
         from zoneinfo import ZoneInfo  # noqa: PLC0415
@@ -290,12 +293,21 @@ class Workspace:
             lease_ttl_s=config.lease_ttl_s,
             timezone=ZoneInfo(config.timezone),
             training=self.training if self.settings.training else None,
+            alerts=self.alerts if self.settings.alerts.notifiers else None,
         )
 
     @property
     def schemas_dir(self) -> Path:
         """The project's ``schemas/`` folder, where ``<dataset>.yaml`` schema files live."""
         return self.settings.home / SCHEMAS_DIR
+
+    def _forget_derived(self, digests: set[Digest]) -> None:
+        """Delete what the monitor derived from dataset contents an erasure replaced.
+
+        A hook rather than an event follower: it runs inside ``erase``, so no
+        copy of the erased rows outlives the call, whether or not an agent runs.
+        """
+        self.monitor.forget(digests)
 
     def _scan_policy(self, table: pa.Table) -> list[PolicyFinding]:
         from mlcycle.data import scan_policy  # noqa: PLC0415  (pyarrow loads on first use)

@@ -253,6 +253,8 @@ def test_an_alert_storm_starts_one_retrain_and_rate_limits_the_rest(open_project
         ({"pipeline": "missing.py:retrain"}, "pipeline = 'missing.py:retrain': no pipeline file"),
         ({"colour": "red"}, "[training.demand] has unknown key(s) colour"),
         ({"min_labelled": 0}, "min_labelled = 0 must be a whole number of at least 1"),
+        ({"max_alert_age": "soon"}, "[training.demand] max_alert_age = 'soon' is not a duration"),
+        ({"max_alert_age": "0s"}, "max_alert_age = '0s' lets no alert start a retrain"),
     ],
 )
 def test_a_bad_policy_is_refused_naming_the_key(
@@ -443,3 +445,28 @@ def test_an_alert_the_policy_does_not_name_starts_nothing(open_project: Open) ->
     assert fire(ws, "skew_share", 0.9, T0)
     assert ws.training.run_once() == []
     assert ws.training.history(DEPLOYMENT) == []
+
+
+def test_an_alert_older_than_max_alert_age_starts_no_retrain_on_the_first_pass(
+    open_project: Open,
+) -> None:
+    ws = open_project()  # max_alert_age defaults to the rate limit's period, 6h
+    assert ws.training.policies[DEPLOYMENT].max_alert_age == timedelta(hours=6)
+    fire(ws, "drift_share", 0.6, T0)  # long before the loop first runs
+    _advance(ws, 7)
+    assert ws.training.run_once() == []  # the first pass reads it, but it is too old
+    assert ws.training.history(DEPLOYMENT) == []
+    fire(ws, "drift_share", 0.1, T0 + timedelta(hours=1))  # resolves
+    _advance(ws, 25)  # past the rule's cooldown: a new incident
+    [fresh] = fire(ws, "drift_share", 0.7, T0 + timedelta(hours=2))
+    steps = ws.training.run_once()
+    assert [(s.event, s.alert_id) for s in steps[:1]] == [("training.started", fresh)]
+
+
+def test_a_longer_max_alert_age_lets_an_older_alert_start_a_retrain(open_project: Open) -> None:
+    ws = open_project(max_alert_age="1d")
+    [alert_id] = fire(ws, "drift_share", 0.6, T0)
+    _advance(ws, 7)
+    steps = ws.training.run_once()
+    assert _types(steps)[:1] == ["started"]
+    assert steps[0].alert_id == alert_id

@@ -201,3 +201,24 @@ def test_deliver_sends_what_waited_for_a_receiver(project: Path, invoke: Invoke)
         "[CRITICAL] drift-high firing on bike"
     ]
     assert "0 notification(s) tried" in invoke("alerts", "deliver").output
+
+
+def test_an_agent_pass_sends_what_waited_for_a_receiver(project: Path, invoke: Invoke) -> None:
+    port = free_port()
+    configure(
+        project,
+        RULES.replace('notify = ["log"]', 'notify = ["hook"]')
+        + f'\n[alerts.notifiers.hook]\nkind = "webhook"\nurl = "http://127.0.0.1:{port}/x"\n'
+        + "[alerts]\nretry_initial_s = 0.001\nretry_max_s = 0.001\n",
+    )
+    fire(project)  # the receiver is down: the notification waits
+    down = invoke("agent", "--once")
+    assert down.exit_code == 0, down.output
+    assert "notification alert.fired -> hook: pending: URLError" in down.output
+    with webhook_receiver(port) as hook:
+        up = invoke("agent", "--once")
+    assert up.exit_code == 0, up.output
+    assert "notification alert.fired -> hook: delivered" in up.output
+    assert [b["text"].split(":")[0] for b in hook.received] == [
+        "[CRITICAL] drift-high firing on bike"
+    ]

@@ -134,3 +134,61 @@ def test_only_the_latest_references_stay_in_memory_and_other_edges_are_ignored(
     again = ws.monitor.reference("d0")  # evicted from memory: read back from the store
     assert again.digest == first[0].digest
     assert len(cache_edges(ws, versions[0].digest)) == 2  # ours and the foreign edge
+
+
+def with_outlier(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` plus one row holding an extreme temperature and a season of its own."""
+    extra = pd.DataFrame({"temp": [9_999.0], "season": ["monsoon"]})
+    return pd.concat([frame, extra], ignore_index=True)
+
+
+def test_an_erasure_deletes_the_cached_reference_of_the_erased_rows(ws: Workspace) -> None:
+    old = ws.data.register("bike", with_outlier(bike(1)), mode="overwrite")
+    cached = ws.monitor.reference("bike")
+    assert cached.column("temp").values.max() == 9_999.0
+    assert cached.digest is not None
+    assert ws.artifacts.exists(cached.digest)
+
+    ws.data.erase("bike", where="temp > 1000", reason="GDPR request 17")
+
+    assert not ws.artifacts.exists(cached.digest)  # the blob with the erased values is gone
+    assert cache_edges(ws, old.digest) == []  # and the edge that found it
+    [removed] = ws.events(types=["lineage.edge_removed"])
+    assert removed.payload["source"] == f"data-content:{old.digest}"
+    report = ws.monitor.drift("bike", bike(2))
+    assert report.reference_rows == 5_000
+    rebuilt = ws.monitor.reference("bike")
+    assert rebuilt.column("temp").values.max() < 1_000
+    season = rebuilt.column("season")
+    assert season.labels is not None
+    assert "monsoon" not in list(season.labels)
+    assert cache_edges(ws, ws.data.get("bike").digest) == [f"monitor-reference:{rebuilt.digest}"]
+
+
+def test_a_reference_another_dataset_still_uses_survives_an_erasure(ws: Workspace) -> None:
+    rows = with_outlier(bike(1))
+    ws.data.register("bike", rows, mode="overwrite")
+    copy = ws.data.register("bike_copy", rows, mode="overwrite")  # the same content digest
+    shared = ws.monitor.reference("bike_copy")
+    ws.data.erase("bike", where="temp > 1000", reason="GDPR request 17")
+    assert shared.digest is not None
+    assert ws.artifacts.exists(shared.digest)  # bike_copy still holds those rows
+    assert cache_edges(ws, copy.digest) == [f"monitor-reference:{shared.digest}"]
+    assert ws.monitor.reference("bike_copy").column("temp").values.max() == 9_999.0
+
+
+def test_forgetting_keeps_a_blob_another_edge_points_at(ws: Workspace) -> None:
+    version = ws.data.register("bike", bike(1), mode="overwrite")
+    built = ws.monitor.reference("bike")
+    target = f"monitor-reference:{built.digest}"
+    now = ws.clock.now()
+    ws.metadata.add_edge("data-content:other", target, kind=CACHE_KIND, actor="t", time=now)
+    unrelated = f"data-content:{version.digest}"
+    ws.metadata.add_edge(unrelated, "run:R1", kind="input", actor="t", time=now)
+    assert ws.monitor.forget([version.digest]) == []
+    assert cache_edges(ws, version.digest) == ["run:R1"]  # only references are forgotten
+    assert built.digest is not None
+    assert ws.artifacts.exists(built.digest)
+    assert ws.monitor.forget(["other"]) == [built.digest]
+    assert not ws.artifacts.exists(built.digest)
+    assert ws.monitor.forget(["other", "never-cached"]) == []

@@ -11,9 +11,10 @@ from mlcycle.agent._agent import TRIGGER_EVENTS, Agent
 from mlcycle.agent._cron import check_cron, latest_tick
 from mlcycle.agent._launch import CommandLauncher, Launch, Launcher, pipeline_command
 from mlcycle.agent._policy import METRICS, TrainingPolicy, parse_policies, parse_policy, parse_rate
+from mlcycle.agent._retrain import TrainingHost
 from mlcycle.agent._schedules import Schedules, check_alert_name
 from mlcycle.agent._steps import STEP_EVENTS, Step, TrainingStatus
-from mlcycle.agent._training import Training, TrainingHost
+from mlcycle.agent._training import Training
 from mlcycle.agent._trial import Verdict, judge
 
 __all__ = [

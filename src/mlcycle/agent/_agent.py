@@ -9,6 +9,12 @@ claim is what makes a firing single when a lease runs out mid-pass.
 Cron ticks missed while no agent ran fire once, for the newest tick only.
 Events are read from the agent group's cursor, saved after each event, so
 a restart goes on where the last agent stopped.
+
+With ``alerts``, each pass ends by sending the alert notifications that are
+due (those that waited after a receiver failed, once their backoff is over),
+so a running agent is what retries them. Each send is bounded by its
+notifier's timeout and a failure is queued again with a longer backoff, so a
+receiver that stays down never holds a pass up.
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ from mlcycle.agent._launch import Launch, Launcher
 from mlcycle.clock import Clock
 from mlcycle.errors import BackendUnavailable, NotFound
 from mlcycle.ids import new_id
-from mlcycle.store import Event, EventLog, Schedule, ScheduleCatalog, TriggerFiring
+from mlcycle.store import AlertDelivery, Event, EventLog, Schedule, ScheduleCatalog, TriggerFiring
 
 if TYPE_CHECKING:
     from mlcycle.agent._steps import Step
     from mlcycle.agent._training import Training
+    from mlcycle.monitor import Alerts
 
 __all__ = ["TRIGGER_EVENTS", "Agent"]
 
@@ -78,6 +85,7 @@ class Agent:
         lease_ttl_s: float = 60.0,
         timezone: tzinfo = UTC,
         training: Training | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         self.catalog = catalog
         self.events = events
@@ -90,6 +98,9 @@ class Agent:
         self.training = training
         self.training_steps: list[Step] = []
         """The continuous-training steps of the last pass."""
+        self.alerts = alerts
+        self.deliveries: list[AlertDelivery] = []
+        """The alert notifications the last pass tried, as recorded afterwards."""
 
     @property
     def consumer(self) -> str:
@@ -101,7 +112,9 @@ class Agent:
 
         With ``training``, the pass then advances the continuous-training loop
         (its steps, kept in ``training_steps``, are events: ``mlcycle training history``).
-        Does nothing (returns ``[]``) while another agent of the group holds the lease.
+        With ``alerts``, it ends by sending the notifications that are due
+        (kept in ``deliveries``). Does nothing (returns ``[]``) while another
+        agent of the group holds the lease.
         """
         holder = self.catalog.take_lease(
             self.consumer, holder=self.name, now=self.clock.now(), ttl_s=self.lease_ttl_s
@@ -114,6 +127,8 @@ class Agent:
         fired += self._follow_events(schedules)
         if self.training is not None:
             self.training_steps = self.training.run_once()
+        if self.alerts is not None:
+            self.deliveries = self.alerts.deliver()  # a failed send stays queued
         return fired
 
     def run_forever(

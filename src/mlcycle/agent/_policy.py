@@ -36,6 +36,7 @@ _KEYS = frozenset(
         "margin",
         "min_labelled",
         "max_retrains",
+        "max_alert_age",
         "rollback_on",
         "watch",
         "alpha",
@@ -66,6 +67,8 @@ class TrainingPolicy:
     max_retrains: int = 1
     per: timedelta = timedelta(hours=6)
     rate: str = "1 per 6h"
+    max_alert_age: timedelta = timedelta(hours=6)
+    """An alert older than this when the loop reads it starts no retrain (default: ``per``)."""
     rollback_on: tuple[str, ...] = ()
     watch: timedelta = timedelta(days=3)
     alpha: float = 0.05
@@ -170,12 +173,15 @@ def parse_policy(
         max_retrains=count,
         per=per,
         rate=" ".join(str(rate).split()),
+        max_alert_age=reader.duration("max_alert_age", per),
         rollback_on=reader.names("rollback_on", rules, default=()),
         watch=reader.duration("watch", "3d"),
         alpha=reader.number("alpha", 0.05, low=0.0, high=1.0),
         params=reader.params(),
         launch=reader.choice("launch", ("in-process", "process"), "in-process"),  # type: ignore[arg-type]
     )
+    if policy.max_alert_age <= timedelta(0):
+        raise reader.fail("max_alert_age", "lets no alert start a retrain; use a duration like 6h")
     if check_pipeline is not None:
         try:
             check_pipeline(policy.pipeline)
@@ -253,9 +259,11 @@ class _Reader:
             raise self.fail(key, f"must be a number {span}")
         return float(value)
 
-    def duration(self, key: str, default: str) -> timedelta:
+    def duration(self, key: str, default: str | timedelta) -> timedelta:
         from mlcycle.monitor import parse_duration  # noqa: PLC0415  (monitor loads NumPy)
 
+        if key not in self.table and isinstance(default, timedelta):
+            return default
         value = self.table.get(key, default)
         try:
             return parse_duration(value)

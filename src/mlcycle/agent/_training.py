@@ -9,9 +9,11 @@ Each pass (``run_once``, which the agent's pass calls) does two things:
    policy's ``rollback_on`` within the watch after a promotion rolls
    production back; one of ``on_alerts`` starts a retrain, unless a retrain
    of the deployment is already under way or ``max_retrains`` is used up
-   (recorded as ``training.rate_limited``). A retrain runs the pipeline in
-   this process, takes the new version as the candidate, checks the
-   registry's gates and deploys it as a shadow or a canary.
+   (recorded as ``training.rate_limited``). An alert older than the
+   policy's ``max_alert_age`` when read (the first pass in a project reads
+   the whole log) starts nothing. A retrain (``_retrain``) runs the
+   pipeline, takes the new version as the candidate, checks the registry's
+   gates and deploys it as a shadow or a canary.
 
 Every step is a ``training.*`` event with subject ``training:/<deployment>``
 and the ``alert_id`` that started it in its payload; where a deployment
@@ -26,28 +28,17 @@ import os
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-from mlcycle.agent._launch import run_retrain
 from mlcycle.agent._policy import TrainingPolicy
+from mlcycle.agent._retrain import Retrainer, TrainingHost
 from mlcycle.agent._steps import STEP_EVENTS, Step, TrainingStatus, fold
-from mlcycle.agent._trial import (
-    Verdict,
-    deployment_dict,
-    judge,
-    restored_deployment,
-    trial_deployment,
-)
+from mlcycle.agent._trial import Verdict, judge, restored_deployment
 from mlcycle.errors import MlcycleError, NotFound
 from mlcycle.ids import new_id
-from mlcycle.pipeline import PipelineHost, load_target
-from mlcycle.store import Event, ModelVersion, ScheduleCatalog
+from mlcycle.store import Event, ScheduleCatalog
 
-if TYPE_CHECKING:
-    from mlcycle.monitor import Alerts
-    from mlcycle.serve import Deployments, FeedbackLog
-
-__all__ = ["Training", "TrainingHost"]
+__all__ = ["Training"]
 
 _ALERT_EVENT = "alert.fired"
 _OUTCOMES = frozenset(
@@ -57,25 +48,6 @@ _OUTCOMES = frozenset(
 _CHALLENGER = "challenger"
 _BATCH = 500
 _log = logging.getLogger("mlcycle.agent.training")
-
-
-class TrainingHost(PipelineHost, Protocol):
-    """What the loop works on (a ``Workspace``): a pipeline host with deployments and feedback."""
-
-    @property
-    def deployments(self) -> Deployments:
-        """Deployments as applied."""
-        ...
-
-    @property
-    def feedback(self) -> FeedbackLog:
-        """Labels joined to served predictions."""
-        ...
-
-    @property
-    def alerts(self) -> Alerts:
-        """Alerts, whose notifiers hear what became of the retrains they started."""
-        ...
 
 
 class Training:
@@ -95,6 +67,7 @@ class Training:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:].lower()}"
         self.group = group
         self.lease_ttl_s = lease_ttl_s
+        self.retrainer = Retrainer(host, self._step)
 
     @property
     def consumer(self) -> str:
@@ -266,6 +239,16 @@ class Training:
         if watching and rule in policy.rollback_on:
             return [self._rollback(policy, state, alert, rule)]
         if rule in policy.on_alerts:
+            age = self.host.clock.now() - alert.time
+            if age > policy.max_alert_age:
+                _log.info(
+                    "alert '%s' on %s fired %s ago, before max_alert_age = %s: no retrain",
+                    rule,
+                    policy.deployment,
+                    age,
+                    policy.max_alert_age,
+                )
+                return []
             return self._retrain(policy, state, alert, rule)
         return []
 
@@ -330,7 +313,7 @@ class Training:
             pipeline=policy.pipeline,
             params={k: str(v) for k, v in policy.params.items()},
         )
-        return [started, *self._run_retrain(policy, attempt)]
+        return [started, *self.retrainer.run(policy, attempt)]
 
     def _busy(self, policy: TrainingPolicy, state: TrainingStatus) -> str | None:
         """Why no retrain may start now, or ``None``."""
@@ -347,136 +330,10 @@ class Training:
             )
         return None
 
-    def _run_retrain(self, policy: TrainingPolicy, attempt: TrainingStatus) -> list[Step]:
-        before = self._latest_version(policy.model)
-        try:
-            ran = self._run_pipeline(policy)
-        except Exception as exc:  # noqa: BLE001  (a failing pipeline must not stop the loop)
-            return [self._failed(policy, attempt, "pipeline", f"{type(exc).__name__}: {exc}")]
-        new = [v for v in self._versions(policy.model) if v.version > before]
-        if not new:
-            return [
-                self._failed(
-                    policy,
-                    attempt,
-                    "pipeline",
-                    f"{ran} registered no new version of "
-                    f"'{policy.model}'; its steps must register the retrained model",
-                )
-            ]
-        candidate = _choose(new)
-        attempt = replace(attempt, candidate=candidate.version)
-        steps = [
-            self._step(
-                "training.candidate",
-                policy,
-                attempt,
-                why=f"{ran} registered version {candidate.version}",
-                version=candidate.version,
-                versions=[v.version for v in new],
-                ran=ran,
-            )
-        ]
-        gated = self._gate(policy, attempt, candidate)
-        steps.append(gated)
-        if not gated.payload["passed"]:
-            steps.append(
-                self._step(
-                    "training.rejected",
-                    policy,
-                    attempt,
-                    why=f"version {candidate.version} failed the gates and is not deployed: "
-                    f"{gated.why}",
-                    stage="gates",
-                )
-            )
-            return steps
-        steps.append(self._start_trial(policy, attempt))
-        return steps
-
-    def _run_pipeline(self, policy: TrainingPolicy) -> str:
-        """Run the policy's pipeline, every step anew; says what ran, raises when it failed.
-
-        An alert asks for a new model even when the inputs look unchanged to the cache.
-        """
-        if policy.launch == "process":
-            return run_retrain(self.host.settings, policy.pipeline, policy.params)
-        pipeline = load_target(policy.pipeline, root=self.host.settings.home)
-        result = pipeline.run(workspace=self.host, no_cache=True, **policy.params)
-        return f"pipeline run {result.id}"
-
-    def _gate(self, policy: TrainingPolicy, attempt: TrainingStatus, version: ModelVersion) -> Step:
-        from mlcycle.registry import Evaluation  # noqa: PLC0415  (on first retrain)
-
-        try:
-            evaluation = (
-                Evaluation.from_dict(version.evaluation)
-                if version.evaluation is not None
-                else self.host.registry.evaluate(version)
-            )
-        except MlcycleError as exc:
-            return self._step(
-                "training.gated",
-                policy,
-                attempt,
-                why=f"the gates could not run: {exc}",
-                passed=False,
-                failures=["evaluation"],
-            )
-        failures = [g.name for g in evaluation.failures]
-        return self._step(
-            "training.gated",
-            policy,
-            attempt,
-            why=evaluation.summary(),
-            passed=evaluation.passed,
-            failures=failures,
-        )
-
-    def _start_trial(self, policy: TrainingPolicy, attempt: TrainingStatus) -> Step:
-        try:
-            current = self.host.deployments.get(policy.deployment)
-            production = self.host.registry.get(f"{policy.model}@production").version
-            ref = f"{policy.model}/{attempt.candidate}"
-            trial = trial_deployment(current, policy, ref)
-            self.host.deployments.apply(trial)
-        except MlcycleError as exc:
-            return self._failed(policy, attempt, "trial", str(exc))
-        share = (
-            f" taking {policy.canary_share:.0%} of the traffic" if policy.trial == "canary" else ""
-        )
-        return self._step(
-            "training.trial_started",
-            policy,
-            attempt,
-            why=f"version {attempt.candidate} deployed as a {policy.trial}{share} of "
-            f"{policy.deployment} against production version {production}",
-            trial=policy.trial,
-            production=production,
-            canary_share=policy.canary_share if policy.trial == "canary" else None,
-            since=self.host.clock.now().isoformat(),
-            deployment_before=deployment_dict(current),
-        )
-
     def _failed(
         self, policy: TrainingPolicy, attempt: TrainingStatus, stage: str, why: str
     ) -> Step:
-        return self._step(
-            "training.failed",
-            policy,
-            attempt,
-            why=f"retrain failed at the {stage}: {why}; production is untouched",
-            stage=stage,
-        )
-
-    def _latest_version(self, model: str) -> int:
-        return max((v.version for v in self._versions(model)), default=0)
-
-    def _versions(self, model: str) -> list[ModelVersion]:
-        try:
-            return self.host.registry.versions(model)
-        except NotFound:  # not registered yet
-            return []
+        return self.retrainer.failed(policy, attempt, stage, why)
 
     # -- events and state -----------------------------------------------------------------
 
@@ -550,11 +407,3 @@ class Training:
                 f"deployment '{deployment}' has no training policy (policies: {known}); "
                 f"add [training.{deployment}] to mlcycle.toml"
             ) from None
-
-
-def _choose(versions: list[ModelVersion]) -> ModelVersion:
-    """The newest version whose stored gates passed, else the newest."""
-    passed = [
-        v for v in versions if v.evaluation is not None and v.evaluation.get("passed") is True
-    ]
-    return max(passed or versions, key=lambda v: v.version)

@@ -117,10 +117,18 @@ def agent(
     with open_workspace(ctx) as workspace:
         runner = workspace.agent()
         if once:
-            for firing in runner.run_once():
+            try:
+                fired = runner.run_once()
+            finally:  # one pass: the next `agent --once` need not wait for the lease to expire
+                runner.catalog.release_lease(runner.consumer, holder=runner.name)
+            for firing in fired:
                 console().print(_fired(firing), markup=False)
             for step in runner.training_steps:
                 console().print(f"training {step.deployment}: {step.why}", markup=False)
+            for d in runner.deliveries:
+                error = f": {d.last_error}" if d.last_error else ""
+                line = f"notification {d.event} -> {d.notifier}: {d.status}{error}"
+                console().print(line, markup=False)
             return
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -75,6 +75,9 @@ Check = Callable[[pa.Table], None]
 SchemaCheck = Callable[[str, pa.Table], None]
 """Checks rows against the schema of the named dataset; raises ``ValidationFailed`` if bad."""
 PolicyScan = Callable[[pa.Table], Sequence[PolicyFinding]]
+ErasureHook = Callable[[set[Digest]], None]
+"""Told the content digests an erasure replaced that no version holds any more, so that
+derived data keyed by them (the monitor's cached references) is deleted."""
 _COMMIT_RETRIES = 5
 _MAX_SOURCE_REF = 1000
 """The longest lineage reference every backend keeps."""
@@ -107,6 +110,8 @@ class DatasetRegistry:
     """Datasets whose registrations run ``schema_check`` unless told not to; ``"*"``: all."""
     lock_ttl_s: float = 600.0
     lock_wait_s: float = 120.0
+    on_erase: ErasureHook | None = None
+    """Called before an erasure's swap and again after it (see ``erase``)."""
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -675,6 +680,8 @@ class DatasetRegistry:
         table location are swapped in one transaction with a ``dataset.erased``
         event (predicate, ``reason``, rows removed per version; never the erased
         rows); then the old table's files are deleted. Version numbers stay.
+        ``on_erase`` hears the replaced content digests before the swap and again
+        after it, so data derived from the old rows is deleted.
         """
         predicate = parse_predicate(where)
         if not isinstance(reason, str) or not reason.strip():
@@ -751,6 +758,8 @@ class DatasetRegistry:
             updated.append(replace(version, delta_version=commit))
         payload["table"] = target
         payload["previous_table"] = current
+        replaced = self._replaced_digests(name, versions, updated)
+        self._forget_derived(replaced)  # a crash after the swap leaves no derived copy behind
         stored = self.catalog.rewrite_dataset(
             name,
             versions=updated,
@@ -764,7 +773,24 @@ class DatasetRegistry:
         self._delete_unused_profiles(
             {v.profile_digest for v in versions if removed[v.version] and v.profile_digest}
         )
+        self._forget_derived(replaced)  # and none a reader built from the old rows meanwhile
         return Erasure(name, predicate.text, reason, removed, stored)
+
+    def _replaced_digests(
+        self, name: str, before: list[DatasetVersion], after: list[DatasetVersion]
+    ) -> set[Digest]:
+        """The content digests of ``name`` that the rewrite drops and no other version holds."""
+        kept = {v.digest for v in after} | {
+            version.digest
+            for dataset in self.catalog.list_datasets()
+            if dataset.name != name
+            for version in self.catalog.list_dataset_versions(dataset.name)
+        }
+        return {v.digest for v in before} - kept
+
+    def _forget_derived(self, digests: set[Digest]) -> None:
+        if self.on_erase is not None and digests:
+            self.on_erase(digests)
 
     def _delete_unused_profiles(self, digests: set[Digest]) -> None:
         """Delete replaced profiles: their top values and samples may hold erased values.

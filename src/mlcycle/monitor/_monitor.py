@@ -7,6 +7,11 @@ a lineage edge from ``data-content:<dataset digest>`` to
 ``monitor-reference:<blob digest>`` finds them again from any process. The key
 is the content digest, so a version with the same rows (a rollback, say)
 reuses the same reference. The last references read are also kept in memory.
+
+An erasure changes the digest of every version it rewrites, so the old
+references would never be read again, but they hold the erased values:
+``forget`` deletes them (the workspace wires it to the data registry's
+``on_erase``), and the next run builds the reference from the erased rows.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mlcycle.data import DatasetProfile, DatasetRegistry
 from mlcycle.errors import NotFound, ValidationFailed
+from mlcycle.ids import Digest
 from mlcycle.monitor._drift import drift
 from mlcycle.monitor._reference import FORMAT, ReferenceStats
 from mlcycle.monitor._report import DriftReport, TestName
@@ -98,6 +104,30 @@ class Monitor:
         return ReferenceStats(
             rows=found.rows, columns=found.columns, source=version.ref, digest=found.digest
         )
+
+    def forget(self, digests: Iterable[str]) -> list[str]:
+        """Delete the references cached for the dataset contents ``digests``.
+
+        Every edge from ``data-content:<digest>`` to a reference goes (of any
+        format), and each blob with it unless another edge still points at it.
+        Returns the digests of the blobs deleted.
+        """
+        deleted = []
+        for content in digests:
+            key = f"{_KEY}{content}"
+            with self._lock:
+                self._memory.pop(key, None)
+            for edge in self.lineage.edges_from(key):
+                if not edge.target.startswith(_TARGET):
+                    continue
+                self.lineage.remove_edge(
+                    key, edge.target, kind=edge.kind, actor=self.actor, time=self.clock.now()
+                )
+                if not self.lineage.edges_into(edge.target):
+                    blob = edge.target.removeprefix(_TARGET)
+                    self.artifacts.delete(Digest(blob))
+                    deleted.append(blob)
+        return deleted
 
     def drift(
         self,

@@ -220,6 +220,12 @@ class LineageGraph(Protocol):
         """Record that ``source`` was used to make ``target``; adding it again changes nothing."""
         ...
 
+    def remove_edge(
+        self, source: str, target: str, *, kind: str, actor: str, time: datetime
+    ) -> bool:
+        """Remove an edge to derived data that is deleted (erasure); ``False`` if there was none."""
+        ...
+
     def edges_into(self, target: str) -> list[LineageEdge]:
         """The edges whose target is ``target``."""
         ...

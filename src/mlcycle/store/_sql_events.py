@@ -17,7 +17,7 @@ from time import time as epoch_now
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Insert, Table, bindparam, func, insert, select
+from sqlalchemy import Connection, Insert, Table, bindparam, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -261,6 +261,36 @@ class EventsMixin:
                     payload=values,
                 )
             return _edge(conn.execute(select(lineage_edges).where(key)).one())
+
+        return self._db.write(work)
+
+    def remove_edge(
+        self, source: str, target: str, *, kind: str, actor: str, time: datetime
+    ) -> bool:
+        """Remove an edge to derived data that is deleted (erasure); ``False`` if there was none.
+
+        Lineage is otherwise only added to; a removal appends a
+        ``lineage.edge_removed`` event in the same transaction.
+        """
+        key = (
+            (lineage_edges.c.source == source)
+            & (lineage_edges.c.target == target)
+            & (lineage_edges.c.kind == kind)
+        )
+
+        def work(conn: Connection) -> bool:
+            if conn.execute(delete(lineage_edges).where(key)).rowcount != 1:
+                return False
+            payload = {"source": source, "target": target, "kind": kind}
+            append_event(
+                conn,
+                "lineage.edge_removed",
+                subject=target,
+                actor=actor,
+                time=time,
+                payload=payload,
+            )
+            return True
 
         return self._db.write(work)
 

@@ -545,6 +545,28 @@ class MetadataStoreContract:
         assert len(added) == 3
         assert added[0].payload == {"source": "data:/bike/3", "target": "run:R1", "kind": "input"}
 
+    def test_an_edge_to_deleted_data_is_removed_with_an_event(self, store: MetadataStore) -> None:
+        store.add_edge("data-content:a", "monitor-reference:b", kind="ref", actor="ana", time=T0)
+        store.add_edge("data-content:a", "monitor-reference:c", kind="ref", actor="ana", time=T0)
+        assert store.remove_edge(
+            "data-content:a", "monitor-reference:b", kind="ref", actor="bob", time=T0
+        )
+        assert [e.target for e in store.edges_from("data-content:a")] == ["monitor-reference:c"]
+        assert store.edges_into("monitor-reference:b") == []
+        assert not store.remove_edge(
+            "data-content:a", "monitor-reference:b", kind="ref", actor="bob", time=T0
+        )
+        assert not store.remove_edge(
+            "data-content:a", "monitor-reference:c", kind="other", actor="bob", time=T0
+        )
+        [removed] = store.read_events(types=["lineage.edge_removed"])
+        assert (removed.subject, removed.actor) == ("monitor-reference:b", "bob")
+        assert removed.payload == {
+            "source": "data-content:a",
+            "target": "monitor-reference:b",
+            "kind": "ref",
+        }
+
     def test_edge_references_are_checked(self, store: MetadataStore) -> None:
         with pytest.raises(ValidationFailed, match="reference"):
             store.add_edge("", "run:R1", kind="input", actor="ana", time=T0)
