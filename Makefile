@@ -10,8 +10,10 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: demo test check env clean bench bench-data bench-registry bench-pipelines bench-serving bench-monitoring
 
+# The demo's project is demo/, made afresh each time: the demo replays its days once per project.
 demo: $(VENV)/.synced
-	$(VENV)/bin/mlcycle demo
+	rm -rf demo
+	$(VENV)/bin/mlcycle --home demo demo
 
 test: $(VENV)/.synced
 	$(VENV)/bin/pytest

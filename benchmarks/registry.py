@@ -181,7 +181,8 @@ class BikeData:
     @classmethod
     def load(cls, ws: Any) -> BikeData:  # Any: a Workspace
         """Register the bundled CSV as the demo does and split it at the demo's date."""
-        from mlcycle.cli._demo_pipeline import CATEGORICAL, DATASET, NUMERIC, TARGET, _split
+        from _bike import CATEGORICAL, DATASET, NUMERIC, TARGET
+        from _bike import split as _split
         from mlcycle.datasets import BIKE_SHARING_HOURLY
 
         version = ws.data.register(
@@ -212,12 +213,12 @@ def train(bike: BikeData, workload: Workload) -> dict[str, Any]:
     import lightgbm
     import xgboost
 
-    from mlcycle.cli._demo_pipeline import _model
+    from _bike import model as bike_model
     from mlcycle.registry import convert_to_onnx
 
     models: dict[str, Any] = {}
     for kind in ("gbm", "ridge"):
-        model, _ = _model(kind)
+        model = bike_model(kind)
         if kind == "gbm" and workload.boosting_rounds is not None:
             model.set_params(max_iter=workload.boosting_rounds)
         log(f"training the demo's {kind}")
@@ -524,7 +525,7 @@ def evaluations(
     with no production version (the first demo), then promoted; the second is evaluated
     against it (a later demo: the regression gate loads and scores production too).
     """
-    from mlcycle.cli._demo_pipeline import EXPERIMENT, SPLIT_DATE
+    from _bike import EXPERIMENT, SPLIT_DATE
 
     with ws.start_run(EXPERIMENT, name="gbm") as run:
         run.log_split(bike.ref, bike.train, bike.test, time_column="dteday", test_from=SPLIT_DATE)

@@ -207,15 +207,15 @@ def prepare(workload: Workload) -> Setup:
     """Train, register, promote and export the gbm; time its predict in this process."""
     from threadpoolctl import threadpool_limits
 
-    from mlcycle.cli._demo_pipeline import MODEL as DEMO_MODEL
-    from mlcycle.cli._demo_pipeline import _model
+    from _bike import MODEL as DEMO_MODEL
+    from _bike import model as bike_model
     from mlcycle.project import init_project
     from mlcycle.settings import Settings
     from mlcycle.workspace import Workspace
 
     assert DEMO_MODEL == MODEL  # the benchmark serves what the demo serves
     project = init_project(RUN_DIR / "project")
-    gbm, _ = _model("gbm")  # imports scikit-learn, so the OpenMP limit below applies to it
+    gbm = bike_model("gbm")  # imports scikit-learn, so the OpenMP limit below applies to it
     # One OpenMP thread, as the demo trains and as a server worker predicts.
     with (
         threadpool_limits(limits=1, user_api="openmp"),
@@ -243,7 +243,8 @@ def prepare(workload: Workload) -> Setup:
 
 def bike_split(ws: Any) -> tuple[Any, Any, Any]:  # Any: a Workspace; frames
     """The demo's dataset registered and split by time: train features, target, test features."""
-    from mlcycle.cli._demo_pipeline import CATEGORICAL, DATASET, NUMERIC, TARGET, _split
+    from _bike import CATEGORICAL, DATASET, NUMERIC, TARGET
+    from _bike import split as _split
     from mlcycle.datasets import BIKE_SHARING_HOURLY
 
     version = ws.data.register(

@@ -1,4 +1,4 @@
-"""``mlcycle demo``: three tracked models on the Bike Sharing data, in process and end to end."""
+"""``mlcycle demo`` on the bundled Bike Sharing hours: train, serve and replay days for real."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -14,153 +15,136 @@ from click.testing import Result
 
 from mlcycle import Workspace
 from mlcycle.cli._demo import DEMO_SCHEMA_MARK
-from mlcycle.serve import read_predictions, spool_dir
 from mlcycle.settings import load_settings
 from mlcycle.store import PipelineStatus, StepStatus
 
 Invoke = Callable[..., Result]
-MODELS = ["baseline", "ridge", "gbm"]
+MODELS = ["baseline", "linear", "gbm"]
 
 
 @pytest.mark.slow
-def test_demo_tracks_three_models(
+def test_the_whole_loop_from_early_2011_to_a_retrained_model_in_production(
     invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    result = invoke("demo")
+    result = invoke("demo", "--days", "35")
     assert result.exit_code == 0, result.output
-    assert "initialised an mlcycle project" in result.stdout
-    assert (tmp_path / "mlcycle.toml").is_file()
-    assert "registered dataset bike/1: 17,379 rows, 17 columns" in result.stdout
-    assert "wrote schemas/bike.yaml: 17 columns, key (dteday, hr)" in result.stdout
-    assert "validated bike/1 against schemas/bike.yaml: passed" in result.stdout
+    out = " ".join(result.stdout.split())
+    assert "initialised an mlcycle project" in out
+    assert "registered dataset bike/1: 2,067 rows before 2011-04-01, 18 columns" in out
+    assert "task: regression of 'cnt'" in out
+    assert "wrote schemas/bike.yaml: 18 columns" in out
+    assert "validated bike/1 against schemas/bike.yaml: passed" in out
     schema = (tmp_path / "schemas" / "bike.yaml").read_text()
     assert schema.startswith(DEMO_SCHEMA_MARK + "\n# mlcycle schema for bike.")
+    config = (tmp_path / "mlcycle.toml").read_text()
+    for section in ("[alerts.rules.bike-demand-drift]", "[monitors.bike-demand]",
+                    "[training.bike-demand]"):  # fmt: skip
+        assert section in config
     with Workspace.open(load_settings(tmp_path)) as workspace:
-        [version] = workspace.data.history("bike")
-        assert (version.rows, version.operation) == (17_379, "create")
-        assert workspace.data.catalog.get_dataset("bike").key == ("dteday", "hr")
-        every = workspace.search_runs("bike-demand", order_by="metrics.rmse")
-        assert set(every["status"]) == {"finished"}
-        # The pipeline's run, with a child run per step: load, split, the models, gates.
-        [pipeline_run] = workspace.metadata.list_pipeline_runs()
-        assert pipeline_run.pipeline == "bike-demand"
+        # The training period was registered at the end of March 2011, on the simulated clock.
+        first, *later = workspace.data.history("bike")
+        assert (first.rows, first.operation) == (2_067, "create")
+        assert first.created_at.date() == date(2011, 3, 31)
+        # The first pipeline run, with a child run per step: load, split, the models, gates.
+        pipeline_run, *retrains = sorted(
+            workspace.metadata.list_pipeline_runs(), key=lambda r: r.created_at
+        )
+        assert pipeline_run.pipeline == "mlcycle-demo"
         assert pipeline_run.status is PipelineStatus.COMPLETED
         assert pipeline_run.datasets == {"data": "data:/bike/1"}
         steps = workspace.metadata.list_step_runs(pipeline_run.id)
         assert [s.step for s in steps] == ["load", "split", *MODELS, "gates"]
         assert {s.status for s in steps} == {StepStatus.COMPLETED}
-        assert len(every) == 1 + len(steps)
-        runs = every[every["name"].isin(MODELS)].reset_index(drop=True)
-        assert list(runs["name"]) == ["gbm", "ridge", "baseline"]
-        rmse = list(runs["metrics.rmse"])
-        assert rmse[0] < rmse[1] < rmse[2]
-        assert list(runs["params.model"]) == ["gbm", "ridge", "mean"]
-        assert runs["metrics.r2"].iloc[0] > 0.8  # gradient boosting learns the hourly pattern
-        gbm = workspace.get_run(runs["run_id"].iloc[0])
-        assert gbm.seed == 42
-        curve = gbm.metric_history("rmse_by_iteration")
-        assert [point.step for point in curve] == list(range(10, 301, 10))
-        assert curve[-1].value == pytest.approx(rmse[0])
-        names = {a.name for a in workspace.metadata.list_artifacts(gbm.id)}
-        assert names == {"predictions_sample", "report"}
-        assert gbm.tags["mlcycle.split"]  # the gates read it back
-        # Each run's model is a version of bike-demand; the gates judged each one.
-        versions = {v.run_id: v for v in workspace.registry.versions("bike-demand")}
-        assert set(versions) == set(runs["run_id"])
-        by_name = {row["name"]: versions[row["run_id"]] for _, row in runs.iterrows()}
-        for name, version in by_name.items():
-            assert version.dataset_versions == ("data:/bike/1",)
-            assert version.evaluation is not None
-            assert version.evaluation["passed"] is (name != "baseline"), name
-        failed = [r["name"] for r in by_name["baseline"].evaluation["results"] if not r["passed"]]
-        assert failed == ["beats_baseline"]
-        production = workspace.registry.get("models:/bike-demand@production")
-        assert production == by_name["gbm"]
-        assert production.tags["algo"] == "gbm"
-        assert production.tags["mlcycle.onnx"].startswith("converted")
-        [move] = workspace.registry.history("bike-demand")
-        assert (move.to_version, move.kind, move.forced) == (production.version, "promote", False)
-        assert "lowest test rmse" in (move.reason or "")
-        chain = "\n".join(workspace.lineage(production.ref).lines())
-        assert f"run:{gbm.id}" in chain
-        assert "data:/bike/1" in chain
-        for run_id in runs["run_id"]:  # each run trained on the recorded dataset version
-            inputs = {(p.ref, p.kind) for p in workspace.lineage(f"run:{run_id}").parents}
-            assert ("data:/bike/1", "input") in inputs
-        assert set(runs["params.dataset"]) == {"bike/1"}
-        assert set(runs["params.train_rows"]) == {"14491"}  # hours before 2012-09-01
-    table = result.stdout[result.stdout.index("bike-demand: test set") :]
-    gbm_line = next(line for line in table.splitlines() if "gbm" in line)
-    assert gbm_line.count("★") == 3  # best rmse, mae and r2
-    assert "mlcycle runs compare" in result.stdout
-    assert f"ran pipeline bike-demand as run {pipeline_run.id}: 0 of 6 steps" in result.stdout
-    assert f"mlcycle pipelines show {pipeline_run.id}" in result.stdout
-    assert "mlcycle data show bike" in result.stdout
-    assert f"mlcycle runs show {gbm.id}" in result.stdout
-    assert "gates failed: baseline (beats_baseline)" in result.stdout
-    assert "promoted bike-demand/3 (gbm) to production" in result.stdout
-    assert "mlcycle models lineage models:/bike-demand@production" in result.stdout
-    # The demo served production in a real server and replayed the test months against it.
-    served = " ".join(result.stdout[result.stdout.index("served bike-demand/3") :].split())
-    url = served.split(" at ", 1)[1].split()[0]
-    assert url.startswith("http://127.0.0.1:")
-    assert "replayed 2,888 hours from 2012-09-01 on as 58 requests of up to 50 rows" in served
-    assert f"rmse {rmse[0]:.1f} against the true counts" in served  # served = trained model
-    assert "the prediction log holds 2,888 of the 2,888 replayed predictions" in served
+        runs = workspace.search_runs("mlcycle-demo", order_by="metrics.rmse")
+        first_runs = runs[runs["params.dataset"] == "bike/1"]
+        first_runs = first_runs[first_runs["name"].isin(MODELS)].reset_index(drop=True)
+        assert list(first_runs["name"]) == ["gbm", "linear", "baseline"]
+        assert first_runs["metrics.r2"].iloc[0] > 0.7  # gradient boosting learns the hours
+        first_model = workspace.registry.get("bike-demand/3")
+        assert first_model.run_id == first_runs["run_id"].iloc[0]
+        inputs = [spec["name"] for spec in first_model.signature["inputs"]]
+        assert "casual" not in inputs  # casual + registered == cnt: they leak the target
+        assert "dteday" not in inputs  # the time column
+        # Each labelled day joined the dataset as a new version, for retraining.
+        assert [v.rows for v in later[:3]] == [2_067 + 24, 2_067 + 48, 2_067 + 72]
+        # Every day went through the real server at noon; its labels came a day later.
+        labelled = workspace.feedback.labelled("bike-demand").to_pylist()
+        answered = [row for row in labelled if not row["shadow"]]
+        assert len({row["time"].date() for row in answered}) == 35
+        assert all(row["label"] is not None for row in answered)
+        assert {round(row["label_delay_s"] / 86_400) for row in answered} == {1}
+        # Drift fired an alert; the loop retrained on recent data, tried it as a shadow on the
+        # same requests and promoted it.
+        events = workspace.events(limit=100_000)
+        kinds = [event.type for event in events]
+        fired = [e for e in events if e.type == "alert.fired"]
+        assert fired[0].payload["name"] == "bike-demand-drift"
+        for kind in ("training.started", "training.candidate", "training.gated",
+                     "training.trial_started", "training.promoted"):  # fmt: skip
+            assert kind in kinds, kind
+        started = next(e for e in events if e.type == "training.started")
+        assert started.payload["alert_id"] == fired[0].payload["alert_id"]
+        assert retrains
+        assert all(r.pipeline == "mlcycle-demo" for r in retrains)
+        production = workspace.registry.get("bike-demand@production")
+        assert production.version > 3
+        assert production.dataset_versions != ("data:/bike/1",)  # trained on recent data
+        assert any(row["shadow"] and row["model_version"] == production.version for row in labelled)
+        moves = workspace.registry.history("bike-demand")
+        assert moves[0].to_version == 3
+        assert any("training" in (move.reason or "") for move in moves[1:])
+        # The monitors scored every day once its labels were in.
+        results = workspace.monitor.results("bike-demand", metrics=["rmse", "drift_share"])
+        assert results["window_start"].nunique() == 35
+    assert "alert.fired: bike-demand-drift" in out
+    assert "training.promoted: promoted version" in out
+    assert "replaying 35 days from 2011-04-01" in out
+    assert f"production is bike-demand/{production.version}, promoted by the training loop" in out
+    url = out.split("serving it at ", 1)[1].split(";")[0]
     with pytest.raises(httpx.TransportError):  # the server stopped
         httpx.get(f"{url}/v2/health/live", timeout=5)
-    with Workspace.open(load_settings(tmp_path)) as workspace:
-        logged = read_predictions(
-            spool_dir=spool_dir(workspace.settings),
-            tables=workspace.artifacts,  # type: ignore[arg-type]  # a local store has tables
-            deployment="bike-demand",
-        )
-    assert logged.num_rows == 2_888
-    assert set(logged.column("model_version").to_pylist()) == {3}
+    page = (tmp_path / "demo-bike-demand.html").read_text()
+    assert page.count("<svg") >= 3
+    assert "training.promoted" in page  # the events timeline
+    lineage = page.split("<h2>Lineage", 1)[1].split("</pre>", 1)[0]
+    assert f"models:/bike-demand/{production.version}" in lineage
+    assert f"{production.dataset_versions[0]} (training_data)" in lineage
     assert (tmp_path / ".mlcycle" / "demo-serve.log").is_file()
+    # What happened is there for the commands the demo suggests.
+    for command in (["alerts", "list"], ["models", "list"], ["runs", "list"],
+                    ["training", "history", "bike-demand"]):  # fmt: skip
+        shown = invoke(*command)
+        assert shown.exit_code == 0, (command, shown.output)
+    assert "bike-demand-drift" in invoke("alerts", "list").stdout
+    reported = invoke("monitor", "report", "bike-demand", "--out", str(tmp_path / "report"))
+    assert reported.exit_code == 0, reported.output
+    assert (tmp_path / "report" / "monitor-bike-demand.html").is_file()
 
 
 @pytest.mark.slow
-def test_demo_twice_reuses_the_dataset_version_and_keeps_an_edited_schema(
+def test_a_second_demo_stops_before_writing_and_an_owned_schema_is_kept(
     invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert invoke("demo").exit_code == 0
-    again = invoke("demo")
-    assert again.exit_code == 0, again.output
-    assert "dataset bike/1 is up to date: 17,379 rows (no new version)" in again.stdout
-    assert "schema schemas/bike.yaml is up to date" in again.stdout
-    # Same data, same code: every step comes from the cache, nothing is trained or registered.
-    assert ": 6 of 6 steps from the cache" in again.stdout
-    assert "bike-demand/3 → production" in again.stdout
-    assert "the gates step came from the cache, so production was left as it is" in again.stdout
-    assert "to production: it passed every gate" not in again.stdout
-    assert "the prediction log holds 2,888 of the 2,888 replayed predictions" in " ".join(
-        again.stdout.split()
-    )
     path = tmp_path / "schemas" / "bike.yaml"
-    # Someone takes the file over (drops the demo's first line) and tightens a bound.
-    owned = path.read_text().split("\n", 1)[1].replace("max: 1075", "max: 500")
-    path.write_text(owned)
-    refused = invoke("demo")
+    path.parent.mkdir()
+    # The project's own schema (no demo line): a bound the hours of early 2011 break.
+    path.write_text("version: 1\ndataset: bike\ncolumns:\n  cnt:\n    type: int64\n    max: 10\n")
+    refused = invoke("demo", "--days", "2")
     assert refused.exit_code == 1
     assert "kept schemas/bike.yaml (edited or written by you" in refused.stdout
-    assert "out_of_range" in refused.stdout
     assert refused.stderr.startswith("error: dataset bike/1 breaks")
     assert "no model was trained" in refused.stderr
-    assert path.read_text() == owned
+    path.unlink()  # the project gives the file back: the demo infers a fresh one
+    assert invoke("demo", "--days", "2").exit_code == 0
     with Workspace.open(load_settings(tmp_path)) as workspace:
-        assert [v.version for v in workspace.data.history("bike")] == [1]
-        first, second = sorted(workspace.metadata.list_pipeline_runs(), key=lambda r: r.created_at)
-        cached = workspace.metadata.list_step_runs(second.id)
-        assert {s.status for s in cached} == {StepStatus.CACHED}
-        assert {s.cached_from for s in cached} == {first.id}
-        names = list(workspace.search_runs("bike-demand")["name"])
-        assert sorted(n for n in names if n in MODELS) == sorted(MODELS)  # trained once
-        assert [v.version for v in workspace.registry.versions("bike-demand")] == [1, 2, 3]
-        assert workspace.registry.get("bike-demand@production").version == 3
-        assert [m.to_version for m in workspace.registry.history("bike-demand")] == [3]
+        before = len(workspace.events(limit=10_000))
+    again = invoke("demo", "--days", "2")
+    assert again.exit_code == 1
+    assert "already has deployment 'bike-demand' from an earlier `mlcycle demo`" in again.stderr
+    with Workspace.open(load_settings(tmp_path)) as workspace:
+        assert len(workspace.events(limit=10_000)) == before  # nothing was written
 
 
 @pytest.mark.slow
@@ -168,25 +152,22 @@ def test_init_demo_then_runs_list_in_real_processes(tmp_path: Path) -> None:
     def mlcycle(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "mlcycle", *args],
-            cwd=cwd, capture_output=True, text=True, timeout=300, check=False,
+            cwd=cwd, capture_output=True, text=True, timeout=600, check=False,
         )  # fmt: skip
 
     assert mlcycle("init", "bikes", cwd=tmp_path).returncode == 0
     project = tmp_path / "bikes"
     (project / "notebooks" / "deep").mkdir()
-    demo = mlcycle("demo", cwd=project / "notebooks" / "deep")  # found by walking up
+    demo = mlcycle("demo", "--days", "2", cwd=project / "notebooks" / "deep")  # found upward
     assert demo.returncode == 0, demo.stderr
     assert not (project / "notebooks" / "deep" / "mlcycle.toml").exists()
+    assert (project / "demo-bike-demand.html").is_file()
     listed = mlcycle("runs", "list", "--json", cwd=project)
     assert listed.returncode == 0, listed.stderr
     rows = [row for row in json.loads(listed.stdout) if row["name"] in MODELS]
-    assert sorted(row["name"] for row in rows) == ["baseline", "gbm", "ridge"]
+    assert sorted(row["name"] for row in rows) == sorted(MODELS)
     assert (project / "schemas" / "bike.yaml").is_file()  # in the project, not the cwd
-    gbm = next(row["run_id"] for row in rows if row["name"] == "gbm")
-    shown = mlcycle("runs", "show", gbm, cwd=project)
-    assert "data:/bike/1 (input)" in shown.stdout
-    validated = mlcycle("data", "validate", "bike", cwd=project)
+    models = mlcycle("models", "list", cwd=project)
+    assert "bike-demand" in models.stdout
+    validated = mlcycle("data", "validate", "bike/1", cwd=project)
     assert validated.returncode == 0, validated.stdout + validated.stderr
-    table = mlcycle("runs", "list", "-e", "bike-demand", cwd=project)
-    for row in rows:
-        assert row["run_id"] in table.stdout

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from tests.serve.conftest import rows, serve_settings
 
-from mlcycle.serve import ModelServer, create_app, implicit_deployment
+from mlcycle.clock import SimulatedClock
+from mlcycle.serve import FeedbackLog, ModelServer, create_app, implicit_deployment, spool_dir
 from mlcycle.workspace import Workspace
 
 TOKEN = "s3cret"
@@ -107,3 +110,37 @@ async def test_a_server_without_a_feedback_log_has_no_feedback_route(
             answer = await client.post(FEEDBACK, json={"labels": []})
     assert answer.status_code == 404
     assert "keeps no feedback" in answer.json()["error"]
+
+
+async def test_predictions_and_labels_are_stamped_by_the_servers_clock(
+    workspace: Workspace, echo: str, tmp_path: Path
+) -> None:
+    clock = SimulatedClock(tmp_path / "clock.json")
+    clock.set(datetime(2011, 4, 1, 12, tzinfo=UTC))
+    server = ModelServer(
+        registry=workspace.registry,
+        deployment=implicit_deployment(echo),
+        settings=serve_settings(),
+        sink=workspace.prediction_log(),
+        clock=clock,
+    )
+    feedback = FeedbackLog(
+        tables=workspace.feedback.tables, spool_dir=spool_dir(workspace.settings), clock=clock
+    )
+    app = create_app(server, feedback=feedback)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            answer = await client.post("/v1/models/echo:predict", json={"instances": rows(0, 1, 2)})
+            clock.advance(timedelta(days=1))
+            labels = [{"request_id": answer.json()["request_id"], "row_index": 2, "label": 2}]
+            stored = await client.post(FEEDBACK, json={"labels": labels})
+    assert stored.json()["recorded"] == 1
+    table = feedback.labelled("echo").to_pylist()
+    # A simulated clock runs at real speed between moves: the stamps are the set time and after.
+    noon = datetime(2011, 4, 1, 12, tzinfo=UTC)
+    assert {row["time"].date() for row in table} == {noon.date()}
+    assert all(row["time"] >= noon for row in table)
+    [labelled] = [row for row in table if row["label"] is not None]
+    assert labelled["labelled_at"].date() == date(2011, 4, 2)
+    assert labelled["label_delay_s"] >= 86_400

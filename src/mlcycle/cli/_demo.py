@@ -1,280 +1,407 @@
-"""``mlcycle demo``: train, register, gate and promote models on the bundled Bike Sharing data.
+"""``mlcycle demo``: the whole loop on a CSV, from the first model to a retrained one in production.
 
-The task: predict ``cnt``, the rentals in an hour, from calendar and weather.
-``casual`` and ``registered`` are dropped because they add up to ``cnt`` (a
-model given them would read the answer off its inputs: target leakage), and
-``instant`` and ``dteday`` are dropped because they only number the rows.
-The split is by time, as a deployed model meets the future: train on every
-hour before 2012-09-01, test on September to December 2012.
-
-Before training, the demo walks the data stage: it registers the bundled CSV
-as dataset ``bike`` (a no-op when that content is already the latest
-version, so the demo can run again), infers its schema into
-``schemas/bike.yaml`` and validates the version against it. The training
-is the pipeline ``bike-demand`` (``mlcycle.cli._demo_pipeline``): it pins
-``bike@latest`` to that version when it starts, so each run's lineage lists
-``data:/bike/N``.
+On the simulated clock of the project (``.mlcycle/clock.json``), fast-forwarded
+a day at a time: the demo registers the training period of the table as a
+dataset (the bundled Bike Sharing hours of January to March 2011 by default),
+infers its schema into ``schemas/<dataset>.yaml`` and validates it, trains a
+baseline, a linear model and gradient boosting through the pipeline
+``mlcycle-demo`` (``mlcycle.cli._demo_pipeline``), gates them and promotes the
+best to ``production``, deploys it and serves it with a real ``mlcycle serve``
+on a free loopback port (``mlcycle.cli._demo_serving``). Then it replays the
+later rows day by day (``mlcycle.cli._demo_replay``): each day's rows in one
+request, the labels a day later, the labelled rows appended to the dataset.
+After each day the monitors, alerts and training loop run
+(``mlcycle.cli._demo_loop``). Last it writes ``demo-<deployment>.html``, an
+offline summary with the lineage, plots and the events timeline.
 
 The schema file belongs to the project once someone edits it. The demo writes
 it with a first line saying so; it rewrites the file only while that line is
 there, and otherwise validates against the file as it finds it (and stops,
 training nothing, when the data breaks it).
 
-After training, each run's model is registered as a version of model
-``bike-demand`` (with the run's split, so the gates can show the test rows
-were never trained on), every version is evaluated by the gates on the test
-months, and the best version that passes them all is promoted to
-``production``. A model that is no better than a mean baseline, or worse
-than the production version of an earlier demo, stays where it is.
-
-A second demo on unchanged data (and code) is served from the pipeline's
-cache end to end: it trains nothing, registers no duplicate versions and
-leaves ``production`` alone; new data misses the cache and trains again.
-
-Last, the demo serves ``production`` with ``mlcycle serve`` in a process of
-its own and replays the test months against it (``mlcycle.cli._demo_serving``):
-throughput, latency, and every replayed prediction found in the prediction log.
+The demo replays a table's days once per project: time only moves forward,
+so a second run in the same folder stops before writing anything and says
+where to look instead.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from mlcycle.cli._context import console, load
-from mlcycle.cli._demo_names import DATASET, EXPERIMENT, MODEL, SPLIT_DATE, TIME_COLUMN
-from mlcycle.errors import NotFound
+from mlcycle.errors import AlreadyExists, NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
     from mlcycle import Workspace
+    from mlcycle.cli._demo_data import DemoData
+    from mlcycle.cli._demo_loop import Loop
+    from mlcycle.cli._demo_replay import Day
     from mlcycle.settings import Settings
     from mlcycle.store import DatasetVersion, StepRun
 
-__all__ = ["DATASET", "DEMO_SCHEMA_MARK", "EXPERIMENT", "MODEL", "SPLIT_DATE", "demo"]
+__all__ = ["DEMO_SCHEMA_MARK", "demo"]
 
-DATASET_KEY = ("dteday", "hr")
 DEMO_SCHEMA_MARK = (
     "# Written by `mlcycle demo`, which rewrites this file while this line is here; "
     "delete this line to keep your edits."
 )
 """The first line of a schema file the demo wrote (and may therefore rewrite)."""
-_DOING = {
-    "load": "loading the dataset version",
-    "split": "splitting it by time",
-    "gates": "running the gates",
-}
+_TRAINING_STEPS = 6
 
 
-def demo(ctx: typer.Context) -> None:
-    """Version, validate, train, register, gate and promote on the Bike Sharing data.
+def demo(  # noqa: PLR0917  (Typer maps each parameter to an option)
+    ctx: typer.Context,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            metavar="FILE",
+            help="A CSV file with a header line (default: the bundled Bike Sharing hours).",
+            dir_okay=False,
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", metavar="COL", help="The column to predict (needed with --data)."),
+    ] = None,
+    time_column: Annotated[
+        str | None,
+        typer.Option(
+            "--time",
+            metavar="COL",
+            help="A column of dates or times; without it, row order is time.",
+        ),
+    ] = None,
+    drop: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--drop",
+            metavar="COL",
+            help="A column that leaks the target, left out of the inputs (repeat it).",
+        ),
+    ] = None,
+    days: Annotated[
+        int | None,
+        typer.Option(
+            "--days",
+            min=2,
+            metavar="N",
+            help="How many days of later traffic to replay (90 bike, else 60).",
+        ),
+    ] = None,
+) -> None:
+    """Run the whole loop on a CSV: train, gate, serve, replay later days, monitor, retrain.
 
-    Registers the bundled hourly data as dataset bike (no new version when it
-    is unchanged), infers its schema into schemas/bike.yaml (kept as it is if
-    you edited it: see docs/cli.md), validates the data against it, then runs
-    the pipeline bike-demand: it trains a mean baseline, a ridge regression
-    and gradient boosting on that dataset version to predict hourly rentals
-    (train before 2012-09-01, test after), records each as a run of
-    experiment bike-demand, registers each as a version of model
-    bike-demand, runs the validation gates on the test months and promotes
-    the best version that passes them to production. Then it serves
-    production with `mlcycle serve` on a free loopback port, replays the
-    test months against it in batched requests, shows throughput, latency and
-    the predictions in the prediction log, and stops the server. Run again on
-    the same data, every step comes from the pipeline cache: nothing is
-    trained or registered twice. Uses the project found from the working directory, or
-    creates one there.
+    On the project's simulated clock, fast-forwarded a day at a time: registers
+    the early rows as a dataset, infers and checks its schema, trains a
+    baseline, a linear model and gradient boosting through the pipeline
+    mlcycle-demo, gates them, promotes the best to production and serves it with
+    `mlcycle serve` on a free loopback port. Then it replays the later rows day
+    by day (one request a day, the labels a day later), and after each day
+    runs the monitors, the alerts and the training loop: drift and decay fire
+    an alert, a model retrained on recent data is gated, tried as a shadow and
+    promoted when it does better. Last it writes demo-DEPLOYMENT.html, an offline
+    summary (lineage, plots, events).
+
+    Without --data: the bundled UCI Bike Sharing hours (predict cnt; train on
+    January to March 2011, replay from April). With --data FILE --target COL:
+    your table. Classification or regression follows from the target: a target
+    that is not numeric, or whose values are whole numbers with at most 10
+    distinct values, is classification; any other numeric target is regression.
+    Without --time, row order is time: the first 30 % of the rows are the
+    training period and the rest is spread over --days days. --drop removes
+    columns that leak the target (repeat it for each).
+
+    Uses the project found from the working directory, or creates one there;
+    the demo replays a table once per project.
     """
-    from mlcycle.project import init_project
-    from mlcycle.settings import CONFIG_FILE
+    from mlcycle.cli._demo_data import prepare, spec_from_options
 
     out = console()
-    settings = load(ctx)
-    if not (settings.home / CONFIG_FILE).is_file():
-        init_project(settings.home)
-        out.print(f"initialised an mlcycle project in {settings.home}")
-    started = time.perf_counter()
-    summary = _run(settings, out)
-    results = summary.results
-    out.print(_results_table(results))
-    out.print(
-        "★ best per metric: ↓ lowest for loss-like metrics (rmse, mae), ↑ highest otherwise (r2)"
+    spec = spec_from_options(
+        data, target=target, time=time_column, drop=tuple(drop or ()), days=days
     )
-    out.print(_gates_line(summary))
-    _serve(settings, out)
+    prepared = prepare(spec)  # bad input stops here, before anything is written
+    settings = _simulated(load(ctx))
+    _refuse_a_second_run(settings, prepared)
+    started = time.perf_counter()
+    _run(settings, prepared, out, reload=lambda: _simulated(load(ctx)))
     out.print(f"done in {time.perf_counter() - started:.1f}s")
-    ids = " ".join(result["run_id"] for result in results)
-    gbm = next(result["run_id"] for result in results if result["model"] == "gbm")
-    out.print("\nNext, try:")
-    for line in (
-        f"  mlcycle pipelines show {summary.run_id}   # the DAG: steps, durations, cache hits",
-        f"  mlcycle data show {DATASET}            # the profile of every column",
-        f"  mlcycle data validate {DATASET}        # against schemas/{DATASET}.yaml",
-        f"  mlcycle runs show {gbm}   # its lineage lists the dataset version",
-        f"  mlcycle models show {MODEL}        # versions, aliases and gate results",
-        f"  mlcycle models lineage models:/{MODEL}@production",
-        f"  mlcycle models history {MODEL}",
-        f"  mlcycle serve models:/{MODEL}@production   # then POST /v1/models/{MODEL}:predict",
-        f"  mlcycle runs list -e {EXPERIMENT}",
-        f"  mlcycle runs compare {ids}",
-        "  mlcycle runs list --where 'metrics.rmse < 100' --order-by metrics.rmse",
-    ):
-        out.print(line, markup=False, soft_wrap=True)
 
 
-@dataclass
-class _Summary:
-    """What the demo's pipeline run gave: a row per model, and what the gates step did."""
+def _simulated(settings: Settings) -> Settings:
+    """The settings on the project's simulated clock (``.mlcycle/clock.json``)."""
+    from mlcycle.settings import ClockSettings
 
-    run_id: str
-    results: list[dict[str, Any]]  # Any: JSON-like results
-    gates_cached: bool
-    promoted: int | None
+    return settings.model_copy(update={"clock": ClockSettings(mode="simulated")})
 
 
-def _run(settings: Settings, out: Console) -> _Summary:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+def _refuse_a_second_run(settings: Settings, data: DemoData) -> None:
+    """Time only moves forward: a deployment of an earlier demo on this table stops this one."""
+    from mlcycle import Workspace
+    from mlcycle.settings import CONFIG_FILE
+
+    if not (settings.home / CONFIG_FILE).is_file():
+        return
+    with Workspace.open(settings) as workspace:
+        try:
+            workspace.deployments.get(data.spec.model)
+        except NotFound:
+            return
+    name = data.spec.model
+    raise AlreadyExists(
+        f"this project already has deployment '{name}' from an earlier `mlcycle demo` on "
+        f"this table, and the demo replays its days once per project. See what happened with "
+        f"`mlcycle monitor report {name}` and demo-{name}.html, or run the demo again in an "
+        "empty folder"
+    )
+
+
+def _run(
+    settings: Settings, data: DemoData, out: Console, *, reload: Callable[[], Settings]
+) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     from mlcycle import Workspace
+    from mlcycle.cli._demo_loop import Loop, configure
+    from mlcycle.project import init_project
+    from mlcycle.settings import CONFIG_FILE
 
+    if not (settings.home / CONFIG_FILE).is_file():
+        init_project(settings.home)
+        out.print(f"initialised an mlcycle project in {settings.home}")
     progress = Progress(
-        TextColumn("{task.description:<28}"), BarColumn(), TimeElapsedColumn(), console=out
+        TextColumn("{task.description:<34}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=out,
     )
     # One OpenMP thread: on a busy machine, gradient boosting's spinning thread pool
     # made the fit 40x slower (53 s instead of 1.3 s with 2 cores and a load of 8).
     with progress, threadpool_limits(limits=1, user_api="openmp"):
-        task = progress.add_task("registering dataset bike", total=3 + 6)
-        workspace = Workspace.open(settings)
-        try:
-            version = _register(workspace, out)
-            progress.advance(task)
-            progress.update(task, description="inferring its schema")
-            schema_path = _write_schema(workspace, version, settings, out)
-            progress.advance(task)
-            progress.update(task, description="validating it")
-            _validate(workspace, version, schema_path, out)
-            progress.advance(task)
-            summary = _train(workspace, out, lambda record: _tick(progress, task, record))
-            progress.update(task, description="done")
-        finally:
-            workspace.close()
-    return summary
-
-
-def _serve(settings: Settings, out: Console) -> None:
-    """Serve production in a real server, replay the test months against it, stop it."""
-    from mlcycle import Workspace
-    from mlcycle.cli._demo_serving import serve_and_replay
-
-    with Workspace.open(settings) as workspace:
-        try:
-            workspace.registry.get(f"{MODEL}@production")
-        except NotFound:
-            out.print("no version is in production, so there is nothing to serve")
-            return
-        with out.status(f"serving models:/{MODEL}@production and replaying the test months"):
-            replay = serve_and_replay(workspace, settings)
-    for line in replay.lines():
+        task = progress.add_task("registering the training period", total=3 + _TRAINING_STEPS)
+        with Workspace.open(settings) as workspace:
+            tested = _first_model(workspace, data, progress, task)
+        if tested is not None:
+            metric, kind = tested
+            added = configure(settings.home / CONFIG_FILE, data, test_metric=metric, kind=kind)
+            if added:
+                out.print(f"added to {CONFIG_FILE}: {', '.join(added)}", markup=False)
+            settings = reload()  # with the sections the monitors and the loop read
+        with Workspace.open(settings) as workspace:
+            loop = Loop(workspace, data)
+            days = [] if tested is None else _production(workspace, settings, loop, progress)
+            summary = _summary(workspace, data, days, loop)
+    for line in summary:
         out.print(line, markup=False, soft_wrap=True)
+
+
+def _first_model(
+    workspace: Workspace, data: DemoData, progress: Progress, task: TaskID
+) -> tuple[float, str] | None:
+    """Register, validate, train, gate and promote, at the end of the training period.
+
+    Returns the promoted version's test rmse (accuracy for classes) and its
+    kind (``gbm``, ``linear``); ``None`` when no version passed the gates.
+    """
+    import pandas as pd
+
+    from mlcycle.clock import SimulatedClock
+
+    out = progress.console
+    clock = cast("SimulatedClock", workspace.clock)
+    clock.set((data.start - pd.Timedelta(hours=6)).to_pydatetime())
+    dataset = _register(workspace, data, out)
+    progress.advance(task)
+    progress.update(task, description="inferring its schema")
+    schema_path = _write_schema(workspace, data, dataset, out)
+    progress.advance(task)
+    progress.update(task, description="validating it")
+    _validate(workspace, dataset, schema_path, out)
+    progress.advance(task)
+    promoted = _train(workspace, data, out, lambda record: _tick(progress, task, record))
+    progress.update(task, description="trained, gated, promoted")
+    if promoted is None:
+        out.print("no version passed every gate, so there is nothing to serve")
+        return None
+    version, kind = promoted
+    metric = "rmse" if data.task == "regression" else "accuracy"
+    return workspace.registry.get(f"{data.spec.model}/{version}").metrics[metric], kind
+
+
+def _production(
+    workspace: Workspace, settings: Settings, loop: Loop, progress: Progress
+) -> list[Day]:
+    """Deploy production, serve it, and replay the later days against it."""
+    from mlcycle.cli._demo_replay import replay
+    from mlcycle.cli._demo_serving import DemoServer
+
+    out = progress.console
+    data = loop.data
+    name = data.spec.model
+    production = workspace.registry.get(f"{name}@production")
+    workspace.deployments.deploy(name, model=f"{name}@production")
+    task = progress.add_task(f"serving {name}/{production.version}", total=len(data.days))
+    with DemoServer(settings, name) as server:
+        out.print(
+            f"deployed {name} (models:/{name}@production, version {production.version}) and "
+            f"serving it at {server.url}; replaying {len(data.days)} days from "
+            f"{data.start.date()}"
+        )
+
+        def after_day(until: Any) -> list[str]:  # Any: a pandas Timestamp
+            notes = loop.after_day(until.to_pydatetime())
+            if loop.changed:
+                server.follow(workspace)
+            today = workspace.clock.now().date()  # the simulated day
+            for note in notes:
+                out.print(f"{today}  {note}", markup=False, soft_wrap=True)
+            return notes
+
+        def shown(day: Day) -> None:
+            progress.update(task, description=f"day {day.day.date()}", advance=1)
+
+        return replay(workspace, server, data, after_day=after_day, shown=shown)
+
+
+def _summary(workspace: Workspace, data: DemoData, days: list[Day], loop: Loop) -> list[str]:
+    from mlcycle.cli._demo_report import write_summary
+
+    path = write_summary(workspace, data, days, loop.windows)
+    name = data.spec.model
+    lines = [f"wrote {path.name}: the lineage, plots and the events timeline (offline HTML)"]
+    if days:
+        metric = "rmse" if data.task == "regression" else "accuracy"
+        first, last = days[: len(days) // 4 or 1], days[-(len(days) // 4 or 1) :]
+        lines.append(
+            f"served {sum(d.rows for d in days):,} rows over {len(days)} days; production's "
+            f"daily {metric}: {_mean(first):.3g} in the first quarter, {_mean(last):.3g} in the "
+            "last"
+        )
+        lines += loop.story()
+    lines += [
+        "",
+        "Next, try:",
+        "  mlcycle runs list",
+        "  mlcycle models list",
+        f"  mlcycle models history {name}",
+        f"  mlcycle models lineage models:/{name}@production",
+        f"  mlcycle data show {data.spec.dataset}",
+        "  mlcycle alerts list",
+        f"  mlcycle training history {name}",
+        f"  mlcycle monitor report {name}",
+    ]
+    return lines
+
+
+def _mean(days: list[Day]) -> float:
+    return sum(d.metric for d in days) / len(days)
 
 
 def _tick(progress: Progress, task: TaskID, record: StepRun) -> None:
     from mlcycle.store import StepStatus
 
     if record.status is StepStatus.RUNNING:
-        doing = _DOING.get(record.step, f"training {record.step}")
-        progress.update(task, description=doing)
+        progress.update(task, description=f"training: {record.step}")
     elif record.status in {StepStatus.COMPLETED, StepStatus.CACHED}:
         progress.advance(task)
 
 
-def _train(workspace: Workspace, out: Console, progress: Callable[[StepRun], None]) -> _Summary:
-    """Run the pipeline on the latest version of bike; read back what each step gave."""
-    from mlcycle.cli._demo_pipeline import MODELS, bike_demand
-    from mlcycle.store import StepStatus
+def _train(
+    workspace: Workspace, data: DemoData, out: Console, progress: Any
+) -> tuple[int, str] | None:  # Any: the progress callback
+    """Run the pipeline on the training period; show each model, its gates and the promotion.
 
-    run = bike_demand.run(workspace=workspace, progress=progress)
-    cached = sum(step.status is StepStatus.CACHED for step in run.steps.values())
-    out.print(
-        f"ran pipeline {bike_demand.name} as run {run.id}: {cached} of {len(run.steps)} steps "
-        "from the cache"
+    Returns the promoted version and its kind, or ``None``.
+    """
+    from mlcycle.cli._demo_pipeline import MODELS, NAME, demo_training, primary_metric
+
+    spec = data.spec
+    run = demo_training.run(
+        workspace=workspace,
+        progress=progress,
+        data=f"{spec.dataset}@latest",
+        model=spec.model,
+        target=spec.target,
+        task=data.task,
+        time=spec.time or "",
+        drop=",".join(spec.drop),
     )
-    results = [dict(cast("dict[str, Any]", run.output(kind))) for kind in MODELS]
-    try:
-        production: int | None = workspace.registry.get(f"{MODEL}@production").version
-    except NotFound:
-        production = None
-    for result in results:
-        version = workspace.registry.get(f"{MODEL}/{result['version']}")
-        result["gates"] = version.evaluation or {"passed": False, "results": []}
-        result["production"] = result["version"] == production
-    gated = cast("dict[str, Any]", run.output("gates"))  # Any: JSON
-    return _Summary(
-        run_id=run.id,
-        results=results,
-        gates_cached=run.steps["gates"].status is StepStatus.CACHED,
-        promoted=gated["promoted"],
-    )
-
-
-def _register(workspace: Workspace, out: Console) -> DatasetVersion:
-    """The bundled CSV as the latest version of ``bike``; the same content makes no new one."""
-    from mlcycle.datasets import BIKE_SHARING_HOURLY
-    from mlcycle.errors import NotFound
-
-    try:
-        before: int | None = workspace.data.get(DATASET).version
-    except NotFound:
-        before = None
-    version = workspace.data.register(
-        DATASET,
-        BIKE_SHARING_HOURLY,
-        mode="overwrite",  # the file is the whole dataset; unchanged content is a no-op
-        time_column=TIME_COLUMN,
-        key=list(DATASET_KEY),
-        description="UCI Bike Sharing, hourly counts with calendar and weather (CC BY 4.0)",
-    )
-    ref = f"{version.name}/{version.version}"
-    if version.version == before:
-        out.print(f"dataset {ref} is up to date: {version.rows:,} rows (no new version)")
-    else:
+    out.print(f"ran pipeline {NAME} as run {run.id}")
+    metric = primary_metric(data.task)
+    kinds = {}
+    for kind in MODELS:
+        result = cast("dict[str, Any]", run.output(kind))  # Any: JSON
+        kinds[result["version"]] = kind
+        version = workspace.registry.get(f"{spec.model}/{result['version']}")
+        passed = bool(version.evaluation and version.evaluation["passed"])
         out.print(
-            f"registered dataset {ref}: {version.rows:,} rows, {len(version.columns)} columns "
-            f"from {BIKE_SHARING_HOURLY.name}"
+            f"  {kind:<9} {spec.model}/{result['version']}  test {metric} {result[metric]:.3f}  "
+            f"gates {'passed' if passed else 'failed'}  run {result['run_id']}",
+            markup=False,
         )
+    gated = cast("dict[str, Any]", run.output("gates"))  # Any: JSON
+    if gated["promoted"] is not None:
+        out.print(
+            f"promoted {spec.model}/{gated['promoted']} to production: the best test {metric} "
+            "of the versions that passed every gate"
+        )
+    promoted = cast("int | None", gated["promoted"])
+    return None if promoted is None else (promoted, kinds[promoted])
+
+
+def _register(workspace: Workspace, data: DemoData, out: Console) -> DatasetVersion:
+    """The training period as the latest version of the dataset."""
+    from mlcycle.cli._demo_data import TIME
+
+    spec = data.spec
+    version = workspace.data.register(
+        spec.dataset,
+        data.initial,
+        mode="overwrite",  # the training period is the whole dataset at the start
+        time_column=TIME,
+        key=list(spec.key) or None,
+        description=f"{spec.path.name}: rows before {data.start.date()} (mlcycle demo)",
+    )
+    out.print(
+        f"registered dataset {version.name}/{version.version}: {version.rows:,} rows before "
+        f"{data.start.date()}, {len(version.columns)} columns from {spec.path.name}; "
+        f"task: {data.task} of '{spec.target}'"
+    )
     return version
 
 
 def _write_schema(
-    workspace: Workspace, version: DatasetVersion, settings: Settings, out: Console
+    workspace: Workspace, data: DemoData, version: DatasetVersion, out: Console
 ) -> Path:
-    """Infer the schema into ``schemas/bike.yaml``, unless the project owns that file now."""
+    """Infer the schema into ``schemas/<dataset>.yaml``, unless the project owns that file now."""
     from mlcycle.cli._data import default_schema_path
     from mlcycle.validate import infer_schema
 
-    path = default_schema_path(settings, DATASET)
+    settings = workspace.settings
+    path = default_schema_path(settings, version.name)
     shown = path.relative_to(settings.home)
     if path.exists() and not _written_by_demo(path):
         out.print(f"kept {shown} (edited or written by you; the demo leaves it as it is)")
         return path
-    schema = infer_schema(version.ref, registry=workspace.data, key=list(DATASET_KEY), save=False)
+    key = list(data.spec.key) or None
+    schema = infer_schema(version.ref, registry=workspace.data, key=key, save=False)
     text = f"{DEMO_SCHEMA_MARK}\n{schema.to_yaml()}"
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        out.print(f"schema {shown} is up to date")
-        return path
     action = "rewrote" if path.exists() else "wrote"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
-    out.print(f"{action} {shown}: {len(schema.columns)} columns, key ({', '.join(schema.key)})")
+    out.print(f"{action} {shown}: {len(schema.columns)} columns")
     return path
 
 
@@ -298,63 +425,3 @@ def _validate(workspace: Workspace, version: DatasetVersion, schema: Path, out: 
             f"dataset {ref} breaks {schema} ({len(report.errors)} error(s)); no model was "
             f"trained. Fix the schema file, or delete it to let the demo infer a fresh one"
         )
-
-
-def _results_table(results: list[dict[str, Any]]) -> Any:  # Any: results, a rich Table
-    from rich.table import Table
-
-    from mlcycle.cli._tables import best_value, format_number, lower_is_better
-
-    keys = ("rmse", "mae", "r2")
-    table = Table(title=f"{EXPERIMENT}: test set {SPLIT_DATE} to 2012-12-31")
-    table.add_column("model")
-    for key in keys:
-        table.add_column(f"{key} {'↓' if lower_is_better(key) else '↑'}", justify="right")
-    table.add_column("version", justify="right")
-    table.add_column("gates")
-    table.add_column("run id", no_wrap=True, min_width=26)
-    best = {key: best_value(key, [result[key] for result in results]) for key in keys}
-    for result in results:
-        cells = [
-            f"[bold green]★ {format_number(result[key])}[/]"
-            if result[key] == best[key]
-            else format_number(result[key])
-            for key in keys
-        ]
-        failed = len(_failures(result))
-        verdict = "[green]passed[/]" if result["gates"]["passed"] else f"[red]{failed} failed[/]"
-        shown = f"{MODEL}/{result['version']}"
-        if result["production"]:
-            shown += " → production"
-        table.add_row(result["model"], *cells, shown, verdict, result["run_id"])
-    return table
-
-
-def _failures(result: dict[str, Any]) -> list[str]:  # Any: JSON-like results
-    return [gate["name"] for gate in result["gates"]["results"] if not gate["passed"]]
-
-
-def _gates_line(summary: _Summary) -> str:
-    results = summary.results
-    failing = [
-        f"{result['model']} ({', '.join(_failures(result))})"
-        for result in results
-        if not result["gates"]["passed"]
-    ]
-    lines = [f"gates failed: {'; '.join(failing)}"] if failing else []
-    best = next((r for r in results if r["version"] == summary.promoted), None)
-    if best is None:
-        lines.append("no version passed every gate: production is unchanged")
-    elif summary.gates_cached:
-        # Same data, same code: the versions were judged (and the best promoted) by an earlier run.
-        lines.append(
-            f"no new versions to judge: the gates step came from the cache, so production "
-            f"was left as it is (the earlier run promoted {MODEL}/{best['version']}, "
-            f"{best['model']})"
-        )
-    else:
-        lines.append(
-            f"promoted {MODEL}/{best['version']} ({best['model']}) to production: it passed "
-            "every gate with the lowest rmse"
-        )
-    return "\n".join(lines)

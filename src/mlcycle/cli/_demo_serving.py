@@ -1,120 +1,211 @@
-"""The demo's last act: serve the promoted model for real and replay later hours against it.
+"""The demo's production: a real ``mlcycle serve`` in its own process, asked a day at a time.
 
-It starts ``mlcycle serve models:/bike-demand@production`` as its own process
-on a free loopback port, waits for readiness, then sends the test months
-(every hour from ``SPLIT_DATE`` on, which no model trained on) as v1
-requests of ``BATCH_ROWS`` rows, ``CONCURRENCY`` at a time, as a client
-scoring its backlog would. It reports throughput, latency and the error
-against the true counts, stops the server with SIGTERM (which writes out
-its prediction log), and counts the replayed predictions in that log.
+``DemoServer`` starts ``mlcycle serve DEPLOYMENT`` on a free loopback port
+with the demo's simulated clock (so the prediction log stamps the simulated
+day), waits for readiness, sends a day's rows in one request (or a few of at
+most ``REQUEST_ROWS``) and its labels to the ``:feedback`` route once they are
+known, and stops the server with SIGTERM, which writes out its prediction log.
+When the training loop changes the deployment (a promotion, a rollback),
+``follow`` waits until the server answers with what the store says.
 """
 
 from __future__ import annotations
 
-import asyncio
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from mlcycle.cli._demo_names import DATASET, MODEL, SPLIT_DATE, TIME_COLUMN
 from mlcycle.errors import MlcycleError
 
 if TYPE_CHECKING:
     from pathlib import Path
+    from types import TracebackType
 
     import httpx
 
     from mlcycle import Workspace
     from mlcycle.settings import Settings
-    from mlcycle.store import TableArea
 
-__all__ = ["BATCH_ROWS", "CONCURRENCY", "Replay", "serve_and_replay"]
+__all__ = ["REQUEST_ROWS", "Answer", "DemoServer"]
 
-BATCH_ROWS = 50
-CONCURRENCY = 8
+REQUEST_ROWS = 5_000
+"""Rows per request at most: a day of a larger table goes as a few requests."""
 _READY_S = 120.0
 _STOP_S = 60.0
+_FOLLOW_S = 60.0
+_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
-class Replay:
-    """What replaying the test months against the server gave."""
+class Answer:
+    """One request's answer: its id (for the labels), the predictions, who answered, how fast."""
 
-    url: str
+    request_id: str
+    predictions: list[Any]  # Any: numbers or class labels
     version: int
-    rows: int
-    requests: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-    rmse: float
-    logged: int
-
-    def lines(self) -> list[str]:
-        """The replay for people."""
-        return [
-            f"served {MODEL}/{self.version} (models:/{MODEL}@production) at {self.url}",
-            (
-                f"replayed {self.rows:,} hours from {SPLIT_DATE} on as {self.requests} requests "
-                f"of up to {BATCH_ROWS} rows, {CONCURRENCY} at a time: {self.seconds:.2f}s, "
-                f"{self.rows / self.seconds:,.0f} rows/s, latency p50 {self.p50_ms:.1f} ms, "
-                f"p99 {self.p99_ms:.1f} ms; rmse {self.rmse:.1f} against the true counts"
-            ),
-            (
-                f"the prediction log holds {self.logged:,} of the {self.rows:,} replayed "
-                f'predictions (mc.serve.predictions("{MODEL}")); the server stopped cleanly'
-            ),
-        ]
+    latency_ms: float
 
 
-def serve_and_replay(workspace: Workspace, settings: Settings) -> Replay:
-    """Serve production in a child process, replay the test months, stop it, read the log."""
-    import numpy as np
+class DemoServer:
+    """``mlcycle serve`` for one deployment in a child process, on a free loopback port."""
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = settings.workspace_dir / "demo-serve.log"
-    with log_path.open("wb") as output:
-        process = subprocess.Popen(
-            _command(settings, port), stdout=output, stderr=subprocess.STDOUT
+    def __init__(self, settings: Settings, deployment: str) -> None:
+        self.settings = settings
+        self.deployment = deployment
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = settings.workspace_dir / "demo-serve.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._client: httpx.Client | None = None
+        self.inputs: list[str] = []
+
+    def __enter__(self) -> DemoServer:
+        import httpx
+
+        env = {
+            **os.environ,
+            "MLCYCLE_CLOCK__MODE": self.settings.clock.mode,
+            # Trials and promotions reach the server within a tenth of a second, not one.
+            "MLCYCLE_SERVE__POLL_INTERVAL_S": str(_POLL_S),
+        }
+        with self.log_path.open("wb") as output:
+            self._process = subprocess.Popen(
+                self._command(), stdout=output, stderr=subprocess.STDOUT, env=env
+            )
+        try:
+            self._client = httpx.Client(base_url=self.url, timeout=120)
+            self._wait_ready()
+            found = self._client.get(f"/v2/models/{self.deployment}").json()
+            self.inputs = [spec["name"] for spec in found["inputs"]]
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def predict(self, rows: list[dict[str, Any]]) -> list[Answer]:  # Any: JSON values
+        """``rows`` in requests of at most ``REQUEST_ROWS``; the answers in order."""
+        answers = []
+        for first in range(0, len(rows), REQUEST_ROWS):
+            began = time.perf_counter()
+            body = self._post(
+                f"/v1/models/{self.deployment}:predict",
+                {"instances": rows[first : first + REQUEST_ROWS]},
+            )
+            answers.append(
+                Answer(
+                    request_id=body["request_id"],
+                    predictions=body["predictions"],
+                    version=int(body["version"]),
+                    latency_ms=(time.perf_counter() - began) * 1000,
+                )
+            )
+        return answers
+
+    def label(self, labels: list[dict[str, Any]]) -> int:  # Any: JSON values
+        """Send ``labels`` (``request_id``, ``row_index``, ``label``); how many were recorded."""
+        body = self._post(f"/v1/models/{self.deployment}:feedback", {"labels": labels})
+        return int(body["recorded"])
+
+    def follow(self, workspace: Workspace) -> None:
+        """Wait until the server answers with the versions the stored deployment says.
+
+        (A shadow is not visible over HTTP; the server takes it up within a poll,
+        ``_POLL_S``, far less than a simulated day takes.)
+        """
+        deployment = workspace.deployments.get(self.deployment)
+        answering = {
+            str(workspace.registry.get(variant.model).version)
+            for variant in deployment.variants
+            if not variant.shadow
+        }
+        client = self._checked_client()
+        deadline = time.monotonic() + _FOLLOW_S
+        while time.monotonic() < deadline:
+            found = client.get(f"/v2/models/{self.deployment}").json()
+            if set(found["versions"]) == answering:
+                return
+            time.sleep(_POLL_S)
+        raise MlcycleError(
+            f"the demo's server did not take up deployment '{self.deployment}' in "
+            f"{_FOLLOW_S:.0f}s; its log:\n{_tail(self.log_path)}"
         )
-    started = datetime.now(UTC)
-    try:
-        _wait_ready(url, process, log_path)
-        records, truth = _later_hours(workspace, url)
-        began = time.perf_counter()
-        answers = asyncio.run(_replay(url, records))
-        seconds = time.perf_counter() - began
-    finally:
-        _stop(process, log_path)
-    predictions = np.concatenate([np.asarray(a["predictions"], dtype=float) for a in answers])
-    latencies = np.array([a["latency_ms"] for a in answers])
-    ids = {a["request_id"] for a in answers}
-    return Replay(
-        url=url,
-        version=int(answers[0]["version"]),
-        rows=len(records),
-        requests=len(answers),
-        seconds=seconds,
-        p50_ms=float(np.percentile(latencies, 50)),
-        p99_ms=float(np.percentile(latencies, 99)),
-        rmse=float(np.sqrt(np.mean((predictions - truth) ** 2))),
-        logged=_logged(workspace, settings, ids, since=started),
-    )
 
+    def stop(self) -> None:
+        """SIGTERM, so the server answers what is queued and writes out its prediction log."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=_STOP_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise MlcycleError(
+                f"the demo's server did not stop in {_STOP_S:.0f}s; its log:\n"
+                f"{_tail(self.log_path)}"
+            ) from None
 
-def _command(settings: Settings, port: int) -> list[str]:
-    command = [sys.executable, "-m", "mlcycle", "--home", str(settings.home)]
-    if settings.store.metadata_url is not None:
-        command += ["--metadata-url", settings.store.metadata_url]
-    if settings.store.artifacts_url is not None:
-        command += ["--artifacts-url", settings.store.artifacts_url]
-    return [*command, "serve", f"models:/{MODEL}@production", "--port", str(port)]
+    def _command(self) -> list[str]:
+        settings = self.settings
+        command = [sys.executable, "-m", "mlcycle", "--home", str(settings.home)]
+        if settings.store.metadata_url is not None:
+            command += ["--metadata-url", settings.store.metadata_url]
+        if settings.store.artifacts_url is not None:
+            command += ["--artifacts-url", settings.store.artifacts_url]
+        return [*command, "serve", self.deployment, "--port", str(self.port)]
+
+    def _checked_client(self) -> httpx.Client:
+        if self._client is None:
+            raise MlcycleError("the demo's server is not running")
+        return self._client
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:  # Any: JSON
+        response = self._checked_client().post(path, json=body)
+        if response.status_code != 200:
+            raise MlcycleError(
+                f"the demo's server answered {response.status_code} to {path}: {response.text}"
+            )
+        answer: dict[str, Any] = response.json()  # Any: JSON
+        return answer
+
+    def _wait_ready(self) -> None:
+        import httpx
+
+        process, client = self._process, self._checked_client()
+        assert process is not None, "the server was started"
+        deadline = time.monotonic() + _READY_S
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise MlcycleError(
+                    f"the demo's server exited with code {process.returncode} before it was "
+                    f"ready:\n{_tail(self.log_path)}"
+                )
+            try:
+                if client.get("/v2/health/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(_POLL_S)
+        raise MlcycleError(
+            f"the demo's server was not ready in {_READY_S:.0f}s; its log:\n{_tail(self.log_path)}"
+        )
 
 
 def _free_port() -> int:
@@ -122,94 +213,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + _READY_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise MlcycleError(
-                f"the demo's server exited with code {process.returncode} before it was "
-                f"ready:\n{_tail(log_path)}"
-            )
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise MlcycleError(
-        f"the demo's server was not ready in {_READY_S:.0f}s; its log:\n{_tail(log_path)}"
-    )
-
-
-def _later_hours(workspace: Workspace, url: str) -> tuple[list[dict[str, Any]], Any]:
-    """The hours no model trained on, as v1 records of the served inputs, and their counts."""
-    import httpx
-    import pandas as pd
-
-    inputs = httpx.get(f"{url}/v2/models/{MODEL}", timeout=10).json()["inputs"]
-    names = [spec["name"] for spec in inputs]
-    frame = workspace.data.load(f"{DATASET}@latest")
-    later = frame[pd.to_datetime(frame[TIME_COLUMN]) >= pd.Timestamp(SPLIT_DATE)]
-    records = cast("list[dict[str, Any]]", later[names].to_dict("records"))  # Any: JSON values
-    return records, later["cnt"].to_numpy(dtype=float)
-
-
-async def _replay(url: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:  # Any: JSON
-    """``records`` sent ``BATCH_ROWS`` a request, ``CONCURRENCY`` in flight; answers in order."""
-    import httpx
-
-    chunks = [records[i : i + BATCH_ROWS] for i in range(0, len(records), BATCH_ROWS)]
-    answers: list[dict[str, Any]] = [{} for _ in chunks]
-    queue = iter(range(len(chunks)))
-    limits = httpx.Limits(max_connections=CONCURRENCY)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-
-        async def worker() -> None:
-            for index in queue:
-                answers[index] = await _ask(client, chunks[index])
-
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    return answers
-
-
-async def _ask(client: httpx.AsyncClient, chunk: list[dict[str, Any]]) -> dict[str, Any]:
-    began = time.perf_counter()
-    response = await client.post(f"/v1/models/{MODEL}:predict", json={"instances": chunk})
-    if response.status_code != 200:
-        raise MlcycleError(f"the demo's server answered {response.status_code}: {response.text}")
-    answer: dict[str, Any] = response.json()  # Any: JSON
-    answer["latency_ms"] = (time.perf_counter() - began) * 1000
-    return answer
-
-
-def _stop(process: subprocess.Popen[bytes], log_path: Path) -> None:
-    """SIGTERM, so the server answers what is queued and writes out its prediction log."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=_STOP_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise MlcycleError(
-            f"the demo's server did not stop in {_STOP_S:.0f}s; its log:\n{_tail(log_path)}"
-        ) from None
-
-
-def _logged(workspace: Workspace, settings: Settings, ids: set[str], *, since: datetime) -> int:
-    """How many of the replayed predictions (by request id) the prediction log holds."""
-    from mlcycle.serve import read_predictions, spool_dir
-
-    tables = cast("TableArea", workspace.artifacts)  # every artifact store has a table area
-    table = read_predictions(
-        spool_dir=spool_dir(settings), tables=tables, deployment=MODEL, since=since
-    )
-    return sum(1 for request in table.column("request_id").to_pylist() if request in ids)
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -195,6 +195,7 @@ def worker_app(
         events=workspace.metadata,
         deployments=source,
         metrics=Metrics(multiprocess_dir=None if metrics_dir is None else Path(metrics_dir)),
+        clock=workspace.clock,
     )
     return create_app(server, token=token, feedback=workspace.feedback)
 

@@ -44,6 +44,7 @@ from mlcycle.serve._sink import PredictionBatch, PredictionSink
 from mlcycle.store import Deployment, Event, EventLog, Variant
 
 if TYPE_CHECKING:
+    from mlcycle.clock import Clock
     from mlcycle.registry import ModelRegistry
     from mlcycle.serve._rows import Rows, Schema
     from mlcycle.settings import ServeSettings
@@ -91,6 +92,7 @@ class ModelServer:
         events: EventLog | None = None,
         deployments: DeploymentSource | None = None,
         metrics: Metrics | None = None,
+        clock: Clock | None = None,
     ) -> None:
         deployment = check_deployment(deployment)
         self.registry = registry
@@ -100,6 +102,9 @@ class ModelServer:
         self.events = events
         self.deployments = deployments
         self.metrics = metrics or Metrics()
+        # Logged prediction times follow the project's clock, so a simulated one (the demo's
+        # fast-forwarded days) puts them in the windows the monitors score.
+        self._time = time.time if clock is None else clock.time
         self.inflight = 0
         self.arriving = 0
         self._routes: Routes | None = None
@@ -192,7 +197,7 @@ class ModelServer:
             rows=rows,
             request_id=request_id,
             arrived=arrived,
-            time=time.time(),
+            time=self._time(),
             future=asyncio.get_running_loop().create_future(),
         )
         lane.batcher.submit(job)
@@ -230,7 +235,7 @@ class ModelServer:
                 shadow=False,
                 request_ids=[request_id],
                 row_indexes=[0],
-                times=[time.time()],
+                times=[self._time()],
                 latency_ms=[(time.perf_counter() - arrived) * 1000],
                 inputs={},
                 outputs=[],
