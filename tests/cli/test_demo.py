@@ -137,7 +137,9 @@ def test_a_second_demo_stops_before_writing_and_an_owned_schema_is_kept(
     assert refused.stderr.startswith("error: dataset bike/1 breaks")
     assert "no model was trained" in refused.stderr
     path.unlink()  # the project gives the file back: the demo infers a fresh one
-    assert invoke("demo", "--days", "2").exit_code == 0
+    done = invoke("demo", "--days", "2")
+    assert done.exit_code == 0
+    assert "Next, try:\n  mlcycle runs list" in done.stdout  # already in the project
     with Workspace.open(load_settings(tmp_path)) as workspace:
         before = len(workspace.events(limit=10_000))
     again = invoke("demo", "--days", "2")
@@ -160,6 +162,7 @@ def test_init_demo_then_runs_list_in_real_processes(tmp_path: Path) -> None:
     (project / "notebooks" / "deep").mkdir()
     demo = mlcycle("demo", "--days", "2", cwd=project / "notebooks" / "deep")  # found upward
     assert demo.returncode == 0, demo.stderr
+    assert "Next, try:\n  cd ../..\n  mlcycle runs list" in demo.stdout  # to the project
     assert not (project / "notebooks" / "deep" / "mlcycle.toml").exists()
     assert (project / "demo-bike-demand.html").is_file()
     listed = mlcycle("runs", "list", "--json", cwd=project)

@@ -26,6 +26,7 @@ where to look instead.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -290,9 +291,11 @@ def _summary(workspace: Workspace, data: DemoData, days: list[Day], loop: Loop) 
             "last"
         )
         lines += loop.story()
+    home = workspace.settings.home.resolve()
+    lines += ["", "Next, try:"]
+    if home != Path.cwd().resolve():  # `mlcycle --home demo demo`, as `make demo` runs it
+        lines.append(f"  cd {os.path.relpath(home)}")
     lines += [
-        "",
-        "Next, try:",
         "  mlcycle runs list",
         "  mlcycle models list",
         f"  mlcycle models history {name}",
