@@ -295,7 +295,7 @@ class DatasetRegistry:
                 stored = table
                 profiled, scanned = (
                     pool.submit(self._profile, table),
-                    pool.submit(self._scan, table),
+                    pool.submit(self._policy_findings, table),
                 )
                 digested = pool.submit(content_digest, table) if latest is None else None
             delta_version = self._commit(
@@ -311,7 +311,7 @@ class DatasetRegistry:
                 stored = self._read_delta(uri, delta_version)
                 profiled, scanned = (
                     pool.submit(self._profile, stored),
-                    pool.submit(self._scan, stored),
+                    pool.submit(self._policy_findings, stored),
                 )
                 digest = content_digest(stored)
             profile_body, findings = profiled.result(), scanned.result()
@@ -340,7 +340,7 @@ class DatasetRegistry:
             record, inputs=inputs, release_lock=owner, validation=validation
         )
 
-    def _scan(self, table: pa.Table) -> list[dict[str, Any]]:  # Any: JSON findings
+    def _policy_findings(self, table: pa.Table) -> list[dict[str, Any]]:  # Any: JSON findings
         if self.policy_scan is None:
             return []
         return [finding.to_dict() for finding in self.policy_scan(table)]
@@ -805,7 +805,7 @@ class DatasetRegistry:
                     rows=kept.num_rows,
                     digest=content_digest(kept),
                     profile_digest=self._store_profile(self._profile(kept)),
-                    policy=self._scan(kept),
+                    policy=self._policy_findings(kept),
                 )
             updated.append(replace(version, delta_version=commit))
         payload["table"] = target
@@ -1029,7 +1029,8 @@ def _read_files(
     import pyarrow.parquet as pq  # noqa: PLC0415  (heavy; on first use)
 
     for path, first in files:
-        parquet = pq.ParquetFile(folder / path)
+        # Pages read as decoded (a 1 MiB buffer), not whole column chunks up front.
+        parquet = pq.ParquetFile(folder / path, buffer_size=1 << 20, pre_buffer=False)
         present = [n for n in names if n in parquet.schema_arrow.names]
         expected = first
         for batch in parquet.iter_batches(batch_size=batch_rows, columns=[*present, ROW_COLUMN]):
