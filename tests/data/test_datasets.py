@@ -200,6 +200,9 @@ def test_mc_data_acts_on_the_working_directory_workspace(
         assert mc.data.get("sales@latest").version == 2
         assert len(mc.data.load("sales/1")) == 3
         assert mc.data.load_table("sales").num_rows == 4
+        _, schema, batches = mc.data.scan("sales", columns=["hr"], batch_rows=3)
+        assert [b.num_rows for b in batches] == [3, 1]
+        assert schema == mc.data.load_table("sales", columns=["hr"]).schema
         assert [v.version for v in mc.data.history("sales")] == [1, 2]
         assert mc.data.diff("sales", 1, 2).rows_added == 1
         assert mc.data.rollback("sales", 1).digest == version.digest

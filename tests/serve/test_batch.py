@@ -54,6 +54,32 @@ def test_a_dataset_version_is_scored_in_batches_with_lineage(
     assert not list(project.glob(".scores.parquet.*"))
 
 
+def test_a_version_of_several_appends_is_streamed_in_row_order(
+    bike: Workspace, hours: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Each append is a Delta file of its own; the scores follow the version's row order."""
+    later = [hours.iloc[::-1].assign(dteday="2030-06-01"), hours.assign(dteday="2030-06-02")]
+    for part in later:
+        bike.data.register("bike", part, validate=False)
+    whole = bike.data.load("bike/3")
+    try:
+        scores = mc.serve.score(
+            "bike-demand/2", "bike/3", tmp_path / "out.parquet", keep=["hr", "dteday"], batch_rows=7
+        )
+    finally:
+        mc.close()
+    assert (scores.rows, scores.data) == (180, "data:/bike/3")
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.column("row").to_pylist() == list(range(180))
+    assert table.column("hr").to_pylist() == whole["hr"].tolist()
+    assert table.column("dteday").to_pylist() == whole["dteday"].tolist()
+    np.testing.assert_allclose(
+        table.column("prediction").to_numpy(), _expected(bike, "bike-demand/2", whole)
+    )
+    parents = {(e.source, e.kind) for e in bike.metadata.edges_into(scores.ref)}
+    assert parents == {("models:/bike-demand/2", "model"), ("data:/bike/3", "input")}
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_files_are_streamed_and_scored(
     bike: Workspace, hours: pd.DataFrame, tmp_path: Path, suffix: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -239,3 +240,24 @@ def test_labelled_on_a_deployment_with_no_predictions_yet_is_empty(tmp_path: Pat
     found = log.labelled("bike-demand", since=T0)
     assert found.num_rows == 0
     assert {"label", "labelled_at", "label_delay_s"} <= set(found.column_names)
+
+
+def test_known_ids_come_from_the_table_and_unrolled_segments_and_exclude_failures(
+    log: FeedbackLog,
+) -> None:
+    """``record`` reads only the ids it was given: rolled rows, rows still in a spool segment,
+    and never a failed request's row."""
+    from mlcycle.serve import PredictionLog
+
+    live = PredictionLog(spool_dir=log.spool_dir, tables=log.tables)
+    try:
+        live.append(_batch(["spooled"], [4]))
+        live.append(replace(_batch(["failed"], [0]), inputs={}, outputs=[], error="422: bad"))
+        live.flush()
+        receipt = log.record(
+            "bike-demand", [("r3", 1.0), ("spooled", 2.0), ("failed", 3.0), ("r9", 4.0)]
+        )
+    finally:
+        live.close()
+    assert receipt == Receipt(recorded=4, unknown=("failed", "r9"))
+    assert log.record("bike-demand", [("spooled", 5.0)]) == Receipt(recorded=1)

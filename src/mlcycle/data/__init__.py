@@ -22,6 +22,7 @@ from mlcycle.data._sdk import (
     policy,
     register,
     rollback,
+    scan,
     sql,
 )
 from mlcycle.data._sdk import list_datasets as list  # noqa: A004  (mc.data.list(), as documented)
@@ -60,6 +61,7 @@ __all__ = [
     "register",
     "render_profile_html",
     "rollback",
+    "scan",
     "scan_policy",
     "sql",
 ]

@@ -16,7 +16,7 @@ import hashlib
 import io
 import re
 import time as monotonic_time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -295,7 +295,7 @@ class DatasetRegistry:
                 stored = table
                 profiled, scanned = (
                     pool.submit(self._profile, table),
-                    pool.submit(self._scan, table),
+                    pool.submit(self._policy_findings, table),
                 )
                 digested = pool.submit(content_digest, table) if latest is None else None
             delta_version = self._commit(
@@ -311,7 +311,7 @@ class DatasetRegistry:
                 stored = self._read_delta(uri, delta_version)
                 profiled, scanned = (
                     pool.submit(self._profile, stored),
-                    pool.submit(self._scan, stored),
+                    pool.submit(self._policy_findings, stored),
                 )
                 digest = content_digest(stored)
             profile_body, findings = profiled.result(), scanned.result()
@@ -340,7 +340,7 @@ class DatasetRegistry:
             record, inputs=inputs, release_lock=owner, validation=validation
         )
 
-    def _scan(self, table: pa.Table) -> list[dict[str, Any]]:  # Any: JSON findings
+    def _policy_findings(self, table: pa.Table) -> list[dict[str, Any]]:  # Any: JSON findings
         if self.policy_scan is None:
             return []
         return [finding.to_dict() for finding in self.policy_scan(table)]
@@ -581,6 +581,58 @@ class DatasetRegistry:
         self._record_input(found)
         return table
 
+    def scan(
+        self,
+        ref: str,
+        *,
+        version: int | None = None,
+        columns: Sequence[str] | None = None,
+        batch_rows: int = 65_536,
+    ) -> tuple[DatasetVersion, pa.Schema, Iterator[pa.RecordBatch]]:
+        """The rows of a version as a stream of batches, in row order, typed as ``load_table``.
+
+        The version and the schema come first (an unknown version or column is
+        refused before a row is read); the batches are read as they are taken.
+        A local table's Parquet files, each a contiguous run of row numbers
+        written in order, are read one after another, so memory holds about one
+        batch; a table on an object store streams DataFusion's ordered scan.
+        Inside an active run the version is recorded as the run's input.
+        """
+        if batch_rows < 1:
+            raise ValidationFailed(f"batch_rows={batch_rows} must be at least 1")
+        found = self.get(ref, version=version)
+        uri = self.tables.table_uri(self._table_name(found.name))
+        from deltalake import DeltaTable  # noqa: PLC0415  (heavy; on first use)
+
+        delta = DeltaTable(
+            uri, version=found.delta_version, storage_options=self.tables.storage_options() or None
+        )
+        stored = pa.schema(delta.schema().to_arrow())
+        full = canonical(stored.empty_table().drop_columns([ROW_COLUMN])).schema
+        names = list(full.names) if columns is None else list(columns)
+        missing = [c for c in names if c not in full.names]
+        if missing:
+            raise ValidationFailed(f"{found.ref} has no column(s) {missing}; it has {full.names}")
+        schema = pa.schema([full.field(c) for c in names])
+        files = _files_in_row_order(delta) if "://" not in uri else None
+        if files is None:
+            batches = self._ordered_query(delta, names)
+        else:
+            batches = _read_files(Path(uri), files, names, batch_rows=batch_rows)
+        self._record_input(found)
+        return found, schema, _typed(batches, schema, batch_rows=batch_rows)
+
+    def _ordered_query(
+        self, delta: Any, names: list[str]
+    ) -> Iterator[pa.RecordBatch]:  # Any: a DeltaTable
+        from deltalake import QueryBuilder  # noqa: PLC0415  (heavy; on first use)
+
+        selected = ", ".join(f'"{name}"' for name in names)
+        query = f'SELECT {selected} FROM "t" ORDER BY "{ROW_COLUMN}"'  # noqa: S608  (names checked)
+        yield from pa.RecordBatchReader.from_stream(
+            QueryBuilder().register("t", delta).execute(query)
+        )
+
     def load(
         self,
         ref: str,
@@ -753,7 +805,7 @@ class DatasetRegistry:
                     rows=kept.num_rows,
                     digest=content_digest(kept),
                     profile_digest=self._store_profile(self._profile(kept)),
-                    policy=self._scan(kept),
+                    policy=self._policy_findings(kept),
                 )
             updated.append(replace(version, delta_version=commit))
         payload["table"] = target
@@ -943,3 +995,67 @@ def _check_append(
 def canonical_type_text(type_: pa.DataType) -> str:
     """A column type as the canonical form names it (views and large types folded)."""
     return str(canonical(pa.table({"x": pa.array([], type=type_)})).schema.field("x").type)
+
+
+def _files_in_row_order(delta: Any) -> list[tuple[str, int]] | None:  # Any: a DeltaTable
+    """The version's data files as (path, first row), in row order, when each file's
+    statistics show a contiguous run of row numbers and the runs cover ``0 .. rows - 1``."""
+    actions = pa.table(delta.get_add_actions(flatten=True))
+    low, high = f"min.{ROW_COLUMN}", f"max.{ROW_COLUMN}"
+    if low not in actions.column_names or high not in actions.column_names:
+        return None
+    files = sorted(
+        zip(
+            actions.column(low).to_pylist(),
+            actions.column(high).to_pylist(),
+            actions.column("num_records").to_pylist(),
+            actions.column("path").to_pylist(),
+            strict=True,
+        ),
+        key=lambda file: (file[0] is None, file[0] or 0),
+    )
+    expected = 0
+    for first, last, count, _ in files:
+        if first != expected or last is None or count != last - first + 1:
+            return None
+        expected = last + 1
+    return [(path, first) for first, _, _, path in files]
+
+
+def _read_files(
+    folder: Path, files: list[tuple[str, int]], names: list[str], *, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """Each file's batches in turn, with the columns it has; a row out of place is refused."""
+    import pyarrow.parquet as pq  # noqa: PLC0415  (heavy; on first use)
+
+    for path, first in files:
+        # Pages read as decoded (a 1 MiB buffer), not whole column chunks up front.
+        parquet = pq.ParquetFile(folder / path, buffer_size=1 << 20, pre_buffer=False)
+        present = [n for n in names if n in parquet.schema_arrow.names]
+        expected = first
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=[*present, ROW_COLUMN]):
+            rows = batch.column(ROW_COLUMN).to_numpy()
+            if not np.array_equal(rows, np.arange(expected, expected + len(rows))):
+                raise MlcycleError(
+                    f"the rows of {folder / path} are not in the order their numbers say; "
+                    "the table was written by another tool: read it with load_table"
+                )
+            expected += len(rows)
+            yield batch.drop_columns([ROW_COLUMN])
+
+
+def _typed(
+    batches: Iterator[pa.RecordBatch], schema: pa.Schema, *, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """Batches of at most ``batch_rows`` rows with ``schema``'s columns, in its order and
+    types; a column a file lacks (added by a later merge) is null."""
+    for batch in batches:
+        columns = [
+            batch.column(field.name).cast(field.type)
+            if field.name in batch.schema.names
+            else pa.nulls(batch.num_rows, field.type)
+            for field in schema
+        ]
+        typed = pa.RecordBatch.from_arrays(columns, schema=schema)
+        for start in range(0, typed.num_rows, batch_rows):
+            yield typed.slice(start, batch_rows)

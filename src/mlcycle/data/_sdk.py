@@ -7,7 +7,7 @@ by name when called (``importlib``), never by an import at module level.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -37,6 +37,7 @@ __all__ = [
     "policy",
     "register",
     "rollback",
+    "scan",
     "sql",
 ]
 
@@ -116,6 +117,17 @@ def load_table(
     return current_registry().load_table(
         ref, version=version, as_of=as_of, columns=columns, start=start, end=end
     )
+
+
+def scan(
+    ref: str,
+    *,
+    version: int | None = None,
+    columns: Sequence[str] | None = None,
+    batch_rows: int = 65_536,
+) -> tuple[DatasetVersion, pa.Schema, Iterator[pa.RecordBatch]]:
+    """A dataset version as pyarrow batches, in row order (see ``DatasetRegistry.scan``)."""
+    return current_registry().scan(ref, version=version, columns=columns, batch_rows=batch_rows)
 
 
 def get(ref: str, *, version: int | None = None, as_of: datetime | None = None) -> DatasetVersion:

@@ -3,8 +3,8 @@
 The rows go through the same ``ServedModel`` the server uses, so a version
 with an ONNX copy is scored by ONNX Runtime straight from a float64 matrix,
 and every batch is checked against the model's signature as a request would
-be. Files are streamed (Parquet row groups, CSV blocks); a dataset version
-is read from its Delta table once and cut into batches. The scores go to a
+be. Files are streamed (Parquet row groups, CSV blocks), and so is a dataset
+version (``DatasetRegistry.scan``: its Parquet files in row order). The scores go to a
 temporary file beside ``out`` that replaces it only when every row is
 scored, so a failure never leaves a partial file. The finished file is put
 in the artifact store, and lineage edges record which model version and which
@@ -143,9 +143,8 @@ def _temporary_beside(out: Path) -> Path:
 def _open(data: str | Path, datasets: DatasetRegistry, *, batch_rows: int) -> _Source:
     text = str(data)
     if not text.lower().endswith(FILE_SUFFIXES):
-        version = datasets.get(text)
-        table = datasets.load_table(version.ref)
-        return _Source(version.ref, table.schema, iter(table.to_batches(max_chunksize=batch_rows)))
+        version, schema, batches = datasets.scan(text, batch_rows=batch_rows)
+        return _Source(version.ref, schema, batches)
     path = Path(text).resolve()
     if not path.is_file():
         raise NotFound(f"no file {path}; give a .csv or .parquet file, or a dataset such as bike/5")

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlcycle.errors import ValidationFailed
-from mlcycle.serve._predlog import aware_utc, read_predictions
+from mlcycle.serve._predlog import aware_utc, logged_request_ids, read_predictions
 from mlcycle.store import check_deployment_name
 
 if TYPE_CHECKING:
@@ -147,8 +147,14 @@ class FeedbackLog:
     def read(
         self, deployment: str, *, since: datetime | None = None, until: datetime | None = None
     ) -> pa.Table:
-        """The latest label of each labelled row, labelled in ``[since, until)``."""
-        stored = self._stored(deployment)
+        """The latest label of each labelled row, labelled in ``[since, until)``.
+
+        Labels older than ``since`` are left out of the scan: a row whose
+        latest label is in the window keeps it, and a row labelled only before
+        it is left out either way.
+        """
+        condition = _window(since, until)
+        stored = self._stored(deployment, since=since)
         if stored is None:
             return _empty_feedback()
         latest = stored.group_by(_KEY, use_threads=False).aggregate(
@@ -157,7 +163,6 @@ class FeedbackLog:
         latest = latest.rename_columns(
             {"label_last": "label", "labelled_at_last": "labelled_at", "source_last": "source"}
         )
-        condition = _window(since, until)
         if condition is not None:
             latest = latest.filter(condition)
         return latest.sort_by([("labelled_at", "ascending"), ("request_id", "ascending")])
@@ -202,16 +207,23 @@ class FeedbackLog:
         )
 
     def _predictions(self, deployment: str, *, since: datetime | None) -> pa.Table:
-        return read_predictions(
-            spool_dir=self.spool_dir, tables=self.tables, deployment=deployment, since=since
+        return read_predictions(  # the join needs no order: unsorted saves a pass over all
+            spool_dir=self.spool_dir,
+            tables=self.tables,
+            deployment=deployment,
+            since=since,
+            ordered=False,
         )
 
     def _logged_ids(self, deployment: str, ids: pa.ChunkedArray) -> set[str]:
-        logged = self._predictions(deployment, since=None).column("request_id")
-        found = pc.filter(logged, pc.is_in(logged, value_set=ids.combine_chunks()))
-        return set(found.to_pylist())
+        return logged_request_ids(
+            spool_dir=self.spool_dir,
+            tables=self.tables,
+            deployment=deployment,
+            ids=pc.unique(ids.combine_chunks()),
+        )
 
-    def _stored(self, deployment: str) -> pa.Table | None:
+    def _stored(self, deployment: str, *, since: datetime | None = None) -> pa.Table | None:
         from deltalake import DeltaTable, QueryBuilder  # noqa: PLC0415  (heavy; on first use)
         from deltalake.exceptions import TableNotFoundError  # noqa: PLC0415
 
@@ -222,7 +234,11 @@ class FeedbackLog:
             return None
         # DataFusion's scan, as datasets are read (see DatasetRegistry._read_delta); the order
         # of the appends is kept by sorting on the time each label was recorded.
-        found = pa.table(QueryBuilder().register("t", delta).execute('SELECT * FROM "t"'))
+        query = 'SELECT * FROM "t"'
+        if since is not None:  # files whose statistics end before it are not read
+            start = aware_utc(since).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            query += f""" WHERE "labelled_at" >= TIMESTAMP '{start}'"""
+        found = pa.table(QueryBuilder().register("t", delta).execute(query))
         label = pa.string() if _kind(found.schema.field("label").type) == "text" else pa.float64()
         found = found.select([*_STORED.names, "seq"]).cast(
             pa.schema([*_STORED, pa.field("seq", pa.int64())]).set(2, pa.field("label", label))

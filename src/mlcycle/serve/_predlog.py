@@ -54,6 +54,7 @@ __all__ = [
     "PredictionLog",
     "aware_utc",
     "log_table_name",
+    "logged_request_ids",
     "read_predictions",
     "spool_dir",
     "to_record_batch",
@@ -345,7 +346,7 @@ def read_predictions(
     from deltalake.exceptions import TableNotFoundError  # noqa: PLC0415
 
     pending = {}
-    for path in sorted((spool_dir / check_deployment_name(deployment)).glob(f"*{SUFFIX}")):
+    for path in _segment_paths(spool_dir, deployment):
         found = read_segment(path)
         if found is not None:
             pending[path.stem] = found
@@ -375,6 +376,53 @@ def read_predictions(
     return combined.sort_by(
         [("time", "ascending"), ("request_id", "ascending"), ("row_index", "ascending")]
     )
+
+
+def logged_request_ids(
+    *, spool_dir: Path, tables: TableArea, deployment: str, ids: pa.Array
+) -> set[str]:
+    """Which of ``ids`` the log holds an answered prediction for (failed requests do not count).
+
+    Reads only the ``request_id`` and ``error`` columns, with the ids pushed
+    into the Delta scan as a filter (files and row groups whose statistics
+    rule them out are skipped), and the spool segments not yet rolled into it.
+    """
+    from deltalake import DeltaTable  # noqa: PLC0415  (heavy; on first use)
+    from deltalake.exceptions import TableNotFoundError  # noqa: PLC0415
+
+    wanted = pc.field("request_id").isin(ids)
+    parts: list[pa.Table] = []
+    pending = {path.stem: path for path in _segment_paths(spool_dir, deployment)}
+    try:
+        delta = DeltaTable(
+            tables.table_uri(log_table_name(deployment)),
+            storage_options=tables.storage_options() or None,
+        )
+    except TableNotFoundError:
+        delta = None
+    if delta is not None:
+        dataset = delta.to_pyarrow_dataset()
+        parts.append(dataset.to_table(columns=_id_columns(dataset.schema), filter=wanted))
+        pending = {k: v for k, v in pending.items() if not delta.transaction_version(k)}
+    for path in pending.values():
+        found = read_segment(path)
+        if found is not None:
+            parts.append(found.select(_id_columns(found.schema)).filter(wanted))
+    known: set[str] = set()
+    for part in parts:
+        answered = (
+            part.filter(pc.is_null(part.column("error"))) if "error" in part.column_names else part
+        )
+        known.update(answered.column("request_id").to_pylist())
+    return known
+
+
+def _id_columns(schema: pa.Schema) -> list[str]:
+    return ["request_id", *(["error"] if "error" in schema.names else [])]
+
+
+def _segment_paths(spool_dir: Path, deployment: str) -> list[Path]:
+    return sorted((spool_dir / check_deployment_name(deployment)).glob(f"*{SUFFIX}"))
 
 
 def _condition(
