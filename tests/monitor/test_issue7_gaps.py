@@ -145,3 +145,49 @@ def test_labels_only_for_requests_never_logged_leave_the_window_unlabelled(
     assert result.values.get("rmse") is None  # nothing to score: missing, not zero
     with pytest.raises(NotFound, match="no monitored window with labels"):
         monitored.ws.monitor.age_quality("bike")
+
+
+def test_infinite_inputs_and_outputs_are_counted_and_mae_is_scored(monitored: Served) -> None:
+    frame = training_frame(10, seed=25)
+    inputs = frame[["temp", "season"]].copy()
+    inputs.loc[0, "temp"] = float("inf")
+    inputs.loc[1, "temp"] = float("-inf")
+    outputs = monitored.model.predict(frame[["temp", "season"]])
+    outputs[2] = float("inf")
+    outputs[3] = float("nan")
+    ids = monitored.write(1, inputs, outputs=outputs)
+    truth = outputs[4:] + 2.0  # every finite answer is 2 below its label
+    monitored.ws.feedback.record("bike", list(zip(ids[4:], map(float, truth), strict=True)))
+    [result] = monitored.ws.monitor.run("bike", until=DAY + timedelta(days=1))
+    assert result.values["nan_inputs"] == 2
+    assert result.values["nan_outputs"] == 2
+    assert result.values["labelled_rows"] == 6
+    assert result.values["mae"] == pytest.approx(2.0)
+    assert result.values["rmse"] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    "monitored",
+    [
+        {
+            "monitors": {
+                "bike": {"task": "classification", "positive_label": "busy", "slices": ["season"]}
+            }
+        }
+    ],
+    indirect=True,
+)
+def test_a_classifier_is_scored_per_slice(monitored: Served) -> None:
+    inputs = training_frame(8, seed=26)[["temp", "season"]].assign(
+        season=[1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0]
+    )
+    said = ["busy", "busy", "quiet", "quiet", "busy", "busy", "quiet", "quiet"]
+    truth = ["busy", "busy", "quiet", "quiet", "quiet", "quiet", "busy", "busy"]
+    ids = monitored.write(3, inputs, outputs=said)
+    monitored.ws.feedback.record("bike", list(zip(ids, truth, strict=True)))
+    [result] = monitored.ws.monitor.run("bike", until=DAY + timedelta(days=1))
+    values = result.values
+    assert values["accuracy"] == pytest.approx(0.5)
+    assert values["accuracy[season=1]"] == pytest.approx(1.0)
+    assert values["accuracy[season=2]"] == pytest.approx(0.0)
+    assert values["f1[season=1]"] == pytest.approx(1.0)
