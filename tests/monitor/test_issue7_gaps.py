@@ -191,3 +191,22 @@ def test_a_classifier_is_scored_per_slice(monitored: Served) -> None:
     assert values["accuracy[season=1]"] == pytest.approx(1.0)
     assert values["accuracy[season=2]"] == pytest.approx(0.0)
     assert values["f1[season=1]"] == pytest.approx(1.0)
+
+
+def test_a_version_that_cannot_be_scored_is_in_the_report_with_its_note(
+    monitored: Served, tmp_path: Path
+) -> None:
+    ws = monitored.ws
+    frame = training_frame(100, seed=27)
+    example = pd.DataFrame({"id": [1.0, 2.0]})  # reads a column the log does not have
+    ws.registry.register("bike", Slow(0.0), input_example=example, flavor="pyfunc")  # a pickle
+    ids = monitored.write(2, frame[["temp", "season"]])
+    ws.feedback.record("bike", [(i, float(c)) for i, c in zip(ids, frame["cnt"], strict=True)])
+    ws.monitor.run("bike", until=DAY + timedelta(days=1))
+    html = ws.monitor.report("bike", tmp_path / "out")
+    body = json.loads((tmp_path / "out" / "monitor-bike.json").read_text())
+    first, second = body["age_quality"]["versions"]
+    assert first["rmse"] < 2
+    assert second["rmse"] is None  # missing, not NaN (which is no JSON)
+    assert second["note"].startswith("not scored:")
+    assert "not scored:" in html.read_text()
