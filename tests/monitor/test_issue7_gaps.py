@@ -1,18 +1,22 @@
 """Issue 7 lines the first tests left unshown: overload in the error rate, the age-quality curve
-in the report, ``label_column`` where labels are read, labels for requests never logged."""
+in the report, ``label_column`` where labels are read, labels for requests never logged, and a
+notification taken over by another sender mid-send."""
 
 from __future__ import annotations
 
 import json
 import threading
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
 from sklearn.linear_model import Ridge
+from tests.monitor.alert_receivers import free_port
 from tests.monitor.conftest import DAY, Served, training_frame
+from tests.monitor.test_alerts_notifiers import attempted, drifting, open_workspace, wait_for
 from tests.serve.models import Slow
 from tests.serve.test_server_process import serving
 
@@ -210,3 +214,43 @@ def test_a_version_that_cannot_be_scored_is_in_the_report_with_its_note(
     assert second["rmse"] is None  # missing, not NaN (which is no JSON)
     assert second["note"].startswith("not scored:")
     assert "not scored:" in html.read_text()
+
+
+def test_a_send_taken_over_after_its_lease_ran_out_does_not_fail_the_first_sender(
+    tmp_path: Path,
+) -> None:
+    port = free_port()  # nothing listens yet: the first attempt fails and waits 30 s
+    url = f"http://127.0.0.1:{port}/hooks/alerts"
+    with open_workspace(tmp_path, {"kind": "webhook", "url": url}) as (first, clock):
+        first.alerts.evaluate(drifting())
+        wait_for(lambda: attempted(first.alerts))
+        clock.advance(timedelta(seconds=31))
+        received: list[str] = []
+        with Workspace.open(first.settings) as second:
+
+            class Handler(BaseHTTPRequestHandler):
+                def do_POST(self) -> None:
+                    self.rfile.read(int(self.headers["Content-Length"]))
+                    received.append(self.path)
+                    if len(received) == 1:  # the first sender waits here past its lease
+                        clock.advance(timedelta(minutes=5))
+                        [taken] = second.alerts.deliver()  # another process takes it over
+                        assert (taken.status, taken.attempts) == ("delivered", 2)
+                    self.send_response(200)
+                    self.end_headers()
+
+                def log_message(self, *args: object) -> None:
+                    del args
+
+            server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+            server.daemon_threads = True
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            try:
+                assert first.alerts.deliver() == []  # its outcome is the other sender's
+            finally:
+                server.shutdown()
+                server.server_close()
+        [done] = first.alerts.deliveries()
+    assert (done.status, done.attempts) == ("delivered", 2)
+    assert len(received) == 2  # at least once: both senders reached the receiver
