@@ -319,9 +319,10 @@ class MonitorSettings(_Section):
     inputs tested for drift (default: every input of the model's signature);
     ``numeric_test`` and ``categorical_test`` choose the drift tests, ``tests``
     and ``thresholds`` override them per feature; ``drift_share`` is the share
-    of drifted features that counts as dataset drift. ``label_column`` names
-    what feedback labels mean, ``task`` overrides the task read from the model
-    (``regression`` or ``classification``), ``positive_label`` is the class
+    of drifted features that counts as dataset drift. ``label_column`` is the
+    column ``mc.serve.join_labels`` reads by default (the report names it),
+    ``task`` overrides the task read from the model (``regression`` or
+    ``classification``), ``positive_label`` is the class
     precision, recall and f1 are about, and ``slices`` lists input columns
     whose values each get their own performance metrics.
     """

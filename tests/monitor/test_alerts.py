@@ -123,6 +123,7 @@ def test_a_failing_window_resolves_and_notifies_and_a_new_streak_starts(
 ) -> None:
     alerts = workspace.alerts
     alerts.evaluate([window(1, drift_share=0.4), window(2, drift_share=0.4)])
+    settle(alerts)  # a jump of days while the courier holds a send would expire its lease
     clock.advance(3 * DAY)  # past the 2-day cooldown
     [resolved] = alerts.evaluate(window(3, drift_share=0.1))
     assert (resolved.state, resolved.resolved_window_end) == ("resolved", T0 + 3 * DAY)
@@ -132,6 +133,7 @@ def test_a_failing_window_resolves_and_notifies_and_a_new_streak_starts(
     assert resolved.resolved_at >= T0 + 3 * DAY
     assert "no longer holds on bike" in event.payload["why"]
     assert event.payload["values"] == {"drift_share": 0.1}
+    settle(alerts)
     clock.advance(3 * DAY)  # past the 2-day cooldown: a new firing is a new incident
     assert alerts.evaluate(window(4, drift_share=0.9)) == []  # a new streak of one
     [again] = alerts.evaluate(window(5, drift_share=0.9))

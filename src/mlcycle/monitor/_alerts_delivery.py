@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from mlcycle.clock import Clock
-from mlcycle.errors import ValidationFailed
+from mlcycle.errors import NotFound, ValidationFailed
 from mlcycle.ids import new_id
 from mlcycle.monitor._notifiers import Notification, Notifier, describe_error
 from mlcycle.store import AlertDelivery, AlertLog
@@ -119,9 +119,10 @@ class Courier:
         return [sent for queue in queues for sent in self._send_in_order(queue)]
 
     def _send_in_order(self, queue: list[AlertDelivery]) -> list[AlertDelivery]:
-        return [self._send(delivery) for delivery in queue]
+        return [done for delivery in queue if (done := self._send(delivery)) is not None]
 
-    def _send(self, delivery: AlertDelivery) -> AlertDelivery:
+    def _send(self, delivery: AlertDelivery) -> AlertDelivery | None:
+        """Send one claimed delivery and record the outcome; ``None`` when it was taken over."""
         notifier = self.notifiers[delivery.notifier]  # only deliveries to these were claimed
         try:
             notifier.send(Notification(event=delivery.event, payload=delivery.payload))
@@ -135,10 +136,31 @@ class Courier:
                 error,
                 "giving up" if retry_at is None else f"retrying at {retry_at:%Y-%m-%d %H:%M:%S}",
             )
+            return self._finish(delivery, error=error, retry_at=retry_at)
+        return self._finish(delivery)
+
+    def _finish(
+        self, delivery: AlertDelivery, *, error: str | None = None, retry_at: datetime | None = None
+    ) -> AlertDelivery | None:
+        """Record the attempt; a delivery no longer pending was taken over, and is left alone.
+
+        That happens when this sender's lease ran out mid-send (a slow receiver,
+        or a simulated clock moved on by days) and another sender claimed and
+        finished it: the notification may have gone out twice (delivery is at
+        least once), and the other sender's outcome stands.
+        """
+        try:
             return self.log.finish_delivery(
                 delivery.id, now=self.clock.now(), error=error, retry_at=retry_at, actor=self.actor
             )
-        return self.log.finish_delivery(delivery.id, now=self.clock.now(), actor=self.actor)
+        except NotFound:
+            _log.warning(
+                "alert notification %s to %s was finished by another sender after this one's "
+                "lease ran out; its outcome stands",
+                delivery.id,
+                delivery.notifier,
+            )
+            return None
 
     def wake(self) -> None:
         """Have the background thread send what is due (starting it on first use).

@@ -13,7 +13,7 @@ readable; the table gives the exact numbers.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING
@@ -135,12 +135,19 @@ _PALETTE = ("#4a7bb7", "#b00020", "#1b7f3b", "#8a5a00", "#6a3d9a", "#444444")
 _PLOT_W, _PLOT_H, _PAD = 640, 200, 48
 
 
-def line_chart(series: Mapping[str, Sequence[tuple[float, float | None]]], *, label: str) -> str:
+def line_chart(
+    series: Mapping[str, Sequence[tuple[float, float | None]]],
+    *,
+    label: str,
+    x_label: Callable[[float], str] | None = None,
+) -> str:
     """Series of ``(x, y)`` points as lines in one inline SVG; ``None`` breaks a line.
 
-    x is usually a window's end in epoch seconds; the axis shows the first and
-    last as dates. An empty chart says there is no data.
+    x is usually a window's end in epoch seconds, and the axis shows the first
+    and last as dates; ``x_label`` writes them otherwise (ages in days). An
+    empty chart says there is no data.
     """
+    shown = x_label or _day
     points = [(x, y) for values in series.values() for x, y in values if _finite(y)]
     if not points:
         return f"<p>No values for {escape(label)} yet.</p>"
@@ -160,13 +167,13 @@ def line_chart(series: Mapping[str, Sequence[tuple[float, float | None]]], *, la
     )
     last = (
         f"<text x='{_PLOT_W - _PAD}' y='{_PLOT_H - 4}' font-size='11' text-anchor='end'>"
-        f"{_day(x1)}</text>"
+        f"{escape(shown(x1))}</text>"
     )
     parts = [
         svg,
         f"<text x='4' y='14' font-size='11'>{y1:.4g}</text>",
         f"<text x='4' y='{_PLOT_H - _PAD / 2:.0f}' font-size='11'>{y0:.4g}</text>",
-        f"<text x='{_PAD}' y='{_PLOT_H - 4}' font-size='11'>{_day(x0)}</text>",
+        f"<text x='{_PAD}' y='{_PLOT_H - 4}' font-size='11'>{escape(shown(x0))}</text>",
         last,
     ]
     for index, (name, values) in enumerate(series.items()):

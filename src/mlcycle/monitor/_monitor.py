@@ -204,10 +204,14 @@ class Monitor:
         )
 
     def report(self, deployment: str, out_dir: str | Path) -> Path:
-        """Write ``monitor-<deployment>.html`` (offline, with plots) and ``.json``."""
+        """Write ``monitor-<deployment>.html`` (offline, with plots) and ``.json``.
+
+        Both end with the age-quality curve (``age_quality``) when a monitored
+        window has labels, and say why not otherwise.
+        """
         from mlcycle.monitor._results import write_report  # noqa: PLC0415
 
-        return write_report(self._sources(), deployment, out_dir)
+        return write_report(self._sources(), self.clock, deployment, out_dir)
 
     def age_quality(
         self, deployment: str, *, model: str | None = None, window: str | None = None

@@ -1,9 +1,10 @@
 """What a deployment's stored monitor results show: the offline report and the age-quality curve.
 
-The report reads only the stored time series (no prediction log, no model):
-drift per feature in the latest window, drift share and performance over
-time, latency, and the table of every window, as one HTML page (inline SVG,
-nothing fetched) and the same numbers as JSON.
+The report reads the stored time series: drift per feature in the latest
+window, drift share and performance over time, latency, and the table of
+every window, as one HTML page (inline SVG, nothing fetched) and the same
+numbers as JSON. It ends with the age-versus-quality curve, the one part that
+loads models and reads labelled predictions.
 
 The age-versus-quality curve loads every registered version of the served
 model and scores each on the latest window that has labels, so a team sees
@@ -12,6 +13,7 @@ how much a model loses per day of age and how often to retrain.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
@@ -40,11 +42,17 @@ PERFORMANCE = ("rmse", "mae", "r2", "accuracy", "precision", "recall", "f1", "ro
 _DAY_S = 86_400.0
 
 
-def write_report(sources: Sources, deployment: str, out_dir: str | Path) -> Path:
+def write_report(
+    sources: Sources,
+    clock: Any,  # Any: the workspace's Clock
+    deployment: str,
+    out_dir: str | Path,
+) -> Path:
     """Write ``monitor-<deployment>.html`` and ``.json`` into ``out_dir``; returns the HTML path."""
     points = sources.results.read_monitor_results(deployment)
     windows = _windows(points)
     labels = sources.monitors.get(deployment, MonitorSettings()).label_column
+    curve, why = _curve(sources, clock, deployment, windows)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     body = {
@@ -54,13 +62,78 @@ def write_report(sources: Sources, deployment: str, out_dir: str | Path) -> Path
             {"window_start": start.isoformat(), "window_end": end.isoformat(), "values": values}
             for (start, end), values in windows.items()
         ],
+        "age_quality": {"versions": curve, "note": why},
     }
     (folder / f"monitor-{deployment}.json").write_bytes(
         orjson.dumps(body, option=orjson.OPT_INDENT_2)
     )
     html = folder / f"monitor-{deployment}.html"
-    html.write_text(_page(deployment, windows, labels), encoding="utf-8")
+    page = _page(deployment, windows, labels, _age_section(curve, why))
+    html.write_text(page, encoding="utf-8")
     return html
+
+
+def _curve(
+    sources: Sources,
+    clock: Any,  # Any: the workspace's Clock
+    deployment: str,
+    windows: dict[tuple[datetime, datetime], dict[str, float | None]],
+) -> tuple[list[dict[str, Any]], str]:  # Any: a version's cells
+    """The age-quality rows for the report, or none and why (no labels yet, no such model)."""
+    if not windows:
+        return [], "no monitored windows yet"
+    try:
+        frame = age_quality(sources, clock, deployment)
+    except NotFound as exc:
+        return [], str(exc)
+    rows: list[dict[str, Any]] = [  # Any: a version's cells
+        {
+            str(key): (value.isoformat() if isinstance(value, datetime) else _cell(value))
+            for key, value in record.items()
+        }
+        for record in frame.to_dict("records")
+    ]
+    return rows, ""
+
+
+def _cell(value: Any) -> Any:  # Any: a frame's cell (number, text or missing)
+    """A frame's cell as JSON: NaN (a metric not computed) is missing."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _age_section(curve: list[dict[str, Any]], why: str) -> str:  # Any: a version's cells
+    """Quality against age: every registered version scored on the latest labelled window."""
+    head = (
+        "<h2>Quality by model age</h2><p>Every registered version scored on the latest "
+        "labelled window: how much a model loses per day of age.</p>"
+    )
+    if not curve:
+        return f"{head}<p>Not shown: {escape(why)}.</p>"
+    metrics = [m for m in PERFORMANCE if any(row.get(m) is not None for row in curve)]
+    ordered = sorted(curve, key=lambda row: float(row["age_days"]))
+    series = {
+        metric: [(float(row["age_days"]), row.get(metric)) for row in ordered] for metric in metrics
+    }
+    chart = line_chart(series, label="quality by model age", x_label=_age)
+    cells = "".join(f"<th>{escape(m)}</th>" for m in metrics)
+    rows = "".join(
+        f"<tr><td class='n'>{row['version']}</td><td class='n'>{_show(row['age_days'])}</td>"
+        f"<td class='n'>{row['rows']}</td>"
+        + "".join(f"<td class='n'>{_show(row.get(m))}</td>" for m in metrics)
+        + f"<td>{escape(str(row.get('note') or ''))}</td></tr>"
+        for row in ordered
+    )
+    table = (
+        f"<table><tr><th>version</th><th>age (days)</th><th>rows</th>{cells}<th>note</th></tr>"
+        f"{rows}</table>"
+    )
+    return f"{head}{chart}{table}"
+
+
+def _age(days: float) -> str:
+    return f"{days:.4g} days old"
 
 
 def _windows(
@@ -76,6 +149,7 @@ def _page(
     deployment: str,
     windows: dict[tuple[datetime, datetime], dict[str, float | None]],
     labels: str | None,
+    ages: str,
 ) -> str:
     title = f"Monitoring: {deployment}"
     meaning = (
@@ -94,7 +168,7 @@ def _page(
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
-        f"<h1>{escape(title)}</h1>{meaning}{content}</body></html>"
+        f"<h1>{escape(title)}</h1>{meaning}{content}{ages}</body></html>"
     )
 
 

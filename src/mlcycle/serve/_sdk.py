@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlcycle.errors import ValidationFailed
 from mlcycle.serve._batch import Scores, batch_score
 from mlcycle.serve._deployments import parse_deployments
 from mlcycle.serve._predlog import read_predictions, spool_dir
@@ -162,13 +163,29 @@ def record_feedback(deployment: str, labels: Sequence[Label]) -> Receipt:
 
 
 def join_labels(
-    deployment: str, dataset: str, *, label_column: str, since: datetime | None = None
+    deployment: str,
+    dataset: str,
+    *,
+    label_column: str | None = None,
+    since: datetime | None = None,
 ) -> Receipt:
     """Label logged predictions from a dataset version, matched on the deployment's key columns.
 
-    ``mc.serve.join_labels("bike-demand", "bike/5", label_column="cnt")``
+    ``mc.serve.join_labels("bike-demand", "bike/5", label_column="cnt")``; without
+    ``label_column``, the deployment's ``[monitors.NAME] label_column`` is the
+    column read.
     """
     workspace = _workspace()
+    if label_column is None:
+        monitors = workspace.settings.monitors  # type: ignore[attr-defined]  # a Workspace
+        configured = monitors.get(deployment)
+        label_column = None if configured is None else configured.label_column
+        if label_column is None:
+            raise ValidationFailed(
+                f"no label column to join labels of deployment '{deployment}' from {dataset}; "
+                f"pass label_column='COL' or set label_column in [monitors.{deployment}] of "
+                "mlcycle.toml"
+            )
     found = workspace.data.get(dataset)  # type: ignore[attr-defined]  # a Workspace
     table = workspace.data.load_table(found.ref)  # type: ignore[attr-defined]
     return _feedback_log().join(
