@@ -470,3 +470,55 @@ def test_a_longer_max_alert_age_lets_an_older_alert_start_a_retrain(open_project
     steps = ws.training.run_once()
     assert _types(steps)[:1] == ["started"]
     assert steps[0].alert_id == alert_id
+
+
+def _promote_while_decay_fires(ws: Workspace) -> str:
+    """The decay alert fires, starts a retrain whose shadow wins: promoted while still firing."""
+    [decay_id] = fire(ws, "rmse", 2.5, T0)
+    ws.training.run_once()
+    _advance(ws, 1)
+    _serve_trial(ws, candidate_better=True)
+    [promoted] = ws.training.run_once()
+    assert promoted.event == "training.promoted"
+    assert ws.alerts.get(decay_id).state == "firing"
+    return decay_id
+
+
+def test_a_rollback_alert_still_firing_after_the_promotion_rolls_back_once(
+    open_project: Open,
+) -> None:
+    ws = open_project()
+    decay_id = _promote_while_decay_fires(ws)
+    assert fire(ws, "rmse", 2.4, T0 + timedelta(minutes=30)) == []  # before the promotion
+    assert ws.training.run_once() == []
+    _advance(ws, 2)
+    assert fire(ws, "rmse", 2.6, T0 + timedelta(hours=3)) == []  # held: no new alert.fired
+    [rolled] = ws.training.run_once()
+    assert rolled.event == "training.rolled_back"
+    assert rolled.alert_id == decay_id
+    assert rolled.payload["started_by"] == decay_id
+    assert (rolled.version, rolled.payload["to_version"]) == (2, 1)
+    assert rolled.payload["rule"] == "demand-decay"
+    assert "still firing when version 2 was promoted" in rolled.why
+    assert "window ending 2030-03-01 03:00 UTC" in rolled.why
+    assert ws.registry.get(f"{MODEL}@production").version == 1
+    assert ws.training.status(DEPLOYMENT).phase == "idle"
+    fire(ws, "rmse", 2.7, T0 + timedelta(hours=4))
+    assert ws.training.run_once() == []  # once per promotion
+    assert [m.kind for m in ws.registry.history(MODEL, "production")][-2:] == [
+        "promote",
+        "rollback",
+    ]
+
+
+def test_a_rollback_alert_that_resolves_after_the_promotion_keeps_the_new_version(
+    open_project: Open,
+) -> None:
+    ws = open_project()
+    decay_id = _promote_while_decay_fires(ws)
+    _advance(ws, 2)
+    fire(ws, "rmse", 0.8, T0 + timedelta(hours=3))
+    assert ws.alerts.get(decay_id).state == "resolved"
+    assert ws.training.run_once() == []
+    assert ws.registry.get(f"{MODEL}@production").version == 2
+    assert ws.training.status(DEPLOYMENT).phase == "watching"

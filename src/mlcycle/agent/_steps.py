@@ -75,6 +75,7 @@ class TrainingStatus:
     trial: str | None = None
     trial_since: datetime | None = None
     promoted_position: int | None = None
+    promoted_at: datetime | None = None
     watch_until: datetime | None = None
     last: Step | None = None
     retrains: tuple[datetime, ...] = ()
@@ -123,8 +124,11 @@ def fold(state: TrainingStatus, event: Event) -> TrainingStatus:
             phase="watching",
             production=p.get("version"),
             promoted_position=event.position,
+            promoted_at=event.time,
             watch_until=datetime.fromisoformat(p["watch_until"]),
         )
     if kind in {"rejected", "failed", "rolled_back"}:
-        return replace(state, phase="idle", watch_until=None, promoted_position=None)
+        return replace(
+            state, phase="idle", watch_until=None, promoted_position=None, promoted_at=None
+        )
     return state

@@ -90,7 +90,8 @@ class Training:
             steps = []
             for policy in self.policies.values():
                 steps.extend(self._advance_trial(policy))
-            return steps + self._follow_alerts()
+            steps.extend(self._follow_alerts())
+            return steps + self._still_firing()
         finally:
             catalog.release_lease(self.consumer, holder=self.name)
 
@@ -237,7 +238,13 @@ class Training:
             and alert.position > state.promoted_position
         )
         if watching and rule in policy.rollback_on:
-            return [self._rollback(policy, state, alert, rule)]
+            alert_id = alert.payload.get("alert_id")
+            cause = (
+                f"alert '{rule}' fired on {policy.deployment} within {policy.watch} of the "
+                f"promotion of version {state.candidate}"
+            )
+            detail = alert.payload.get("why")
+            return [self._rollback(policy, state, rule, alert_id, cause=cause, detail=detail)]
         if rule in policy.on_alerts:
             age = self.host.clock.now() - alert.time
             if age > policy.max_alert_age:
@@ -252,22 +259,55 @@ class Training:
             return self._retrain(policy, state, alert, rule)
         return []
 
+    def _still_firing(self) -> list[Step]:
+        """Roll back a promotion whose ``rollback_on`` alert never stopped firing.
+
+        Such an alert fires no new event; its rule state says the rule held on
+        a window ending after the promotion (a window that breaks it resolves
+        the alert), so that window was answered by the promoted version.
+        """
+        steps: list[Step] = []
+        for policy in self.policies.values():
+            state = self._state(policy.deployment)
+            if state.phase != "watching" or state.promoted_at is None:
+                continue
+            for rule in policy.rollback_on:
+                ruled = self.host.alerts.log.get_alert_rule_state(rule, policy.deployment)
+                if ruled is None or ruled.alert is None or ruled.alert.state != "firing":
+                    continue
+                last = ruled.last_window_end
+                if last is None or last <= state.promoted_at:
+                    continue
+                why = (
+                    f"alert '{rule}' on {policy.deployment} was still firing when version "
+                    f"{state.candidate} was promoted and still held in the window ending "
+                    f"{last:%Y-%m-%d %H:%M} UTC, within {policy.watch} of the promotion"
+                )
+                steps.append(
+                    self._rollback(policy, state, rule, ruled.alert.id, cause=why, detail=None)
+                )
+                break  # once per promotion
+        return steps
+
     def _rollback(
-        self, policy: TrainingPolicy, state: TrainingStatus, alert: Event, rule: str
+        self,
+        policy: TrainingPolicy,
+        state: TrainingStatus,
+        rule: str,
+        alert_id: str | None,
+        *,
+        cause: str,
+        detail: str | None,
     ) -> Step:
-        ids = {"alert_id": alert.payload.get("alert_id"), "started_by": state.alert_id}
+        ids = {"alert_id": alert_id, "started_by": state.alert_id}
         try:
-            move = self.host.registry.rollback(
-                policy.model,
-                reason=f"training: alert '{rule}' fired within the watch after promoting "
-                f"version {state.candidate}",
-            )
+            move = self.host.registry.rollback(policy.model, reason=f"training: {cause}")
         except MlcycleError as exc:
             return self._step(
                 "training.failed",
                 policy,
                 state,
-                why=f"alert '{rule}' asked to roll back version {state.candidate}, but: {exc}",
+                why=f"{cause}, asking to roll back version {state.candidate}, but: {exc}",
                 stage="rollback",
                 **ids,
             )
@@ -275,9 +315,8 @@ class Training:
             "training.rolled_back",
             policy,
             state,
-            why=f"alert '{rule}' fired on {policy.deployment} within {policy.watch} of the "
-            f"promotion of version {state.candidate}: production rolled back to version "
-            f"{move.to_version}. {alert.payload.get('why', '')}".strip(),
+            why=f"{cause}: production rolled back to version {move.to_version}. "
+            f"{detail or ''}".strip(),
             version=state.candidate,
             to_version=move.to_version,
             rule=rule,
