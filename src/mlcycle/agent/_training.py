@@ -28,6 +28,7 @@ import os
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from mlcycle.agent._policy import TrainingPolicy
@@ -36,7 +37,7 @@ from mlcycle.agent._steps import STEP_EVENTS, Step, TrainingStatus, fold
 from mlcycle.agent._trial import Verdict, judge, restored_deployment
 from mlcycle.errors import MlcycleError, NotFound
 from mlcycle.ids import new_id
-from mlcycle.store import Event, ScheduleCatalog
+from mlcycle.store import Event, MonitorResultLog, ScheduleCatalog
 
 __all__ = ["Training"]
 
@@ -47,6 +48,7 @@ _OUTCOMES = frozenset(
 """The steps the notifiers of the alert that started them hear about."""
 _CHALLENGER = "challenger"
 _BATCH = 500
+_INSTANT = timedelta(microseconds=1)
 _log = logging.getLogger("mlcycle.agent.training")
 
 
@@ -262,9 +264,12 @@ class Training:
     def _still_firing(self) -> list[Step]:
         """Roll back a promotion whose ``rollback_on`` alert never stopped firing.
 
-        Such an alert fires no new event; its rule state says the rule held on
-        a window ending after the promotion (a window that breaks it resolves
-        the alert), so that window was answered by the promoted version.
+        Such an alert fires no new event, so its rule state is read each pass:
+        the rule held on its latest window (a window that breaks it resolves
+        the alert). That counts once the window started at or after the
+        promotion, so the promoted version answered it; a window that a
+        monitor run stored has its start, one evaluated directly counts from
+        its end.
         """
         steps: list[Step] = []
         for policy in self.policies.values():
@@ -272,22 +277,34 @@ class Training:
             if state.phase != "watching" or state.promoted_at is None:
                 continue
             for rule in policy.rollback_on:
-                ruled = self.host.alerts.log.get_alert_rule_state(rule, policy.deployment)
-                if ruled is None or ruled.alert is None or ruled.alert.state != "firing":
+                held = self._held_since(rule, policy.deployment, state.promoted_at)
+                if held is None:
                     continue
-                last = ruled.last_window_end
-                if last is None or last <= state.promoted_at:
-                    continue
+                alert_id, end = held
                 why = (
                     f"alert '{rule}' on {policy.deployment} was still firing when version "
                     f"{state.candidate} was promoted and still held in the window ending "
-                    f"{last:%Y-%m-%d %H:%M} UTC, within {policy.watch} of the promotion"
+                    f"{end:%Y-%m-%d %H:%M} UTC, answered by it within {policy.watch} of the "
+                    "promotion"
                 )
-                steps.append(
-                    self._rollback(policy, state, rule, ruled.alert.id, cause=why, detail=None)
-                )
-                break  # once per promotion
+                steps.append(self._rollback(policy, state, rule, alert_id, cause=why, detail=None))
+                break  # once per promotion: the rollback ends the watch
         return steps
+
+    def _held_since(
+        self, rule: str, deployment: str, promoted_at: datetime
+    ) -> tuple[str, datetime] | None:
+        """The firing alert of ``rule`` and its latest window, if that began after the promotion."""
+        ruled = self.host.alerts.log.get_alert_rule_state(rule, deployment)
+        if ruled is None or ruled.alert is None or ruled.alert.state != "firing":
+            return None
+        end = ruled.last_window_end
+        if end is None or end <= promoted_at:
+            return None
+        results: MonitorResultLog = self.host.metadata  # type: ignore[assignment]  # every catalog
+        stored = results.monitor_windows(deployment, since=end - _INSTANT, until=end)
+        start = stored[-1][0] if stored else end
+        return (ruled.alert.id, end) if start >= promoted_at else None
 
     def _rollback(
         self,
