@@ -121,3 +121,35 @@ def test_a_monitored_decay_retrains_promotes_and_a_later_decay_rolls_back(ws: Wo
     assert rolled.payload["to_version"] == 1
     assert ws.registry.get(f"{MODEL}@production").version == 1
     assert ws.training.status(DEPLOYMENT).phase == "idle"
+
+
+def test_a_decay_still_firing_on_a_day_the_promoted_version_answered_rolls_back(
+    ws: Workspace,
+) -> None:
+    _day_of_traffic(ws, 0, sign=-1.0, version=1)
+    _at(ws, T0 + timedelta(days=1, hours=1))
+    ws.monitor.run(DEPLOYMENT)
+    [decay] = _decay_alerts(ws)
+    ws.training.run_once()
+    _day_of_traffic(ws, 1, sign=-1.0, version=1, shadow=2)
+    _at(ws, T0 + timedelta(days=1, hours=3))
+    [promoted] = ws.training.run_once()
+    assert promoted.event == "training.promoted", promoted.why
+
+    # Day 1's window straddles the promotion (version 1's answers): the alert holds, no rollback.
+    _at(ws, T0 + timedelta(days=2, hours=1))
+    ws.monitor.run(DEPLOYMENT)
+    assert ws.training.run_once() == []
+
+    # Day 2: the world turned back, version 2 answers it badly; the alert never resolved.
+    _day_of_traffic(ws, 2, sign=1.0, version=2)
+    _at(ws, T0 + timedelta(days=3, hours=1))
+    [day2] = ws.monitor.run(DEPLOYMENT)
+    assert day2.values["rmse"] > 1.5  # type: ignore[operator]
+    assert _decay_alerts(ws) == [decay]  # the same incident: no new alert.fired
+    [rolled] = ws.training.run_once()
+    assert rolled.event == "training.rolled_back", rolled.why
+    assert (rolled.alert_id, rolled.payload["started_by"]) == (decay, decay)
+    assert "window ending 2030-" in rolled.why
+    assert ws.registry.get(f"{MODEL}@production").version == 1
+    assert ws.training.run_once() == []
