@@ -9,10 +9,11 @@ Each pass (``run_once``, which the agent's pass calls) does two things:
    policy's ``rollback_on`` within the watch after a promotion rolls
    production back, and so does one still firing since before the promotion
    whose rule held on a window that began after it (``_still_firing``). One
-   of ``on_alerts`` starts a retrain, unless a retrain of the deployment is already under way or ``max_retrains`` is used up
-   (recorded as ``training.rate_limited``). An alert older than the
-   policy's ``max_alert_age`` when read (the first pass in a project reads
-   the whole log) starts nothing. A retrain (``_retrain``) runs the
+   of ``on_alerts`` starts a retrain, unless a retrain of the deployment is
+   already under way or ``max_retrains`` is used up (recorded as
+   ``training.rate_limited``). An alert older than the policy's
+   ``max_alert_age`` when read (the first pass in a project reads the whole
+   log) starts nothing. A retrain (``_retrain``) runs the
    pipeline, takes the new version as the candidate, checks the registry's
    gates and deploys it as a shadow or a canary.
 
