@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.linear_model import Ridge
 from tests.monitor.conftest import DAY, Served, training_frame
+from tests.monitor.test_alerts import settle
 
 import mlcycle as mc
 from mlcycle.errors import NotFound, ValidationFailed
@@ -287,7 +288,7 @@ def test_rules_are_evaluated_window_by_window_across_runs(monitored: Served) -> 
     assert alert.state == "firing"
     assert alert.window_end == DAY + timedelta(days=2)  # the second drifted window
     assert [e.type for e in ws.events(types=["alert.fired"])] == ["alert.fired"]
-    ws.alerts.deliver()
+    settle(ws.alerts)  # the courier's thread may be writing the line as deliver() is called
     lines = (ws.settings.home / "alerts.jsonl").read_text().splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0])["rule"] == "drift_share > 0.3 for 2 windows"
