@@ -23,12 +23,13 @@ import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from mlcycle.agent._policy import TrainingPolicy
 from mlcycle.errors import ValidationFailed
 from mlcycle.store import Deployment, Variant
 
 if TYPE_CHECKING:
-    import numpy as np
     import pyarrow as pa
 
 __all__ = ["Verdict", "deployment_dict", "judge", "restored_deployment", "trial_deployment"]
@@ -209,13 +210,11 @@ def _waiting(count: int, policy: TrainingPolicy, what: str) -> Verdict:
 
 
 def _values(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:  # Any: numbers or labels
-    import numpy as np  # noqa: PLC0415
 
     return np.asarray(column.to_pylist(), dtype=object)
 
 
 def _metric(metric: str, output: np.ndarray[Any, Any], truth: np.ndarray[Any, Any]) -> float:
-    import numpy as np  # noqa: PLC0415
 
     if metric == "accuracy":
         return float(np.mean(_hits(output, truth)))
@@ -226,7 +225,6 @@ def _metric(metric: str, output: np.ndarray[Any, Any], truth: np.ndarray[Any, An
 
 
 def _hits(output: np.ndarray[Any, Any], truth: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    import numpy as np  # noqa: PLC0415
 
     return np.array([str(o) == str(t) or o == t for o, t in zip(output, truth, strict=True)])
 
@@ -238,7 +236,6 @@ def _test(
     out_p: np.ndarray[Any, Any],
     truth_p: np.ndarray[Any, Any],
 ) -> tuple[str, float]:
-    import numpy as np  # noqa: PLC0415
     from scipy import stats  # noqa: PLC0415
 
     if metric == "accuracy":
