@@ -107,7 +107,7 @@ async def client_for(
         events=workspace.metadata,
     )
     app = create_app(server, token=token)
-    async with app.router.lifespan_context(app):
+    async with app.lifespan():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client, server

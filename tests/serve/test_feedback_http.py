@@ -31,7 +31,7 @@ async def client(workspace: Workspace, echo: str) -> AsyncIterator[httpx.AsyncCl
         events=workspace.metadata,
     )
     app = create_app(server, token=TOKEN, feedback=workspace.feedback)
-    async with app.router.lifespan_context(app):
+    async with app.lifespan():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as opened:
             yield opened
@@ -104,7 +104,7 @@ async def test_a_server_without_a_feedback_log_has_no_feedback_route(
         settings=serve_settings(),
     )
     app = create_app(server)
-    async with app.router.lifespan_context(app):
+    async with app.lifespan():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             answer = await client.post(FEEDBACK, json={"labels": []})
@@ -128,7 +128,7 @@ async def test_predictions_and_labels_are_stamped_by_the_servers_clock(
         tables=workspace.feedback.tables, spool_dir=spool_dir(workspace.settings), clock=clock
     )
     app = create_app(server, feedback=feedback)
-    async with app.router.lifespan_context(app):
+    async with app.lifespan():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             answer = await client.post("/v1/models/echo:predict", json={"instances": rows(0, 1, 2)})

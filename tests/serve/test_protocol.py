@@ -72,6 +72,30 @@ async def test_v2_columns_answer_as_v1_records(workspace: Workspace, echo: str, 
     assert np.round(by_record.json()["predictions"]).tolist() == ids
 
 
+async def test_prediction_paths_match_as_starlette_routes_would(
+    workspace: Workspace, echo: str
+) -> None:
+    """POSTs to the prediction routes skip Starlette; every other request still reaches it."""
+    v2 = {"inputs": [{"name": "X", "shape": [1, 2], "datatype": "FP64", "data": [5, 0]}]}
+    async with client_for(workspace, echo) as (client, _):
+        versioned = await client.post("/v2/models/echo/versions/1/infer", json=v2)
+        wrong_version = await client.post("/v2/models/echo/versions/9/infer", json=v2)
+        no_version = await client.post("/v2/models/echo/versions//infer", json=v2)
+        nested = await client.post("/v2/models/a/b/infer", json=v2)
+        deeper = await client.post("/v2/models/echo/versions/1/x/infer", json=v2)
+        v1_nested = await client.post("/v1/models/a/b:predict", json={"instances": rows(1)})
+        v1_empty = await client.post("/v1/models/:predict", json={"instances": rows(1)})
+        get_infer = await client.get("/v2/models/echo/infer")
+        get_predict = await client.get("/v1/models/echo:predict")
+    assert versioned.status_code == 200, versioned.text
+    assert np.round(versioned.json()["outputs"][0]["data"]).tolist() == [5.0]
+    assert wrong_version.status_code == 404
+    assert "serves no version '9'" in wrong_version.json()["error"]
+    for unrouted in (no_version, nested, deeper, v1_nested, v1_empty):  # Starlette's own 404
+        assert (unrouted.status_code, unrouted.text) == (404, "Not Found"), unrouted.request.url
+    assert (get_infer.status_code, get_predict.status_code) == (405, 405)
+
+
 async def test_health_metadata_and_versions(workspace: Workspace, echo: str) -> None:
     async with client_for(workspace, echo) as (client, _):
         live = await client.get("/v2/health/live")

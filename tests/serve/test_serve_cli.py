@@ -76,7 +76,7 @@ async def test_a_worker_serves_the_stored_deployment_with_its_token(
     del echo
     workspace.deployments.deploy("bikes", model="echo@production", shadow=["echo/2"])
     app = worker_app(Settings(home=project), "bikes", "s3cret", None)
-    async with app.router.lifespan_context(app):
+    async with app.lifespan():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             refused = await client.post("/v1/models/bikes:predict", json={"instances": rows(2)})

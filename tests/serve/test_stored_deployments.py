@@ -34,7 +34,7 @@ async def following(
         deployments=catalog,
     )
     app = create_app(server)
-    async with app.router.lifespan_context(app):
+    async with app.lifespan():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client, server

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlcycle.serve._app import create_app
+from mlcycle.serve._app import ServingApp, create_app
 from mlcycle.serve._batch import FILE_SUFFIXES, Scores, batch_score
 from mlcycle.serve._deployments import (
     Change,
@@ -60,6 +60,7 @@ __all__ = [
     "Receipt",
     "Scores",
     "ServedModel",
+    "ServingApp",
     "apply",
     "batch_score",
     "check_deployment",

@@ -1,7 +1,9 @@
 """The HTTP face of a model server: Starlette routes and bearer tokens.
 
-The prediction routes are raw ASGI endpoints (``_endpoint``); the rest
-(health, metadata, feedback, metrics, OpenAPI) are plain Starlette endpoints. Every
+The prediction routes are raw ASGI endpoints (``_endpoint``), dispatched by
+their path before Starlette's middleware and router, which cost a single-row
+request as much as its decoding; the rest (health, metadata, feedback,
+metrics, OpenAPI) are plain Starlette endpoints. Every
 endpoint but the health probes needs the bearer token when the server has
 one. Errors answer as ``{"error": "..."}``, which Open Inference Protocol
 clients expect, with a status chosen by exception class.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -20,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlcycle.errors import MlcycleError, NotFound, ValidationFailed
 from mlcycle.serve._endpoint import (
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
     from mlcycle.serve._feedback import FeedbackLog, Label
     from mlcycle.serve._routing import Lane
 
-__all__ = ["create_app"]
+__all__ = ["ServingApp", "create_app"]
 
 _JSON = "application/json"
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -48,7 +51,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 def create_app(
     server: ModelServer, *, token: str | None = None, feedback: FeedbackLog | None = None
-) -> Starlette:
+) -> ServingApp:
     """The ASGI app serving ``server``; ``token``: the bearer token every endpoint but health needs.
 
     ``feedback``: where ``POST /v1/models/NAME:feedback`` stores labels (without
@@ -61,16 +64,7 @@ def create_app(
     predict = PredictEndpoint(server, v1_codec(), token=token)
     infer = PredictEndpoint(server, infer_codec(), token=token, binary_ok=True)
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        del app
-        await server.start()
-        try:
-            yield
-        finally:
-            await server.stop()
-
-    routes = [  # the prediction routes first: Starlette tries routes in order
+    routes = [  # the prediction routes too: for other methods (405) and the route list
         Route("/v1/models/{name}:predict", predict, methods=["POST"]),
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
@@ -86,7 +80,72 @@ def create_app(
         Route("/openapi.json", guard(handlers.openapi)),
         Route("/docs", guard(handlers.docs)),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    starlette = Starlette(routes=routes, lifespan=lambda app: _running(server))
+    return ServingApp(starlette, server, predict=predict, infer=infer)
+
+
+@asynccontextmanager
+async def _running(server: ModelServer) -> AsyncIterator[None]:
+    """Start ``server`` (load its models, follow the event log), and stop it on the way out."""
+    await server.start()
+    try:
+        yield
+    finally:
+        await server.stop()
+
+
+class ServingApp:
+    """The server's ASGI app: ``POST`` to a prediction route goes straight to its endpoint.
+
+    Everything else (other methods and paths, the lifespan) goes to the
+    Starlette app, whose routes include the prediction routes too. The paths
+    match as Starlette's ``{name}`` does (one segment, no ``/``).
+    """
+
+    def __init__(
+        self, app: Starlette, server: ModelServer, *, predict: ASGIApp, infer: ASGIApp
+    ) -> None:
+        self.app = app
+        self.server = server
+        self.predict = predict
+        self.infer = infer
+
+    def lifespan(self) -> AbstractAsyncContextManager[None]:
+        """Start the server (load its models, follow the log) on entry; stop it on exit.
+
+        What the ASGI server's lifespan does, for running the app in process.
+        """
+        return _running(self.server)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch one connection's request (or the lifespan)."""
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            if path.startswith("/v2/models/") and path.endswith("/infer"):
+                params = _infer_params(path[11:-6])
+                if params is not None:
+                    scope["path_params"] = params
+                    await self.infer(scope, receive, send)
+                    return
+            elif path.startswith("/v1/models/") and path.endswith(":predict"):
+                name = path[11:-8]
+                if name and "/" not in name:
+                    scope["path_params"] = {"name": name}
+                    await self.predict(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def _infer_params(middle: str) -> dict[str, str] | None:
+    """``NAME`` or ``NAME/versions/V`` (of ``/v2/models/.../infer``) as path parameters."""
+    name, versioned, version = middle.partition("/versions/")
+    if not name or "/" in name:
+        return None
+    if not versioned:
+        return {"name": name}
+    if not version or "/" in version:
+        return None
+    return {"name": name, "version": version}
 
 
 def _guard(token: str | None) -> Callable[[Endpoint], Endpoint]:
