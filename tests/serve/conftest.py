@@ -29,7 +29,13 @@ from typer.testing import CliRunner
 
 from mlcycle.cli._app import app
 from mlcycle.project import init_project
-from mlcycle.serve import ModelServer, PredictionBatch, create_app, implicit_deployment
+from mlcycle.serve import (
+    ModelServer,
+    PredictionBatch,
+    PredictionSink,
+    create_app,
+    implicit_deployment,
+)
 from mlcycle.settings import RegistrySettings, ServeSettings, Settings
 from mlcycle.store import Deployment
 from mlcycle.workspace import Workspace
@@ -92,7 +98,7 @@ async def client_for(
     workspace: Workspace,
     deployment: Deployment | str,
     *,
-    sink: ListSink | None = None,
+    sink: PredictionSink | None = None,
     token: str | None = None,
     **changes: object,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, ModelServer]]:

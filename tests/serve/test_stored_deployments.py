@@ -97,7 +97,7 @@ async def test_a_change_a_removal_and_a_return_are_followed(
     assert shadowed.json()["variant"] == "primary"
     assert round(shadowed.json()["predictions"][0]) == 1004
     [copy] = [b for b in sink.batches if b.shadow and 4.0 in b.inputs["id"]]
-    row = copy.inputs["id"].index(4.0)
+    row = list(copy.inputs["id"]).index(4.0)
     assert (copy.variant, copy.model_version, round(copy.outputs[row])) == ("shadow", 1, 4)
     assert gone.json()["error"].startswith("deployment 'bikes' was removed from the store")
     assert "mlcycle deploy bikes" in gone.json()["error"]

@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
 __all__ = ["PredictionBatch", "PredictionSink"]
 
 
@@ -19,8 +21,10 @@ class PredictionBatch:
     arrived; ``latency_ms`` is each request's time in the server until its
     answer (for a shadow, until its copy was predicted). ``inputs`` maps
     each feature column to its values; ``outputs`` are the predictions
-    (numbers, labels, or lists for multi-output models). ``shadow`` marks the
-    copies a shadow variant predicted, which nobody received.
+    (numbers, labels, or lists for multi-output models). Values are NumPy
+    arrays or lists: a server hands over its batch's own arrays, and the log
+    converts many batches at once. ``shadow`` marks the copies a shadow
+    variant predicted, which nobody received.
 
     ``error`` marks a request that failed (``"422: ..."``): one row with no
     inputs and no output, so monitoring can tell an error rate; ``model`` is
@@ -36,8 +40,8 @@ class PredictionBatch:
     row_indexes: Sequence[int]
     times: Sequence[float]
     latency_ms: Sequence[float]
-    inputs: Mapping[str, Sequence[Any]]  # Any: a column's JSON-able values
-    outputs: Sequence[Any]  # Any: a prediction per row
+    inputs: Mapping[str, Sequence[Any] | np.ndarray]  # Any: a column's JSON-able values
+    outputs: Sequence[Any] | np.ndarray  # Any: a prediction per row
     error: str | None = None
 
     def __len__(self) -> int:
