@@ -8,13 +8,15 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 from tests.serve.conftest import live_server
 
 from mlcycle.errors import ValidationFailed
 from mlcycle.registry._signature import ColumnSpec
 from mlcycle.serve._errors import MalformedRequest
 from mlcycle.serve._rows import Schema
-from mlcycle.serve._v2 import decode_inputs
+from mlcycle.serve._v2 import _decode_tensors, decode_inputs, plain_numbers
 from mlcycle.workspace import Workspace
 
 SCHEMA = Schema(
@@ -123,3 +125,83 @@ def test_a_numeric_onnx_model_is_answered_without_pandas(
         assert v2.json()["outputs"][0]["data"] == pytest.approx(v1.json()["predictions"])
     finally:
         served.close()
+
+
+_VALUES = st.one_of(
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.5, 2.0, True, None, "3", [1.0]]),
+)
+
+
+@st.composite
+def everyday_or_nearly(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """A request of one 1-D tensor per input, often with one thing wrong."""
+    count = draw(st.integers(0, 70))
+    inputs = [
+        {
+            "name": name,
+            "shape": [count],
+            "datatype": draw(st.sampled_from(["FP64", "INT64", "FP32", "INT8"])),
+            "data": draw(st.lists(_VALUES, min_size=count, max_size=count))
+            if draw(st.booleans())
+            else [1] * count,
+        }
+        for name in ("hr", "temp", "hum")
+    ]
+    mistake = draw(
+        st.sampled_from(["none", "datatype", "shape", "name", "twice", "params", "gone"])
+    )
+    victim = inputs[draw(st.integers(0, len(inputs) - 1))]
+    if mistake == "datatype":
+        victim["datatype"] = draw(st.sampled_from(["BOOL", "BYTES", "FP128", None]))
+    elif mistake == "shape":
+        victim["shape"] = draw(st.sampled_from([[True], [count + 1], [count, 1], [], "1", [-1]]))
+    elif mistake == "name":
+        victim["name"] = draw(st.sampled_from(["other", 7, None, ["hr"]]))
+    elif mistake == "twice":
+        inputs.append(dict(victim))
+    elif mistake == "params":
+        victim["parameters"] = {"content_type": "np"}
+    elif mistake == "gone":
+        inputs.remove(victim)
+    return inputs
+
+
+@given(everyday_or_nearly())
+@settings(max_examples=400, deadline=None)
+def test_the_everyday_path_agrees_with_the_general_one(inputs: list[dict[str, Any]]) -> None:
+    """Whatever the fast path takes, the general path decodes the same; it refuses no less."""
+    schema = Schema(
+        inputs=(
+            ColumnSpec("hr", "int64"),
+            ColumnSpec("temp", "float64"),
+            ColumnSpec("hum", "float64", nullable=True),
+        ),
+        max_rows=100,
+    )
+    plain = plain_numbers(inputs, schema)
+    event("fast path" if plain is not None else "general path")
+    try:
+        general = _decode_tensors(inputs, b"", schema)
+    except (ValidationFailed, MalformedRequest):
+        assert plain is None
+        return
+    if plain is not None:
+        assert general.matrix is not None
+        assert plain.count == general.count
+        assert plain.matrix is not None
+        assert plain.matrix.flags.c_contiguous
+        np.testing.assert_array_equal(plain.matrix, general.matrix)
+
+
+def test_a_row_of_plain_numbers_takes_the_everyday_path() -> None:
+    inputs = [tensor("hr", [1], [7], "INT64"), tensor("temp", [1], [0.25])]
+    rows = plain_numbers(inputs, SCHEMA)
+    assert rows is not None
+    assert rows.matrix is not None
+    assert rows.matrix.tolist() == [[7.0, 0.25]]
+    two = plain_numbers([tensor("temp", [2], [0.5, 1]), tensor("hr", [2], [1, 2.0])], SCHEMA)
+    assert two is not None
+    assert two.matrix is not None
+    assert two.matrix.tolist() == [[1.0, 0.5], [2.0, 1.0]]

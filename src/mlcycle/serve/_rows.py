@@ -77,11 +77,18 @@ class Schema:
     names: tuple[str, ...] = field(init=False)
     numeric: bool = field(init=False)
     integer_columns: list[int] = field(init=False)
+    positions: dict[str, int] = field(init=False)
+    """Each input's position in the signature, by name."""
+    integer_flags: tuple[bool, ...] = field(init=False)
+    """Whether each input, in signature order, is an integer column."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(spec.name for spec in self.inputs))
         integers = [i for i, spec in enumerate(self.inputs) if spec.type == "int64"]
         object.__setattr__(self, "integer_columns", integers)
+        object.__setattr__(self, "positions", {name: i for i, name in enumerate(self.names)})
+        flags = tuple(spec.type == "int64" for spec in self.inputs)
+        object.__setattr__(self, "integer_flags", flags)
         numeric = bool(self.inputs) and all(s.type in NUMERIC_TYPES for s in self.inputs)
         object.__setattr__(self, "numeric", numeric)
 

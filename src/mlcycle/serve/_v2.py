@@ -39,7 +39,10 @@ DATATYPES: dict[str, Any] = {  # Any: NumPy dtypes and ``object`` for BYTES
     "BYTES": object,
 }
 _JSON_KINDS = {"BOOL": frozenset({bool}), "BYTES": frozenset({str})}
+_NUMERIC_DATATYPES = frozenset(DATATYPES) - {"BOOL", "BYTES"}
 _NUMBERS = frozenset({int, float})
+_PLAIN_ROWS = 64
+"""Most rows ``plain_numbers`` takes: past this, the general path's NumPy checks are cheaper."""
 _SIGNATURE_DATATYPES = {
     "float64": "FP64",
     "int64": "INT64",
@@ -62,6 +65,67 @@ def decode_inputs(payload: Any, tail: bytes, schema: Schema) -> Rows:  # Any: pa
     inputs = payload.get("inputs")
     if type(inputs) is not list or not inputs or not all(type(i) is dict for i in inputs):
         raise MalformedRequest('"inputs" must be a non-empty list of tensor objects')
+    plain = None if tail else plain_numbers(inputs, schema)
+    return plain if plain is not None else _decode_tensors(inputs, tail, schema)
+
+
+def plain_numbers(inputs: list[dict[str, Any]], schema: Schema) -> Rows | None:  # Any: JSON
+    """The rows of the everyday request, or ``None`` when it is anything else.
+
+    Everyday: a numeric model, and one 1-D tensor of a few finite JSON
+    numbers per input (whole numbers in integer columns), no binary data.
+    Such a request is checked and turned into a matrix in one pass over its
+    values, a third of the general decoding's cost. Anything else, including
+    every request with a mistake, returns ``None`` and takes the general path,
+    which names the problem; so both paths accept and refuse the same requests.
+    """
+    if not schema.numeric or len(inputs) != len(schema.positions):
+        return None
+    columns: list[list[Any] | None] = [None] * len(inputs)  # Any: JSON numbers
+    count = -1
+    for tensor in inputs:
+        position, data = _plain_column(tensor, schema)
+        if position < 0 or columns[position] is not None or (count >= 0 and len(data) != count):
+            return None
+        columns[position] = data
+        count = len(data)
+    if not 0 < count <= _PLAIN_ROWS:
+        return None
+    if count == 1:
+        row = [column[0] for column in columns]  # type: ignore[index]
+        return Rows(1, schema.names, matrix=np.array([row], dtype=np.float64))
+    matrix = np.ascontiguousarray(np.array(columns, dtype=np.float64).T)
+    return Rows(count, schema.names, matrix=matrix)
+
+
+def _plain_column(tensor: dict[str, Any], schema: Schema) -> tuple[int, list[Any]]:  # Any: JSON
+    """The input's position and values if the tensor is plain (see ``plain_numbers``), else -1."""
+    name, shape, data = tensor.get("name"), tensor.get("shape"), tensor.get("data")
+    if (
+        type(name) is not str
+        or type(shape) is not list
+        or len(shape) != 1
+        or type(data) is not list
+        or shape[0] != len(data)
+        or type(shape[0]) is not int
+        or tensor.get("datatype") not in _NUMERIC_DATATYPES
+        or "parameters" in tensor
+    ):
+        return -1, []
+    position = schema.positions.get(name, -1)
+    integer = position >= 0 and schema.integer_flags[position]
+    for value in data:
+        kind = type(value)
+        if kind is float:
+            if value - value != 0.0 or (integer and not value.is_integer()):
+                return -1, []  # NaN, an infinity or a fraction: the general path says which
+        elif kind is not int:
+            return -1, []
+    return position, data
+
+
+def _decode_tensors(inputs: list[dict[str, Any]], tail: bytes, schema: Schema) -> Rows:  # Any: JSON
+    """Every datatype, shape and binary tensor, with errors that name the problem and the fix."""
     offset = 0
     tensors: dict[str, np.ndarray | list[Any]] = {}
     shapes: dict[str, list[int]] = {}
