@@ -81,47 +81,55 @@ def plain_numbers(inputs: list[dict[str, Any]], schema: Schema) -> Rows | None: 
     """
     if not schema.numeric or len(inputs) != len(schema.positions):
         return None
-    columns: list[list[Any] | None] = [None] * len(inputs)  # Any: JSON numbers
+    try:
+        return _plain_rows(inputs, schema)
+    except _NotPlain:
+        return None
+
+
+class _NotPlain(Exception):
+    """Raised inside ``_plain_rows`` for a request that is not the everyday one."""
+
+
+def _plain_rows(inputs: list[dict[str, Any]], schema: Schema) -> Rows:  # Any: JSON
+    """``plain_numbers``'s pass, raising ``_NotPlain`` at the first thing out of the ordinary."""
+    positions, integers = schema.positions, schema.integer_flags
+    columns: list[Any] = [None] * len(inputs)  # Any: each input's JSON numbers
     count = -1
     for tensor in inputs:
-        position, data = _plain_column(tensor, schema)
-        if position < 0 or columns[position] is not None or (count >= 0 and len(data) != count):
-            return None
+        name, shape, data = tensor.get("name"), tensor.get("shape"), tensor.get("data")
+        if (
+            type(name) is not str
+            or type(shape) is not list
+            or len(shape) != 1
+            or type(data) is not list
+            or shape[0] != len(data)
+            or type(shape[0]) is not int
+            or (count >= 0 and len(data) != count)
+            or tensor.get("datatype") not in _NUMERIC_DATATYPES
+            or "parameters" in tensor
+        ):
+            raise _NotPlain
+        position = positions.get(name, -1)
+        if position < 0 or columns[position] is not None:
+            raise _NotPlain
+        integer = integers[position]
+        for value in data:
+            kind = type(value)
+            if kind is float:
+                if value - value != 0.0 or (integer and not value.is_integer()):
+                    raise _NotPlain  # NaN, an infinity or a fraction: the general path says which
+            elif kind is not int:
+                raise _NotPlain
         columns[position] = data
         count = len(data)
     if not 0 < count <= _PLAIN_ROWS:
-        return None
+        raise _NotPlain
     if count == 1:
-        row = [column[0] for column in columns]  # type: ignore[index]
+        row = [column[0] for column in columns]
         return Rows(1, schema.names, matrix=np.array([row], dtype=np.float64))
     matrix = np.ascontiguousarray(np.array(columns, dtype=np.float64).T)
     return Rows(count, schema.names, matrix=matrix)
-
-
-def _plain_column(tensor: dict[str, Any], schema: Schema) -> tuple[int, list[Any]]:  # Any: JSON
-    """The input's position and values if the tensor is plain (see ``plain_numbers``), else -1."""
-    name, shape, data = tensor.get("name"), tensor.get("shape"), tensor.get("data")
-    if (
-        type(name) is not str
-        or type(shape) is not list
-        or len(shape) != 1
-        or type(data) is not list
-        or shape[0] != len(data)
-        or type(shape[0]) is not int
-        or tensor.get("datatype") not in _NUMERIC_DATATYPES
-        or "parameters" in tensor
-    ):
-        return -1, []
-    position = schema.positions.get(name, -1)
-    integer = position >= 0 and schema.integer_flags[position]
-    for value in data:
-        kind = type(value)
-        if kind is float:
-            if value - value != 0.0 or (integer and not value.is_integer()):
-                return -1, []  # NaN, an infinity or a fraction: the general path says which
-        elif kind is not int:
-            return -1, []
-    return position, data
 
 
 def _decode_tensors(inputs: list[dict[str, Any]], tail: bytes, schema: Schema) -> Rows:  # Any: JSON
