@@ -180,8 +180,16 @@ def worker_app(
     Every prediction goes to this worker's ``PredictionLog``, which the app's
     shutdown closes (everything queued is written and rolled into Delta).
     """
+    import gc
+
     from mlcycle.serve import Metrics, ModelServer, create_app
     from mlcycle.workspace import Workspace
+
+    # A single-row request allocates some sixty containers (its parsed JSON, its job, its
+    # coroutines), nearly all freed by reference counting, so the default young-generation
+    # threshold of 700 ran a collection every dozen requests. Every 10,000 allocations, it
+    # is 3 % fewer instructions per request; cyclic garbage waits a little longer.
+    gc.set_threshold(10_000, 10, 10)
 
     workspace = Workspace.open(settings)
     deployment, source = _deployment(workspace.metadata, target)
