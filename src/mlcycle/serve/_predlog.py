@@ -272,11 +272,24 @@ def _column(chunks: Sequence[Any]) -> pa.Array:  # Any: each chunk a sequence or
     return array
 
 
-def _repeated(batches: Sequence[PredictionBatch], field: str) -> list[Any]:  # Any: a field
-    values: list[Any] = []
-    for batch in batches:
-        values.extend([getattr(batch, field)] * len(batch))
-    return values
+def _feature_columns(batches: Sequence[PredictionBatch], features: list[str]) -> list[pa.Array]:
+    """The feature columns of ``batches``: from their matrices in one call when all have one."""
+    matrices = [batch.matrix for batch in batches if batch.matrix is not None]
+    if len(matrices) < len(batches):
+        return [_column([batch.inputs[name] for batch in batches]) for name in features]
+    matrix = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
+    return [pa.array(matrix[:, i], pa.float64(), from_pandas=True) for i in range(len(features))]
+
+
+def _repeated(batches: Sequence[PredictionBatch], field: str, counts: list[int]) -> list[Any]:
+    """A batch-level field once per row (``counts``: rows per batch); usually one value."""
+    values = [getattr(batch, field) for batch in batches]
+    if values and values.count(values[0]) == len(values):
+        return [values[0]] * sum(counts)
+    repeated: list[Any] = []  # Any: a field
+    for value, count in zip(values, counts, strict=True):
+        repeated += [value] * count
+    return repeated
 
 
 def _joined(batches: Sequence[PredictionBatch], field: str) -> list[Any]:  # Any: a field
@@ -293,6 +306,7 @@ def to_record_batch(batches: Sequence[PredictionBatch]) -> pa.RecordBatch:
     Converting many at once costs a few Arrow calls per column, not per batch.
     Batches of failed requests (``error`` set) give the columns of failures.
     """
+    counts = [len(batch) for batch in batches]
     micros = np.rint(np.asarray(_joined(batches, "times"), dtype=np.float64) * 1e6)
     times = pa.array(micros.astype(np.int64), pa.timestamp("us", tz="UTC"))
     common = {
@@ -300,21 +314,19 @@ def to_record_batch(batches: Sequence[PredictionBatch]) -> pa.RecordBatch:
         "row_index": pa.array(_joined(batches, "row_indexes"), pa.int32()),
         "time": times,
         _PARTITION: times.cast(pa.date32()),
-        "deployment": pa.array(_repeated(batches, "deployment"), pa.string()),
-        "model": pa.array(_repeated(batches, "model"), pa.string()),
-        "model_version": pa.array(_repeated(batches, "model_version"), pa.int32()),
-        "variant": pa.array(_repeated(batches, "variant"), pa.string()),
-        "shadow": pa.array(_repeated(batches, "shadow"), pa.bool_()),
+        "deployment": pa.array(_repeated(batches, "deployment", counts), pa.string()),
+        "model": pa.array(_repeated(batches, "model", counts), pa.string()),
+        "model_version": pa.array(_repeated(batches, "model_version", counts), pa.int32()),
+        "variant": pa.array(_repeated(batches, "variant", counts), pa.string()),
+        "shadow": pa.array(_repeated(batches, "shadow", counts), pa.bool_()),
         "latency_ms": pa.array(_joined(batches, "latency_ms"), pa.float64()),
     }
     if batches and batches[0].error is not None:
-        common["error"] = pa.array(_repeated(batches, "error"), pa.string())
+        common["error"] = pa.array(_repeated(batches, "error", counts), pa.string())
         return pa.RecordBatch.from_pydict(common)
     features = list(batches[0].inputs) if batches else []
     inputs = (
-        pa.StructArray.from_arrays(
-            [_column([b.inputs[name] for b in batches]) for name in features], names=features
-        )
+        pa.StructArray.from_arrays(_feature_columns(batches, features), names=features)
         if features
         else pa.array([{}] * len(times), pa.struct([]))
     )

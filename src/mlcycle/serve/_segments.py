@@ -37,9 +37,12 @@ class Segment:
         self.opened = time.monotonic()
         self.schema = schema
         self.rows = 0
-        self._file: BinaryIO = self.path.open("xb")
+        self._file: BinaryIO = self.path.open("xb")  # holds the lock; fsyncs
         fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
-        self._writer = pa.ipc.new_stream(self._file, schema)
+        # The stream writes through Arrow's own file, so a batch is written without the GIL:
+        # through a Python file object, every buffer took it, stalling the serving loop.
+        self._stream = pa.OSFile(str(self.path), "ab")
+        self._writer = pa.ipc.new_stream(self._stream, schema)
         _sync_folder(folder)
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -49,13 +52,13 @@ class Segment:
 
     def sync(self) -> None:
         """Make what was written durable."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        os.fsync(self._file.fileno())  # the file's data, whichever descriptor wrote it
 
     @property
     def size(self) -> int:
         """Bytes written so far."""
-        return self._file.tell()
+        written: int = self._stream.tell()
+        return written
 
     def finish(self) -> None:
         """End the stream (the lock is kept until ``release``)."""
@@ -66,6 +69,7 @@ class Segment:
         """Delete the file when it was rolled over, then give up the lock."""
         if unlink:
             self.path.unlink(missing_ok=True)
+        self._stream.close()
         self._file.close()
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["PredictionBatch", "PredictionSink"]
+__all__ = ["MatrixColumns", "PredictionBatch", "PredictionSink"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +43,34 @@ class PredictionBatch:
     inputs: Mapping[str, Sequence[Any] | np.ndarray]  # Any: a column's JSON-able values
     outputs: Sequence[Any] | np.ndarray  # Any: a prediction per row
     error: str | None = None
+    matrix: np.ndarray | None = None
+    """The inputs as one float64 matrix (rows x features, in ``inputs``' order), when they
+    are all numbers: the log then converts them in one call, not one per column."""
 
     def __len__(self) -> int:
         return len(self.request_ids)
+
+
+class MatrixColumns(Mapping[str, np.ndarray]):
+    """The columns of a rows x features matrix by name, each made (as a view) when read."""
+
+    __slots__ = ("_matrix", "_names", "_positions")
+
+    def __init__(self, matrix: np.ndarray, names: Sequence[str]) -> None:
+        self._matrix = matrix
+        self._names = names
+        self._positions: dict[str, int] | None = None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if self._positions is None:
+            self._positions = {column: i for i, column in enumerate(self._names)}
+        return self._matrix[:, self._positions[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 class PredictionSink(Protocol):
