@@ -116,6 +116,18 @@ def shadow_goals(shadow: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+def noise_floor(shadow: dict[str, Any]) -> dict[str, float | None]:
+    """Median and p99 of the control deployment / the one without a shadow: no shadow in either."""
+    paced = shadow.get("paced", {})
+    single, control = paced.get("bench-single"), paced.get("bench-single-again")
+    if not single or not control:
+        return {}
+    return {
+        label: ratio(control[key]["median"], single[key]["median"])
+        for key, label in (("p50_s", "median"), ("p99_s", "p99"))
+    }
+
+
 def shed_first(overload: dict[str, Any] | None) -> dict[str, Any]:
     """Under overload, a larger share of shadow copies is shed than of primary requests refused."""
     goal: dict[str, Any] = {
@@ -278,6 +290,13 @@ def print_shadow(shadow: dict[str, Any]) -> None:
         "median (min to max) over the repetitions.\n"
     )
     table(["deployment", "answered", "median latency", "p99 latency", "errors"], rows)
+    floor = noise_floor(shadow)
+    if floor:
+        print(
+            "Noise floor: bench-single-again is bench-single again, so its ratios to it are "
+            f"what the machine's noise alone gives: median {floor['median']:.2f}x, "
+            f"p99 {floor['p99']:.2f}x.\n"
+        )
     load = shadow.get("overload")
     if load:
         print(

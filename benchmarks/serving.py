@@ -47,7 +47,7 @@ MLFLOW_VENV = WORK / "mlflow-serve-venv"  # MLflow with our scikit-learn and sko
 sys.path.insert(0, str(HERE))
 from _incumbents import incumbent_python  # noqa: E402
 from _serving_load import Endpoint, Server, free_port, run_wrk, running, scrape  # noqa: E402
-from _serving_report import goals, print_tables, versions  # noqa: E402
+from _serving_report import goals, noise_floor, print_tables, versions  # noqa: E402
 from _serving_switch import hot_switch  # noqa: E402
 from tracking import MLFLOW_VERSION, QUIET_MLFLOW, machine  # noqa: E402
 
@@ -55,6 +55,7 @@ MODEL = "bike-demand"
 PRODUCTION = f"models:/{MODEL}@production"
 SHADOW_DEPLOYMENT = "bench-shadow"
 SINGLE_DEPLOYMENT = "bench-single"
+CONTROL_DEPLOYMENT = "bench-single-again"  # the same as bench-single: the noise floor of a ratio
 RELATIVE_TOLERANCE = 1e-5  # the server may predict through ONNX Runtime
 BATCH_ROWS = 32
 # Our server's knobs, as `settings.serve` reads them from the environment.
@@ -173,6 +174,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for workers in workload.workers
     }
     report["shadow"] = shadow(setup, report["servers"], workload)
+    report["shadow"]["noise_floor"] = noise_floor(report["shadow"])
     report["switch"] = switch(setup, workload)
     report["goals"] = goals(report)
     report["versions"] = versions(mlflow_python)
@@ -559,8 +561,10 @@ def deploy(setup: Setup, *arguments: str) -> None:
 def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[str, Any]:
     """Latency at half the maximum rate with and without a shadow; then shedding under overload.
 
-    One worker. The rate is half of ours' v2 throughput at c=32 measured above; the two
-    deployments alternate, ``shadow_repeats`` runs each.
+    One worker. The rate is half of ours' v2 throughput at c=32 measured above; the
+    deployments alternate, ``shadow_repeats`` runs each. A third deployment, the same as
+    the one without a shadow, is the control: its ratio to that one is what the machine's
+    noise alone gives a ratio (the noise floor).
     """
     top = servers.get("1", {}).get("ours_v2", {}).get("c32", {}).get("ok_per_s")
     if not top:
@@ -568,12 +572,15 @@ def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[st
     rate = top / 2
     try:
         deploy(setup, SINGLE_DEPLOYMENT, "--model", f"{MODEL}@production")
+        deploy(setup, CONTROL_DEPLOYMENT, "--model", f"{MODEL}@production")
         deploy(setup, SHADOW_DEPLOYMENT, "--model", f"{MODEL}@production", "--shadow", f"{MODEL}/2")
     except RuntimeError as error:
         log(f"shadow: {error}")
         return {"error": last_line(error)}
     body = bodies(setup)["v2"]
-    ports = {SINGLE_DEPLOYMENT: free_port(), SHADOW_DEPLOYMENT: free_port()}
+    ports = {
+        name: free_port() for name in (SINGLE_DEPLOYMENT, SHADOW_DEPLOYMENT, CONTROL_DEPLOYMENT)
+    }
     deployed = {
         name: ours(name, name, setup, port=port, workers=1, env={}) for name, port in ports.items()
     }
