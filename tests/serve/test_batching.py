@@ -65,7 +65,7 @@ async def test_concurrent_requests_each_get_exactly_their_own_rows(
 
 
 @pytest.mark.parametrize("inline", [True, False])
-async def test_a_deferring_batcher_predicts_only_when_told_the_server_is_idle(
+async def test_a_deferring_batcher_predicts_only_when_told_it_may(
     workspace: Workspace, echo: str, inline: bool
 ) -> None:
     """A shadow's batcher holds its queue while ``defer()`` is true, then predicts all of it."""

@@ -16,12 +16,9 @@ raises, each job is predicted again on its own, so only the request that
 breaks the model gets the error.
 
 A shadow's batcher runs at a lower priority: its queue is bounded (a copy
-that does not fit is dropped), and it takes no batch while ``defer()`` says
-requests are in the server, so its predict calls fill the idle gaps between
-requests and a request waits at most for one shadow batch. A fast shadow
-predicts on the loop too: on a thread of its own it would contend for the
-GIL with the loop for the whole of its predict call, not only between
-requests.
+that does not fit is dropped), it always predicts on its own thread, and it
+takes no batch while ``defer()`` says the answering variants have work, so
+its predict calls fill the gaps between theirs.
 """
 
 from __future__ import annotations
@@ -42,7 +39,7 @@ from mlcycle.serve._rows import Rows, concat_rows
 __all__ = ["Batcher", "Job"]
 
 _DEFER_S = 0.002
-"""How often a deferring (shadow) batcher looks again whether the server is idle."""
+"""How often a deferring (shadow) batcher looks again whether the answering variants are idle."""
 
 
 @dataclass(slots=True)

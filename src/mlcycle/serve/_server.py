@@ -309,9 +309,12 @@ class ModelServer:
             if not shadow.batcher.offer(copy):
                 self.metrics.shed.labels(self.name, "shadow").inc()
 
-    def _requests_in_flight(self) -> bool:
-        """Whether any request is in the server: shadows predict only when none is."""
-        return self.inflight > 0
+    def _answering_busy(self) -> bool:
+        """Whether requests are arriving or an answering variant has work: shadows wait then."""
+        if self.arriving > 0:
+            return True
+        routes = self._routes
+        return routes is not None and any(lane.batcher.busy for lane in routes.answering)
 
     async def _build(self, deployment: Deployment, *, previous: Sequence[Lane]) -> Routes:
         """Lanes for every variant: kept when its model version is unchanged, else loaded.
@@ -355,8 +358,8 @@ class ModelServer:
             arriving=lambda: self.arriving,
             done=done,
             max_queue=settings.shadow_queue if variant.shadow else None,
-            inline=model.runtime == "onnx",
-            defer=self._requests_in_flight if variant.shadow else None,
+            inline=model.runtime == "onnx" and not variant.shadow,
+            defer=self._answering_busy if variant.shadow else None,
         )
         lane = Lane(variant=variant, model=model, batcher=batcher, metrics=lane_metrics)
         self.metrics.loads.labels(*_labels(deployment.name, lane)).inc()
