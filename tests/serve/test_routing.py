@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LinearRegression
 from tests.serve.conftest import ListSink, client_for, rows
 from tests.serve.models import Slow
 
@@ -89,6 +90,40 @@ async def test_the_shadow_gets_a_copy_the_caller_never_sees(
     assert sorted(np.round([v for b in shadowed for v in b.outputs])) == [
         n + 1000 for n in range(1, 21)
     ]
+
+
+async def test_a_shadow_with_other_inputs_decodes_the_request_again(
+    workspace: Workspace, echo: str
+) -> None:
+    """A shadow whose inputs differ gets the body decoded for it; one it cannot take is skipped."""
+    del echo
+    frame = pd.DataFrame({"x": np.linspace(0, 1, 20), "id": np.arange(20.0)})
+    reordered = LinearRegression().fit(frame, frame["id"] * 2)  # inputs (x, id), not (id, x)
+    workspace.registry.register("twice", reordered, input_example=frame.head(5))
+    narrow = LinearRegression().fit(frame[["id"]], frame["id"])
+    workspace.registry.register("narrow", narrow, input_example=frame[["id"]].head(5))
+    deployment = Deployment(
+        name="bikes",
+        variants=(
+            Variant("live", "echo/1"),
+            Variant("reordered", "twice/1", shadow=True),
+            Variant("narrow", "narrow/1", shadow=True),
+        ),
+        policy="shadow",
+    )
+    sink = ListSink()
+    async with client_for(workspace, deployment, sink=sink) as (client, _):
+        answers = [await client.post(PREDICT, json={"instances": rows(n)}) for n in (3, 4, 5)]
+        for _ in range(200):  # the copies are predicted after the answers
+            if sum(len(b) for b in sink.batches if b.shadow) == 3:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # time enough for a copy the narrow shadow wrongly took
+    assert [round(a.json()["predictions"][0]) for a in answers] == [3, 4, 5]
+    shadowed = [b for b in sink.batches if b.shadow]
+    assert {b.variant for b in shadowed} == {"reordered"}, "the narrow shadow cannot take x"
+    assert sorted(np.round([v for b in shadowed for v in b.outputs])) == [6, 8, 10]
+    assert sorted(v for b in shadowed for v in b.inputs["id"]) == [3.0, 4.0, 5.0]
 
 
 async def test_shadow_copies_are_shed_when_the_queue_is_full(

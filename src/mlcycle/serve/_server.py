@@ -112,6 +112,8 @@ class ModelServer:
         self._cursor = 0
         self._follower: asyncio.Task[None] | None = None
         self._refreshing = asyncio.Lock()
+        self._same_inputs: dict[tuple[Lane, Lane], bool] = {}
+        """Whether a shadow lane takes the same inputs as an answering one (it reuses its rows)."""
         self._ids = itertools.count(1)
         self._id_prefix = new_id()[-12:].lower()
 
@@ -262,6 +264,7 @@ class ModelServer:
             if self._removed is not None:
                 _log.warning("deployment %s was applied again: serving it", self.name)
             self.deployment, self._routes, self._removed = deployment, new, None
+            self._same_inputs.clear()
             _settle_heap()
             kept = {id(lane.batcher) for lane in new.lanes}
             await asyncio.gather(
@@ -295,7 +298,10 @@ class ModelServer:
                 self.metrics.shed.labels(self.name, "shadow").inc()
                 continue
             try:
-                same = shadow.model.schema.inputs == primary.model.schema.inputs
+                same = self._same_inputs.get((shadow, primary))
+                if same is None:  # compared once per pair of lanes, not on every request
+                    same = shadow.model.schema.inputs == primary.model.schema.inputs
+                    self._same_inputs[shadow, primary] = same
                 rows = job.rows if same else decode(shadow.model.schema)
             except MlcycleError as exc:
                 _log.warning(
