@@ -77,8 +77,11 @@ def test_the_serving_benchmark_reports_every_figure() -> None:
     assert {"onnx_single", "onnx_raw_single", "sklearn_single"} <= set(report["in_process"])
     shadow = report["shadow"]
     assert "error" not in shadow, shadow
-    assert set(shadow["paced"]) == {"bench-single", "bench-shadow"}
+    assert set(shadow["paced"]) == {"bench-single", "bench-shadow", "bench-single-again"}
     assert all(paced["non_2xx"] == 0 for paced in shadow["paced"].values())
+    assert set(shadow["noise_floor"]) == {"median", "p99"}  # the control's ratios
+    assert all(value > 0 for value in shadow["noise_floor"].values())
+    assert "Noise floor: bench-single-again is bench-single again" in done.stdout
     assert {"requests", "shadow_shed", "metrics_moved"} <= set(shadow["overload"])
     switch = report["switch"]
     assert "error" not in switch, switch
