@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -23,7 +24,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-__all__ = ["CONTENT_TYPE", "LaneMetrics", "Metrics"]
+__all__ = ["CONTENT_TYPE", "LaneMetrics", "Metrics", "observe_many"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LANE = ("deployment", "variant", "model", "version")
@@ -129,3 +130,29 @@ class Metrics:
             combined, path=str(self.multiprocess_dir)
         )
         return generate_latest(combined)
+
+
+def observe_many(child: Any, values: np.ndarray) -> None:  # Any: a histogram or summary child
+    """Observe every value of ``values`` at once: the same counts and sums as one call each.
+
+    The Prometheus client observes one value per call, two locked updates
+    each; a batch of 64 shadow copies took about 130 such calls, under the
+    GIL the serving loop needs. This adds each bucket's count and the sum once,
+    through the value objects every histogram and summary child keeps
+    (``_buckets``, ``_count``, ``_sum``, and ``_upper_bounds``, the same in
+    multiprocess mode). A test checks the exposition against one ``observe``
+    per value, so a client release that renames them fails there, not here.
+    """
+    if not len(values):
+        return
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as one by one
+        total = float(values.sum())
+    if hasattr(child, "_upper_bounds"):  # a histogram: each value in the first bucket it fits
+        bounds = len(child._upper_bounds)
+        slots = np.searchsorted(child._upper_bounds, values, side="left")
+        counts = np.bincount(slots, minlength=bounds)[:bounds]  # NaN fits no bucket
+        for slot in np.flatnonzero(counts).tolist():
+            child._buckets[slot].inc(int(counts[slot]))
+    else:
+        child._count.inc(len(values))
+    child._sum.inc(total)

@@ -37,7 +37,7 @@ from mlcycle.ids import new_id
 from mlcycle.serve._batching import Batcher, Job
 from mlcycle.serve._deployments import check_deployment
 from mlcycle.serve._errors import Overloaded
-from mlcycle.serve._metrics import LaneMetrics, Metrics
+from mlcycle.serve._metrics import LaneMetrics, Metrics, observe_many
 from mlcycle.serve._model import ServedModel, load_model
 from mlcycle.serve._routing import Lane, Routes
 from mlcycle.serve._sink import MatrixColumns, PredictionBatch, PredictionSink
@@ -384,11 +384,10 @@ class ModelServer:
         """Metrics and the prediction log for one predict call (on the batcher's thread)."""
         tag.metrics.batch_rows.observe(rows.count)
         if tag.metrics.shadow_lag is not None:
-            for job in jobs:
-                tag.metrics.shadow_lag.observe(now - job.arrived)
+            lags = now - np.fromiter((job.arrived for job in jobs), np.float64, len(jobs))
+            observe_many(tag.metrics.shadow_lag, lags)
         if outputs.ndim == 1 and outputs.dtype.kind in "fiub":
-            for value in outputs.tolist():
-                tag.metrics.values.observe(value)
+            observe_many(tag.metrics.values, outputs.astype(np.float64, copy=False))
         if self.sink is not None:
             self.sink.append(_prediction_batch(tag, jobs, rows, outputs, now))
 
