@@ -96,7 +96,7 @@ def _native_predict(loaded: LoadedModel) -> Callable[[Rows], np.ndarray]:
     integers = [spec.name for spec in loaded.signature.inputs if spec.type == "int64"]
 
     def predict_frame(rows: Rows) -> np.ndarray:
-        frame = pd.DataFrame(rows.columns, copy=False)
+        frame = pd.DataFrame(dict(rows.columns), copy=False)
         for name in integers:
             if not frame[name].isna().any():
                 frame[name] = frame[name].astype(np.int64)

@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlcycle.errors import ValidationFailed
+from mlcycle.serve._rows import MatrixColumns
 from mlcycle.serve._segments import SUFFIX, Segment, claim_orphans, read_segment
 from mlcycle.serve._sink import PredictionBatch
 from mlcycle.store import check_deployment_name
@@ -274,7 +275,7 @@ def _column(chunks: Sequence[Any]) -> pa.Array:  # Any: each chunk a sequence or
 
 def _feature_columns(batches: Sequence[PredictionBatch], features: list[str]) -> list[pa.Array]:
     """The feature columns of ``batches``: from their matrices in one call when all have one."""
-    matrices = [batch.matrix for batch in batches if batch.matrix is not None]
+    matrices = [b.inputs.matrix for b in batches if isinstance(b.inputs, MatrixColumns)]
     if len(matrices) < len(batches):
         return [_column([batch.inputs[name] for batch in batches]) for name in features]
     matrix = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)

@@ -9,7 +9,7 @@ wrong type, a missing value or NaN where the signature forbids it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from mlcycle.serve._errors import MalformedRequest
 if TYPE_CHECKING:
     from mlcycle.registry import ColumnSpec, Signature
 
-__all__ = ["NUMERIC_TYPES", "Rows", "Schema", "concat_rows"]
+__all__ = ["NUMERIC_TYPES", "MatrixColumns", "Rows", "Schema", "concat_rows"]
 
 NUMERIC_TYPES = frozenset({"int64", "float64"})
 _NUMBERS = frozenset({int, float})
@@ -44,7 +44,7 @@ class Rows:
         names: Sequence[str],
         *,
         matrix: np.ndarray | None = None,
-        columns: dict[str, np.ndarray] | None = None,
+        columns: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         self.count = count
         self.names = names
@@ -52,11 +52,11 @@ class Rows:
         self._columns = columns
 
     @property
-    def columns(self) -> dict[str, np.ndarray]:
-        """Each input column's values, by name."""
+    def columns(self) -> Mapping[str, np.ndarray]:
+        """Each input column's values, by name (views of the matrix, made when read)."""
         if self._columns is None:
             assert self.matrix is not None, "rows hold a matrix or columns"
-            self._columns = {name: self.matrix[:, i] for i, name in enumerate(self.names)}
+            self._columns = MatrixColumns(self.matrix, self.names)
         return self._columns
 
     def slice(self, start: int, stop: int) -> Rows:
@@ -66,6 +66,31 @@ class Rows:
             return Rows(stop - start, self.names, matrix=self.matrix[start:stop])
         columns = {name: values[start:stop] for name, values in self.columns.items()}
         return Rows(stop - start, self.names, columns=columns)
+
+
+class MatrixColumns(Mapping[str, np.ndarray]):
+    """The columns of a rows x features matrix by name, each made (as a view) when read.
+
+    ``matrix`` is the matrix itself, for readers that take all columns at once.
+    """
+
+    __slots__ = ("_names", "_positions", "matrix")
+
+    def __init__(self, matrix: np.ndarray, names: Sequence[str]) -> None:
+        self.matrix = matrix
+        self._names = names
+        self._positions: dict[str, int] | None = None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if self._positions is None:
+            self._positions = {column: i for i, column in enumerate(self._names)}
+        return self.matrix[:, self._positions[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 @dataclass(frozen=True)

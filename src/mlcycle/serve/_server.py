@@ -40,7 +40,7 @@ from mlcycle.serve._errors import Overloaded
 from mlcycle.serve._metrics import LaneMetrics, Metrics, observe_many
 from mlcycle.serve._model import ServedModel, load_model
 from mlcycle.serve._routing import Lane, Routes
-from mlcycle.serve._sink import MatrixColumns, PredictionBatch, PredictionSink
+from mlcycle.serve._sink import PredictionBatch, PredictionSink
 from mlcycle.store import Deployment, Event, EventLog, Variant
 
 if TYPE_CHECKING:
@@ -459,7 +459,6 @@ def _prediction_batch(
             indexes += range(job.first_row, job.first_row + count)
             times += [job.time] * count
             latency += [(now - job.arrived) * 1000] * count
-    matrix = rows.matrix
     return PredictionBatch(
         deployment=tag.deployment,
         model=tag.model.name,
@@ -471,12 +470,11 @@ def _prediction_batch(
         times=times,
         latency_ms=latency,
         inputs=(
-            MatrixColumns(matrix, rows.names)
-            if matrix is not None
+            rows.columns
+            if rows.matrix is not None
             else {name: _logged(column) for name, column in rows.columns.items()}
         ),
         outputs=outputs,
-        matrix=matrix,
     )
 
 

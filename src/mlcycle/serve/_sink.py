@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["MatrixColumns", "PredictionBatch", "PredictionSink"]
+__all__ = ["PredictionBatch", "PredictionSink"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +23,8 @@ class PredictionBatch:
     each feature column to its values; ``outputs`` are the predictions
     (numbers, labels, or lists for multi-output models). Values are NumPy
     arrays or lists: a server hands over its batch's own arrays, and the log
-    converts many batches at once. ``shadow`` marks the copies a shadow
+    converts many batches at once (numeric inputs given as ``MatrixColumns``
+    in one call for all columns). ``shadow`` marks the copies a shadow
     variant predicted, which nobody received.
 
     ``error`` marks a request that failed (``"422: ..."``): one row with no
@@ -43,34 +44,9 @@ class PredictionBatch:
     inputs: Mapping[str, Sequence[Any] | np.ndarray]  # Any: a column's JSON-able values
     outputs: Sequence[Any] | np.ndarray  # Any: a prediction per row
     error: str | None = None
-    matrix: np.ndarray | None = None
-    """The inputs as one float64 matrix (rows x features, in ``inputs``' order), when they
-    are all numbers: the log then converts them in one call, not one per column."""
 
     def __len__(self) -> int:
         return len(self.request_ids)
-
-
-class MatrixColumns(Mapping[str, np.ndarray]):
-    """The columns of a rows x features matrix by name, each made (as a view) when read."""
-
-    __slots__ = ("_matrix", "_names", "_positions")
-
-    def __init__(self, matrix: np.ndarray, names: Sequence[str]) -> None:
-        self._matrix = matrix
-        self._names = names
-        self._positions: dict[str, int] | None = None
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        if self._positions is None:
-            self._positions = {column: i for i, column in enumerate(self._names)}
-        return self._matrix[:, self._positions[name]]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
 
 
 class PredictionSink(Protocol):
