@@ -59,7 +59,7 @@ if TYPE_CHECKING:
         TableArea,
     )
 
-__all__ = ["SCHEMAS_DIR", "Workspace"]
+__all__ = ["SCHEMAS_DIR", "Workspace", "open_registry"]
 
 SCHEMAS_DIR = "schemas"
 """The project folder of dataset schemas: ``schemas/bike.yaml`` is the schema of ``bike``."""
@@ -477,6 +477,16 @@ class Workspace:
                 f"the workspace at {self.settings.home} is closed; open it again with "
                 "Workspace.open(settings)"
             )
+
+
+def open_registry(settings: Settings) -> ModelRegistry:
+    """The model registry of the project ``settings`` name, for a process of its own.
+
+    A server's shadow variant predicts in a process it starts, which calls
+    ``functools.partial(open_registry, settings)`` to load the model with the
+    project's own trust rules. The workspace stays open while the process runs.
+    """
+    return Workspace.open(settings).registry
 
 
 def _ensure_writable(folder: Path) -> None:

@@ -8,6 +8,7 @@ Sharing-like model three times.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -38,7 +39,7 @@ from mlcycle.serve import (
 )
 from mlcycle.settings import RegistrySettings, ServeSettings, Settings
 from mlcycle.store import Deployment
-from mlcycle.workspace import Workspace
+from mlcycle.workspace import Workspace, open_registry
 
 ECHO_COLUMNS = ["id", "x"]
 Invoke = Callable[..., Result]
@@ -107,6 +108,7 @@ async def client_for(
         deployment = implicit_deployment(deployment)
     server = ModelServer(
         registry=workspace.registry,
+        registry_opener=functools.partial(open_registry, workspace.settings),
         deployment=deployment,
         settings=serve_settings(**changes),
         sink=sink,
@@ -166,6 +168,7 @@ def live_server(
         deployment = implicit_deployment(deployment)
     server = ModelServer(
         registry=workspace.registry,
+        registry_opener=functools.partial(open_registry, workspace.settings),
         deployment=deployment,
         settings=serve_settings(**changes),
         sink=sink,

@@ -40,3 +40,12 @@ class Slow:
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         time.sleep(self.seconds)
         return np.asarray(frame["id"], dtype=np.float64)
+
+
+class Pid:
+    """Predicts the id of the process it runs in, for every row; raises on a negative ``id``."""
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        if (frame["id"] < 0).any():
+            raise ArithmeticError("negative ids break this model")
+        return np.full(len(frame), float(os.getpid()))

@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 from tests.serve.conftest import ListSink, LiveServer, live_server, rows
 
-from mlcycle.serve import load_model
-from mlcycle.serve._batching import Batcher, Job
 from mlcycle.workspace import Workspace
 
 pytestmark = pytest.mark.anyio
@@ -62,37 +60,3 @@ async def test_concurrent_requests_each_get_exactly_their_own_rows(
         if value >= 1000
     ]
     assert sorted(big) == [(i, 1000 + i) for i in range(10)]
-
-
-@pytest.mark.parametrize("inline", [True, False])
-async def test_a_deferring_batcher_predicts_only_when_told_it_may(
-    workspace: Workspace, echo: str, inline: bool
-) -> None:
-    """A shadow's batcher holds its queue while ``defer()`` is true, then predicts all of it."""
-    model = load_model(workspace.registry, "echo/1", max_rows=100)
-    predicted: list[list[str]] = []
-    busy = True
-    batcher = Batcher(
-        model,
-        max_rows=8,
-        max_wait_s=0.0,
-        arriving=lambda: 0,
-        done=lambda jobs, _rows, _outputs, _now: predicted.append([j.request_id for j in jobs]),
-        max_queue=100,
-        inline=inline,
-        defer=lambda: busy,
-    )
-    for n in range(20):
-        rows = model.schema.from_records([{"id": float(n), "x": 0.5}])
-        assert batcher.offer(Job(rows=rows, request_id=f"r{n}", arrived=0.0, time=0.0))
-    await asyncio.sleep(0.05)  # many of the batcher's looks at defer()
-    assert predicted == []
-    assert batcher.queued == 20
-    busy = False
-    for _ in range(500):
-        if batcher.queued == 0 and sum(map(len, predicted)) == 20:
-            break
-        await asyncio.sleep(0.01)
-    await batcher.close()
-    assert [r for batch in predicted for r in batch] == [f"r{n}" for n in range(20)]
-    assert max(map(len, predicted)) <= 8

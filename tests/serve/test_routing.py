@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
 from tests.serve.conftest import ListSink, client_for, rows
-from tests.serve.models import Slow
 
 from mlcycle.errors import ValidationFailed
 from mlcycle.serve import check_deployment
-from mlcycle.settings import RegistrySettings, Settings
 from mlcycle.store import Deployment, Variant
 from mlcycle.workspace import Workspace
 
@@ -183,35 +180,3 @@ async def test_a_promotion_is_served_without_a_restart(workspace: Workspace, ech
     assert round(answer.json()["predictions"][0]) == 1001
     assert server.routes.answering[0].model.version == 2
     assert 'mlcycle_serve_model_loads_total{deployment="echo",model="echo"' in metrics
-
-
-async def test_a_shadow_waits_while_the_answering_variant_has_work(tmp_path: Path) -> None:
-    """Request 2 is predicted (0.3 s) right after request 1: 1's copy waits for it to finish."""
-    settings = Settings(
-        home=tmp_path, actor="ana", registry=RegistrySettings(trusted_publishers=("ana",))
-    )
-    with Workspace.open(settings) as workspace:
-        example = pd.DataFrame({"id": [1.0, 2.0]})
-        workspace.registry.register("slow", Slow(0.3), input_example=example, flavor="pyfunc")
-        workspace.registry.register("fast", Slow(0.0), input_example=example, flavor="pyfunc")
-        deployment = Deployment(
-            name="bikes",
-            variants=(Variant("live", "slow/1"), Variant("dark", "fast/1", shadow=True)),
-            policy="shadow",
-        )
-        sink = ListSink()
-        async with client_for(workspace, deployment, sink=sink, max_batch_size=1) as (client, _):
-            answers = await asyncio.gather(
-                *(client.post(PREDICT, json={"instances": [{"id": n}]}) for n in (1.0, 2.0))
-            )
-            for _ in range(500):  # a guard against hanging
-                if sum(len(b) for b in sink.batches if b.shadow) == 2:
-                    break
-                await asyncio.sleep(0.01)
-            metrics = (await client.get("/metrics")).text
-    assert [a.status_code for a in answers] == [200, 200]
-    order = [(b.variant, list(b.inputs["id"])) for b in sink.batches]
-    assert order[:2] in ([("live", [1.0]), ("live", [2.0])], [("live", [2.0]), ("live", [1.0])])
-    assert {variant for variant, _ in order[2:]} == {"dark"}
-    assert sorted(i for _, ids in order[2:] for i in ids) == [1.0, 2.0]
-    assert 'mlcycle_serve_shadow_lag_seconds_count{deployment="bikes",model="fast"' in metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import cast
@@ -13,7 +14,7 @@ from tests.serve.conftest import ListSink, rows, serve_settings
 
 from mlcycle.serve import ModelServer, create_app
 from mlcycle.store import DeploymentCatalog
-from mlcycle.workspace import Workspace
+from mlcycle.workspace import Workspace, open_registry
 
 pytestmark = pytest.mark.anyio
 PREDICT = "/v1/models/bikes:predict"
@@ -27,6 +28,7 @@ async def following(
     catalog = cast("DeploymentCatalog", workspace.metadata)
     server = ModelServer(
         registry=workspace.registry,
+        registry_opener=functools.partial(open_registry, workspace.settings),
         deployment=catalog.get_deployment("bikes"),
         settings=serve_settings(),
         sink=sink,

@@ -183,7 +183,7 @@ def worker_app(
     import gc
 
     from mlcycle.serve import Metrics, ModelServer, create_app
-    from mlcycle.workspace import Workspace
+    from mlcycle.workspace import Workspace, open_registry
 
     # A single-row request allocates some sixty containers (its parsed JSON, its job, its
     # coroutines), nearly all freed by reference counting, so the default young-generation
@@ -202,6 +202,7 @@ def worker_app(
         deployments=source,
         metrics=Metrics(multiprocess_dir=None if metrics_dir is None else Path(metrics_dir)),
         clock=workspace.clock,
+        registry_opener=functools.partial(open_registry, settings),
     )
     return create_app(server, token=token, feedback=workspace.feedback)
 

@@ -40,6 +40,7 @@ from mlcycle.serve._server import ModelServer
 from mlcycle.serve._v2 import datatype_of
 
 if TYPE_CHECKING:
+    from mlcycle.serve._batching import Batcher
     from mlcycle.serve._feedback import FeedbackLog, Label
     from mlcycle.serve._routing import Lane
 
@@ -252,7 +253,7 @@ class _Handlers:
         del request
         return HTMLResponse(docs_page(openapi_document(self.server.name)))
 
-    def _lane(self, request: Request) -> Lane:
+    def _lane(self, request: Request) -> Lane[Batcher]:
         name = request.path_params["name"]
         if name != self.server.name:
             raise _unknown_model(self.server, name)

@@ -15,10 +15,8 @@ Every job gets exactly its own slice of the outputs. When a merged call
 raises, each job is predicted again on its own, so only the request that
 breaks the model gets the error.
 
-A shadow's batcher runs at a lower priority: its queue is bounded (a copy
-that does not fit is dropped), it always predicts on its own thread, and it
-takes no batch while ``defer()`` says the answering variants have work, so
-its predict calls fill the gaps between theirs.
+Shadow variants do not use a ``Batcher``: they predict in a process of
+their own (``_shadow``).
 """
 
 from __future__ import annotations
@@ -37,9 +35,6 @@ from mlcycle.serve._model import ServedModel
 from mlcycle.serve._rows import Rows, concat_rows
 
 __all__ = ["Batcher", "Job"]
-
-_DEFER_S = 0.002
-"""How often a deferring (shadow) batcher looks again whether the answering variants are idle."""
 
 
 @dataclass(slots=True)
@@ -61,7 +56,7 @@ Outcome = tuple[Job, "np.ndarray | BaseException"]
 """A job and its outputs, or the error its prediction raised."""
 
 BatchDone = Callable[[Sequence[Job], Rows, np.ndarray, float], None]
-"""Called on the batcher's thread after each predict: jobs, their rows, outputs, now."""
+"""Called after each predict call, on its thread or the loop: jobs, their rows, outputs, now."""
 
 
 class Batcher:
@@ -75,14 +70,11 @@ class Batcher:
         max_wait_s: float,
         arriving: Callable[[], int],
         done: BatchDone,
-        max_queue: int | None = None,
         inline: bool = False,
-        defer: Callable[[], bool] | None = None,
     ) -> None:
         self.model = model
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
-        self.max_queue = max_queue
         self._arriving = arriving
         self._done = done
         self._queue: collections.deque[Job] = collections.deque()
@@ -90,7 +82,6 @@ class Batcher:
         self._wake = asyncio.Event()
         self._closing = False
         self._predicting = False
-        self._defer = defer
         self._thread = (
             None if inline else ThreadPoolExecutor(1, thread_name_prefix=f"predict-{model.ref}")
         )
@@ -123,13 +114,6 @@ class Batcher:
         self._queued_rows += job.rows.count
         self._wake.set()
 
-    def offer(self, job: Job) -> bool:
-        """Queue a job unless ``max_queue`` jobs already wait or it closes: for shadow copies."""
-        if self._closing or (self.max_queue is not None and len(self._queue) >= self.max_queue):
-            return False
-        self.submit(job)
-        return True
-
     @property
     def queued(self) -> int:
         """Jobs waiting for a predict call."""
@@ -156,9 +140,6 @@ class Batcher:
                     return
                 self._wake.clear()
                 await self._wake.wait()
-                continue
-            if self._defer is not None and not self._closing and self._defer():
-                await asyncio.sleep(_DEFER_S)
                 continue
             await self._gather()
             jobs = self._take()

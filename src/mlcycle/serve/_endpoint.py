@@ -28,6 +28,7 @@ from mlcycle.serve._v2 import decode_inputs, encode_outputs
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
+    from mlcycle.serve._batching import Batcher
     from mlcycle.serve._routing import Lane
     from mlcycle.serve._rows import Rows, Schema
 
@@ -98,7 +99,7 @@ class PredictEndpoint:
                 arrived=arrived,
             )
             return 503, error_body(str(exc)), [(b"retry-after", b"1")]
-        lane: Lane | None = None
+        lane: Lane[Batcher] | None = None
         reached = False
         given = headers.get(b"x-request-id")
         request_id = given.decode("latin-1") if given else server.new_request_id()

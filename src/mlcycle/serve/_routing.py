@@ -16,7 +16,7 @@ import random
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from mlcycle.errors import NotFound, ValidationFailed
 from mlcycle.store import Deployment, Variant
@@ -25,19 +25,36 @@ if TYPE_CHECKING:
     from mlcycle.serve._batching import Batcher
     from mlcycle.serve._metrics import LaneMetrics
     from mlcycle.serve._model import ServedModel
+    from mlcycle.serve._shadow import ShadowProcess
 
-__all__ = ["Lane", "Routes", "implicit_deployment"]
+__all__ = ["Lane", "LaneQueue", "Routes", "implicit_deployment"]
 
 _HASH_SPAN = float(1 << 64)
 
 
+class LaneQueue(Protocol):
+    """Where a lane's requests wait: a ``Batcher`` (answering) or a ``ShadowProcess``."""
+
+    @property
+    def busy(self) -> bool:
+        """Whether requests wait or are being predicted."""
+        ...
+
+    async def close(self) -> None:
+        """Predict what waits, then stop."""
+        ...
+
+
+QueueT = TypeVar("QueueT", bound=LaneQueue)
+
+
 @dataclass(frozen=True, eq=False)
-class Lane:
-    """One variant being served: its model, its micro-batching queue and its metrics."""
+class Lane(Generic[QueueT]):
+    """One variant being served: its model, the queue its requests wait in, its metrics."""
 
     variant: Variant
     model: ServedModel
-    batcher: Batcher
+    queue: QueueT
     metrics: LaneMetrics
 
 
@@ -46,8 +63,8 @@ class Routes:
     """A deployment's lanes at one moment; a change builds new ``Routes`` and swaps them in."""
 
     deployment: Deployment
-    answering: tuple[Lane, ...]
-    shadows: tuple[Lane, ...]
+    answering: tuple[Lane[Batcher], ...]
+    shadows: tuple[Lane[ShadowProcess], ...]
     _bounds: list[float] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -59,11 +76,11 @@ class Routes:
         )
 
     @property
-    def lanes(self) -> tuple[Lane, ...]:
+    def lanes(self) -> tuple[Lane[Batcher] | Lane[ShadowProcess], ...]:
         """Every lane, answering ones first."""
         return self.answering + self.shadows
 
-    def choose(self, key: str | None) -> Lane:
+    def choose(self, key: str | None) -> Lane[Batcher]:
         """The lane that answers a request with sticky ``key`` (``None``: none given)."""
         if len(self.answering) == 1:
             return self.answering[0]
@@ -75,7 +92,7 @@ class Routes:
         index = min(bisect_right(self._bounds, point), len(self.answering) - 1)
         return self.answering[index]
 
-    def for_version(self, version: str) -> Lane:
+    def for_version(self, version: str) -> Lane[Batcher]:
         """The answering lane serving model version ``version`` (the v2 ``/versions/{v}``)."""
         for lane in self.answering:
             if str(lane.model.version) == version:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from mlcycle.serve._errors import Overloaded
 from mlcycle.serve._metrics import LaneMetrics, Metrics, observe_many
 from mlcycle.serve._model import ServedModel, load_model
 from mlcycle.serve._routing import Lane, Routes
+from mlcycle.serve._shadow import RegistryOpener, ShadowProcess
 from mlcycle.serve._sink import PredictionBatch, PredictionSink
 from mlcycle.store import Deployment, Event, EventLog, Variant
 
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from mlcycle.settings import ServeSettings
 
 __all__ = ["FOLLOWED_EVENTS", "Answer", "DeploymentSource", "ModelServer"]
+
+LaneT = TypeVar("LaneT", Lane[Batcher], Lane[ShadowProcess])
 
 FOLLOWED_EVENTS = ("model.alias_moved", "deployment.applied", "deployment.removed")
 """The event types that make a server reload."""
@@ -71,7 +74,7 @@ class Answer:
     """What one request got: its outputs and who predicted them."""
 
     outputs: np.ndarray
-    lane: Lane
+    lane: Lane[Batcher]
     request_id: str
 
 
@@ -93,9 +96,12 @@ class ModelServer:
         deployments: DeploymentSource | None = None,
         metrics: Metrics | None = None,
         clock: Clock | None = None,
+        registry_opener: RegistryOpener | None = None,
     ) -> None:
         deployment = check_deployment(deployment)
         self.registry = registry
+        self.registry_opener = registry_opener
+        """Opens the registry in a shadow variant's own process; needed to serve shadows."""
         self.deployment = deployment
         self.settings = settings
         self.sink = sink
@@ -112,7 +118,7 @@ class ModelServer:
         self._cursor = 0
         self._follower: asyncio.Task[None] | None = None
         self._refreshing = asyncio.Lock()
-        self._same_inputs: dict[tuple[Lane, Lane], bool] = {}
+        self._same_inputs: dict[tuple[Lane[ShadowProcess], Lane[Batcher]], bool] = {}
         """Whether a shadow lane takes the same inputs as an answering one (it reuses its rows)."""
         self._ids = itertools.count(1)
         self._id_prefix = new_id()[-12:].lower()
@@ -154,7 +160,7 @@ class ModelServer:
             self._follower.cancel()
             await asyncio.gather(self._follower, return_exceptions=True)
         if self._routes is not None:
-            await asyncio.gather(*(lane.batcher.close() for lane in self._routes.lanes))
+            await asyncio.gather(*(lane.queue.close() for lane in self._routes.lanes))
         if self.sink is not None:
             await asyncio.to_thread(self.sink.close)
 
@@ -202,7 +208,7 @@ class ModelServer:
             time=self._time(),
             future=asyncio.get_running_loop().create_future(),
         )
-        lane.batcher.submit(job)
+        lane.queue.submit(job)
         self.arriving -= 1
         assert job.future is not None, "a request's job always has a future"
         outputs = await job.future
@@ -212,7 +218,7 @@ class ModelServer:
             asyncio.get_running_loop().call_soon(self._copy, routes.shadows, lane, decode, job)
         return Answer(outputs=outputs, lane=lane, request_id=request_id)
 
-    def count(self, lane: Lane | None, status: int) -> None:
+    def count(self, lane: Lane[Batcher] | None, status: int) -> None:
         """Count an answered request under its lane (``None``: it never reached one)."""
         if lane is not None and status == 200:
             lane.metrics.requests.inc()
@@ -223,7 +229,13 @@ class ModelServer:
             self.metrics.errors.labels(*labels, str(status)).inc()
 
     def record_failure(
-        self, lane: Lane | None, *, request_id: str, status: int, message: str, arrived: float
+        self,
+        lane: Lane[Batcher] | None,
+        *,
+        request_id: str,
+        status: int,
+        message: str,
+        arrived: float,
     ) -> None:
         """Log a failed request as an ``error`` row of the prediction log (not a 401)."""
         if self.sink is None or status == HTTPStatus.UNAUTHORIZED:
@@ -266,9 +278,9 @@ class ModelServer:
             self.deployment, self._routes, self._removed = deployment, new, None
             self._same_inputs.clear()
             _settle_heap()
-            kept = {id(lane.batcher) for lane in new.lanes}
+            kept = {id(lane.queue) for lane in new.lanes}
             await asyncio.gather(
-                *(lane.batcher.close() for lane in old if id(lane.batcher) not in kept)
+                *(lane.queue.close() for lane in old if id(lane.queue) not in kept)
             )
 
     async def _withdraw(self) -> None:
@@ -284,9 +296,15 @@ class ModelServer:
         )
         old, self._routes = self._routes, None
         if old is not None:
-            await asyncio.gather(*(lane.batcher.close() for lane in old.lanes))
+            await asyncio.gather(*(lane.queue.close() for lane in old.lanes))
 
-    def _copy(self, shadows: Sequence[Lane], primary: Lane, decode: Decoder, job: Job) -> None:
+    def _copy(
+        self,
+        shadows: Sequence[Lane[ShadowProcess]],
+        primary: Lane[Batcher],
+        decode: Decoder,
+        job: Job,
+    ) -> None:
         """Queue copies of an answered request for the shadows, unless shadows are being shed.
 
         Past half of ``max_inflight`` requests in flight, copies are dropped
@@ -312,69 +330,83 @@ class ModelServer:
                 )
                 continue
             copy = Job(rows=rows, request_id=job.request_id, arrived=job.arrived, time=job.time)
-            if not shadow.batcher.offer(copy):
+            if not shadow.queue.offer(copy):
                 self.metrics.shed.labels(self.name, "shadow").inc()
 
-    def _answering_busy(self) -> bool:
-        """Whether requests are arriving or an answering variant has work: shadows wait then."""
-        if self.arriving > 0:
-            return True
-        routes = self._routes
-        return routes is not None and any(lane.batcher.busy for lane in routes.answering)
-
-    async def _build(self, deployment: Deployment, *, previous: Sequence[Lane]) -> Routes:
+    async def _build(self, deployment: Deployment, *, previous: Sequence[Lane[Any]]) -> Routes:
         """Lanes for every variant: kept when its model version is unchanged, else loaded.
 
-        A kept lane keeps its batcher (and so its queue) even when the
+        A kept lane keeps its queue (and what waits in it) even when the
         variant's weight changed.
         """
         current = {
             (lane.variant.name, lane.variant.shadow, lane.model.ref): lane for lane in previous
         }
-        lanes: list[Lane] = []
+        answering: list[Lane[Batcher]] = []
+        shadows: list[Lane[ShadowProcess]] = []
         for variant in deployment.variants:
             version = await asyncio.to_thread(self.registry.get, variant.model)
             ref = version.ref.removeprefix("models:/")
             lane = current.get((variant.name, variant.shadow, ref))
-            if lane is None:
-                lane = await self._open_lane(deployment, variant)
-            elif lane.variant != variant:
+            if lane is not None and lane.variant != variant:
                 lane = dataclasses.replace(lane, variant=variant)
-            lanes.append(lane)
-        return Routes(
-            deployment=deployment,
-            answering=tuple(lane for lane in lanes if not lane.variant.shadow),
-            shadows=tuple(lane for lane in lanes if lane.variant.shadow),
-        )
+            if variant.shadow:
+                shadows.append(lane or await self._open_shadow(deployment, variant))
+            else:
+                answering.append(lane or await self._open_answering(deployment, variant))
+        return Routes(deployment=deployment, answering=tuple(answering), shadows=tuple(shadows))
 
-    async def _open_lane(self, deployment: Deployment, variant: Variant) -> Lane:
+    async def _open_answering(self, deployment: Deployment, variant: Variant) -> Lane[Batcher]:
         settings = self.settings
-        model = await asyncio.to_thread(
-            load_model, self.registry, variant.model, max_rows=settings.max_rows
-        )
-        lane_metrics = self.metrics.lane(
-            deployment.name, variant.name, model.name, model.version, shadow=variant.shadow
-        )
-        tag = _Tag(deployment=deployment.name, variant=variant, model=model, metrics=lane_metrics)
-        done = functools.partial(self._batch_done, tag)
+        model, tag = await self._load(deployment, variant)
         batcher = Batcher(
             model,
             max_rows=settings.max_batch_size,
             max_wait_s=settings.max_batch_wait_ms / 1000,
             arriving=lambda: self.arriving,
-            done=done,
-            max_queue=settings.shadow_queue if variant.shadow else None,
-            inline=model.runtime == "onnx" and not variant.shadow,
-            defer=self._answering_busy if variant.shadow else None,
+            done=functools.partial(self._batch_done, tag),
+            inline=model.runtime == "onnx",
         )
-        lane = Lane(variant=variant, model=model, batcher=batcher, metrics=lane_metrics)
-        self.metrics.loads.labels(*_labels(deployment.name, lane)).inc()
+        return self._opened(Lane(variant=variant, model=model, queue=batcher, metrics=tag.metrics))
+
+    async def _open_shadow(self, deployment: Deployment, variant: Variant) -> Lane[ShadowProcess]:
+        if self.registry_opener is None:
+            raise MlcycleError(
+                f"deployment '{deployment.name}' has a shadow variant ({variant.name}), which "
+                "predicts in a process of its own: give the server a registry_opener "
+                "(functools.partial(mlcycle.workspace.open_registry, settings))"
+            )
+        model, tag = await self._load(deployment, variant)
+        shadow = ShadowProcess(
+            model,
+            opener=self.registry_opener,
+            max_rows=self.settings.max_batch_size,
+            max_queue=self.settings.shadow_queue,
+            done=functools.partial(self._batch_done, tag),
+        )
+        await shadow.start()
+        return self._opened(Lane(variant=variant, model=model, queue=shadow, metrics=tag.metrics))
+
+    async def _load(self, deployment: Deployment, variant: Variant) -> tuple[ServedModel, _Tag]:
+        model = await asyncio.to_thread(
+            load_model, self.registry, variant.model, max_rows=self.settings.max_rows
+        )
+        lane_metrics = self.metrics.lane(
+            deployment.name, variant.name, model.name, model.version, shadow=variant.shadow
+        )
+        return model, _Tag(
+            deployment=deployment.name, variant=variant, model=model, metrics=lane_metrics
+        )
+
+    def _opened(self, lane: LaneT) -> LaneT:
+        self.metrics.loads.labels(*_labels(self.name, lane)).inc()
         _log.info(
-            "deployment %s variant %s serves %s (%s)",
-            deployment.name,
-            variant.name,
-            model.ref,
-            model.runtime,
+            "deployment %s variant %s serves %s (%s%s)",
+            self.name,
+            lane.variant.name,
+            lane.model.ref,
+            lane.model.runtime,
+            ", in its own process" if lane.variant.shadow else "",
         )
         return lane
 
@@ -429,7 +461,7 @@ class ModelServer:
         return payload.get("name") in served
 
 
-def _labels(deployment: str, lane: Lane) -> tuple[str, str, str, str]:
+def _labels(deployment: str, lane: Lane[Any]) -> tuple[str, str, str, str]:
     return deployment, lane.variant.name, lane.model.name, str(lane.model.version)
 
 

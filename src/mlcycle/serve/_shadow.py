@@ -1,0 +1,365 @@
+"""A shadow variant predicting in a process of its own, so it never takes the server's GIL.
+
+Everything a shadow did in the serving process (its predict calls' Python,
+its batching) ran under the same GIL as the event loop that answers, and
+even on its own thread it added a third to the primary's median latency at
+half the server's rate. Here the serving process keeps only the cheap part:
+it queues each answered request's rows, and every few milliseconds hands
+the queued rows to the shadow's process as one matrix over a socket pair.
+That process (this interpreter running ``main``, at a lower CPU priority)
+loads the same model version through the registry, predicts, and sends
+back the outputs, which the serving process logs and measures like any
+other predict call.
+
+One batch is in flight at a time. Copies that arrive meanwhile wait in a
+queue of ``max_queue`` requests; a copy that does not fit is dropped (shed)
+and counted, so a shadow that falls behind never holds the primary back.
+When the process dies, its batch in flight is lost, copies are shed until
+a new process has loaded the model, and it is started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mlcycle.errors import MlcycleError
+from mlcycle.serve._rows import Rows, concat_rows
+
+if TYPE_CHECKING:
+    from mlcycle.registry import ModelRegistry
+    from mlcycle.serve._batching import BatchDone, Job
+    from mlcycle.serve._model import ServedModel
+
+__all__ = ["RegistryOpener", "ShadowProcess"]
+
+RegistryOpener = Callable[[], "ModelRegistry"]
+"""Opens the project's model registry in the process that calls it; must pickle.
+
+``functools.partial(mlcycle.workspace.open_registry, settings)`` is one.
+"""
+
+_FLUSH_S = 0.005
+"""How long the first queued copy waits for more before they go to the process together.
+
+At 4,000 requests/s that is some twenty rows a message, so the serving
+process pays for a message per twenty requests rather than per request.
+"""
+_START_TIMEOUT_S = 300.0
+_RESTART_S = (1.0, 30.0)
+"""The first and the longest wait before a dead shadow process is started again."""
+_WARN_EVERY_S = 60.0
+_HEADER = struct.Struct("!Q")
+_NICE = 10
+_CHILD = "import sys; from mlcycle.serve._shadow import main; sys.exit(main(int(sys.argv[1])))"
+_log = logging.getLogger("mlcycle.serve")
+
+
+class ShadowGone(MlcycleError):
+    """The shadow's process exited or could not load its model."""
+
+
+class ShadowProcess:
+    """One shadow variant's queue and the process that predicts it (see the module)."""
+
+    def __init__(
+        self,
+        model: ServedModel,
+        *,
+        opener: RegistryOpener,
+        max_rows: int,
+        max_queue: int,
+        done: BatchDone,
+    ) -> None:
+        self.model = model
+        self.max_rows = max_rows
+        self.max_queue = max_queue
+        self._opener = opener
+        self._done = done
+        self._queue: collections.deque[Job] = collections.deque()
+        self._queued_rows = 0
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._predicting = False
+        self._process: subprocess.Popen[bytes] | None = None
+        self._socket: socket.socket | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._warned = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        """The process id of the shadow's process, while it runs."""
+        return None if self._process is None else self._process.pid
+
+    @property
+    def queued(self) -> int:
+        """Copies waiting to go to the process."""
+        return len(self._queue)
+
+    @property
+    def busy(self) -> bool:
+        """Whether copies are queued or a batch is being predicted."""
+        return self._predicting or bool(self._queue)
+
+    async def start(self) -> None:
+        """Start the process and wait until it has loaded the model; ``ShadowGone`` if it cannot."""
+        await self._spawn()
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"shadow {self.model.ref}"
+        )
+
+    def offer(self, job: Job) -> bool:
+        """Queue a copy unless the queue is full, the process is down, or this closes."""
+        if self._closing or self._socket is None or len(self._queue) >= self.max_queue:
+            return False
+        self._queue.append(job)
+        self._queued_rows += job.rows.count
+        self._wake.set()
+        return True
+
+    async def close(self) -> None:
+        """Predict what is queued, then stop the process."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        await self._stop()
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if self._queued_rows < self.max_rows and not self._closing:
+                await asyncio.sleep(_FLUSH_S)
+            jobs = self._take()
+            rows = concat_rows([job.rows for job in jobs], self.model.schema.names)
+            self._predicting = True
+            try:
+                reply = await self._exchange((rows, [job.rows.count for job in jobs]))
+            except (OSError, ShadowGone) as exc:
+                self._predicting = False
+                await self._recover(exc, lost=len(jobs))
+                continue
+            self._predicting = False
+            self._deliver(jobs, rows, reply)
+
+    def _take(self) -> list[Job]:
+        """The oldest copies whose rows fit in ``max_rows`` (a larger one alone)."""
+        jobs = [self._queue.popleft()]
+        rows = jobs[0].rows.count
+        while self._queue and rows + self._queue[0].rows.count <= self.max_rows:
+            job = self._queue.popleft()
+            rows += job.rows.count
+            jobs.append(job)
+        self._queued_rows -= rows
+        return jobs
+
+    def _deliver(self, jobs: list[Job], rows: Rows, reply: Any) -> None:  # Any: unpickled
+        """Log and measure what the process predicted: the whole batch, or each copy alone."""
+        now, outputs, parts = reply
+        if outputs is not None:
+            self._done(jobs, rows, outputs, now)
+            return
+        failed: list[str] = []
+        for job, part in zip(jobs, parts, strict=True):
+            if isinstance(part, str):
+                failed.append(part)
+            else:
+                self._done([job], job.rows, part, now)
+        if failed and time.monotonic() - self._warned >= _WARN_EVERY_S:
+            self._warned = time.monotonic()
+            _log.warning(
+                "shadow %s failed on %d of %d copies (first: %s); it is not logged for "
+                "them (this warning repeats at most once a minute)",
+                self.model.ref,
+                len(failed),
+                len(jobs),
+                failed[0],
+            )
+
+    async def _recover(self, error: BaseException, *, lost: int) -> None:
+        """Start the process again after it died; copies are shed until it is back."""
+        code = None if self._process is None else self._process.poll()
+        await self._stop()
+        self._shed_queue()
+        _log.error(
+            "shadow %s: its process exited (%s, code %s); %d copies were lost; starting it again",
+            self.model.ref,
+            error,
+            code,
+            lost,
+        )
+        wait = _RESTART_S[0]
+        while True:
+            self._wake.clear()  # only close() sets it while the process is down
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            if self._closing:
+                return
+            try:
+                await self._spawn()
+            except (OSError, ShadowGone) as exc:
+                _log.error("shadow %s: starting its process failed: %s", self.model.ref, exc)
+                wait = min(wait * 2, _RESTART_S[1])
+                continue
+            _log.warning("shadow %s: its process is back", self.model.ref)
+            return
+
+    def _shed_queue(self) -> None:
+        self._queue.clear()
+        self._queued_rows = 0
+
+    async def _spawn(self) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _CHILD, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                # This process's import path, so a model's own classes (a pyfunc's) import
+                # there as they did here.
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, sys.path))},
+            )
+        finally:
+            theirs.close()
+        ours.setblocking(False)  # noqa: FBT003  (the socket module's own signature)
+        self._process, self._socket = process, ours
+        try:
+            await _send(ours, (self._opener, self.model.ref, self.max_rows))
+            answer = await asyncio.wait_for(_receive(ours), _START_TIMEOUT_S)
+        except (OSError, ShadowGone, TimeoutError) as exc:
+            await self._stop()
+            raise ShadowGone(
+                f"the process of shadow {self.model.ref} did not start: {exc or type(exc)}"
+            ) from None
+        if answer != "ready":
+            await self._stop()
+            raise ShadowGone(f"the process of shadow {self.model.ref} cannot serve it: {answer}")
+
+    async def _exchange(self, message: object) -> Any:  # Any: unpickled
+        assert self._socket is not None, "a batch goes only to a running process"
+        await _send(self._socket, message)
+        return await _receive(self._socket)
+
+    async def _stop(self) -> None:
+        """Close the socket (the process exits when it reads its end) and reap the process."""
+        sock, process = self._socket, self._process
+        self._socket = self._process = None
+        if sock is not None:
+            sock.close()
+        if process is not None:
+            try:
+                await asyncio.to_thread(process.wait, 10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                await asyncio.to_thread(process.wait)
+
+
+async def _send(sock: socket.socket, message: object) -> None:
+    data = pickle.dumps(message, protocol=5)
+    await asyncio.get_running_loop().sock_sendall(sock, _HEADER.pack(len(data)) + data)
+
+
+async def _receive(sock: socket.socket) -> Any:  # Any: unpickled
+    size = _HEADER.unpack(await _receive_exactly(sock, _HEADER.size))[0]
+    data = await _receive_exactly(sock, size)
+    return pickle.loads(data)  # noqa: S301  (from our own child, over a private socket pair)
+
+
+async def _receive_exactly(sock: socket.socket, size: int) -> bytearray:
+    loop = asyncio.get_running_loop()
+    buffer = bytearray(size)
+    view, got = memoryview(buffer), 0
+    while got < size:
+        count = await loop.sock_recv_into(sock, view[got:])
+        if count == 0:
+            raise ShadowGone("the shadow's process closed its socket")
+        got += count
+    return buffer
+
+
+# --- the shadow's process -----------------------------------------------------------------
+
+
+def main(fd: int) -> int:
+    """Serve one shadow model over the socket ``fd``: load it, then predict each batch sent.
+
+    Returns when the serving process closes its end (it stopped or died).
+    """
+    os.nice(_NICE)  # the serving process answers first when both want a core
+    sock = socket.socket(fileno=fd)
+    hello = _read(sock)
+    if hello is None:
+        return 0
+    opener, ref, max_rows = hello
+    try:
+        from mlcycle.serve._model import load_model  # noqa: PLC0415  (after the hello)
+
+        model = load_model(opener(), ref, max_rows=max_rows)
+    except Exception as exc:  # noqa: BLE001  (any failure is told to the server, which logs it)
+        _write(sock, f"{type(exc).__name__}: {exc}")
+        return 1
+    _write(sock, "ready")
+    while (batch := _read(sock)) is not None:
+        rows, counts = batch
+        _write(sock, _predict(model, rows, counts))
+    return 0
+
+
+def _predict(model: ServedModel, rows: Rows, counts: Sequence[int]) -> tuple[Any, ...]:
+    """``(now, outputs, None)``; after an error, ``(now, None, parts)``: each copy alone."""
+    try:
+        outputs = model.predict(rows)
+    except Exception:  # noqa: BLE001  (a model may raise anything; each copy is tried alone)
+        parts: list[np.ndarray | str] = []
+        start = 0
+        for count in counts:
+            try:
+                parts.append(model.predict(rows.slice(start, start + count)))
+            except Exception as exc:  # noqa: BLE001
+                parts.append(f"{type(exc).__name__}: {exc}")
+            start += count
+        return time.perf_counter(), None, parts
+    return time.perf_counter(), outputs, None
+
+
+def _read(sock: socket.socket) -> Any:  # Any: unpickled
+    """The next message, or ``None`` once the other end is closed."""
+    header = _read_exactly(sock, _HEADER.size)
+    if header is None:
+        return None
+    data = _read_exactly(sock, _HEADER.unpack(header)[0])
+    return None if data is None else pickle.loads(data)  # noqa: S301  (our own server)
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytearray | None:
+    buffer = bytearray(size)
+    view, got = memoryview(buffer), 0
+    while got < size:
+        count = sock.recv_into(view[got:])
+        if count == 0:
+            return None
+        got += count
+    return buffer
+
+
+def _write(sock: socket.socket, message: object) -> None:
+    data = pickle.dumps(message, protocol=5)
+    sock.sendall(_HEADER.pack(len(data)) + data)
