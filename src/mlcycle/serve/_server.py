@@ -383,6 +383,7 @@ class ModelServer:
             max_rows=self.settings.max_batch_size,
             max_queue=self.settings.shadow_queue,
             done=functools.partial(self._batch_done, tag),
+            idle=lambda: self.inflight == 0,
         )
         await shadow.start()
         return self._opened(Lane(variant=variant, model=model, queue=shadow, metrics=tag.metrics))
