@@ -15,7 +15,9 @@ from tests.serve.models import Pid, Slow
 
 from mlcycle.errors import MlcycleError
 from mlcycle.serve import ModelServer
-from mlcycle.serve._shadow import ShadowGone
+from mlcycle.serve._batching import Job
+from mlcycle.serve._model import load_model
+from mlcycle.serve._shadow import ShadowGone, ShadowProcess
 from mlcycle.settings import RegistrySettings, Settings
 from mlcycle.store import Deployment, Variant
 from mlcycle.workspace import Workspace, open_registry
@@ -165,3 +167,42 @@ async def test_a_server_without_a_registry_opener_refuses_a_shadow(
     )
     with pytest.raises(MlcycleError, match="registry_opener"):
         await server.start()
+
+
+async def test_copies_go_to_the_process_only_in_an_idle_moment(
+    pid_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While requests are in flight the copies wait; the first offer when idle sends them."""
+    monkeypatch.setattr("mlcycle.serve._shadow._FLUSH_S", 0.0)
+    monkeypatch.setattr("mlcycle.serve._shadow._IDLE_S", 60.0)  # no timer sends them meanwhile
+    model = load_model(pid_workspace.registry, "pid/1", max_rows=100)
+    predicted: list[str] = []
+    busy = True
+    shadow = ShadowProcess(
+        model,
+        opener=functools.partial(open_registry, pid_workspace.settings),
+        max_rows=100,
+        max_queue=100,
+        done=lambda jobs, _rows, _outputs, _now: predicted.extend(j.request_id for j in jobs),
+        idle=lambda: not busy,
+    )
+    await shadow.start()
+    try:
+        for n in range(5):
+            rows = model.schema.from_records([{"id": float(n)}])
+            assert shadow.offer(Job(rows=rows, request_id=f"r{n}", arrived=0.0, time=0.0))
+        await asyncio.sleep(0.2)  # the process would have answered by now, had it been sent
+        assert shadow.queued == 5
+        assert predicted == []
+        busy = False
+        rows = model.schema.from_records([{"id": 5.0}])
+        assert shadow.offer(Job(rows=rows, request_id="r5", arrived=0.0, time=0.0))
+        assert shadow.queued == 0, "the idle offer sent all six"
+        for _ in range(500):
+            if predicted:
+                break
+            await asyncio.sleep(0.01)
+            shadow.offer(Job(rows=rows, request_id="later", arrived=0.0, time=0.0))
+    finally:
+        await shadow.close()
+    assert predicted[:6] == [f"r{n}" for n in range(6)]
