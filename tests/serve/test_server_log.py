@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 from deltalake import DeltaTable
-from tests.serve.conftest import echo_model, rows
-from tests.serve.test_server_process import serving
+from tests.serve.conftest import echo_model, free_port, rows
+from tests.serve.test_server_process import command, serving
 
 import mlcycle as mc
 from mlcycle.serve import log_table_name, spool_dir
@@ -76,3 +80,58 @@ def test_every_prediction_and_label_lands_in_the_logs_and_sigterm_loses_nothing(
     assert set(shadow["model_version"]) == {2}
     assert sorted(shadow["request_id"]) == sorted(primary["request_id"])
     assert (shadow["output"] == shadow["inputs.id"] + 1000).all()
+
+
+def shadow_processes(server: int) -> list[int]:
+    """The shadow processes among ``server``'s children (their command runs ``_shadow.main``)."""
+    children = Path(f"/proc/{server}/task/{server}/children").read_text().split()
+    return [
+        int(pid)
+        for pid in children
+        if "mlcycle.serve._shadow" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    ]
+
+
+def test_the_shadow_process_ends_when_the_server_is_killed(home: Path) -> None:
+    """SIGKILL the serving process: its shadow's process reads the end of its socket and exits."""
+    port = free_port()
+    with (home / "serve.log").open("wb") as output:
+        server = subprocess.Popen(
+            command(home, "echo", "--port", str(port)),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not wait_ready(f"http://127.0.0.1:{port}"):
+            assert server.poll() is None, (home / "serve.log").read_text()
+            assert time.monotonic() < deadline, "the server was not ready in 120 s"
+            time.sleep(0.2)
+        shadows = shadow_processes(server.pid)
+        assert len(shadows) == 1
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
+        for _ in range(300):
+            if not running(shadows[0]):
+                break
+            time.sleep(0.1)
+        assert not running(shadows[0]), "the shadow's process outlived its server"
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=30)
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs (an exited orphan nobody reaped yet is a zombie: not running)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -25,6 +25,7 @@ import collections
 import logging
 import os
 import pickle
+import signal
 import socket
 import struct
 import subprocess
@@ -325,6 +326,9 @@ class ShadowProcess:
             raise ShadowGone(
                 f"the process of shadow {self.model.ref} did not start: {exc or type(exc)}"
             ) from None
+        except BaseException:  # cancelled (the server stops while it starts): it exits on EOF
+            ours.close()
+            raise
         if answer != "ready":
             ours.close()
             await self._stop()
@@ -395,6 +399,9 @@ def main(fd: int) -> int:
     Returns when the serving process closes its end (it stopped or died).
     """
     _lowest_priority()
+    # Ctrl-C in a terminal reaches the whole process group; the server decides when this
+    # process ends (it closes the socket), after the copies still queued are predicted.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=fd)
     hello = _read(sock)
     if hello is None:
