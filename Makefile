@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 export UV_COMPILE_BYTECODE := 1
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test check env clean bench bench-data bench-registry bench-pipelines bench-serving bench-monitoring
+.PHONY: demo test check env clean bench bench-data bench-registry bench-pipelines bench-serving bench-serving-shadow bench-monitoring
 
 # The demo's project is demo/, made afresh each time: the demo replays its days once per project.
 demo: $(VENV)/.synced
@@ -45,6 +45,10 @@ bench-pipelines: $(VENV)/.synced
 # BENCH_ARGS=--quick for a smoke-sized run. Figures: docs/benchmarks.md.
 bench-serving: $(VENV)/.synced
 	$(VENV)/bin/python benchmarks/serving.py $(BENCH_ARGS)
+
+# Only its shadow phase (about 7 minutes): for a change to shadows.
+bench-serving-shadow: $(VENV)/.synced
+	$(VENV)/bin/python benchmarks/serving_shadow.py $(BENCH_ARGS)
 
 # The monitoring benchmark: a drift report of 1M x 25 against Evidently (installed in
 # benchmarks/.work/, never in uv.lock) and plain SciPy; BENCH_ARGS=--quick for a smoke-sized

@@ -398,7 +398,6 @@ def main(fd: int) -> int:
 
     Returns when the serving process closes its end (it stopped or died).
     """
-    _lowest_priority()
     # Ctrl-C in a terminal reaches the whole process group; the server decides when this
     # process ends (it closes the socket), after the copies still queued are predicted.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -414,6 +413,9 @@ def main(fd: int) -> int:
     except Exception as exc:  # noqa: BLE001  (any failure is told to the server, which logs it)
         _write(sock, f"{type(exc).__name__}: {exc}")
         return 1
+    # Only now: at the lowest priority from the start, a busy machine starved the imports
+    # and the model's load, and with them the deployment change that waited for them.
+    _lowest_priority()
     _write(sock, "ready")
     while (batch := _read(sock)) is not None:
         rows, counts = batch

@@ -1,0 +1,86 @@
+"""Only the serving benchmark's shadow phase: the top rate first, then the paced A/B and overload.
+
+``benchmarks/serving.py`` measures everything (about 20 minutes with MLflow);
+a change to shadows needs only this part of it (about 7 minutes). It trains
+and registers the same model, measures our v2 throughput at c=32 with one
+worker (twice, the larger counts), then runs ``serving.shadow`` at half of it
+with ``--repeats`` runs per deployment. Prints the table and, last, the JSON
+line.
+
+    .venv/bin/python benchmarks/serving_shadow.py [--repeats 5] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import serving
+from _serving_report import print_shadow, rate, shadow_goals, shown, table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the shadow phase; print its table, then the JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--repeats", type=int, default=5, help="paced runs per deployment")
+    parser.add_argument("--keep", action="store_true", help="keep the project afterwards")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    serving.RUN_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        report = measure(args.repeats)
+    finally:
+        if not args.keep:
+            shutil.rmtree(serving.RUN_DIR, ignore_errors=True)
+    print(f"Top rate, ours v2, 1 worker, c=32: {rate(report['top_per_s'])}\n")
+    print_shadow(report["shadow"])
+    table(
+        ["goal", "figure", "goal", ""],
+        [[g["label"], shown(g), g["goal"], g["verdict"]] for g in report["goals"].values()],
+    )
+    sys.stdout.write(json.dumps(report, default=str) + "\n")
+    return 0
+
+
+def measure(repeats: int) -> dict[str, Any]:
+    """The top rate of one worker, then the shadow phase at half of it."""
+    workload = dataclasses.replace(serving.FULL, shadow_repeats=repeats)
+    setup = serving.prepare(workload)
+    serving.deploy(setup, serving.SINGLE_DEPLOYMENT, "--model", f"{serving.MODEL}@production")
+    port = serving.free_port()
+    name = serving.SINGLE_DEPLOYMENT
+    server = serving.ours(name, name, setup, port=port, workers=1, env={})
+    endpoint = serving.Endpoint(
+        f"http://127.0.0.1:{port}/v2/models/{name}/infer", serving.bodies(setup)["v2"]
+    )
+    with serving.running([server]):
+        server.wait_ready()
+        serving.run_wrk(endpoint, connections=32, duration_s=2, script_dir=serving.RUN_DIR)
+        runs = [
+            serving.run_wrk(
+                endpoint, connections=32, duration_s=workload.duration_s, script_dir=serving.RUN_DIR
+            )
+            for _ in range(2)
+        ]
+    top = max(runs, key=lambda run: run["ok_per_s"])
+    servers = {"1": {"ours_v2": {"c32": top}}}
+    report: dict[str, Any] = {
+        "benchmark": "serving-shadow",
+        "machine": serving.machine(),
+        "workload": dataclasses.asdict(workload),
+        "top_per_s": top["ok_per_s"],
+        "shadow": serving.shadow(setup, servers, workload),
+    }
+    report["shadow"]["noise_floor"] = serving.noise_floor(report["shadow"])
+    report["goals"] = shadow_goals(report["shadow"])
+    return report
+
+
+if __name__ == "__main__":
+    sys.exit(main())
