@@ -1,7 +1,7 @@
 """Only the serving benchmark's shadow phase: the top rate first, then the paced A/B and overload.
 
 ``benchmarks/serving.py`` measures everything (about 20 minutes with MLflow);
-a change to shadows needs only this part of it (about 7 minutes). It trains
+a change to shadows needs only this part of it (about 5 minutes). It trains
 and registers the same model, measures our v2 throughput at c=32 with one
 worker (twice, the larger counts), then runs ``serving.shadow`` at half of it
 with ``--repeats`` runs per deployment. Prints the table and, last, the JSON
