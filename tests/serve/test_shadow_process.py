@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from tests.serve.conftest import ListSink, client_for, serve_settings
 from tests.serve.models import Pid, Slow
+from tests.serve.test_server_log import running
 
 from mlcycle.errors import MlcycleError
 from mlcycle.serve import ModelServer
@@ -54,14 +55,6 @@ async def shadow_rows(sink: ListSink, count: int) -> list[float]:
     return [float(v) for b in sink.batches if b.shadow for v in b.outputs]
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-
-
 async def test_the_shadow_predicts_in_a_process_of_its_own(pid_workspace: Workspace) -> None:
     """The same model answers from the server's process and shadows from another one."""
     sink = ListSink()
@@ -77,7 +70,7 @@ async def test_the_shadow_predicts_in_a_process_of_its_own(pid_workspace: Worksp
     assert {a.json()["predictions"][0] for a in answers} == {os.getpid()}
     assert logged == [float(child)] * 5
     assert 'mlcycle_serve_shadow_lag_seconds_count{deployment="bikes",model="pid"' in metrics
-    assert not alive(child), "the shadow's process ends with the server"
+    assert not running(child), "the shadow's process ends with the server"
 
 
 async def test_a_killed_shadow_process_is_started_again_and_never_fails_a_request(

@@ -34,7 +34,7 @@ import numpy as np
 from mlcycle.serve._model import ServedModel
 from mlcycle.serve._rows import Rows, concat_rows
 
-__all__ = ["Batcher", "Job"]
+__all__ = ["Batcher", "Job", "take_jobs"]
 
 
 @dataclass(slots=True)
@@ -172,12 +172,7 @@ class Batcher:
 
     def _take(self) -> list[Job]:
         """The oldest jobs whose rows fit in one call (a larger job alone)."""
-        jobs = [self._queue.popleft()]
-        rows = jobs[0].rows.count
-        while self._queue and rows + self._queue[0].rows.count <= self.max_rows:
-            job = self._queue.popleft()
-            rows += job.rows.count
-            jobs.append(job)
+        jobs, rows = take_jobs(self._queue, self.max_rows)
         self._queued_rows -= rows
         return jobs
 
@@ -197,6 +192,20 @@ class Batcher:
             offset += job.rows.count
         self._done(jobs, rows, outputs, time.perf_counter())
         return outcomes
+
+
+def take_jobs(queue: collections.deque[Job], max_rows: int) -> tuple[list[Job], int]:
+    """Take the oldest jobs of ``queue`` whose rows fit in ``max_rows`` (a larger one alone).
+
+    Returns them and their number of rows.
+    """
+    jobs = [queue.popleft()]
+    rows = jobs[0].rows.count
+    while queue and rows + queue[0].rows.count <= max_rows:
+        job = queue.popleft()
+        rows += job.rows.count
+        jobs.append(job)
+    return jobs, rows
 
 
 def _resolve(outcomes: list[Outcome]) -> None:

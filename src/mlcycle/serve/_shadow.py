@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlcycle.errors import MlcycleError
+from mlcycle.serve._batching import take_jobs
 from mlcycle.serve._rows import Rows, concat_rows
 
 if TYPE_CHECKING:
@@ -189,7 +190,8 @@ class ShadowProcess:
             if self._sent is not None:
                 self._read()
             if self._sent is None and not self._outbox and self._queue:
-                jobs = self._take()
+                jobs, count = take_jobs(self._queue, _MESSAGE_ROWS)
+                self._queued_rows -= count
                 rows = concat_rows([job.rows for job in jobs], self.model.schema.names)
                 self._sent = (jobs, rows)
                 data = pickle.dumps((rows, [job.rows.count for job in jobs]), protocol=5)
@@ -227,17 +229,6 @@ class ShadowProcess:
         del self._inbox[:end]
         (jobs, rows), self._sent = self._sent, None
         self._deliver(jobs, rows, reply)
-
-    def _take(self) -> list[Job]:
-        """The oldest copies whose rows fit in a message (a larger one alone)."""
-        jobs = [self._queue.popleft()]
-        rows = jobs[0].rows.count
-        while self._queue and rows + self._queue[0].rows.count <= _MESSAGE_ROWS:
-            job = self._queue.popleft()
-            rows += job.rows.count
-            jobs.append(job)
-        self._queued_rows -= rows
-        return jobs
 
     def _deliver(self, jobs: list[Job], rows: Rows, reply: Any) -> None:  # Any: unpickled
         """Log and measure what the process predicted: the whole batch, or each copy alone."""
