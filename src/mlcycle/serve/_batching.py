@@ -89,23 +89,24 @@ class Batcher:
 
     def submit(self, job: Job) -> None:
         """Queue a job (in parts of ``max_rows`` rows when larger); its future gets its outputs."""
+        assert job.future is not None, "an answering variant's job is awaited"
         if job.rows.count <= self.max_rows:
             self._enqueue(job)
             return
+        loop = job.future.get_loop()
         parts = [
             Job(
                 rows=job.rows.slice(start, start + self.max_rows),
                 request_id=job.request_id,
                 arrived=job.arrived,
                 time=job.time,
-                future=None if job.future is None else job.future.get_loop().create_future(),
+                future=loop.create_future(),
                 first_row=start,
             )
             for start in range(0, job.rows.count, self.max_rows)
         ]
-        if job.future is not None:
-            joined = asyncio.gather(*(part.future for part in parts if part.future is not None))
-            joined.add_done_callback(functools.partial(_join, job.future))
+        joined = asyncio.gather(*(part.future for part in parts if part.future is not None))
+        joined.add_done_callback(functools.partial(_join, job.future))
         for part in parts:
             self._enqueue(part)
 
@@ -212,7 +213,8 @@ def _resolve(outcomes: list[Outcome]) -> None:
     """Hand each waiting request its outputs or error (it may have gone away meanwhile)."""
     for job, outcome in outcomes:
         future = job.future
-        if future is None or future.done():
+        assert future is not None, "a batcher's jobs are awaited"
+        if future.done():
             continue
         if isinstance(outcome, BaseException):
             future.set_exception(outcome)
