@@ -274,12 +274,14 @@ def print_shadow(shadow: dict[str, Any]) -> None:
     rows = []
     for name, figures in shadow["paced"].items():
         p50, p99 = figures["p50_s"], figures["p99_s"]
+        cpu = figures.get("server_cpu_s_per_request")
         rows.append(
             [
                 name,
                 rate(figures["ok_per_s"]["median"]),
                 f"{ms(p50['median'])} ({ms(p50['min'])} to {ms(p50['max'])})",
                 f"{ms(p99['median'])} ({ms(p99['min'])} to {ms(p99['max'])})",
+                "n/a" if cpu is None else f"{cpu['median'] * 1e6:,.0f} µs",
                 f"{figures['non_2xx'] + figures['socket_errors']:,}",
             ]
         )
@@ -289,7 +291,16 @@ def print_shadow(shadow: dict[str, Any]) -> None:
         f"{shadow['connections']} connections, {repeats} repetitions each, alternating; "
         "median (min to max) over the repetitions.\n"
     )
-    table(["deployment", "answered", "median latency", "p99 latency", "errors"], rows)
+    table(
+        ["deployment", "answered", "median latency", "p99 latency", "CPU / request", "errors"], rows
+    )
+    copies = shadow.get("copies")
+    if copies:
+        print(
+            f"During its paced runs the shadow predicted {copies['predicted']:,.0f} copies and "
+            f"shed {copies['shed']:,.0f}, of {copies['requests']:,} requests. CPU / request is the "
+            "server's (the worker and, with a shadow, its process), median over the runs.\n"
+        )
     floor = noise_floor(shadow)
     if floor:
         print(

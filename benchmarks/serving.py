@@ -564,7 +564,10 @@ def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[st
     One worker. The rate is half of ours' v2 throughput at c=32 measured above; the
     deployments alternate, ``shadow_repeats`` runs each. A third deployment, the same as
     the one without a shadow, is the control: its ratio to that one is what the machine's
-    noise alone gives a ratio (the noise floor).
+    noise alone gives a ratio (the noise floor). Each run also gives the server's CPU per
+    request (its worker and, with a shadow, the shadow's process), and the shadow's
+    ``/metrics`` before and after all its paced runs tell how many copies it predicted and
+    how many it shed meanwhile: a shadow that shed its copies would cost the primary less.
     """
     top = servers.get("1", {}).get("ours_v2", {}).get("c32", {}).get("ok_per_s")
     if not top:
@@ -600,6 +603,8 @@ def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[st
             results[f"probe_{name}"] = probe(endpoint, setup, plain=False)
             run_wrk(endpoint, connections=32, duration_s=workload.warmup_s, script_dir=RUN_DIR)
         paced: dict[str, list[dict[str, Any]]] = {name: [] for name in endpoints}
+        shadow_metrics = f"http://127.0.0.1:{ports[SHADOW_DEPLOYMENT]}/metrics"
+        before = scrape(shadow_metrics)
         for repeat in range(workload.shadow_repeats):
             for name, endpoint in endpoints.items():
                 log(f"shadow: {name} at {rate:,.0f}/s, repeat {repeat + 1}")
@@ -614,6 +619,10 @@ def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[st
                     )
                 )
         results["paced"] = {name: spread(runs) for name, runs in paced.items()}
+        time.sleep(1.0)  # the last copies are predicted; the counters settle
+        results["copies"] = copies(
+            before, scrape(shadow_metrics), sum(r["requests"] for r in paced[SHADOW_DEPLOYMENT])
+        )
         results["overload"] = overload(
             endpoints[SHADOW_DEPLOYMENT],
             f"http://127.0.0.1:{ports[SHADOW_DEPLOYMENT]}/metrics",
@@ -644,15 +653,34 @@ def switch(setup: Setup, workload: Workload) -> dict[str, Any]:
 
 
 def spread(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median and range of the median and p99 latency over the repetitions."""
+    """Median and range of the median and p99 latency (and CPU) over the repetitions."""
     figures: dict[str, Any] = {"repeats": len(runs)}
-    for key in ("p50_s", "p99_s", "ok_per_s"):
-        values = [r[key] for r in runs]
+    for key in ("p50_s", "p99_s", "ok_per_s", "server_cpu_s_per_request"):
+        values = [r[key] for r in runs if key in r]
+        if not values:
+            continue
         figures[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
         figures[key]["all"] = values
     figures["non_2xx"] = sum(r["non_2xx"] for r in runs)
     figures["socket_errors"] = sum(r["socket_errors"] for r in runs)
     return figures
+
+
+def copies(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, Any]:
+    """What the shadow did with the copies of ``requests``: predicted, and shed."""
+
+    def moved(prefix: str, label: str) -> float:
+        return sum(
+            value - before.get(key, 0.0)
+            for key, value in after.items()
+            if key.startswith(prefix) and label in key
+        )
+
+    return {
+        "requests": requests,
+        "predicted": moved("mlcycle_serve_batch_rows_sum{", 'variant="shadow"'),
+        "shed": moved(SHED, 'reason="shadow"'),
+    }
 
 
 def overload(endpoint: Endpoint, metrics_url: str, workload: Workload) -> dict[str, Any]:

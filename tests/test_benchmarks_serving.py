@@ -79,6 +79,11 @@ def test_the_serving_benchmark_reports_every_figure() -> None:
     assert "error" not in shadow, shadow
     assert set(shadow["paced"]) == {"bench-single", "bench-shadow", "bench-single-again"}
     assert all(paced["non_2xx"] == 0 for paced in shadow["paced"].values())
+    assert all(
+        paced["server_cpu_s_per_request"]["median"] > 0 for paced in shadow["paced"].values()
+    )
+    assert shadow["copies"]["requests"] > 0
+    assert shadow["copies"]["predicted"] > 0, shadow["copies"]  # the shadow did predict meanwhile
     assert set(shadow["noise_floor"]) == {"median", "p99"}  # the control's ratios
     assert all(value > 0 for value in shadow["noise_floor"].values())
     assert "Noise floor: bench-single-again is bench-single again" in done.stdout
