@@ -623,11 +623,7 @@ def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[st
         results["copies"] = copies(
             before, scrape(shadow_metrics), sum(r["requests"] for r in paced[SHADOW_DEPLOYMENT])
         )
-        results["overload"] = overload(
-            endpoints[SHADOW_DEPLOYMENT],
-            f"http://127.0.0.1:{ports[SHADOW_DEPLOYMENT]}/metrics",
-            workload,
-        )
+        results["overload"] = overload(endpoints[SHADOW_DEPLOYMENT], shadow_metrics, workload)
     return results
 
 
