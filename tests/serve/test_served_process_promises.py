@@ -3,10 +3,8 @@ counts, what a SIGKILL may cost, and that a NaN in a binary tensor is refused by
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,9 +12,8 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from tests.conftest import free_port
 from tests.serve.conftest import rows
-from tests.serve.test_server_process import PREDICT, command, home, metric, serving
+from tests.serve.test_server_process import PREDICT, home, metric, serving, start
 from tritonclient.utils import InferenceServerException
 
 import mlcycle as mc
@@ -88,22 +85,8 @@ def test_metrics_count_errors_latency_and_predicted_values(home: Path) -> None:
 def test_a_sigkilled_server_loses_at_most_the_last_second_of_its_log(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port = free_port()
-    log = home / "killed.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command(home, "models:/echo@production", "--port", str(port)),
-            env=dict(os.environ),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    process, url = start(home, "models:/echo@production")
     try:
-        deadline = time.monotonic() + 120
-        while not reachable("127.0.0.1", port):
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the server was not ready in 120 s"
-            time.sleep(0.2)
         with httpx.Client(base_url=url, timeout=30) as client:
             sent = [float(n) for n in range(40)]
             for n in sent:

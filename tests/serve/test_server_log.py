@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 from deltalake import DeltaTable
-from tests.serve.conftest import echo_model, free_port, rows
-from tests.serve.test_server_process import command, serving
+from tests.serve.conftest import echo_model, rows
+from tests.serve.test_server_process import serving, start
 
 import mlcycle as mc
 from mlcycle.serve import log_table_name, spool_dir
@@ -94,19 +93,8 @@ def shadow_processes(server: int) -> list[int]:
 
 def test_the_shadow_process_ends_when_the_server_is_killed(home: Path) -> None:
     """SIGKILL the serving process: its shadow's process reads the end of its socket and exits."""
-    port = free_port()
-    with (home / "serve.log").open("wb") as output:
-        server = subprocess.Popen(
-            command(home, "echo", "--port", str(port)),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    server, _url = start(home, "echo")
     try:
-        deadline = time.monotonic() + 120
-        while not wait_ready(f"http://127.0.0.1:{port}"):
-            assert server.poll() is None, (home / "serve.log").read_text()
-            assert time.monotonic() < deadline, "the server was not ready in 120 s"
-            time.sleep(0.2)
         shadows = shadow_processes(server.pid)
         assert len(shadows) == 1
         os.kill(server.pid, signal.SIGKILL)
@@ -127,11 +115,4 @@ def running(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
-        return False
-
-
-def wait_ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200
-    except httpx.TransportError:
         return False

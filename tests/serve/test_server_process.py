@@ -48,11 +48,10 @@ def command(home: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "mlcycle", "--home", str(home), "serve", *args]
 
 
-@contextmanager
-def serving(
+def start(
     home: Path, target: str, *args: str, env: dict[str, str] | None = None
-) -> Iterator[str]:
-    """Run ``mlcycle serve`` until ready; yields its URL; SIGTERM on the way out."""
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Run ``mlcycle serve`` until ready: its process and URL (killed if it never is ready)."""
     port = free_port()
     log = home / f"serve-{port}.log"
     with log.open("wb") as output:
@@ -70,10 +69,23 @@ def serving(
             assert time.monotonic() < deadline, "the server was not ready in 120 s"
             try:
                 if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                    break
+                    return process, url
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
+    except BaseException:
+        process.kill()
+        process.wait(timeout=60)
+        raise
+
+
+@contextmanager
+def serving(
+    home: Path, target: str, *args: str, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Run ``mlcycle serve`` until ready; yields its URL; SIGTERM on the way out."""
+    process, url = start(home, target, *args, env=env)
+    try:
         yield url
         assert process.poll() is None, "the server died while serving"
     finally:
