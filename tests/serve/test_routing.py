@@ -89,6 +89,46 @@ async def test_the_shadow_gets_a_copy_the_caller_never_sees(
     ]
 
 
+async def test_the_shadow_logs_each_row_of_concurrent_batches_as_the_primary_did(
+    workspace: Workspace, echo: str
+) -> None:
+    """Requests of 1 to 6 rows, merged into batches and split past 4 rows: every row copied once."""
+    del echo
+    deployment = Deployment(
+        name="bikes",
+        variants=(Variant("live", "echo/1"), Variant("dark", "echo/2", shadow=True)),
+        policy="shadow",
+    )
+    sizes = [1 + n % 6 for n in range(60)]
+    sink = ListSink()
+    async with client_for(workspace, deployment, sink=sink, max_batch_size=4) as (client, _):
+        answers = await asyncio.gather(
+            *(
+                client.post(PREDICT, json={"instances": rows(*range(100 * n, 100 * n + size))})
+                for n, size in enumerate(sizes)
+            )
+        )
+        for _ in range(500):  # the copies are predicted after the answers
+            if sum(len(b) for b in sink.batches if b.shadow) == sum(sizes):
+                break
+            await asyncio.sleep(0.01)
+    assert all(answer.status_code == 200 for answer in answers)
+
+    def logged(shadow: bool) -> list[tuple[str, int, float, float]]:
+        return sorted(
+            (b.request_ids[i], b.row_indexes[i], float(b.inputs["id"][i]), float(b.outputs[i]))
+            for b in sink.batches
+            if b.shadow is shadow
+            for i in range(len(b))
+        )
+
+    answered, shadowed = logged(shadow=False), logged(shadow=True)
+    assert len(answered) == sum(sizes)
+    assert [(r, i, x) for r, i, x, _ in shadowed] == [(r, i, x) for r, i, x, _ in answered]
+    assert all(round(out) == round(x) + 1000 for _, _, x, out in shadowed)
+    assert max(len(b) for b in sink.batches if not b.shadow) <= 4
+
+
 async def test_a_shadow_with_other_inputs_decodes_the_request_again(
     workspace: Workspace, echo: str
 ) -> None:

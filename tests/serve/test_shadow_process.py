@@ -123,16 +123,18 @@ async def test_a_copy_the_shadow_fails_on_leaves_the_others_logged(
 
 
 async def test_stopping_the_server_predicts_every_queued_copy_first(
-    pid_workspace: Workspace,
+    pid_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Copies still queued when the server stops are predicted and logged before it ends."""
+    monkeypatch.setattr("mlcycle.serve._shadow._FLUSH_S", 60.0)  # one message, the first
+    monkeypatch.setattr("mlcycle.serve._shadow._IDLE_S", 60.0)  # its answer is read on close
     sink = ListSink()
     async with client_for(pid_workspace, SHADOWED, sink=sink) as (client, server):
         await asyncio.gather(
             *(client.post(PREDICT, json={"instances": [{"id": float(n)}]}) for n in range(40))
         )
-        queued = server.routes.shadows[0].queue.queued
-    assert queued > 0, "some copies were still waiting when the server stopped"
+        busy = server.routes.shadows[0].queue.busy
+    assert busy, "copies were still waiting or being predicted when the server stopped"
     assert len([v for b in sink.batches if b.shadow for v in b.outputs]) == 40
     assert sink.closed
 
@@ -165,7 +167,7 @@ async def test_a_server_without_a_registry_opener_refuses_a_shadow(
 async def test_copies_go_to_the_process_only_in_an_idle_moment(
     pid_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """While requests are in flight the copies wait; the first offer when idle sends them."""
+    """While requests are in flight the copies wait; the first offer in an idle moment sends all."""
     monkeypatch.setattr("mlcycle.serve._shadow._FLUSH_S", 0.0)
     monkeypatch.setattr("mlcycle.serve._shadow._IDLE_S", 60.0)  # no timer sends them meanwhile
     model = load_model(pid_workspace.registry, "pid/1", max_rows=100)
@@ -179,23 +181,37 @@ async def test_copies_go_to_the_process_only_in_an_idle_moment(
         done=lambda jobs, _rows, _outputs, _now: predicted.extend(j.request_id for j in jobs),
         idle=lambda: not busy,
     )
+
+    def offer(*ids: int) -> bool:
+        jobs = [
+            Job(
+                rows=model.schema.from_records([{"id": float(n)}]),
+                request_id=f"r{n}",
+                arrived=0.0,
+                time=0.0,
+            )
+            for n in ids
+        ]
+        return shadow.offer(jobs, model.schema.from_records([{"id": float(n)} for n in ids]))
+
     await shadow.start()
     try:
-        for n in range(5):
-            rows = model.schema.from_records([{"id": float(n)}])
-            assert shadow.offer(Job(rows=rows, request_id=f"r{n}", arrived=0.0, time=0.0))
+        assert offer(0, 1)
+        assert offer(2)
+        assert offer(3, 4)
         await asyncio.sleep(0.2)  # the process would have answered by now, had it been sent
         assert shadow.queued == 5
         assert predicted == []
         busy = False
-        rows = model.schema.from_records([{"id": 5.0}])
-        assert shadow.offer(Job(rows=rows, request_id="r5", arrived=0.0, time=0.0))
-        assert shadow.queued == 0, "the idle offer sent all six"
+        assert offer(5)
+        assert shadow.queued == 6, "the exchange waits until the answers of the moment are out"
+        await asyncio.sleep(0)
+        assert shadow.queued == 0, "the loop found an idle moment and sent all six"
         for _ in range(500):
             if predicted:
                 break
             await asyncio.sleep(0.01)
-            shadow.offer(Job(rows=rows, request_id="later", arrived=0.0, time=0.0))
+            offer(99)
     finally:
         await shadow.close()
     assert predicted[:6] == [f"r{n}" for n in range(6)]

@@ -16,7 +16,9 @@ raises, each job is predicted again on its own, so only the request that
 breaks the model gets the error.
 
 Shadow variants do not use a ``Batcher``: they predict in a process of
-their own (``_shadow``).
+their own (``_shadow``). ``answered``, when set, is handed each predict
+call's jobs and rows on the event loop once their answers are out, so a
+shadow taking the same inputs gets a copy of the whole batch at once.
 """
 
 from __future__ import annotations
@@ -34,12 +36,16 @@ import numpy as np
 from mlcycle.serve._model import ServedModel
 from mlcycle.serve._rows import Rows, concat_rows
 
-__all__ = ["Batcher", "Job", "take_jobs"]
+__all__ = ["Answered", "Batcher", "Job"]
 
 
 @dataclass(slots=True)
 class Job:
-    """One request's rows waiting for a prediction; ``future`` is ``None`` for a shadow copy."""
+    """One request's rows waiting for a prediction.
+
+    ``future`` is ``None`` for a shadow's copy of a request that was decoded
+    again for the shadow's inputs.
+    """
 
     rows: Rows
     request_id: str
@@ -57,6 +63,9 @@ Outcome = tuple[Job, "np.ndarray | BaseException"]
 
 BatchDone = Callable[[Sequence[Job], Rows, np.ndarray, float], None]
 """Called after each predict call, on its thread or the loop: jobs, their rows, outputs, now."""
+
+Answered = Callable[[Sequence[Job], Rows], None]
+"""Called on the loop after each predict call's answers are handed out: its jobs, their rows."""
 
 
 class Batcher:
@@ -77,6 +86,8 @@ class Batcher:
         self.max_wait_s = max_wait_s
         self._arriving = arriving
         self._done = done
+        self.answered: Answered | None = None
+        """Handed each predict call's jobs and rows once answered (the server sets it)."""
         self._queue: collections.deque[Job] = collections.deque()
         self._queued_rows = 0
         self._wake = asyncio.Event()
@@ -144,16 +155,25 @@ class Batcher:
                 continue
             await self._gather()
             jobs = self._take()
+            predicted: list[tuple[list[Job], Rows]] = []
             if self._thread is None:
-                _resolve(self._predict(jobs))
+                _resolve(self._predict(jobs, predicted))
+                self._hand_on(predicted)
                 await asyncio.sleep(0)  # let the loop read the requests that came meanwhile
                 continue
             self._predicting = True
             try:
-                outcomes = await loop.run_in_executor(self._thread, self._predict, jobs)
+                outcomes = await loop.run_in_executor(self._thread, self._predict, jobs, predicted)
             finally:
                 self._predicting = False
             _resolve(outcomes)
+            self._hand_on(predicted)
+
+    def _hand_on(self, predicted: list[tuple[list[Job], Rows]]) -> None:
+        """Give ``answered`` each predict call that succeeded: its jobs and their rows."""
+        if self.answered is not None:
+            for jobs, rows in predicted:
+                self.answered(jobs, rows)
 
     async def _gather(self) -> None:
         """Wait for more rows while requests are still arriving, up to ``max_wait_s``."""
@@ -173,40 +193,36 @@ class Batcher:
 
     def _take(self) -> list[Job]:
         """The oldest jobs whose rows fit in one call (a larger job alone)."""
-        jobs, rows = take_jobs(self._queue, self.max_rows)
+        queue = self._queue
+        jobs = [queue.popleft()]
+        rows = jobs[0].rows.count
+        while queue and rows + queue[0].rows.count <= self.max_rows:
+            job = queue.popleft()
+            rows += job.rows.count
+            jobs.append(job)
         self._queued_rows -= rows
         return jobs
 
-    def _predict(self, jobs: list[Job]) -> list[Outcome]:
-        """Predict ``jobs`` together; on an error, each alone, so only the culprit fails."""
+    def _predict(self, jobs: list[Job], predicted: list[tuple[list[Job], Rows]]) -> list[Outcome]:
+        """Predict ``jobs`` together; on an error, each alone, so only the culprit fails.
+
+        Appends each call that succeeded to ``predicted``.
+        """
         try:
             rows = concat_rows([job.rows for job in jobs], self.model.schema.names)
             outputs = self.model.predict(rows)
         except Exception as exc:  # noqa: BLE001  (a model may raise anything; callers get it)
             if len(jobs) == 1:
                 return [(jobs[0], exc)]
-            return [outcome for job in jobs for outcome in self._predict([job])]
+            return [outcome for job in jobs for outcome in self._predict([job], predicted)]
         outcomes: list[Outcome] = []
         offset = 0
         for job in jobs:
             outcomes.append((job, outputs[offset : offset + job.rows.count]))
             offset += job.rows.count
         self._done(jobs, rows, outputs, time.perf_counter())
+        predicted.append((jobs, rows))
         return outcomes
-
-
-def take_jobs(queue: collections.deque[Job], max_rows: int) -> tuple[list[Job], int]:
-    """Take the oldest jobs of ``queue`` whose rows fit in ``max_rows`` (a larger one alone).
-
-    Returns them and their number of rows.
-    """
-    jobs = [queue.popleft()]
-    rows = jobs[0].rows.count
-    while queue and rows + queue[0].rows.count <= max_rows:
-        job = queue.popleft()
-        rows += job.rows.count
-        jobs.append(job)
-    return jobs, rows
 
 
 def _resolve(outcomes: list[Outcome]) -> None:

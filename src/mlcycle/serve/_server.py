@@ -118,8 +118,8 @@ class ModelServer:
         self._cursor = 0
         self._follower: asyncio.Task[None] | None = None
         self._refreshing = asyncio.Lock()
-        self._same_inputs: dict[tuple[Lane[ShadowProcess], Lane[Batcher]], bool] = {}
-        """Whether a shadow lane takes the same inputs as an answering one (it reuses its rows)."""
+        self._decoded_again: dict[Lane[Batcher], tuple[Lane[ShadowProcess], ...]] = {}
+        """By answering lane, the shadows whose inputs differ from its own (``_connect``)."""
         self._ids = itertools.count(1)
         self._id_prefix = new_id()[-12:].lower()
 
@@ -146,7 +146,7 @@ class ModelServer:
         """Load every variant, then follow the event log (when there is one)."""
         if self.events is not None:
             self._cursor = await asyncio.to_thread(self._log_head)
-        self._routes = await self._build(self.deployment, previous=())
+        self._routes = self._connect(await self._build(self.deployment, previous=()))
         gc.collect()
         _settle_heap()
         if self.events is not None:
@@ -213,9 +213,9 @@ class ModelServer:
         assert job.future is not None, "a request's job always has a future"
         outputs = await job.future
         lane.metrics.latency.observe(time.perf_counter() - arrived)
-        if routes.shadows:
+        if self._decoded_again and (others := self._decoded_again.get(lane)):
             # Runs once this request's task yields, which is after its answer is written.
-            asyncio.get_running_loop().call_soon(self._copy, routes.shadows, lane, decode, job)
+            asyncio.get_running_loop().call_soon(self._copy, others, decode, job)
         return Answer(outputs=outputs, lane=lane, request_id=request_id)
 
     def count(self, lane: Lane[Batcher] | None, status: int) -> None:
@@ -275,8 +275,7 @@ class ModelServer:
             new = await self._build(deployment, previous=old)
             if self._removed is not None:
                 _log.warning("deployment %s was applied again: serving it", self.name)
-            self.deployment, self._routes, self._removed = deployment, new, None
-            self._same_inputs.clear()
+            self.deployment, self._routes, self._removed = deployment, self._connect(new), None
             _settle_heap()
             kept = {id(lane.queue) for lane in new.lanes}
             await asyncio.gather(
@@ -298,29 +297,43 @@ class ModelServer:
         if old is not None:
             await asyncio.gather(*(lane.queue.close() for lane in old.lanes))
 
-    def _copy(
-        self,
-        shadows: Sequence[Lane[ShadowProcess]],
-        primary: Lane[Batcher],
-        decode: Decoder,
-        job: Job,
+    def _connect(self, routes: Routes) -> Routes:
+        """Route copies of what each answering lane answers to the shadows, for ``routes``.
+
+        A shadow taking the same inputs as the lane gets each of its
+        predicted batches as they are (``Batcher.answered``): nothing is
+        done per request. One whose inputs differ gets each request decoded
+        again for it (``_copy``), after its answer.
+        """
+        self._decoded_again = {}
+        for lane in routes.answering:
+            same = tuple(
+                s for s in routes.shadows if s.model.schema.inputs == lane.model.schema.inputs
+            )
+            others = tuple(s for s in routes.shadows if s not in same)
+            lane.queue.answered = functools.partial(self._offer, same) if same else None
+            if others:
+                self._decoded_again[lane] = others
+        return routes
+
+    def _offer(
+        self, shadows: Sequence[Lane[ShadowProcess]], jobs: Sequence[Job], rows: Rows
     ) -> None:
-        """Queue copies of an answered request for the shadows, unless shadows are being shed.
+        """Queue copies of a predicted batch for ``shadows``, unless copies are being shed.
 
         Past half of ``max_inflight`` requests in flight, copies are dropped
         before any request is refused.
         """
         busy = self.inflight > self.settings.max_inflight // 2
         for shadow in shadows:
-            if busy:
-                self.metrics.shed.labels(self.name, "shadow").inc()
-                continue
+            if busy or not shadow.queue.offer(jobs, rows):
+                self.metrics.shed.labels(self.name, "shadow").inc(len(jobs))
+
+    def _copy(self, shadows: Sequence[Lane[ShadowProcess]], decode: Decoder, job: Job) -> None:
+        """Queue the request's rows decoded again for each of ``shadows`` (see ``_connect``)."""
+        for shadow in shadows:
             try:
-                same = self._same_inputs.get((shadow, primary))
-                if same is None:  # compared once per pair of lanes, not on every request
-                    same = shadow.model.schema.inputs == primary.model.schema.inputs
-                    self._same_inputs[shadow, primary] = same
-                rows = job.rows if same else decode(shadow.model.schema)
+                rows = decode(shadow.model.schema)
             except MlcycleError as exc:
                 _log.warning(
                     "shadow %s cannot take request %s: %s",
@@ -330,8 +343,7 @@ class ModelServer:
                 )
                 continue
             copy = Job(rows=rows, request_id=job.request_id, arrived=job.arrived, time=job.time)
-            if not shadow.queue.offer(copy):
-                self.metrics.shed.labels(self.name, "shadow").inc()
+            self._offer((shadow,), (copy,), rows)
 
     async def _build(self, deployment: Deployment, *, previous: Sequence[Lane[Any]]) -> Routes:
         """Lanes for every variant: kept when its model version is unchanged, else loaded.

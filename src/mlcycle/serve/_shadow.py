@@ -4,8 +4,9 @@ Everything a shadow did in the serving process (its predict calls' Python,
 its batching) ran under the same GIL as the event loop that answers, and
 even on its own thread it added a third to the primary's median latency at
 half the server's rate. Here the serving process keeps only the cheap part:
-it queues each answered request's rows, and every 50 ms hands the queued
-rows to the shadow's process as one matrix over a socket pair.
+it queues the rows of each micro-batch its answering variant predicted
+(the batch as it is, not a copy per request), and every ``_FLUSH_S`` hands
+the queued rows to the shadow's process as one matrix over a socket pair.
 That process (this interpreter running ``main``, at a lower CPU priority)
 loads the same model version through the registry, predicts, and sends
 back the outputs, which the serving process logs and measures like any
@@ -37,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlcycle.errors import MlcycleError
-from mlcycle.serve._batching import take_jobs
 from mlcycle.serve._rows import Rows, concat_rows
 
 if TYPE_CHECKING:
@@ -53,19 +53,27 @@ RegistryOpener = Callable[[], "ModelRegistry"]
 ``functools.partial(mlcycle.workspace.open_registry, settings)`` is one.
 """
 
-_FLUSH_S = 0.05
+_FLUSH_S = 0.2
 """How long copies gather before they go to the process together.
 
 A message cost the serving process 400 to 650 µs of CPU here (its code runs
-too rarely to stay in the caches), against some 4 µs for each copy; at
-4,000 requests/s this is some 200 copies a message, so the message adds
-about 3 µs to each. A shadow's predictions are that much later, which
-nobody waits for (``mlcycle_serve_shadow_lag_seconds`` shows it).
+too rarely to stay in the caches); at 1,000 requests/s and 50 ms this was
+12 µs a request, at 200 ms some 3 µs. A shadow's predictions are that much
+later, which nobody waits for (``mlcycle_serve_shadow_lag_seconds`` shows it).
 """
+_SEND_ROWS = 256
+"""Copies of this many rows go without waiting for ``_FLUSH_S`` (at the next idle moment)."""
+_FORCE_ROWS = 512
+"""Copies of this many rows go at once, idle moment or not (the queue holds 1,000 by default)."""
 _MESSAGE_ROWS = 1024
 """The most rows a message carries (a larger copy goes alone), so it fits the socket's buffer."""
-_IDLE_S = 0.1
-"""How soon the last copies go, or the last answer is read, when no request comes to carry them."""
+_IDLE_S = 0.25
+"""How long after the last exchange the next one happens anyway while copies wait.
+
+So the last copies go, and the last answer is read, when no request comes
+to carry them. Longer than ``_FLUSH_S``: while requests come, the exchange
+happens in their gaps, and the timer never fires.
+"""
 _START_TIMEOUT_S = 300.0
 _RESTART_S = (1.0, 30.0)
 """The first and the longest wait before a dead shadow process is started again."""
@@ -83,16 +91,17 @@ class ShadowGone(MlcycleError):
 class ShadowProcess:
     """One shadow variant's queue and the process that predicts it (see the module).
 
-    The exchange with the process rides on the requests themselves: an
-    ``offer`` made when ``_FLUSH_S`` has passed and ``idle()`` says no
-    request is in flight reads the process's answer (without waiting), logs
-    and measures it, and sends the next batch. So that work falls in the
-    serving process's gaps, as the predict calls of a shadow on a thread
-    did, instead of delaying requests. Nothing wakes up for the shadow on
-    its own, except a timer every ``_IDLE_S`` while copies wait and no idle
-    moment comes: on this machine's virtual CPUs a wakeup from idle cost 100
-    to 170 µs of CPU, and a batch sent on a timer plus an answer read when
-    it arrived were two such wakeups a message.
+    The exchange with the process rides on the requests themselves: the
+    first ``offer`` after ``_FLUSH_S`` has passed asks the loop to look,
+    once the answers of the moment are written, whether ``idle()`` says no
+    request is in flight; if so it reads the process's answer (without
+    waiting), logs and measures it, and sends the next batch. So that work
+    falls in the serving process's gaps, as the predict calls of a shadow on
+    a thread did, instead of delaying requests. Nothing wakes up for the
+    shadow on its own, except a timer every ``_IDLE_S`` while copies wait
+    and no idle moment comes: on this machine's virtual CPUs a wakeup from
+    idle cost 100 to 170 µs of CPU, and a batch sent on a timer plus an
+    answer read when it arrived were two such wakeups a message.
     """
 
     def __init__(
@@ -112,7 +121,9 @@ class ShadowProcess:
         self._opener = opener
         self._done = done
         self._idle = idle
-        self._queue: collections.deque[Job] = collections.deque()
+        self._queue: collections.deque[tuple[Sequence[Job], Rows]] = collections.deque()
+        """Offered batches: their jobs, and their rows in the jobs' order."""
+        self._queued = 0
         self._queued_rows = 0
         self._sent: tuple[list[Job], Rows] | None = None
         """The batch the process is predicting, until its answer is read."""
@@ -120,6 +131,8 @@ class ShadowProcess:
         self._chunk = bytearray(1 << 16)
         self._outbox = b""
         self._due = 0.0
+        self._looking = False
+        """Whether the loop is asked to look for an idle moment (``_at_gap``)."""
         self._closing = False
         self._process: subprocess.Popen[bytes] | None = None
         self._socket: socket.socket | None = None
@@ -135,7 +148,7 @@ class ShadowProcess:
     @property
     def queued(self) -> int:
         """Copies waiting to go to the process."""
-        return len(self._queue)
+        return self._queued
 
     @property
     def busy(self) -> bool:
@@ -146,17 +159,25 @@ class ShadowProcess:
         """Start the process and wait until it has loaded the model; ``ShadowGone`` if it cannot."""
         await self._spawn()
 
-    def offer(self, job: Job) -> bool:
-        """Queue a copy unless the queue is full, the process is down, or this closes."""
-        if self._closing or self._socket is None or len(self._queue) >= self.max_queue:
+    def offer(self, jobs: Sequence[Job], rows: Rows) -> bool:
+        """Queue copies of ``jobs`` (``rows`` are theirs, in order) to predict.
+
+        ``False``, and nothing queued, when they do not fit in the queue, the
+        process is down, or this closes.
+        """
+        if self._closing or self._socket is None or self._queued + len(jobs) > self.max_queue:
             return False
-        self._queue.append(job)
-        self._queued_rows += job.rows.count
-        if self._queued_rows >= _MESSAGE_ROWS or (
-            time.perf_counter() >= self._due and self._idle()
-        ):
+        self._queue.append((jobs, rows))
+        self._queued += len(jobs)
+        self._queued_rows += rows.count
+        if self._queued_rows >= _FORCE_ROWS:
             self._pump()
-        if self._timer is None and self.busy:
+        elif not self._looking and (
+            self._queued_rows >= _SEND_ROWS or time.perf_counter() >= self._due
+        ):
+            self._looking = True
+            asyncio.get_running_loop().call_soon(self._at_gap)
+        if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(_IDLE_S, self._on_timer)
         return True
 
@@ -175,30 +196,56 @@ class ShadowProcess:
                 await _ready(self._socket, write=bool(self._outbox))
         await self._stop()
 
+    def _at_gap(self) -> None:
+        """Exchange with the process if no request is in flight; else a later offer asks again."""
+        self._looking = False
+        if self._idle():
+            self._pump()
+
     def _on_timer(self) -> None:
         self._timer = None
         self._pump()
-        if self.busy and self._socket is not None:
-            self._timer = asyncio.get_running_loop().call_later(_IDLE_S, self._on_timer)
 
     def _pump(self) -> None:
-        """Read the process's answer if it is there; send the next batch if it is free."""
+        """Read the process's answer if it is there; send the next batch if it is free.
+
+        Then the timer is set ``_IDLE_S`` from now while copies wait or a
+        batch is out (not while closing: ``close`` reads and sends itself).
+        """
         self._due = time.perf_counter() + _FLUSH_S
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         try:
             if self._outbox:
                 self._write()
             if self._sent is not None:
                 self._read()
             if self._sent is None and not self._outbox and self._queue:
-                jobs, count = take_jobs(self._queue, _MESSAGE_ROWS)
-                self._queued_rows -= count
-                rows = concat_rows([job.rows for job in jobs], self.model.schema.names)
+                jobs, rows = self._take()
                 self._sent = (jobs, rows)
                 data = pickle.dumps((rows, [job.rows.count for job in jobs]), protocol=5)
                 self._outbox = _HEADER.pack(len(data)) + data
                 self._write()
         except (OSError, ShadowGone) as exc:
             self._lost(exc)
+            return
+        if self.busy and not self._closing:
+            self._timer = asyncio.get_running_loop().call_later(_IDLE_S, self._on_timer)
+
+    def _take(self) -> tuple[list[Job], Rows]:
+        """The oldest batches whose rows fit in one message (a larger one alone), as one."""
+        queue = self._queue
+        batches = [queue.popleft()]
+        count = batches[0][1].count
+        while queue and count + queue[0][1].count <= _MESSAGE_ROWS:
+            batch = queue.popleft()
+            count += batch[1].count
+            batches.append(batch)
+        jobs = [job for batch_jobs, _ in batches for job in batch_jobs]
+        self._queued -= len(jobs)
+        self._queued_rows -= count
+        return jobs, concat_rows([rows for _, rows in batches], self.model.schema.names)
 
     def _write(self) -> None:
         assert self._socket is not None, "only while the process runs"
@@ -256,7 +303,7 @@ class ShadowProcess:
     def _lost(self, error: BaseException) -> None:
         """The process died: drop what it had and what waits, and start it again."""
         code = None if self._process is None else self._process.poll()
-        lost = len(self._queue) + (0 if self._sent is None else len(self._sent[0]))
+        lost = self._queued + (0 if self._sent is None else len(self._sent[0]))
         _log.error(
             "shadow %s: its process exited (%s, code %s); %d copies were lost; starting it again",
             self.model.ref,
@@ -265,7 +312,7 @@ class ShadowProcess:
             lost,
         )
         self._queue.clear()
-        self._queued_rows = 0
+        self._queued = self._queued_rows = 0
         self._sent, self._inbox, self._outbox = None, bytearray(), b""
         sock, self._socket = self._socket, None  # offers are shed until it is back
         if sock is not None:
