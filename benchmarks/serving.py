@@ -12,7 +12,8 @@ uvicorn app answering a constant (the plumbing limit of this machine); every ser
 during the whole round and the targets take turns, so load from other jobs spreads over
 all of them. It also times the in-process predict rate of the same model (the model's
 limit); and, for shadow deployments, the median latency at half the server's maximum rate
-with and without a shadow variant (alternating repetitions), then an overload that builds a
+with and without a shadow variant (one server, its deployment switched between the paced
+runs: without, with, without again, five times), then an overload that builds a
 backlog, counting the shadow copies shed (from ``/metrics``) against the primary's errors;
 and a hot switch: an alias moved under load with 2 workers, timed until every answer comes
 from the new version, with the requests that failed meanwhile (``_serving_switch``).
@@ -53,9 +54,9 @@ from tracking import MLFLOW_VERSION, QUIET_MLFLOW, machine  # noqa: E402
 
 MODEL = "bike-demand"
 PRODUCTION = f"models:/{MODEL}@production"
-SHADOW_DEPLOYMENT = "bench-shadow"
-SINGLE_DEPLOYMENT = "bench-single"
-CONTROL_DEPLOYMENT = "bench-single-again"  # the same as bench-single: the noise floor of a ratio
+SHADOW_DEPLOYMENT = "bench-shadow"  # the shadow phase's deployment; its runs with a shadow
+SINGLE_DEPLOYMENT = "bench-single"  # the shadow phase's runs without a shadow
+CONTROL_DEPLOYMENT = "bench-single-again"  # and without again: the noise floor of a ratio
 RELATIVE_TOLERANCE = 1e-5  # the server may predict through ONNX Runtime
 BATCH_ROWS = 32
 # Our server's knobs, as `settings.serve` reads them from the environment.
@@ -63,6 +64,7 @@ BATCHING_OFF = {"MLCYCLE_SERVE__MAX_BATCH_SIZE": "1"}
 # The counters the overload reads: work shed (by reason) and rows predicted (by variant).
 SHED = "mlcycle_serve_shed_total{"
 COUNTED = (SHED, "mlcycle_serve_batch_rows_sum{")
+LOADS = "mlcycle_serve_model_loads_total{"
 
 
 @dataclass(frozen=True)
@@ -561,70 +563,114 @@ def deploy(setup: Setup, *arguments: str) -> None:
 def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[str, Any]:
     """Latency at half the maximum rate with and without a shadow; then shedding under overload.
 
-    One worker. The rate is half of ours' v2 throughput at c=32 measured above; the
-    deployments alternate, ``shadow_repeats`` runs each. A third deployment, the same as
-    the one without a shadow, is the control: its ratio to that one is what the machine's
-    noise alone gives a ratio (the noise floor). Each run also gives the server's CPU per
-    request (its worker and, with a shadow, the shadow's process), and the shadow's
-    ``/metrics`` before and after all its paced runs tell how many copies it predicted and
-    how many it shed meanwhile: a shadow that shed its copies would cost the primary less.
+    One server process, one worker, whose deployment ``bench-shadow`` is
+    switched between without and with a shadow variant (``mlcycle deploy``;
+    the server follows without a restart) before each paced run: each
+    repetition runs without (``bench-single``), with (``bench-shadow``) and
+    without again (``bench-single-again``, the control). Two server
+    processes of one deployment differed by up to 5 % in CPU per request
+    and 15 % in median latency here, where they landed in memory and on the
+    cores, which is as much as the shadow's own cost; one process compared
+    with itself leaves only the shadow's. The control's ratio to the first
+    is what the machine's drift alone gives (the noise floor). The rate is
+    half of ours' v2 throughput at c=32 measured above, ``shadow_repeats``
+    repetitions. Each run also gives the server's CPU per request (its
+    worker and, with a shadow, the shadow's process), and the shadow's
+    ``/metrics`` around each run with it tell how many copies it predicted
+    and how many it shed meanwhile: a shadow that shed its copies would cost
+    the primary less.
     """
     top = servers.get("1", {}).get("ours_v2", {}).get("c32", {}).get("ok_per_s")
     if not top:
         return {"error": "no throughput of ours (v2, 1 worker, c=32) to pace at half of"}
     rate = top / 2
+    results: dict[str, Any] = {"rate_per_s": rate, "connections": workload.shadow_connections}
+    name = SHADOW_DEPLOYMENT
     try:
-        deploy(setup, SINGLE_DEPLOYMENT, "--model", f"{MODEL}@production")
-        deploy(setup, CONTROL_DEPLOYMENT, "--model", f"{MODEL}@production")
-        deploy(setup, SHADOW_DEPLOYMENT, "--model", f"{MODEL}@production", "--shadow", f"{MODEL}/2")
+        deploy(setup, name, "--model", f"{MODEL}@production")
     except RuntimeError as error:
         log(f"shadow: {error}")
-        return {"error": last_line(error)}
-    body = bodies(setup)["v2"]
-    ports = {
-        name: free_port() for name in (SINGLE_DEPLOYMENT, SHADOW_DEPLOYMENT, CONTROL_DEPLOYMENT)
-    }
-    deployed = {
-        name: ours(name, name, setup, port=port, workers=1, env={}) for name, port in ports.items()
-    }
-    endpoints = {  # a deployment answers under its own name
-        name: Endpoint(f"http://127.0.0.1:{port}/v2/models/{name}/infer", body)
-        for name, port in ports.items()
-    }
-    results: dict[str, Any] = {"rate_per_s": rate, "connections": workload.shadow_connections}
-    with running(list(deployed.values())):
+        return {**results, "error": last_line(error)}
+    port = free_port()
+    server = ours(name, name, setup, port=port, workers=1, env={})
+    endpoint = Endpoint(f"http://127.0.0.1:{port}/v2/models/{name}/infer", bodies(setup)["v2"])
+    metrics = f"http://127.0.0.1:{port}/metrics"
+    with running([server]):
         try:
-            for server in deployed.values():
-                server.wait_ready()
-        except RuntimeError as error:
-            log(f"shadow: {error}")
-            return {**results, "error": last_line(error)}
-        for name, endpoint in endpoints.items():
-            results[f"probe_{name}"] = probe(endpoint, setup, plain=False)
+            server.wait_ready()
+            results["probe"] = probe(endpoint, setup, plain=False)
             run_wrk(endpoint, connections=32, duration_s=workload.warmup_s, script_dir=RUN_DIR)
-        paced: dict[str, list[dict[str, Any]]] = {name: [] for name in endpoints}
-        shadow_metrics = f"http://127.0.0.1:{ports[SHADOW_DEPLOYMENT]}/metrics"
-        before = scrape(shadow_metrics)
-        for repeat in range(workload.shadow_repeats):
-            for name, endpoint in endpoints.items():
-                log(f"shadow: {name} at {rate:,.0f}/s, repeat {repeat + 1}")
-                paced[name].append(
-                    run_wrk(
+            paced: dict[str, list[dict[str, Any]]] = {
+                label: [] for label in (SINGLE_DEPLOYMENT, SHADOW_DEPLOYMENT, CONTROL_DEPLOYMENT)
+            }
+            moved = {"requests": 0, "predicted": 0.0, "shed": 0.0}
+            for repeat in range(workload.shadow_repeats):
+                for label, runs in paced.items():
+                    shadowed = label == SHADOW_DEPLOYMENT
+                    with_shadow(setup, server, metrics, shadowed=shadowed)
+                    run_wrk(endpoint, connections=32, duration_s=2, script_dir=RUN_DIR, rate=rate)
+                    time.sleep(1.0)  # the warm-up's last shadow copies are predicted before
+                    log(f"shadow: {label} at {rate:,.0f}/s, repeat {repeat + 1}")
+                    before = scrape(metrics)
+                    figures = run_wrk(
                         endpoint,
                         connections=workload.shadow_connections,
                         duration_s=workload.duration_s,
                         script_dir=RUN_DIR,
                         rate=rate,
-                        cpu_of=deployed[name],
+                        cpu_of=server,
                     )
-                )
-        results["paced"] = {name: spread(runs) for name, runs in paced.items()}
-        time.sleep(1.0)  # the last copies are predicted; the counters settle
-        results["copies"] = copies(
-            before, scrape(shadow_metrics), sum(r["requests"] for r in paced[SHADOW_DEPLOYMENT])
-        )
-        results["overload"] = overload(endpoints[SHADOW_DEPLOYMENT], shadow_metrics, workload)
+                    figures["with_shadow"] = has_shadow_process(server)
+                    runs.append(figures)
+                    if shadowed:
+                        time.sleep(1.0)  # the last copies are predicted; the counters settle
+                        counted = copies(before, scrape(metrics), figures["requests"])
+                        moved = {key: moved[key] + counted[key] for key in moved}
+            results["paced"] = {label: spread(runs) for label, runs in paced.items()}
+            results["copies"] = moved
+            with_shadow(setup, server, metrics, shadowed=True)
+            results["overload"] = overload(endpoint, metrics, workload)
+        except RuntimeError as error:
+            log(f"shadow: {error}")
+            return {**results, "error": last_line(error)}
     return results
+
+
+def with_shadow(setup: Setup, server: Server, metrics_url: str, *, shadowed: bool) -> None:
+    """Deploy ``bench-shadow`` with or without its shadow; return once the server serves it.
+
+    With: the server loaded a model version more (the shadow's; the primary's
+    lane is kept) and the shadow's process runs. Without: that process is gone.
+    """
+
+    def loads() -> float:
+        return sum(v for k, v in scrape(metrics_url).items() if k.startswith(LOADS))
+
+    if has_shadow_process(server) == shadowed:
+        return
+    before = loads()
+    extra = ("--shadow", f"{MODEL}/2") if shadowed else ()
+    deploy(setup, SHADOW_DEPLOYMENT, "--model", f"{MODEL}@production", *extra)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.label} exited: {server.log_tail()}")
+        if has_shadow_process(server) == shadowed and (not shadowed or loads() > before):
+            time.sleep(1.0)  # the routes swap right after the load
+            return
+        time.sleep(0.2)
+    state = "with" if shadowed else "without"
+    raise RuntimeError(f"the server did not serve {SHADOW_DEPLOYMENT} {state} a shadow in 120 s")
+
+
+def has_shadow_process(server: Server) -> bool:
+    """Whether the server (one worker, in its own process) runs a shadow's process."""
+    import psutil
+
+    try:
+        return bool(psutil.Process(server.process.pid).children())
+    except psutil.Error:
+        return False
 
 
 def switch(setup: Setup, workload: Workload) -> dict[str, Any]:
@@ -657,6 +703,7 @@ def spread(runs: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         figures[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
         figures[key]["all"] = values
+    figures["with_shadow"] = [r.get("with_shadow") for r in runs]
     figures["non_2xx"] = sum(r["non_2xx"] for r in runs)
     figures["socket_errors"] = sum(r["socket_errors"] for r in runs)
     return figures

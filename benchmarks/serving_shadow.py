@@ -1,11 +1,11 @@
 """Only the serving benchmark's shadow phase: the top rate first, then the paced A/B and overload.
 
 ``benchmarks/serving.py`` measures everything (about 20 minutes with MLflow);
-a change to shadows needs only this part of it (about 5 minutes). It trains
+a change to shadows needs only this part of it (about 7 minutes). It trains
 and registers the same model, measures our v2 throughput at c=32 with one
-worker (twice, the larger counts), then runs ``serving.shadow`` at half of it
-with ``--repeats`` runs per deployment. Prints the table and, last, the JSON
-line.
+worker (twice, the larger counts), then runs ``serving.shadow`` at half of it:
+``--repeats`` repetitions of one server without, with and without again a
+shadow. Prints the table and, last, the JSON line.
 
     .venv/bin/python benchmarks/serving_shadow.py [--repeats 5] [--keep]
 """

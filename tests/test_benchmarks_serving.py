@@ -78,6 +78,9 @@ def test_the_serving_benchmark_reports_every_figure() -> None:
     shadow = report["shadow"]
     assert "error" not in shadow, shadow
     assert set(shadow["paced"]) == {"bench-single", "bench-shadow", "bench-single-again"}
+    assert shadow["probe"]["same_prediction"] is True, shadow["probe"]
+    for label, paced in shadow["paced"].items():  # one server, its shadow on only when measured
+        assert paced["with_shadow"] == [label == "bench-shadow"] * paced["repeats"], label
     assert all(paced["non_2xx"] == 0 for paced in shadow["paced"].values())
     assert all(
         paced["server_cpu_s_per_request"]["median"] > 0 for paced in shadow["paced"].values()
@@ -86,7 +89,7 @@ def test_the_serving_benchmark_reports_every_figure() -> None:
     assert shadow["copies"]["predicted"] > 0, shadow["copies"]  # the shadow did predict meanwhile
     assert set(shadow["noise_floor"]) == {"median", "p99"}  # the control's ratios
     assert all(value > 0 for value in shadow["noise_floor"].values())
-    assert "Noise floor: bench-single-again is bench-single again" in done.stdout
+    assert "Noise floor: bench-single-again is the same server without a shadow" in done.stdout
     assert {"requests", "shadow_shed", "metrics_moved"} <= set(shadow["overload"])
     switch = report["switch"]
     assert "error" not in switch, switch
