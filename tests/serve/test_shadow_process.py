@@ -178,7 +178,7 @@ async def test_copies_go_to_the_process_only_in_an_idle_moment(
         opener=functools.partial(open_registry, pid_workspace.settings),
         max_rows=100,
         max_queue=100,
-        done=lambda jobs, _rows, _outputs, _now: predicted.extend(j.request_id for j in jobs),
+        done=lambda copies, _outputs, _now: predicted.extend(copies.request_ids),
         idle=lambda: not busy,
     )
 

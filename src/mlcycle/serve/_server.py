@@ -25,7 +25,7 @@ import gc
 import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -40,7 +40,7 @@ from mlcycle.serve._errors import Overloaded
 from mlcycle.serve._metrics import LaneMetrics, Metrics, observe_many
 from mlcycle.serve._model import ServedModel, load_model
 from mlcycle.serve._routing import Lane, Routes
-from mlcycle.serve._shadow import RegistryOpener, ShadowProcess
+from mlcycle.serve._shadow import Copies, RegistryOpener, ShadowProcess
 from mlcycle.serve._sink import PredictionBatch, PredictionSink
 from mlcycle.store import Deployment, Event, EventLog, Variant
 
@@ -394,7 +394,7 @@ class ModelServer:
             opener=self.registry_opener,
             max_rows=self.settings.max_batch_size,
             max_queue=self.settings.shadow_queue,
-            done=functools.partial(self._batch_done, tag),
+            done=functools.partial(self._copies_done, tag),
             idle=lambda: self.inflight == 0,
         )
         await shadow.start()
@@ -428,13 +428,36 @@ class ModelServer:
     ) -> None:
         """Metrics and the prediction log for one predict call (on the batcher's thread)."""
         tag.metrics.batch_rows.observe(rows.count)
-        if tag.metrics.shadow_lag is not None:
-            lags = now - np.fromiter((job.arrived for job in jobs), np.float64, len(jobs))
-            observe_many(tag.metrics.shadow_lag, lags)
-        if outputs.ndim == 1 and outputs.dtype.kind in "fiub":
-            observe_many(tag.metrics.values, outputs.astype(np.float64, copy=False))
+        _observe_values(tag, outputs)
         if self.sink is not None:
             self.sink.append(_prediction_batch(tag, jobs, rows, outputs, now))
+
+    def _copies_done(self, tag: _Tag, copies: Copies, outputs: np.ndarray, now: float) -> None:
+        """Metrics and the prediction log for what a shadow predicted (on the loop)."""
+        tag.metrics.batch_rows.observe(copies.rows.count)
+        lags = now - np.array(copies.arrived, dtype=np.float64)
+        if tag.metrics.shadow_lag is not None:
+            observe_many(tag.metrics.shadow_lag, lags)
+        _observe_values(tag, outputs)
+        if self.sink is None:
+            return
+        if len(copies.counts) != copies.rows.count:  # requests of several rows: a lag per row
+            lags = np.repeat(lags, copies.counts)
+        self.sink.append(
+            PredictionBatch(
+                deployment=tag.deployment,
+                model=tag.model.name,
+                model_version=tag.model.version,
+                variant=tag.variant.name,
+                shadow=True,
+                request_ids=copies.request_ids,
+                row_indexes=copies.row_indexes,
+                times=copies.times,
+                latency_ms=lags * 1000,
+                inputs=_logged_inputs(copies.rows),
+                outputs=outputs,
+            )
+        )
 
     def _log_head(self) -> int:
         """The position of the newest followed event: changes before it are already loaded."""
@@ -514,13 +537,22 @@ def _prediction_batch(
         row_indexes=indexes,
         times=times,
         latency_ms=latency,
-        inputs=(
-            rows.columns
-            if rows.matrix is not None
-            else {name: _logged(column) for name, column in rows.columns.items()}
-        ),
+        inputs=_logged_inputs(rows),
         outputs=outputs,
     )
+
+
+def _observe_values(tag: _Tag, outputs: np.ndarray) -> None:
+    """The lane's prediction value summary, for outputs that are single numbers."""
+    if outputs.ndim == 1 and outputs.dtype.kind in "fiub":
+        observe_many(tag.metrics.values, outputs.astype(np.float64, copy=False))
+
+
+def _logged_inputs(rows: Rows) -> Mapping[str, np.ndarray]:
+    """The rows' columns as the log takes them (see ``_logged``)."""
+    if rows.matrix is not None:
+        return rows.columns
+    return {name: _logged(column) for name, column in rows.columns.items()}
 
 
 def _logged(column: np.ndarray) -> np.ndarray:

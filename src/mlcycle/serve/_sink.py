@@ -40,7 +40,7 @@ class PredictionBatch:
     request_ids: Sequence[str]
     row_indexes: Sequence[int]
     times: Sequence[float]
-    latency_ms: Sequence[float]
+    latency_ms: Sequence[float] | np.ndarray
     inputs: Mapping[str, Sequence[Any] | np.ndarray]  # Any: a column's JSON-able values
     outputs: Sequence[Any] | np.ndarray  # Any: a prediction per row
     error: str | None = None
