@@ -18,6 +18,22 @@ from mlcycle.workspace import Workspace
 
 pytestmark = pytest.mark.anyio
 PREDICT = "/v1/models/bikes:predict"
+SHADOWED = Deployment(
+    name="bikes",
+    variants=(Variant("live", "echo/1"), Variant("dark", "echo/2", shadow=True)),
+    policy="shadow",
+)
+
+
+async def shadow_rows(sink: ListSink, count: int) -> None:
+    """Wait until the shadows' copies of ``count`` rows are logged (5 s at most).
+
+    The copies are predicted after the answers, in the shadow's own process.
+    """
+    for _ in range(500):
+        if sum(len(b) for b in sink.batches if b.shadow) >= count:
+            return
+        await asyncio.sleep(0.01)
 
 
 def split(policy: str, *, sticky: str | None = None) -> Deployment:
@@ -68,18 +84,10 @@ async def test_the_shadow_gets_a_copy_the_caller_never_sees(
     workspace: Workspace, echo: str
 ) -> None:
     del echo
-    deployment = Deployment(
-        name="bikes",
-        variants=(Variant("live", "echo/1"), Variant("dark", "echo/2", shadow=True)),
-        policy="shadow",
-    )
     sink = ListSink()
-    async with client_for(workspace, deployment, sink=sink) as (client, _):
+    async with client_for(workspace, SHADOWED, sink=sink) as (client, _):
         answers = [await client.post(PREDICT, json={"instances": rows(n)}) for n in range(1, 21)]
-        for _ in range(200):  # the copies are predicted after the answers
-            if sum(len(b) for b in sink.batches if b.shadow) == 20:
-                break
-            await asyncio.sleep(0.01)
+        await shadow_rows(sink, 20)
     assert [round(a.json()["predictions"][0]) for a in answers] == list(range(1, 21))
     assert {a.headers["x-variant"] for a in answers} == {"live"}
     shadowed = [b for b in sink.batches if b.shadow]
@@ -94,24 +102,16 @@ async def test_the_shadow_logs_each_row_of_concurrent_batches_as_the_primary_did
 ) -> None:
     """Requests of 1 to 6 rows, merged into batches and split past 4 rows: every row copied once."""
     del echo
-    deployment = Deployment(
-        name="bikes",
-        variants=(Variant("live", "echo/1"), Variant("dark", "echo/2", shadow=True)),
-        policy="shadow",
-    )
     sizes = [1 + n % 6 for n in range(60)]
     sink = ListSink()
-    async with client_for(workspace, deployment, sink=sink, max_batch_size=4) as (client, _):
+    async with client_for(workspace, SHADOWED, sink=sink, max_batch_size=4) as (client, _):
         answers = await asyncio.gather(
             *(
                 client.post(PREDICT, json={"instances": rows(*range(100 * n, 100 * n + size))})
                 for n, size in enumerate(sizes)
             )
         )
-        for _ in range(500):  # the copies are predicted after the answers
-            if sum(len(b) for b in sink.batches if b.shadow) == sum(sizes):
-                break
-            await asyncio.sleep(0.01)
+        await shadow_rows(sink, sum(sizes))
     assert all(answer.status_code == 200 for answer in answers)
 
     def logged(shadow: bool) -> list[tuple[str, int, float, float]]:
@@ -151,10 +151,7 @@ async def test_a_shadow_with_other_inputs_decodes_the_request_again(
     sink = ListSink()
     async with client_for(workspace, deployment, sink=sink) as (client, _):
         answers = [await client.post(PREDICT, json={"instances": rows(n)}) for n in (3, 4, 5)]
-        for _ in range(200):  # the copies are predicted after the answers
-            if sum(len(b) for b in sink.batches if b.shadow) == 3:
-                break
-            await asyncio.sleep(0.01)
+        await shadow_rows(sink, 3)
         await asyncio.sleep(0.05)  # time enough for a copy the narrow shadow wrongly took
     assert [round(a.json()["predictions"][0]) for a in answers] == [3, 4, 5]
     shadowed = [b for b in sink.batches if b.shadow]
@@ -167,12 +164,7 @@ async def test_shadow_copies_are_shed_when_the_queue_is_full(
     workspace: Workspace, echo: str
 ) -> None:
     del echo
-    deployment = Deployment(
-        name="bikes",
-        variants=(Variant("live", "echo/1"), Variant("dark", "echo/2", shadow=True)),
-        policy="shadow",
-    )
-    async with client_for(workspace, deployment, shadow_queue=1) as (client, server):
+    async with client_for(workspace, SHADOWED, shadow_queue=1) as (client, server):
         answers = await asyncio.gather(
             *(client.post(PREDICT, json={"instances": rows(n)}) for n in range(40))
         )
