@@ -36,7 +36,7 @@ import numpy as np
 from mlcycle.serve._model import ServedModel
 from mlcycle.serve._rows import Rows, concat_rows
 
-__all__ = ["Answered", "Batcher", "Job"]
+__all__ = ["Answered", "Batcher", "Job", "row_columns"]
 
 
 @dataclass(slots=True)
@@ -223,6 +223,28 @@ class Batcher:
         self._done(jobs, rows, outputs, time.perf_counter())
         predicted.append((jobs, rows))
         return outcomes
+
+
+def row_columns(jobs: Sequence[Job], rows: int) -> tuple[list[str], list[int], list[float]]:
+    """Each row's request id, index within its request, and arrival time (Unix epoch seconds).
+
+    ``rows`` is how many rows ``jobs`` hold together; the rows are in the jobs' order.
+    """
+    if rows == len(jobs):  # single-row requests: the common case, kept cheap
+        return (
+            [job.request_id for job in jobs],
+            [job.first_row for job in jobs],
+            [job.time for job in jobs],
+        )
+    request_ids: list[str] = []
+    indexes: list[int] = []
+    times: list[float] = []
+    for job in jobs:
+        count = job.rows.count
+        request_ids += [job.request_id] * count
+        indexes += range(job.first_row, job.first_row + count)
+        times += [job.time] * count
+    return request_ids, indexes, times
 
 
 def _resolve(outcomes: list[Outcome]) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 
 from mlcycle.errors import MlcycleError, NotFound
 from mlcycle.ids import new_id
-from mlcycle.serve._batching import Batcher, Job
+from mlcycle.serve._batching import Batcher, Job, row_columns
 from mlcycle.serve._deployments import check_deployment
 from mlcycle.serve._errors import Overloaded
 from mlcycle.serve._metrics import LaneMetrics, Metrics, observe_many
@@ -514,19 +514,10 @@ class _Tag:
 def _prediction_batch(
     tag: _Tag, jobs: Sequence[Job], rows: Rows, outputs: np.ndarray, now: float
 ) -> PredictionBatch:
-    if rows.count == len(jobs):  # single-row requests: the common case, kept cheap
-        request_ids: list[str] = [job.request_id for job in jobs]
-        indexes: list[int] = [job.first_row for job in jobs]
-        times = [job.time for job in jobs]
-        latency = [(now - job.arrived) * 1000 for job in jobs]
-    else:
-        request_ids, indexes, times, latency = [], [], [], []
-        for job in jobs:
-            count = job.rows.count
-            request_ids += [job.request_id] * count
-            indexes += range(job.first_row, job.first_row + count)
-            times += [job.time] * count
-            latency += [(now - job.arrived) * 1000] * count
+    request_ids, indexes, times = row_columns(jobs, rows.count)
+    latency = [(now - job.arrived) * 1000 for job in jobs]
+    if rows.count != len(jobs):  # requests of several rows: a latency per row
+        latency = [ms for job, ms in zip(jobs, latency, strict=True) for _ in range(job.rows.count)]
     return PredictionBatch(
         deployment=tag.deployment,
         model=tag.model.name,

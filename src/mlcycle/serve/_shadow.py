@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlcycle.errors import MlcycleError
+from mlcycle.serve._batching import row_columns
 from mlcycle.serve._rows import Rows, concat_rows
 
 if TYPE_CHECKING:
@@ -142,16 +143,10 @@ class _Message:
         self.rows += rows.count
         self.counts += [job.rows.count for job in jobs]
         self.arrived += [job.arrived for job in jobs]
-        if rows.count == len(jobs):  # single-row requests: the common case, kept cheap
-            self.request_ids += [job.request_id for job in jobs]
-            self.row_indexes += [job.first_row for job in jobs]
-            self.times += [job.time for job in jobs]
-            return
-        for job in jobs:
-            count = job.rows.count
-            self.request_ids += [job.request_id] * count
-            self.row_indexes += range(job.first_row, job.first_row + count)
-            self.times += [job.time] * count
+        request_ids, indexes, times = row_columns(jobs, rows.count)
+        self.request_ids += request_ids
+        self.row_indexes += indexes
+        self.times += times
 
     def copies(self, names: Sequence[str]) -> Copies:
         """The gathered copies, their rows as one."""
