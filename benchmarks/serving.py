@@ -63,7 +63,8 @@ BATCH_ROWS = 32
 BATCHING_OFF = {"MLCYCLE_SERVE__MAX_BATCH_SIZE": "1"}
 # The counters the overload reads: work shed (by reason) and rows predicted (by variant).
 SHED = "mlcycle_serve_shed_total{"
-COUNTED = (SHED, "mlcycle_serve_batch_rows_sum{")
+ROWS = "mlcycle_serve_batch_rows_sum{"
+COUNTED = (SHED, ROWS)
 LOADS = "mlcycle_serve_model_loads_total{"
 
 
@@ -721,7 +722,7 @@ def copies(before: dict[str, float], after: dict[str, float], requests: int) -> 
 
     return {
         "requests": requests,
-        "predicted": moved("mlcycle_serve_batch_rows_sum{", 'variant="shadow"'),
+        "predicted": moved(ROWS, 'variant="shadow"'),
         "shed": moved(SHED, 'reason="shadow"'),
     }
 
