@@ -172,16 +172,17 @@ class ShadowProcess:
     """One shadow variant's queue and the process that predicts it (see the module).
 
     The exchange with the process rides on the requests themselves: the
-    first ``offer`` after ``_FLUSH_S`` has passed asks the loop to look,
-    once the answers of the moment are written, whether ``idle()`` says no
-    request is in flight; if so it reads the process's answer (without
-    waiting), logs and measures it, and sends the next batch. So that work
-    falls in the serving process's gaps, as the predict calls of a shadow on
-    a thread did, instead of delaying requests. Nothing wakes up for the
-    shadow on its own, except a timer every ``_IDLE_S`` while copies wait
-    and no idle moment comes: on this machine's virtual CPUs a wakeup from
-    idle cost 100 to 170 µs of CPU, and a batch sent on a timer plus an
-    answer read when it arrived were two such wakeups a message.
+    first ``offer`` after ``_FLUSH_S`` has passed (or once ``_SEND_ROWS``
+    rows wait) asks the loop to look, once the answers of the moment are
+    written, whether ``idle()`` says no request is in flight; if so it reads
+    the process's answer (without waiting), logs and measures it, and sends
+    the next batch. So that work falls in the serving process's gaps, as the
+    predict calls of a shadow on a thread did, instead of delaying requests.
+    Nothing wakes up for the shadow on its own, except a timer when no
+    exchange came for ``_IDLE_S`` while copies wait or a batch is out: on
+    this machine's virtual CPUs a wakeup from idle cost 100 to 170 µs of
+    CPU, and a batch sent on a timer plus an answer read when it arrived
+    were two such wakeups a message.
     """
 
     def __init__(
