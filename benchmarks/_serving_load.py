@@ -10,6 +10,7 @@ stopping one stops its workers too; their CPU time is read around each load run.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -70,13 +71,20 @@ function done(summary, latency, requests)
   for _, p in ipairs({{{percentiles}}}) do
     table.insert(parts, string.format('"%s": %d', tostring(p), latency:percentile(p)))
   end
+  -- Every latency seen (µs) with its count, so runs can be pooled into one distribution.
+  local histogram = {{}}
+  for i = 1, #latency do
+    local value, count = latency(i)
+    table.insert(histogram, string.format("[%d, %d]", value, count))
+  end
   local e = summary.errors
   io.write(string.format(
     '{marker}{{"requests": %d, "duration_us": %d, "bytes": %d, "mean_us": %.1f, ' ..
     '"max_us": %d, "errors": {{"connect": %d, "read": %d, "write": %d, "status": %d, ' ..
-    '"timeout": %d}}, "percentiles_us": {{%s}}}}\\n',
+    '"timeout": %d}}, "percentiles_us": {{%s}}, "histogram_us": [%s]}}\\n',
     summary.requests, summary.duration, summary.bytes, latency.mean, latency.max,
-    e.connect, e.read, e.write, e.status, e.timeout, table.concat(parts, ", ")))
+    e.connect, e.read, e.write, e.status, e.timeout, table.concat(parts, ", "),
+    table.concat(histogram, ", ")))
 end
 """
 
@@ -127,11 +135,14 @@ def run_wrk(
     script_dir: Path,
     rate: float = 0.0,
     cpu_of: Server | None = None,
+    histogram: bool = False,
 ) -> dict[str, Any]:
     """One wrk run (one thread): throughput, latency percentiles in seconds, errors.
 
     ``rate`` paces the requests (per second, 0 for as fast as the server answers);
-    ``cpu_of`` adds that server's CPU seconds per request over the run.
+    ``cpu_of`` adds that server's CPU seconds per request over the run; ``histogram``
+    keeps every latency seen with its count (``histogram_us``: [µs, count] pairs) for
+    ``pooled_latency``.
     """
     script = script_dir / f"wrk-{os.getpid()}-{time.monotonic_ns()}.lua"
     script.write_text(endpoint.lua(rate=rate))
@@ -172,9 +183,34 @@ def run_wrk(
     }
     if rate:
         figures["rate_asked_per_s"] = rate
+    if histogram:
+        figures["histogram_us"] = raw["histogram_us"]
     if cpu_before is not None and cpu_after is not None and raw["requests"]:
         figures["server_cpu_s_per_request"] = (cpu_after - cpu_before) / raw["requests"]
     return figures
+
+
+def pooled_latency(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The median and p99 latency (s) of every request of ``runs`` together (``histogram_us``).
+
+    A p99 per 10 s run is set by a handful of requests, and moved 2x between runs of one
+    server here; the p99 of all the runs' requests is the tail a user of the server sees.
+    Ranked as wrk ranks: the smallest latency with at least p % of the requests at or below.
+    """
+    counts: collections.Counter[int] = collections.Counter()
+    for run in runs:
+        for value, count in run["histogram_us"]:
+            counts[value] += count
+    total = sum(counts.values())
+    pooled: dict[str, Any] = {"requests": total}
+    for percentile in (50, 99):
+        rank, seen = round(percentile / 100 * total + 0.5), 0
+        for value in sorted(counts):
+            seen += counts[value]
+            if seen >= rank:
+                pooled[f"p{percentile}_s"] = value / 1e6
+                break
+    return pooled
 
 
 def free_port() -> int:

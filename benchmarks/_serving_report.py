@@ -99,43 +99,56 @@ def shadow_goals(shadow: dict[str, Any]) -> dict[str, Any]:
 
     "Without" is every run without a shadow: each repetition runs without,
     with and without again, so the runs without lie on both sides of the
-    ones with, and a drift of the machine over a repetition cancels out.
+    ones with, and a drift of the machine over a repetition cancels out. The
+    median goal takes each run's median (the issue: over the repetitions,
+    median and spread); the p99 goal takes the p99 of every request of the
+    runs with a shadow against every request of the runs without
+    (``pooled``): a 10 s run's own p99 is set by a handful of requests.
     """
     paced = shadow.get("paced", {})
     shadowed = paced.get("bench-shadow")
     without = [paced[label] for label in ("bench-single", "bench-single-again") if label in paced]
-    found: dict[str, Any] = {}
-    for key, label, goal in (
-        ("p50_s", "median", SHADOW_MEDIAN_GOAL),
-        ("p99_s", "p99", SHADOW_P99_GOAL),
-    ):
-        value = None
-        if without and shadowed:
-            pooled = [figure for runs in without for figure in runs[key]["all"]]
-            value = ratio(shadowed[key]["median"], statistics.median(pooled))
-        found[f"shadow_{label}"] = {
+    median = None
+    if without and shadowed:
+        pooled = [figure for runs in without for figure in runs["p50_s"]["all"]]
+        median = ratio(shadowed["p50_s"]["median"], statistics.median(pooled))
+    p99 = None
+    if shadowed and "without_pooled" in shadow:
+        p99 = ratio(shadowed["pooled"]["p99_s"], shadow["without_pooled"]["p99_s"])
+    return {
+        "shadow_median": {
             "label": (
-                f"{label} latency with a shadow / without (all runs without), at half the "
-                "maximum rate"
+                "median latency with a shadow / without (the runs' medians, all runs without), "
+                "at half the maximum rate"
             ),
-            "value": value,
+            "value": median,
             "unit": "x",
-            "goal": f"≤ {goal:.2f}x",
-            "verdict": verdict(value, at_most=goal),
-        }
-    found["shadow_shed_first"] = shed_first(shadow.get("overload"))
-    return found
+            "goal": f"≤ {SHADOW_MEDIAN_GOAL:.2f}x",
+            "verdict": verdict(median, at_most=SHADOW_MEDIAN_GOAL),
+        },
+        "shadow_p99": {
+            "label": (
+                "p99 latency with a shadow / without (every request of the runs with / "
+                "without), at half the maximum rate"
+            ),
+            "value": p99,
+            "unit": "x",
+            "goal": f"≤ {SHADOW_P99_GOAL:.2f}x",
+            "verdict": verdict(p99, at_most=SHADOW_P99_GOAL),
+        },
+        "shadow_shed_first": shed_first(shadow.get("overload")),
+    }
 
 
 def noise_floor(shadow: dict[str, Any]) -> dict[str, float | None]:
-    """Median and p99 of the control deployment / the one without a shadow: no shadow in either."""
+    """The control deployment / the one without a shadow (no shadow in either), as the goals."""
     paced = shadow.get("paced", {})
     single, control = paced.get("bench-single"), paced.get("bench-single-again")
     if not single or not control:
         return {}
     return {
-        label: ratio(control[key]["median"], single[key]["median"])
-        for key, label in (("p50_s", "median"), ("p99_s", "p99"))
+        "median": ratio(control["p50_s"]["median"], single["p50_s"]["median"]),
+        "p99": ratio(control["pooled"]["p99_s"], single["pooled"]["p99_s"]),
     }
 
 
@@ -285,14 +298,17 @@ def print_shadow(shadow: dict[str, Any]) -> None:
     rows = []
     for name, figures in shadow["paced"].items():
         p50, p99 = figures["p50_s"], figures["p99_s"]
+        answered = figures["ok_per_s"]["median"]
         cpu = figures.get("server_cpu_s_per_request")
         rows.append(
             [
                 name,
-                rate(figures["ok_per_s"]["median"]),
+                rate(answered),
                 f"{ms(p50['median'])} ({ms(p50['min'])} to {ms(p50['max'])})",
                 f"{ms(p99['median'])} ({ms(p99['min'])} to {ms(p99['max'])})",
+                ms(figures["pooled"]["p99_s"]),
                 "n/a" if cpu is None else f"{cpu['median'] * 1e6:,.0f} µs",
+                "n/a" if cpu is None else f"{cpu['median'] * answered:.0%}",
                 f"{figures['non_2xx'] + figures['socket_errors']:,}",
             ]
         )
@@ -303,21 +319,42 @@ def print_shadow(shadow: dict[str, Any]) -> None:
         f"run without a shadow, with one, and without again, {repeats} times; median (min to "
         "max) over the repetitions.\n"
     )
-    table(["runs", "answered", "median latency", "p99 latency", "CPU / request", "errors"], rows)
+    table(
+        [
+            "runs",
+            "answered",
+            "median latency",
+            "p99 latency",
+            "p99, every request",
+            "CPU / request",
+            "busy",
+            "errors",
+        ],
+        rows,
+    )
+    without = shadow.get("without_pooled")
+    if without:
+        print(
+            f"Every request of the runs without a shadow together ({without['requests']:,}): "
+            f"median {ms(without['p50_s'])}, p99 {ms(without['p99_s'])}.\n"
+        )
     copies = shadow.get("copies")
     if copies:
         print(
             f"During its paced runs the shadow predicted {copies['predicted']:,.0f} copies and "
             f"shed {copies['shed']:,.0f}, of {copies['requests']:,} requests. CPU / request is the "
-            "server's (the worker and, with a shadow, its process), median over the runs.\n"
+            "server's (the worker and, with a shadow, its process), median over the runs; busy "
+            "is that times the rate answered, the share of one core the server used. Near 100 % "
+            "a request waits mostly in the queue, and a few percent more work per request makes "
+            "the wait much longer: the ratios below then read the queue, not the shadow.\n"
         )
     floor = noise_floor(shadow)
     if floor:
         print(
             "Noise floor: bench-single-again is the same server without a shadow again, so "
             "its ratios to bench-single are what the machine's drift alone gives: median "
-            f"{floor['median']:.2f}x, "
-            f"p99 {floor['p99']:.2f}x.\n"
+            f"{floor['median']:.2f}x (the runs' medians), p99 {floor['p99']:.2f}x (every "
+            "request).\n"
         )
     load = shadow.get("overload")
     if load:

@@ -47,7 +47,15 @@ MLFLOW_VENV = WORK / "mlflow-serve-venv"  # MLflow with our scikit-learn and sko
 
 sys.path.insert(0, str(HERE))
 from _incumbents import incumbent_python  # noqa: E402
-from _serving_load import Endpoint, Server, free_port, run_wrk, running, scrape  # noqa: E402
+from _serving_load import (  # noqa: E402
+    Endpoint,
+    Server,
+    free_port,
+    pooled_latency,
+    run_wrk,
+    running,
+    scrape,
+)
 from _serving_report import goals, noise_floor, print_tables, versions  # noqa: E402
 from _serving_switch import hot_switch  # noqa: E402
 from tracking import MLFLOW_VERSION, QUIET_MLFLOW, machine  # noqa: E402
@@ -620,6 +628,7 @@ def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[st
                         script_dir=RUN_DIR,
                         rate=rate,
                         cpu_of=server,
+                        histogram=True,
                     )
                     figures["with_shadow"] = has_shadow_process(server)
                     runs.append(figures)
@@ -628,6 +637,9 @@ def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[st
                         counted = copies(before, scrape(metrics), figures["requests"])
                         moved = {key: moved[key] + counted[key] for key in moved}
             results["paced"] = {label: spread(runs) for label, runs in paced.items()}
+            results["without_pooled"] = pooled_latency(
+                paced[SINGLE_DEPLOYMENT] + paced[CONTROL_DEPLOYMENT]
+            )
             results["copies"] = moved
             with_shadow(setup, server, metrics, shadowed=True)
             results["overload"] = overload(endpoint, metrics, workload)
@@ -696,7 +708,10 @@ def switch(setup: Setup, workload: Workload) -> dict[str, Any]:
 
 
 def spread(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median and range of the median and p99 latency (and CPU) over the repetitions."""
+    """Median and range of the median and p99 latency (and CPU) over the repetitions.
+
+    Also ``pooled``: the median and p99 of all the runs' requests together.
+    """
     figures: dict[str, Any] = {"repeats": len(runs)}
     for key in ("p50_s", "p99_s", "ok_per_s", "server_cpu_s_per_request"):
         values = [r[key] for r in runs if key in r]
@@ -704,6 +719,7 @@ def spread(runs: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         figures[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
         figures[key]["all"] = values
+    figures["pooled"] = pooled_latency(runs)  # every request of the runs together
     figures["with_shadow"] = [r.get("with_shadow") for r in runs]
     figures["non_2xx"] = sum(r["non_2xx"] for r in runs)
     figures["socket_errors"] = sum(r["socket_errors"] for r in runs)

@@ -87,6 +87,9 @@ def test_the_serving_benchmark_reports_every_figure() -> None:
     )
     assert shadow["copies"]["requests"] > 0
     assert shadow["copies"]["predicted"] > 0, shadow["copies"]  # the shadow did predict meanwhile
+    for pooled in [shadow["without_pooled"], *(p["pooled"] for p in shadow["paced"].values())]:
+        assert pooled["requests"] > 0, pooled  # every request of the runs, from wrk's histogram
+        assert 0 < pooled["p50_s"] <= pooled["p99_s"], pooled
     assert set(shadow["noise_floor"]) == {"median", "p99"}  # the control's ratios
     assert all(value > 0 for value in shadow["noise_floor"].values())
     assert "Noise floor: bench-single-again is the same server without a shadow" in done.stdout
