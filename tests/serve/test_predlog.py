@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -129,6 +130,19 @@ def test_filters_by_time_and_variant(
     assert canary.column("request_id").to_pylist() == ["r10", "r11"]
     with pytest.raises(ValidationFailed, match="has no time zone"):
         _read(spool, tables, since=datetime(2030, 1, 1))  # noqa: DTZ001  (the bad input)
+
+
+def test_batches_of_several_variants_convert_into_one_record_batch_row_by_row() -> None:
+    """Each row carries its own batch's variant, version and shadow mark, however they mix."""
+    shadow = replace(_batch(10, rows=1, variant="shadow"), model_version=4)
+    record = to_record_batch([_batch(0, rows=3), shadow, _batch(20, rows=2, variant="canary")])
+    columns = record.to_pydict()
+    assert columns["request_id"] == ["r0", "r1", "r2", "r10", "r20", "r21"]
+    assert columns["variant"] == ["primary"] * 3 + ["shadow"] + ["canary"] * 2
+    assert columns["model_version"] == [3, 3, 3, 4, 3, 3]
+    assert columns["shadow"] == [False, False, False, True, False, False]
+    assert columns["deployment"] == ["bike-demand"] * 6
+    assert columns["output"] == [0.0, 1.0, 2.0, 10.0, 20.0, 21.0]
 
 
 def test_an_empty_log_reads_as_an_empty_table(spool: Path, tables: LocalArtifactStore) -> None:

@@ -282,15 +282,15 @@ def _feature_columns(batches: Sequence[PredictionBatch], features: list[str]) ->
     return [pa.array(matrix[:, i], pa.float64(), from_pandas=True) for i in range(len(features))]
 
 
-def _repeated(batches: Sequence[PredictionBatch], field: str, counts: list[int]) -> list[Any]:
-    """A batch-level field once per row (``counts``: rows per batch); usually one value."""
-    values = [getattr(batch, field) for batch in batches]
-    if values and values.count(values[0]) == len(values):
-        return [values[0]] * sum(counts)
-    repeated: list[Any] = []  # Any: a field
-    for value, count in zip(values, counts, strict=True):
-        repeated += [value] * count
-    return repeated
+def _repeated(
+    batches: Sequence[PredictionBatch], field: str, rows: pa.Array, kind: pa.DataType
+) -> pa.Array:
+    """A batch-level field once per row, as an Arrow array of type ``kind``.
+
+    ``rows`` holds, for each row, the index of its batch: the field is converted
+    once per batch and spread over the rows by Arrow, not by a list per row.
+    """
+    return pa.array([getattr(batch, field) for batch in batches], kind).take(rows)
 
 
 def _joined(batches: Sequence[PredictionBatch], field: str) -> list[Any]:  # Any: a field
@@ -307,7 +307,8 @@ def to_record_batch(batches: Sequence[PredictionBatch]) -> pa.RecordBatch:
     Converting many at once costs a few Arrow calls per column, not per batch.
     Batches of failed requests (``error`` set) give the columns of failures.
     """
-    counts = [len(batch) for batch in batches]
+    counts = [len(batch.request_ids) for batch in batches]
+    rows = pa.array(np.repeat(np.arange(len(batches), dtype=np.int32), counts))
     micros = np.rint(np.asarray(_joined(batches, "times"), dtype=np.float64) * 1e6)
     times = pa.array(micros.astype(np.int64), pa.timestamp("us", tz="UTC"))
     common = {
@@ -315,15 +316,15 @@ def to_record_batch(batches: Sequence[PredictionBatch]) -> pa.RecordBatch:
         "row_index": pa.array(_joined(batches, "row_indexes"), pa.int32()),
         "time": times,
         _PARTITION: times.cast(pa.date32()),
-        "deployment": pa.array(_repeated(batches, "deployment", counts), pa.string()),
-        "model": pa.array(_repeated(batches, "model", counts), pa.string()),
-        "model_version": pa.array(_repeated(batches, "model_version", counts), pa.int32()),
-        "variant": pa.array(_repeated(batches, "variant", counts), pa.string()),
-        "shadow": pa.array(_repeated(batches, "shadow", counts), pa.bool_()),
+        "deployment": _repeated(batches, "deployment", rows, pa.string()),
+        "model": _repeated(batches, "model", rows, pa.string()),
+        "model_version": _repeated(batches, "model_version", rows, pa.int32()),
+        "variant": _repeated(batches, "variant", rows, pa.string()),
+        "shadow": _repeated(batches, "shadow", rows, pa.bool_()),
         "latency_ms": pa.array(_joined(batches, "latency_ms"), pa.float64()),
     }
     if batches and batches[0].error is not None:
-        common["error"] = pa.array(_repeated(batches, "error", counts), pa.string())
+        common["error"] = _repeated(batches, "error", rows, pa.string())
         return pa.RecordBatch.from_pydict(common)
     features = list(batches[0].inputs) if batches else []
     inputs = (
