@@ -4,7 +4,9 @@
 batches into Arrow record batches, appends them to this process's spool
 segments (``_segments``) and fsyncs at least every ``flush_interval_s``
 (0.2 s by default), so a SIGKILL loses at most that much. Segments roll over,
-by size, by age and on ``close``, into the Delta table
+by size, by age and on ``close``, on a second thread at a lower CPU priority
+(a rollover is a burst of CPU the requests should not wait for), into the
+Delta table
 ``predictions/<deployment>`` of the artifact store's table area, partitioned
 by ``date``. Each rollover commits with a Delta app transaction named after
 its segment, so a segment rolled again after a crash is never added twice,
@@ -30,6 +32,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
+import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -64,6 +69,8 @@ __all__ = [
 _log = logging.getLogger("mlcycle.serve.predlog")
 _COMMIT_RETRIES = 20
 _PARTITION = "date"
+_ROLL_NICE = 10
+"""The roller thread's nice value: below the requests, yet never starved (as idle would be)."""
 
 
 def spool_dir(settings: Settings) -> Path:
@@ -117,6 +124,12 @@ class PredictionLog:
         self._appended = 0
         spool_dir.mkdir(parents=True, exist_ok=True)
         self.recover()
+        self._rolls: queue.SimpleQueue[tuple[str, Segment] | None] = queue.SimpleQueue()
+        """Finished segments for the roller thread to commit; ``None`` ends it."""
+        self._roller = threading.Thread(
+            target=self._roll_queued, name="mlcycle-predlog-roll", daemon=True
+        )
+        self._roller.start()
         self._thread = threading.Thread(target=self._run, name="mlcycle-predlog", daemon=True)
         self._thread.start()
 
@@ -144,6 +157,8 @@ class PredictionLog:
         self._stop = True
         self._wake.set()
         self._thread.join()
+        self._rolls.put(None)  # after every segment the writer finished
+        self._roller.join()
 
     def recover(self) -> int:
         """Roll over the segments of dead processes; returns how many rows they held."""
@@ -204,12 +219,28 @@ class PredictionLog:
                 self._roll(key)
 
     def _roll(self, key: tuple[str, pa.Schema]) -> None:
+        """End a segment (new rows go to a new one) and queue it for the roller thread."""
         segment = self._segments.pop(key)
         segment.finish()
+        self._rolls.put((key[0], segment))
+
+    def _roll_queued(self) -> None:
+        """The roller thread: commit each finished segment into Delta, at a lower priority.
+
+        A rollover reads a segment of up to ``roll_bytes`` and writes it as
+        Parquet (deltalake's own threads, started by this one, inherit its
+        priority): a burst of a second of CPU, which at normal priority took
+        the cores from the requests being answered meanwhile.
+        """
+        _lower_priority()
+        while (queued := self._rolls.get()) is not None:
+            self._guarded(self._commit_segment, *queued)
+
+    def _commit_segment(self, deployment: str, segment: Segment) -> None:
         table = read_segment(segment.path)
         try:
             if table is not None:
-                self._commit(key[0], segment.id, table)
+                self._commit(deployment, segment.id, table)
         except BaseException:
             segment.release(unlink=False)  # kept: the next open rolls it over
             raise
@@ -247,6 +278,13 @@ class PredictionLog:
                 if attempt == _COMMIT_RETRIES - 1:
                     raise
                 time.sleep(0.01 * (attempt + 1))
+
+
+def _lower_priority() -> None:
+    """Give the calling thread a nice value of ``_ROLL_NICE`` (Linux: nice is per thread)."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _ROLL_NICE)
 
 
 def _column(chunks: Sequence[Any]) -> pa.Array:  # Any: each chunk a sequence or NumPy array
