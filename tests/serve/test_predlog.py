@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -115,6 +119,29 @@ def test_segments_roll_over_by_size_and_are_read_once(
     log.close()
     ids = _read(spool, tables).column("request_id").to_pylist()
     assert sorted(ids) == sorted(f"r{i}" for i in range(40))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a nice value per thread is Linux's")
+def test_rollovers_run_on_a_thread_of_lower_priority_than_the_writer(
+    spool: Path, tables: LocalArtifactStore
+) -> None:
+    before = set(threading.enumerate())
+    log = PredictionLog(spool_dir=spool, tables=tables, roll_bytes=1, flush_interval_s=0.05)
+    ours = [t for t in threading.enumerate() if t not in before and t.name.startswith("mlcycle")]
+    try:
+        log.append(_batch(0))
+        log.flush()
+        deadline = time.monotonic() + 60
+        while _segments(spool) and time.monotonic() < deadline:  # rolled: the file is gone
+            time.sleep(0.05)
+        assert not _segments(spool), "the segment was not rolled over in 60 s"
+        assert _read(spool, tables).num_rows == 2
+        nice = {t.name: os.getpriority(os.PRIO_PROCESS, t.native_id or 0) for t in ours}
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        assert nice == {"mlcycle-predlog": base, "mlcycle-predlog-roll": min(base + 10, 19)}
+    finally:
+        log.close()
+    assert not any(thread.is_alive() for thread in ours)
 
 
 def test_filters_by_time_and_variant(
