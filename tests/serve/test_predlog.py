@@ -6,8 +6,7 @@ import os
 import shutil
 import sys
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -123,7 +122,7 @@ def test_segments_roll_over_by_size_and_are_read_once(
 
 @pytest.mark.skipif(sys.platform != "linux", reason="a nice value per thread is Linux's")
 def test_rollovers_run_on_a_thread_of_lower_priority_than_the_writer(
-    spool: Path, tables: LocalArtifactStore
+    spool: Path, tables: LocalArtifactStore, wait_until: Callable[[Callable[[], bool]], None]
 ) -> None:
     before = set(threading.enumerate())
     log = PredictionLog(spool_dir=spool, tables=tables, roll_bytes=1, flush_interval_s=0.05)
@@ -131,10 +130,7 @@ def test_rollovers_run_on_a_thread_of_lower_priority_than_the_writer(
     try:
         log.append(_batch(0))
         log.flush()
-        deadline = time.monotonic() + 60
-        while _segments(spool) and time.monotonic() < deadline:  # rolled: the file is gone
-            time.sleep(0.05)
-        assert not _segments(spool), "the segment was not rolled over in 60 s"
+        wait_until(lambda: not _segments(spool))  # rolled over: the file is gone
         assert _read(spool, tables).num_rows == 2
         nice = {t.name: os.getpriority(os.PRIO_PROCESS, t.native_id or 0) for t in ours}
         base = os.getpriority(os.PRIO_PROCESS, 0)
