@@ -203,13 +203,13 @@ def pooled_latency(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             counts[value] += count
     total = sum(counts.values())
     pooled: dict[str, Any] = {"requests": total}
-    for percentile in (50, 99):
-        rank, seen = round(percentile / 100 * total + 0.5), 0
-        for value in sorted(counts):
-            seen += counts[value]
+    ranks = {percentile: round(percentile / 100 * total + 0.5) for percentile in (50, 99)}
+    seen = 0
+    for value, count in sorted(counts.items()):
+        seen += count
+        for percentile, rank in ranks.items():
             if seen >= rank:
-                pooled[f"p{percentile}_s"] = value / 1e6
-                break
+                pooled.setdefault(f"p{percentile}_s", value / 1e6)
     return pooled
 
 
