@@ -59,7 +59,7 @@ if TYPE_CHECKING:
         TableArea,
     )
 
-__all__ = ["SCHEMAS_DIR", "Workspace", "open_registry"]
+__all__ = ["SCHEMAS_DIR", "Workspace", "open_prediction_log", "open_registry"]
 
 SCHEMAS_DIR = "schemas"
 """The project folder of dataset schemas: ``schemas/bike.yaml`` is the schema of ``bike``."""
@@ -487,6 +487,16 @@ def open_registry(settings: Settings) -> ModelRegistry:
     project's own trust rules. The workspace stays open while the process runs.
     """
     return Workspace.open(settings).registry
+
+
+def open_prediction_log(settings: Settings) -> PredictionLog:
+    """A prediction log of the project ``settings`` name, for a process of its own.
+
+    A server's shadow variant logs the copies it predicts from the process it
+    runs in, which calls ``functools.partial(open_prediction_log, settings)``.
+    The workspace stays open while the process runs; close the log on exit.
+    """
+    return Workspace.open(settings).prediction_log()
 
 
 def _ensure_writable(folder: Path) -> None:

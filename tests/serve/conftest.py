@@ -8,6 +8,7 @@ Sharing-like model three times.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import threading
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import numpy as np
@@ -36,10 +38,12 @@ from mlcycle.serve import (
     PredictionSink,
     create_app,
     implicit_deployment,
+    read_predictions,
+    spool_dir,
 )
 from mlcycle.settings import RegistrySettings, ServeSettings, Settings
-from mlcycle.store import Deployment
-from mlcycle.workspace import Workspace, open_registry
+from mlcycle.store import Deployment, TableArea
+from mlcycle.workspace import Workspace, open_prediction_log, open_registry
 
 ECHO_COLUMNS = ["id", "x"]
 Invoke = Callable[..., Result]
@@ -109,6 +113,7 @@ async def client_for(
     server = ModelServer(
         registry=workspace.registry,
         registry_opener=functools.partial(open_registry, workspace.settings),
+        sink_opener=functools.partial(open_prediction_log, workspace.settings),
         deployment=deployment,
         settings=serve_settings(**changes),
         sink=sink,
@@ -169,12 +174,39 @@ def live_server(
     server = ModelServer(
         registry=workspace.registry,
         registry_opener=functools.partial(open_registry, workspace.settings),
+        sink_opener=functools.partial(open_prediction_log, workspace.settings),
         deployment=deployment,
         settings=serve_settings(**changes),
         sink=sink,
         events=workspace.metadata,
     )
     yield from run_live(create_app(server), server)
+
+
+def shadow_log(workspace: Workspace, deployment: str = "bikes") -> list[dict[str, Any]]:
+    """The shadow copies in the project's prediction log, as rows (``inputs`` a dict).
+
+    A shadow's own process logs its copies: its segments (written every 0.2
+    s) are read while it runs, the Delta table once it has rolled them over.
+    """
+    table = read_predictions(
+        spool_dir=spool_dir(workspace.settings),
+        tables=cast("TableArea", workspace.artifacts),
+        deployment=deployment,
+    )
+    return [row for row in table.to_pylist() if row["shadow"]]
+
+
+async def logged_copies(
+    workspace: Workspace, count: int, deployment: str = "bikes"
+) -> list[dict[str, Any]]:
+    """The shadow copies logged, once there are ``count`` of them (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while True:
+        copies = await asyncio.to_thread(shadow_log, workspace, deployment)
+        if len(copies) >= count or time.monotonic() > deadline:
+            return copies
+        await asyncio.sleep(0.05)
 
 
 def rows(*ids: float) -> list[dict[str, float]]:

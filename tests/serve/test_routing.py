@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
-from tests.serve.conftest import ListSink, client_for, rows
+from tests.serve.conftest import ListSink, client_for, logged_copies, rows, shadow_log
 
 from mlcycle.errors import ValidationFailed
 from mlcycle.serve import check_deployment
@@ -23,17 +23,6 @@ SHADOWED = Deployment(
     variants=(Variant("live", "echo/1"), Variant("dark", "echo/2", shadow=True)),
     policy="shadow",
 )
-
-
-async def shadow_rows(sink: ListSink, count: int) -> None:
-    """Wait until the shadows' copies of ``count`` rows are logged (5 s at most).
-
-    The copies are predicted after the answers, in the shadow's own process.
-    """
-    for _ in range(500):
-        if sum(len(b) for b in sink.batches if b.shadow) >= count:
-            return
-        await asyncio.sleep(0.01)
 
 
 def split(policy: str, *, sticky: str | None = None) -> Deployment:
@@ -84,15 +73,13 @@ async def test_the_shadow_gets_a_copy_the_caller_never_sees(
     workspace: Workspace, echo: str
 ) -> None:
     del echo
-    sink = ListSink()
-    async with client_for(workspace, SHADOWED, sink=sink) as (client, _):
+    async with client_for(workspace, SHADOWED) as (client, _):
         answers = [await client.post(PREDICT, json={"instances": rows(n)}) for n in range(1, 21)]
-        await shadow_rows(sink, 20)
+        shadowed = await logged_copies(workspace, 20)
     assert [round(a.json()["predictions"][0]) for a in answers] == list(range(1, 21))
     assert {a.headers["x-variant"] for a in answers} == {"live"}
-    shadowed = [b for b in sink.batches if b.shadow]
-    assert {b.variant for b in shadowed} == {"dark"}
-    assert sorted(np.round([v for b in shadowed for v in b.outputs])) == [
+    assert {copy["variant"] for copy in shadowed} == {"dark"}
+    assert sorted(np.round([copy["output"] for copy in shadowed])) == [
         n + 1000 for n in range(1, 21)
     ]
 
@@ -111,22 +98,20 @@ async def test_the_shadow_logs_each_row_of_concurrent_batches_as_the_primary_did
                 for n, size in enumerate(sizes)
             )
         )
-        await shadow_rows(sink, sum(sizes))
+        copies = await logged_copies(workspace, sum(sizes))
     assert all(answer.status_code == 200 for answer in answers)
-
-    def logged(shadow: bool) -> list[tuple[str, int, float, float]]:
-        return sorted(
-            (b.request_ids[i], b.row_indexes[i], float(b.inputs["id"][i]), float(b.outputs[i]))
-            for b in sink.batches
-            if b.shadow is shadow
-            for i in range(len(b))
-        )
-
-    answered, shadowed = logged(shadow=False), logged(shadow=True)
+    answered = sorted(
+        (b.request_ids[i], b.row_indexes[i], float(b.inputs["id"][i]), float(b.outputs[i]))
+        for b in sink.batches
+        for i in range(len(b))
+    )
+    shadowed = sorted(
+        (c["request_id"], c["row_index"], c["inputs"]["id"], c["output"]) for c in copies
+    )
     assert len(answered) == sum(sizes)
     assert [(r, i, x) for r, i, x, _ in shadowed] == [(r, i, x) for r, i, x, _ in answered]
     assert all(round(out) == round(x) + 1000 for _, _, x, out in shadowed)
-    assert max(len(b) for b in sink.batches if not b.shadow) <= 4
+    assert max(len(b) for b in sink.batches) <= 4
 
 
 async def test_a_shadow_with_other_inputs_decodes_the_request_again(
@@ -148,16 +133,14 @@ async def test_a_shadow_with_other_inputs_decodes_the_request_again(
         ),
         policy="shadow",
     )
-    sink = ListSink()
-    async with client_for(workspace, deployment, sink=sink) as (client, _):
+    async with client_for(workspace, deployment) as (client, _):
         answers = [await client.post(PREDICT, json={"instances": rows(n)}) for n in (3, 4, 5)]
-        await shadow_rows(sink, 3)
-        await asyncio.sleep(0.05)  # time enough for a copy the narrow shadow wrongly took
+        await logged_copies(workspace, 3)
+    shadowed = shadow_log(workspace)  # the server stopped: every shadow's log is written out
     assert [round(a.json()["predictions"][0]) for a in answers] == [3, 4, 5]
-    shadowed = [b for b in sink.batches if b.shadow]
-    assert {b.variant for b in shadowed} == {"reordered"}, "the narrow shadow cannot take x"
-    assert sorted(np.round([v for b in shadowed for v in b.outputs])) == [6, 8, 10]
-    assert sorted(v for b in shadowed for v in b.inputs["id"]) == [3.0, 4.0, 5.0]
+    assert {c["variant"] for c in shadowed} == {"reordered"}, "the narrow shadow cannot take x"
+    assert sorted(np.round([c["output"] for c in shadowed])) == [6, 8, 10]
+    assert sorted(c["inputs"]["id"] for c in shadowed) == [3.0, 4.0, 5.0]
 
 
 async def test_shadow_copies_are_shed_when_the_queue_is_full(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -91,23 +91,40 @@ def shadow_processes(server: int) -> list[int]:
     ]
 
 
-def test_the_shadow_process_ends_when_the_server_is_killed(home: Path) -> None:
-    """SIGKILL the serving process: its shadow's process reads the end of its socket and exits."""
-    server, _url = start(home, "echo")
+def shadow_copies() -> list[float]:
+    """The ids of the shadow copies the project's log holds (segments too)."""
+    try:
+        frame = mc.serve.predictions("echo")
+    finally:
+        mc.close()
+    return sorted(frame[frame["shadow"]]["inputs.id"])
+
+
+def test_the_shadow_process_writes_out_its_log_and_ends_when_the_server_is_killed(
+    home: Path, wait_until: Callable[[Callable[[], bool]], None]
+) -> None:
+    """SIGKILL the serving process: its shadow's process still writes out its log, then exits.
+
+    It reads the end of its socket, and rolls the copies it logged into the
+    Delta table before it ends.
+    """
+    server, url = start(home, "echo")
     try:
         shadows = shadow_processes(server.pid)
         assert len(shadows) == 1
+        for n in range(5):
+            httpx.post(f"{url}/v1/models/echo:predict", json={"instances": rows(n)}, timeout=30)
+        wait_until(lambda: shadow_copies() == [0.0, 1.0, 2.0, 3.0, 4.0])
         os.kill(server.pid, signal.SIGKILL)
         server.wait(timeout=30)
-        for _ in range(300):
-            if not running(shadows[0]):
-                break
-            time.sleep(0.1)
-        assert not running(shadows[0]), "the shadow's process outlived its server"
+        wait_until(lambda: not running(shadows[0]))  # the shadow's process did not outlive it
     finally:
         if server.poll() is None:
             server.kill()
             server.wait(timeout=30)
+    table = DeltaTable(str(home / ".mlcycle" / "artifacts" / "tables" / log_table_name("echo")))
+    copies = table.to_pyarrow_table().to_pandas()
+    assert sorted(copies[copies["shadow"]]["inputs"].map(lambda x: x["id"])) == [0, 1, 2, 3, 4]
 
 
 def running(pid: int) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.serve.conftest import ListSink, client_for, serve_settings
+from tests.serve.conftest import ListSink, client_for, logged_copies, serve_settings, shadow_log
 from tests.serve.models import Pid, Slow
 from tests.serve.test_server_log import running
 
@@ -45,55 +45,75 @@ def pid_workspace(tmp_path: Path) -> Workspace:
         yield workspace
 
 
-async def shadow_rows(sink: ListSink, count: int) -> list[float]:
+async def shadow_rows(workspace: Workspace, count: int) -> list[float]:
     """The shadow's logged outputs, once ``count`` copies are logged (10 s at most)."""
-    for _ in range(1000):
-        outputs = [float(v) for b in sink.batches if b.shadow for v in b.outputs]
-        if len(outputs) >= count:
-            return outputs
-        await asyncio.sleep(0.01)
-    return [float(v) for b in sink.batches if b.shadow for v in b.outputs]
+    return [copy["output"] for copy in await logged_copies(workspace, count)]
 
 
-async def test_the_shadow_predicts_in_a_process_of_its_own(pid_workspace: Workspace) -> None:
-    """The same model answers from the server's process and shadows from another one."""
+async def test_the_shadow_predicts_and_logs_in_a_process_of_its_own(
+    pid_workspace: Workspace,
+) -> None:
+    """The same model answers from the server's process and shadows from another, which logs.
+
+    The server's own log holds only what it answered: the shadow's copies
+    are in the project's log, in segments the shadow's process wrote.
+    """
     sink = ListSink()
     async with client_for(pid_workspace, SHADOWED, sink=sink) as (client, server):
         child = server.routes.shadows[0].queue.pid
         answers = [
             await client.post(PREDICT, json={"instances": [{"id": float(n)}]}) for n in range(5)
         ]
-        logged = await shadow_rows(sink, 5)
+        logged = await logged_copies(pid_workspace, 5)
         metrics = (await client.get("/metrics")).text
     assert child is not None
     assert child != os.getpid()
     assert {a.json()["predictions"][0] for a in answers} == {os.getpid()}
-    assert logged == [float(child)] * 5
+    assert [copy["output"] for copy in logged] == [float(child)] * 5
+    assert sorted(copy["inputs"]["id"] for copy in logged) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert {(c["variant"], c["model"], c["model_version"]) for c in logged} == {("dark", "pid", 1)}
+    assert all(copy["latency_ms"] > 0 for copy in logged), "each copy's lag behind its request"
+    assert {copy["request_id"] for copy in logged} == {a.json()["request_id"] for a in answers}
+    assert not any(batch.shadow for batch in sink.batches)
     assert 'mlcycle_serve_shadow_lag_seconds_count{deployment="bikes",model="pid"' in metrics
     assert not running(child), "the shadow's process ends with the server"
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+async def test_every_thread_of_the_shadow_process_runs_only_when_a_core_is_idle(
+    pid_workspace: Workspace,
+) -> None:
+    """Its predict calls and its log's writer and roller threads: all ``SCHED_IDLE``."""
+    async with client_for(pid_workspace, SHADOWED) as (client, server):
+        await client.post(PREDICT, json={"instances": [{"id": 1.0}]})
+        await logged_copies(pid_workspace, 1)
+        child = server.routes.shadows[0].queue.pid
+        threads = [int(t.name) for t in Path(f"/proc/{child}/task").iterdir()]
+        policies = {os.sched_getscheduler(thread) for thread in threads}
+    assert len(threads) >= 3, "the process, its log's writer and its roller"
+    assert policies == {os.SCHED_IDLE}
 
 
 async def test_a_killed_shadow_process_is_started_again_and_never_fails_a_request(
     pid_workspace: Workspace,
 ) -> None:
     """SIGKILL the shadow's process: answers go on, copies are shed, a new process takes over."""
-    sink = ListSink()
-    async with client_for(pid_workspace, SHADOWED, sink=sink) as (client, server):
+    async with client_for(pid_workspace, SHADOWED) as (client, server):
         shadow = server.routes.shadows[0].queue
         first = shadow.pid
         assert first is not None
         await client.post(PREDICT, json={"instances": [{"id": 1.0}]})
-        assert await shadow_rows(sink, 1) == [float(first)]
+        assert await shadow_rows(pid_workspace, 1) == [float(first)]
         os.kill(first, signal.SIGKILL)
         statuses = []
-        for n in range(1000):  # requests go on while the process is down and restarted
+        for n in range(500):  # requests go on while the process is down and restarted
             answer = await client.post(PREDICT, json={"instances": [{"id": float(n)}]})
             statuses.append(answer.status_code)
-            if any(v != first for b in sink.batches if b.shadow for v in b.outputs):
+            if any(v != first for v in await shadow_rows(pid_workspace, 0)):
                 break
             await asyncio.sleep(0.02)
         metrics = (await client.get("/metrics")).text
-    second = {float(v) for b in sink.batches if b.shadow for v in b.outputs} - {float(first)}
+    second = set(await shadow_rows(pid_workspace, 0)) - {float(first)}
     assert set(statuses) == {200}
     assert len(second) == 1, "a new process predicted the later copies"
     assert second != {float(os.getpid())}
@@ -109,17 +129,14 @@ async def test_a_copy_the_shadow_fails_on_leaves_the_others_logged(
         variants=(Variant("live", "echo/1"), Variant("dark", "pid/1", shadow=True)),
         policy="shadow",
     )
-    sink = ListSink()
-    async with client_for(pid_workspace, deployment, sink=sink) as (client, _):
+    async with client_for(pid_workspace, deployment) as (client, _):
         answers = await asyncio.gather(
             *(client.post(PREDICT, json={"instances": [{"id": n}]}) for n in (1.0, -1.0, 2.0))
         )
-        logged = await shadow_rows(sink, 2)
-        await asyncio.sleep(0.05)  # time enough for a wrongly logged third copy
+        await shadow_rows(pid_workspace, 2)
+    logged = shadow_log(pid_workspace)  # the server stopped: its shadow's log is written out
     assert [a.status_code for a in answers] == [200, 200, 200]
-    shadowed = [(b.request_ids, list(b.inputs["id"])) for b in sink.batches if b.shadow]
-    assert sorted(i for _, ids in shadowed for i in ids) == [1.0, 2.0]
-    assert len(logged) == 2
+    assert sorted(copy["inputs"]["id"] for copy in logged) == [1.0, 2.0]
 
 
 async def test_stopping_the_server_predicts_every_queued_copy_first(
@@ -134,8 +151,14 @@ async def test_stopping_the_server_predicts_every_queued_copy_first(
             *(client.post(PREDICT, json={"instances": [{"id": float(n)}]}) for n in range(40))
         )
         busy = server.routes.shadows[0].queue.busy
+        child = server.routes.shadows[0].queue.pid
     assert busy, "copies were still waiting or being predicted when the server stopped"
-    assert len([v for b in sink.batches if b.shadow for v in b.outputs]) == 40
+    assert child is not None
+    assert not running(child), "the shadow's process ended after writing out its log"
+    assert len(shadow_log(pid_workspace)) == 40
+    assert list((pid_workspace.settings.workspace_dir / "spool").rglob("*.arrows")) == [], (
+        "the shadow's process rolled its segments into Delta before it ended"
+    )
     assert sink.closed
 
 

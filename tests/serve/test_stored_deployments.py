@@ -10,11 +10,11 @@ from typing import cast
 
 import httpx
 import pytest
-from tests.serve.conftest import ListSink, rows, serve_settings
+from tests.serve.conftest import ListSink, rows, serve_settings, shadow_log
 
 from mlcycle.serve import ModelServer, create_app
 from mlcycle.store import DeploymentCatalog
-from mlcycle.workspace import Workspace, open_registry
+from mlcycle.workspace import Workspace, open_prediction_log, open_registry
 
 pytestmark = pytest.mark.anyio
 PREDICT = "/v1/models/bikes:predict"
@@ -29,6 +29,7 @@ async def following(
     server = ModelServer(
         registry=workspace.registry,
         registry_opener=functools.partial(open_registry, workspace.settings),
+        sink_opener=functools.partial(open_prediction_log, workspace.settings),
         deployment=catalog.get_deployment("bikes"),
         settings=serve_settings(),
         sink=sink,
@@ -70,7 +71,8 @@ async def test_a_change_a_removal_and_a_return_are_followed(
         shadowed = await client.post(PREDICT, json={"instances": rows(4)})
 
         async def copied() -> bool:
-            return any(b.shadow and 4.0 in b.inputs["id"] for b in sink.batches)
+            copies = await asyncio.to_thread(shadow_log, workspace)
+            return any(copy["inputs"]["id"] == 4.0 for copy in copies)
 
         await until(copied)
 
@@ -98,9 +100,9 @@ async def test_a_change_a_removal_and_a_return_are_followed(
     assert {answer.json()["variant"] for answer in split} == {"primary", "canary"}
     assert shadowed.json()["variant"] == "primary"
     assert round(shadowed.json()["predictions"][0]) == 1004
-    [copy] = [b for b in sink.batches if b.shadow and 4.0 in b.inputs["id"]]
-    row = list(copy.inputs["id"]).index(4.0)
-    assert (copy.variant, copy.model_version, round(copy.outputs[row])) == ("shadow", 1, 4)
+    [copy] = [copy for copy in shadow_log(workspace) if copy["inputs"]["id"] == 4.0]
+    assert (copy["variant"], copy["model_version"], round(copy["output"])) == ("shadow", 1, 4)
+    assert not any(batch.shadow for batch in sink.batches), "the shadow's process logs copies"
     assert gone.json()["error"].startswith("deployment 'bikes' was removed from the store")
     assert "mlcycle deploy bikes" in gone.json()["error"]
     assert gone_ready.status_code == 503

@@ -183,7 +183,7 @@ def worker_app(
     import gc
 
     from mlcycle.serve import Metrics, ModelServer, create_app
-    from mlcycle.workspace import Workspace, open_registry
+    from mlcycle.workspace import Workspace, open_prediction_log, open_registry
 
     # A single-row request allocates some sixty containers (its parsed JSON, its job, its
     # coroutines), nearly all freed by reference counting, so the default young-generation
@@ -203,6 +203,7 @@ def worker_app(
         metrics=Metrics(multiprocess_dir=None if metrics_dir is None else Path(metrics_dir)),
         clock=workspace.clock,
         registry_opener=functools.partial(open_registry, settings),
+        sink_opener=functools.partial(open_prediction_log, settings),
     )
     return create_app(server, token=token, feedback=workspace.feedback)
 

@@ -25,7 +25,7 @@ import gc
 import itertools
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -40,8 +40,8 @@ from mlcycle.serve._errors import Overloaded
 from mlcycle.serve._metrics import LaneMetrics, Metrics, observe_many
 from mlcycle.serve._model import ServedModel, load_model
 from mlcycle.serve._routing import Lane, Routes
-from mlcycle.serve._shadow import Copies, RegistryOpener, ShadowProcess
-from mlcycle.serve._sink import PredictionBatch, PredictionSink
+from mlcycle.serve._shadow import Copies, RegistryOpener, ShadowLog, ShadowProcess, SinkOpener
+from mlcycle.serve._sink import PredictionBatch, PredictionSink, logged_inputs
 from mlcycle.store import Deployment, Event, EventLog, Variant
 
 if TYPE_CHECKING:
@@ -97,11 +97,17 @@ class ModelServer:
         metrics: Metrics | None = None,
         clock: Clock | None = None,
         registry_opener: RegistryOpener | None = None,
+        sink_opener: SinkOpener | None = None,
     ) -> None:
         deployment = check_deployment(deployment)
         self.registry = registry
         self.registry_opener = registry_opener
         """Opens the registry in a shadow variant's own process; needed to serve shadows."""
+        self.sink_opener = sink_opener
+        """Opens the prediction log in a shadow variant's own process, which logs its copies.
+
+        Without one, a shadow's copies are predicted and measured, not logged.
+        """
         self.deployment = deployment
         self.settings = settings
         self.sink = sink
@@ -396,6 +402,9 @@ class ModelServer:
             max_queue=self.settings.shadow_queue,
             done=functools.partial(self._copies_done, tag),
             idle=lambda: self.inflight == 0,
+            log=None
+            if self.sink_opener is None
+            else ShadowLog(self.sink_opener, deployment.name, variant.name),
         )
         await shadow.start()
         return self._opened(Lane(variant=variant, model=model, queue=shadow, metrics=tag.metrics))
@@ -433,31 +442,11 @@ class ModelServer:
             self.sink.append(_prediction_batch(tag, jobs, rows, outputs, now))
 
     def _copies_done(self, tag: _Tag, copies: Copies, outputs: np.ndarray, now: float) -> None:
-        """Metrics and the prediction log for what a shadow predicted (on the loop)."""
+        """Metrics for what a shadow predicted (on the loop); its process logged the copies."""
         tag.metrics.batch_rows.observe(copies.rows.count)
-        lags = now - np.array(copies.arrived, dtype=np.float64)
         if tag.metrics.shadow_lag is not None:
-            observe_many(tag.metrics.shadow_lag, lags)
+            observe_many(tag.metrics.shadow_lag, now - np.array(copies.arrived, dtype=np.float64))
         _observe_values(tag, outputs)
-        if self.sink is None:
-            return
-        if len(copies.counts) != copies.rows.count:  # requests of several rows: a lag per row
-            lags = np.repeat(lags, copies.counts)
-        self.sink.append(
-            PredictionBatch(
-                deployment=tag.deployment,
-                model=tag.model.name,
-                model_version=tag.model.version,
-                variant=tag.variant.name,
-                shadow=True,
-                request_ids=copies.request_ids,
-                row_indexes=copies.row_indexes,
-                times=copies.times,
-                latency_ms=lags * 1000,
-                inputs=_logged_inputs(copies.rows),
-                outputs=outputs,
-            )
-        )
 
     def _log_head(self) -> int:
         """The position of the newest followed event: changes before it are already loaded."""
@@ -528,7 +517,7 @@ def _prediction_batch(
         row_indexes=indexes,
         times=times,
         latency_ms=latency,
-        inputs=_logged_inputs(rows),
+        inputs=logged_inputs(rows),
         outputs=outputs,
     )
 
@@ -537,22 +526,6 @@ def _observe_values(tag: _Tag, outputs: np.ndarray) -> None:
     """The lane's prediction value summary, for outputs that are single numbers."""
     if outputs.ndim == 1 and outputs.dtype.kind in "fiub":
         observe_many(tag.metrics.values, outputs.astype(np.float64, copy=False))
-
-
-def _logged_inputs(rows: Rows) -> Mapping[str, np.ndarray]:
-    """The rows' columns as the log takes them (see ``_logged``)."""
-    if rows.matrix is not None:
-        return rows.columns
-    return {name: _logged(column) for name, column in rows.columns.items()}
-
-
-def _logged(column: np.ndarray) -> np.ndarray:
-    """A column as the log takes it: the batch's own array (date-times in microseconds).
-
-    The writer thread turns the arrays of many batches into Arrow columns at
-    once; nothing here costs Python work per value.
-    """
-    return column.astype("datetime64[us]") if column.dtype.kind == "M" else column
 
 
 def _settle_heap() -> None:

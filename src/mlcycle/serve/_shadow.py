@@ -8,9 +8,12 @@ it queues the rows of each micro-batch its answering variant predicted
 (the batch as it is, not a copy per request), and every ``_FLUSH_S`` hands
 the queued rows to the shadow's process as one matrix over a socket pair.
 That process (this interpreter running ``main``, at a lower CPU priority)
-loads the same model version through the registry, predicts, and sends
-back the outputs, which the serving process logs and measures like any
-other predict call.
+loads the same model version through the registry, predicts, sends back
+the outputs, which the serving process measures like any other predict
+call, and logs the copies to a prediction log of its own (``ShadowLog``).
+Logged by the serving process, a shadow's copies doubled its log's work:
+its writer's conversions under the serving process's GIL, and a Delta
+rollover (a second of CPU) twice as often.
 
 One batch is in flight at a time. Copies that arrive meanwhile wait in a
 queue of ``max_queue`` requests; a copy that does not fit is dropped (shed)
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import pickle
@@ -34,6 +38,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,18 +46,27 @@ import numpy as np
 from mlcycle.errors import MlcycleError
 from mlcycle.serve._batching import row_columns
 from mlcycle.serve._rows import Rows, concat_rows
+from mlcycle.serve._sink import PredictionBatch, logged_inputs
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from mlcycle.registry import ModelRegistry
     from mlcycle.serve._batching import Job
     from mlcycle.serve._model import ServedModel
+    from mlcycle.serve._sink import PredictionSink
 
-__all__ = ["Copies", "CopiesDone", "RegistryOpener", "ShadowProcess"]
+__all__ = ["Copies", "CopiesDone", "RegistryOpener", "ShadowLog", "ShadowProcess", "SinkOpener"]
 
 RegistryOpener = Callable[[], "ModelRegistry"]
 """Opens the project's model registry in the process that calls it; must pickle.
 
 ``functools.partial(mlcycle.workspace.open_registry, settings)`` is one.
+"""
+SinkOpener = Callable[[], "PredictionSink"]
+"""Opens the project's prediction log in the process that calls it; must pickle.
+
+``functools.partial(mlcycle.workspace.open_prediction_log, settings)`` is one.
 """
 
 _FLUSH_S = 0.2
@@ -77,6 +91,8 @@ to carry them. Longer than ``_FLUSH_S``: while requests come, the exchange
 happens in their gaps, and the timer never fires.
 """
 _START_TIMEOUT_S = 300.0
+_EXIT_S = 60.0
+"""How long a stopped shadow's process may take to write out its log before it is killed."""
 _RESTART_S = (1.0, 30.0)
 """The first and the longest wait before a dead shadow process is started again."""
 _WARN_EVERY_S = 60.0
@@ -84,6 +100,15 @@ _HEADER = struct.Struct("!Q")
 _NICE = 10
 _CHILD = "import sys; from mlcycle.serve._shadow import main; sys.exit(main(int(sys.argv[1])))"
 _log = logging.getLogger("mlcycle.serve")
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowLog:
+    """Where a shadow's process logs the copies it predicts: the log, and the names in its rows."""
+
+    opener: SinkOpener
+    deployment: str
+    variant: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +200,7 @@ class ShadowProcess:
     first ``offer`` after ``_FLUSH_S`` has passed (or once ``_SEND_ROWS``
     rows wait) asks the loop to look, once the answers of the moment are
     written, whether ``idle()`` says no request is in flight; if so it reads
-    the process's answer (without waiting), logs and measures it, and sends
+    the process's answer (without waiting), measures it, and sends
     the next batch. So that work falls in the serving process's gaps, as the
     predict calls of a shadow on a thread did, instead of delaying requests.
     Nothing wakes up for the shadow on its own, except a timer when no
@@ -194,12 +219,15 @@ class ShadowProcess:
         max_queue: int,
         done: CopiesDone,
         idle: Callable[[], bool],
+        log: ShadowLog | None = None,
     ) -> None:
         self.model = model
         self.max_rows = max_rows
         """The most rows a request may have: the process's model is loaded with this limit."""
         self.max_queue = max_queue
         self._opener = opener
+        self._log = log
+        """Where the process logs its copies; ``None``: they are predicted and measured only."""
         self._done = done
         self._idle = idle
         self._queue: collections.deque[_Message] = collections.deque()
@@ -306,7 +334,7 @@ class ShadowProcess:
                 self._read()
             if self._sent is None and not self._outbox and self._queue:
                 self._sent = copies = self._take()
-                data = pickle.dumps((copies.rows, copies.counts), protocol=5)
+                data = pickle.dumps(copies, protocol=5)
                 self._outbox = _HEADER.pack(len(data)) + data
                 self._write()
         except (OSError, ShadowGone) as exc:
@@ -353,19 +381,11 @@ class ShadowProcess:
         self._deliver(copies, reply)
 
     def _deliver(self, copies: Copies, reply: Any) -> None:  # Any: unpickled
-        """Log and measure what the process predicted: the whole batch, or each copy alone."""
-        now, outputs, parts = reply
-        if outputs is not None:
-            self._done(copies, outputs, now)
-            return
+        """Measure what the process predicted: the whole batch, or each copy alone."""
+        now = reply[0]
         failed: list[str] = []
-        start = 0
-        for index, part in enumerate(parts):
-            if isinstance(part, str):
-                failed.append(part)
-            else:
-                self._done(copies.request(index, start), part, now)
-            start += copies.counts[index]
+        for part, outputs in _predicted(copies, reply, failed):
+            self._done(part, outputs, now)
         if failed and time.monotonic() - self._warned >= _WARN_EVERY_S:
             self._warned = time.monotonic()
             _log.warning(
@@ -373,7 +393,7 @@ class ShadowProcess:
                 "them (this warning repeats at most once a minute)",
                 self.model.ref,
                 len(failed),
-                len(parts),
+                len(copies.counts),
                 failed[0],
             )
 
@@ -433,7 +453,7 @@ class ShadowProcess:
         ours.setblocking(False)  # noqa: FBT003  (the socket module's own signature)
         self._process = process
         try:
-            await _send(ours, (self._opener, self.model.ref, self.max_rows))
+            await _send(ours, (self._opener, self.model.ref, self.max_rows, self._log))
             answer = await asyncio.wait_for(_receive(ours), _START_TIMEOUT_S)
         except (OSError, ShadowGone, TimeoutError) as exc:
             ours.close()
@@ -451,14 +471,20 @@ class ShadowProcess:
         self._socket = ours
 
     async def _stop(self) -> None:
-        """Close the socket (the process exits when it reads its end) and reap the process."""
+        """Close the socket (the process exits when it reads its end) and reap the process.
+
+        It exits once its log has written what it holds and rolled it into
+        Delta, at its low priority; one still running after ``_EXIT_S`` is
+        killed, which loses no logged row (the segments it wrote stay, and
+        the next log opened rolls them over).
+        """
         sock, process = self._socket, self._process
         self._socket = self._process = None
         if sock is not None:
             sock.close()
         if process is not None:
             try:
-                await asyncio.to_thread(process.wait, 10)
+                await asyncio.to_thread(process.wait, _EXIT_S)
             except subprocess.TimeoutExpired:
                 process.kill()
                 await asyncio.to_thread(process.wait)
@@ -505,6 +531,29 @@ async def _receive_exactly(sock: socket.socket, size: int) -> bytearray:
     return buffer
 
 
+def _predicted(
+    copies: Copies,
+    reply: tuple[float, np.ndarray | None, list[np.ndarray | str] | None],
+    failed: list[str],
+) -> Iterator[tuple[Copies, np.ndarray]]:
+    """The copies the process predicted with their outputs: the whole batch, or each alone.
+
+    The messages of the copies it failed on are added to ``failed``.
+    """
+    _now, outputs, parts = reply
+    if outputs is not None:
+        yield copies, outputs
+        return
+    assert parts is not None, "a reply has outputs or parts"
+    start = 0
+    for index, part in enumerate(parts):
+        if isinstance(part, str):
+            failed.append(part)
+        else:
+            yield copies.request(index, start), part
+        start += copies.counts[index]
+
+
 # --- the shadow's process -----------------------------------------------------------------
 
 
@@ -520,22 +569,52 @@ def main(fd: int) -> int:
     hello = _read(sock)
     if hello is None:
         return 0
-    opener, ref, max_rows = hello
+    opener, ref, max_rows, log = hello
     try:
         from mlcycle.serve._model import load_model  # noqa: PLC0415  (after the hello)
 
         model = load_model(opener(), ref, max_rows=max_rows)
+        sink = None if log is None else log.opener()
     except Exception as exc:  # noqa: BLE001  (any failure is told to the server, which logs it)
         _write(sock, f"{type(exc).__name__}: {exc}")
         return 1
     # Only now: at the lowest priority from the start, a busy machine starved the imports
     # and the model's load, and with them the deployment change that waited for them.
     _lowest_priority()
-    _write(sock, "ready")
-    while (batch := _read(sock)) is not None:
-        rows, counts = batch
-        _write(sock, _predict(model, rows, counts))
+    try:
+        _write(sock, "ready")
+        while (copies := _read(sock)) is not None:
+            reply = _predict(model, copies.rows, copies.counts)
+            _write(sock, reply)
+            if sink is not None:
+                for part, outputs in _predicted(copies, reply, []):
+                    sink.append(_logged(log, model, part, outputs, reply[0]))
+    finally:
+        if sink is not None:
+            sink.close()  # what it holds is written, then rolled into Delta
     return 0
+
+
+def _logged(
+    log: ShadowLog, model: ServedModel, copies: Copies, outputs: np.ndarray, now: float
+) -> PredictionBatch:
+    """The log's rows for predicted copies; their latency is each copy's lag behind its request."""
+    lags = now - np.array(copies.arrived, dtype=np.float64)
+    if len(copies.counts) != copies.rows.count:  # requests of several rows: a lag per row
+        lags = np.repeat(lags, copies.counts)
+    return PredictionBatch(
+        deployment=log.deployment,
+        model=model.name,
+        model_version=model.version,
+        variant=log.variant,
+        shadow=True,
+        request_ids=copies.request_ids,
+        row_indexes=copies.row_indexes,
+        times=copies.times,
+        latency_ms=lags * 1000,
+        inputs=logged_inputs(copies.rows),
+        outputs=outputs,
+    )
 
 
 def _lowest_priority() -> None:
@@ -543,17 +622,22 @@ def _lowest_priority() -> None:
 
     With a nice value alone, a shadow woken by its batch took the serving
     process's core and held it for its whole predict call, and requests
-    arriving meanwhile waited. Where ``SCHED_IDLE`` is not available (not
-    Linux), the process is niced instead.
+    arriving meanwhile waited. Every thread of the process is moved (Linux
+    schedules threads, and the log's writer and roller already run). Where
+    ``SCHED_IDLE`` is not available (not Linux), the process is niced instead.
     """
     policy = getattr(os, "SCHED_IDLE", None)
-    if policy is not None:
-        os.sched_setscheduler(0, policy, os.sched_param(0))
-    else:
+    if policy is None:
         os.nice(_NICE)
+        return
+    for thread in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setscheduler(int(thread.name), policy, os.sched_param(0))
 
 
-def _predict(model: ServedModel, rows: Rows, counts: Sequence[int]) -> tuple[Any, ...]:
+def _predict(
+    model: ServedModel, rows: Rows, counts: Sequence[int]
+) -> tuple[float, np.ndarray | None, list[np.ndarray | str] | None]:
     """``(now, outputs, None)``; after an error, ``(now, None, parts)``: each copy alone."""
     try:
         outputs = model.predict(rows)

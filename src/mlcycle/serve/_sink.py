@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-__all__ = ["PredictionBatch", "PredictionSink"]
+if TYPE_CHECKING:
+    from mlcycle.serve._rows import Rows
+
+__all__ = ["PredictionBatch", "PredictionSink", "logged_inputs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +65,18 @@ class PredictionSink(Protocol):
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+def logged_inputs(rows: Rows) -> Mapping[str, np.ndarray]:
+    """The rows' columns as ``PredictionBatch.inputs`` takes them: the batch's own arrays.
+
+    The log's writer turns the arrays of many batches into Arrow columns at
+    once, so nothing here costs Python work per value; date-times are given
+    in microseconds.
+    """
+    if rows.matrix is not None:
+        return rows.columns
+    return {
+        name: column.astype("datetime64[us]") if column.dtype.kind == "M" else column
+        for name, column in rows.columns.items()
+    }
