@@ -140,7 +140,8 @@ def run_wrk(
     """One wrk run (one thread): throughput, latency percentiles in seconds, errors.
 
     ``rate`` paces the requests (per second, 0 for as fast as the server answers);
-    ``cpu_of`` adds that server's CPU seconds per request over the run; ``histogram``
+    ``cpu_of`` adds that server's CPU seconds per request over the run (all its
+    processes, and apart those of its shadows); ``histogram``
     keeps every latency seen with its count (``histogram_us``: [µs, count] pairs) for
     ``pooled_latency``.
     """
@@ -186,7 +187,8 @@ def run_wrk(
     if histogram:
         figures["histogram_us"] = raw["histogram_us"]
     if cpu_before is not None and cpu_after is not None and raw["requests"]:
-        figures["server_cpu_s_per_request"] = (cpu_after - cpu_before) / raw["requests"]
+        for key, after in cpu_after.items():
+            figures[f"{key}_cpu_s_per_request"] = (after - cpu_before[key]) / raw["requests"]
     return figures
 
 
@@ -265,18 +267,21 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError(f"{self.label} not ready after {timeout_s:.0f} s: {self.log_tail()}")
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds of the server and its worker processes so far."""
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU seconds so far: ``server`` (all its processes), ``shadow`` (its
+        shadows' processes, which run ``mlcycle.serve._shadow``)."""
         import psutil
 
-        total = 0.0
+        seconds = {"server": 0.0, "shadow": 0.0}
         with contextlib.suppress(psutil.Error):
             parent = psutil.Process(self.process.pid)
             for process in [parent, *parent.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
                     times = process.cpu_times()
-                    total += times.user + times.system
-        return total
+                    seconds["server"] += times.user + times.system
+                    if any("mlcycle.serve._shadow" in part for part in process.cmdline()):
+                        seconds["shadow"] += times.user + times.system
+        return seconds
 
     def log_tail(self, lines: int = 15) -> str:
         """The last lines the server printed."""

@@ -300,6 +300,8 @@ def print_shadow(shadow: dict[str, Any]) -> None:
         p50, p99 = figures["p50_s"], figures["p99_s"]
         answered = figures["ok_per_s"]["median"]
         cpu = figures.get("server_cpu_s_per_request")
+        own = figures.get("shadow_cpu_s_per_request")
+        shadow_cpu = 0.0 if own is None else own["median"]
         rows.append(
             [
                 name,
@@ -308,7 +310,8 @@ def print_shadow(shadow: dict[str, Any]) -> None:
                 f"{ms(p99['median'])} ({ms(p99['min'])} to {ms(p99['max'])})",
                 ms(figures["pooled"]["p99_s"]),
                 "n/a" if cpu is None else f"{cpu['median'] * 1e6:,.0f} µs",
-                "n/a" if cpu is None else f"{cpu['median'] * answered:.0%}",
+                f"{shadow_cpu * 1e6:,.0f} µs",
+                "n/a" if cpu is None else f"{(cpu['median'] - shadow_cpu) * answered:.0%}",
                 f"{figures['non_2xx'] + figures['socket_errors']:,}",
             ]
         )
@@ -327,7 +330,8 @@ def print_shadow(shadow: dict[str, Any]) -> None:
             "p99 latency",
             "p99, every request",
             "CPU / request",
-            "busy",
+            "of it the shadow's process",
+            "worker busy",
             "errors",
         ],
         rows,
@@ -343,8 +347,9 @@ def print_shadow(shadow: dict[str, Any]) -> None:
         print(
             f"During its paced runs the shadow predicted {copies['predicted']:,.0f} copies and "
             f"shed {copies['shed']:,.0f}, of {copies['requests']:,} requests. CPU / request is the "
-            "server's (the worker and, with a shadow, its process), median over the runs; busy "
-            "is that times the rate answered, the share of one core the server used. Near 100 % "
+            "server's (the worker and, with a shadow, its process, whose share follows), median "
+            "over the runs; worker busy is the worker's times the rate answered, the share of "
+            "one core it used. Near 100 % "
             "a request waits mostly in the queue, and a few percent more work per request makes "
             "the wait much longer: the ratios below then read the queue, not the shadow.\n"
         )

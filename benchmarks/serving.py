@@ -713,7 +713,13 @@ def spread(runs: list[dict[str, Any]]) -> dict[str, Any]:
     Also ``pooled``: the median and p99 of all the runs' requests together.
     """
     figures: dict[str, Any] = {"repeats": len(runs)}
-    for key in ("p50_s", "p99_s", "ok_per_s", "server_cpu_s_per_request"):
+    for key in (
+        "p50_s",
+        "p99_s",
+        "ok_per_s",
+        "server_cpu_s_per_request",
+        "shadow_cpu_s_per_request",
+    ):
         values = [r[key] for r in runs if key in r]
         if not values:
             continue

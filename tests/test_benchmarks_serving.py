@@ -85,6 +85,20 @@ def test_the_serving_benchmark_reports_every_figure() -> None:
     assert all(
         paced["server_cpu_s_per_request"]["median"] > 0 for paced in shadow["paced"].values()
     )
+    shadow_cpu = {
+        label: paced["shadow_cpu_s_per_request"]["median"]
+        for label, paced in shadow["paced"].items()
+    }  # the shadow's process apart: none without it
+    assert shadow_cpu == {
+        "bench-single": 0,
+        "bench-shadow": shadow_cpu["bench-shadow"],
+        "bench-single-again": 0,
+    }
+    assert (
+        0
+        < shadow_cpu["bench-shadow"]
+        < shadow["paced"]["bench-shadow"]["server_cpu_s_per_request"]["median"]
+    )
     assert shadow["copies"]["requests"] > 0
     assert shadow["copies"]["predicted"] > 0, shadow["copies"]  # the shadow did predict meanwhile
     for pooled in [shadow["without_pooled"], *(p["pooled"] for p in shadow["paced"].values())]:
