@@ -9,13 +9,15 @@ import signal
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.compute as pc
 import pytest
+from deltalake import DeltaTable
 from tests.serve.conftest import ListSink, client_for, logged_copies, serve_settings, shadow_log
 from tests.serve.models import Pid, Slow
 from tests.serve.test_server_log import running
 
 from mlcycle.errors import MlcycleError
-from mlcycle.serve import ModelServer
+from mlcycle.serve import ModelServer, log_table_name
 from mlcycle.serve._batching import Job
 from mlcycle.serve._model import load_model
 from mlcycle.serve._shadow import ShadowGone, ShadowProcess
@@ -142,10 +144,14 @@ async def test_a_copy_the_shadow_fails_on_leaves_the_others_logged(
 async def test_stopping_the_server_predicts_every_queued_copy_first(
     pid_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Copies still queued when the server stops are predicted and logged before it ends."""
+    """Copies still queued when the server stops are predicted and logged before it ends.
+
+    The shadow's process syncs its log and exits; the worker's log, closed
+    last, rolls the segments it left into Delta.
+    """
     monkeypatch.setattr("mlcycle.serve._shadow._FLUSH_S", 60.0)  # one message, the first
     monkeypatch.setattr("mlcycle.serve._shadow._IDLE_S", 60.0)  # its answer is read on close
-    sink = ListSink()
+    sink = pid_workspace.prediction_log()
     async with client_for(pid_workspace, SHADOWED, sink=sink) as (client, server):
         await asyncio.gather(
             *(client.post(PREDICT, json={"instances": [{"id": float(n)}]}) for n in range(40))
@@ -155,11 +161,12 @@ async def test_stopping_the_server_predicts_every_queued_copy_first(
     assert busy, "copies were still waiting or being predicted when the server stopped"
     assert child is not None
     assert not running(child), "the shadow's process ended after writing out its log"
-    assert len(shadow_log(pid_workspace)) == 40
     assert list((pid_workspace.settings.workspace_dir / "spool").rglob("*.arrows")) == [], (
-        "the shadow's process rolled its segments into Delta before it ended"
+        "the worker's log rolled the shadow's segments into Delta when it closed"
     )
-    assert sink.closed
+    table = DeltaTable(sink.tables.table_uri(log_table_name("bikes"))).to_pyarrow_table()
+    assert table.filter(pc.field("shadow")).num_rows == 40
+    assert table.filter(~pc.field("shadow")).num_rows == 40
 
 
 async def test_a_shadow_its_process_cannot_load_stops_the_start_with_the_reason(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import cast
@@ -11,6 +13,7 @@ from typing import cast
 import httpx
 import pytest
 from tests.serve.conftest import ListSink, rows, serve_settings, shadow_log
+from tests.serve.test_server_log import running
 
 from mlcycle.serve import ModelServer, create_app
 from mlcycle.store import DeploymentCatalog
@@ -112,3 +115,38 @@ async def test_a_change_a_removal_and_a_return_are_followed(
     assert round(back.json()["predictions"][0]) == 6
     assert ready.status_code == 200
     assert [v.model for v in deployment.variants] == ["echo/1"]
+
+
+async def test_a_hung_shadow_process_holds_up_neither_the_next_change_nor_the_stop(
+    workspace: Workspace, echo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shadow is dropped while its process is stopped (SIGSTOP) with a copy to predict.
+
+    The alias moved right after is served at once, and the server's stop
+    ends: the process is killed after ``_EXIT_S``, its copy lost.
+    """
+    del echo
+    # Twice this (the copy, then the exit) is longer than ``until`` waits for the alias move.
+    monkeypatch.setattr("mlcycle.serve._shadow._EXIT_S", 6.0)
+    workspace.deployments.deploy("bikes", model="echo@production", shadow=["echo/2"])
+    async with following(workspace, ListSink()) as (client, server):
+        child = server.routes.shadows[0].queue.pid
+        assert child is not None
+        os.kill(child, signal.SIGSTOP)
+        await client.post(PREDICT, json={"instances": rows(1)})  # its copy waits for the process
+        workspace.deployments.deploy("bikes", model="echo@production")
+
+        async def unshadowed() -> bool:
+            return not server.routes.shadows
+
+        await until(unshadowed)
+        workspace.registry.promote("echo", 2, to="production")
+
+        async def moved() -> bool:
+            body = (await client.post(PREDICT, json={"instances": rows(2)})).json()
+            return bool(body["version"] == 2)
+
+        await until(moved)
+        hung = running(child)
+    assert hung, "the process was still stopped when the alias moved"
+    assert not running(child), "the server's stop killed it"

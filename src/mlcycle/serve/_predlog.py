@@ -8,7 +8,9 @@ by size, by age and on ``close``, on a second thread at a lower CPU priority
 (a rollover is a burst of CPU the requests should not wait for), into the
 Delta table
 ``predictions/<deployment>`` of the artifact store's table area, partitioned
-by ``date``. Each rollover commits with a Delta app transaction named after
+by ``date``; closing a log also rolls over the segments of processes that
+ended (a stopped shadow variant's process leaves its own to its worker's).
+Each rollover commits with a Delta app transaction named after
 its segment, so a segment rolled again after a crash is never added twice,
 and readers skip segments whose rows are already in the table. Several server
 processes each keep their own segments and append to the same table; Delta's
@@ -151,7 +153,12 @@ class PredictionLog:
             self._written.wait_for(lambda: self._durable >= target, timeout=timeout_s)
 
     def close(self) -> None:
-        """Write what is queued, roll every segment into Delta, and stop the writer."""
+        """Write what is queued, roll every segment into Delta, and stop the writer.
+
+        Then the segments of processes that ended meanwhile are rolled over
+        too: those a shadow variant's process leaves when it stops (it only
+        syncs them, at its idle priority), once its worker closes its log.
+        """
         if self._stop:
             return
         self._stop = True
@@ -159,6 +166,7 @@ class PredictionLog:
         self._thread.join()
         self._rolls.put(None)  # after every segment the writer finished
         self._roller.join()
+        self.recover()
 
     def recover(self) -> int:
         """Roll over the segments of dead processes; returns how many rows they held."""

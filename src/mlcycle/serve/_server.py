@@ -123,6 +123,8 @@ class ModelServer:
         self._removed: str | None = None
         self._cursor = 0
         self._follower: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+        """Lanes a change replaced, closing (``_retire``); ``stop`` waits for them."""
         self._refreshing = asyncio.Lock()
         self._decoded_again: dict[Lane[Batcher], tuple[Lane[ShadowProcess], ...]] = {}
         """By answering lane, the shadows whose inputs differ from its own (``_connect``)."""
@@ -167,6 +169,7 @@ class ModelServer:
             await asyncio.gather(self._follower, return_exceptions=True)
         if self._routes is not None:
             await asyncio.gather(*(lane.queue.close() for lane in self._routes.lanes))
+        await asyncio.gather(*self._retiring)
         if self.sink is not None:
             await asyncio.to_thread(self.sink.close)
 
@@ -274,7 +277,7 @@ class ModelServer:
                 try:
                     stored = await asyncio.to_thread(self.deployments.get_deployment, self.name)
                 except NotFound:
-                    await self._withdraw()
+                    self._withdraw()
                     return
                 deployment = check_deployment(stored)
             old = () if self._routes is None else self._routes.lanes
@@ -284,11 +287,25 @@ class ModelServer:
             self.deployment, self._routes, self._removed = deployment, self._connect(new), None
             _settle_heap()
             kept = {id(lane.queue) for lane in new.lanes}
-            await asyncio.gather(
-                *(lane.queue.close() for lane in old if id(lane.queue) not in kept)
-            )
+            self._retire([lane for lane in old if id(lane.queue) not in kept])
 
-    async def _withdraw(self) -> None:
+    def _retire(self, lanes: Sequence[Lane[Any]]) -> None:
+        """Close lanes no route uses any more, without holding up the next change.
+
+        An answering lane answers what it holds; a shadow's process predicts
+        its queued copies and writes out its log at its idle priority, which
+        on a busy machine takes a while: the follower reads the next change
+        meanwhile (an alias moved right after a shadow was dropped).
+        """
+        if not lanes:
+            return
+        task = asyncio.get_running_loop().create_task(
+            _close_all(lanes), name=f"retire lanes of {self.name}"
+        )
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    def _withdraw(self) -> None:
         """Stop serving a removed deployment: answer what is queued, refuse what comes."""
         if self._removed is not None:
             return
@@ -301,7 +318,7 @@ class ModelServer:
         )
         old, self._routes = self._routes, None
         if old is not None:
-            await asyncio.gather(*(lane.queue.close() for lane in old.lanes))
+            self._retire(old.lanes)
 
     def _connect(self, routes: Routes) -> Routes:
         """Route copies of what each answering lane answers to the shadows, for ``routes``.
@@ -520,6 +537,14 @@ def _prediction_batch(
         inputs=logged_inputs(rows),
         outputs=outputs,
     )
+
+
+async def _close_all(lanes: Sequence[Lane[Any]]) -> None:
+    """Close every lane; one that fails to close is logged, the others still close."""
+    results = await asyncio.gather(*(lane.queue.close() for lane in lanes), return_exceptions=True)
+    for lane, result in zip(lanes, results, strict=True):
+        if isinstance(result, BaseException):
+            _log.error("closing variant %s failed: %r", lane.variant.name, result)
 
 
 def _observe_values(tag: _Tag, outputs: np.ndarray) -> None:

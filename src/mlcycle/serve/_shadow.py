@@ -92,7 +92,8 @@ happens in their gaps, and the timer never fires.
 """
 _START_TIMEOUT_S = 300.0
 _EXIT_S = 60.0
-"""How long a stopped shadow's process may take to write out its log before it is killed."""
+"""How long a closing shadow's process may take to predict its last copies, and then to
+write out its log and exit, before it is killed."""
 _RESTART_S = (1.0, 30.0)
 """The first and the longest wait before a dead shadow process is started again."""
 _WARN_EVERY_S = 60.0
@@ -293,7 +294,11 @@ class ShadowProcess:
         return True
 
     async def close(self) -> None:
-        """Predict what is queued, then stop the process."""
+        """Predict what is queued, then stop the process.
+
+        A process that has not predicted the queued copies within ``_EXIT_S``
+        (hung in its model, or stopped) is stopped anyway; they are lost.
+        """
         self._closing = True
         if self._timer is not None:
             self._timer.cancel()
@@ -301,11 +306,23 @@ class ShadowProcess:
         if self._restart is not None:
             self._restart.cancel()
             await asyncio.gather(self._restart, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self._drain(), _EXIT_S)
+        except TimeoutError:
+            _log.error(
+                "shadow %s: its process did not predict its last %d copies in %.0f s; "
+                "stopping it without them",
+                self.model.ref,
+                self._queued + (0 if self._sent is None else len(self._sent.counts)),
+                _EXIT_S,
+            )
+        await self._stop()
+
+    async def _drain(self) -> None:
         while self._socket is not None and self.busy:
             self._pump()
             if self._socket is not None and self.busy:
                 await _ready(self._socket, write=bool(self._outbox))
-        await self._stop()
 
     def _at_gap(self) -> None:
         """Exchange with the process if no request is in flight; else a later offer asks again."""
@@ -473,10 +490,10 @@ class ShadowProcess:
     async def _stop(self) -> None:
         """Close the socket (the process exits when it reads its end) and reap the process.
 
-        It exits once its log has written what it holds and rolled it into
-        Delta, at its low priority; one still running after ``_EXIT_S`` is
-        killed, which loses no logged row (the segments it wrote stay, and
-        the next log opened rolls them over).
+        It exits once its log has written and synced what it holds; one
+        still running after ``_EXIT_S`` is killed. Its segments stay in the
+        spool, read as they are, until a log closed or opened on the machine
+        rolls them over (the worker's own, when it stops).
         """
         sock, process = self._socket, self._process
         self._socket = self._process = None
@@ -591,7 +608,10 @@ def main(fd: int) -> int:
                     sink.append(_logged(log, model, part, outputs, reply[0]))
     finally:
         if sink is not None:
-            sink.close()  # what it holds is written, then rolled into Delta
+            # Written and synced, its segments are left to a process of normal priority: the
+            # worker rolls them into Delta when it closes its own log (a rollover here, at the
+            # idle priority, waited for a free core as long as the machine was busy).
+            sink.flush()
     return 0
 
 
