@@ -41,6 +41,7 @@ from mlcycle.serve import (
     read_predictions,
     spool_dir,
 )
+from mlcycle.serve._http import HttpProtocol
 from mlcycle.settings import RegistrySettings, ServeSettings, Settings
 from mlcycle.store import Deployment, TableArea
 from mlcycle.workspace import Workspace, open_prediction_log, open_registry
@@ -135,14 +136,14 @@ class LiveServer:
 
 
 def run_live(app: Starlette, server: ModelServer) -> Iterator[LiveServer]:
-    """Serve ``app`` with uvicorn (uvloop, httptools) until the generator is closed."""
+    """Serve ``app`` with uvicorn (uvloop, our httptools protocol) until the generator is closed."""
     port = free_port()
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,
         log_level="warning",
         access_log=False,
     )

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -151,6 +155,65 @@ def test_two_workers_count_every_request_once(home: Path) -> None:
     assert all(answer.status_code == 200 for answer in answers)
     assert counted == 30
     assert batches == 30
+
+
+def segments_received(sock: socket.socket) -> int:
+    """TCP segments with data this socket has received (Linux's ``tcpi_data_segs_in``)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return int(struct.unpack_from("I", info, _DATA_SEGS_IN)[0])
+
+
+_DATA_SEGS_IN = 152  # the offset of tcpi_data_segs_in in struct tcp_info (Linux 4.6 on)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads Linux's TCP_INFO")
+def test_each_answer_leaves_the_server_in_one_tcp_segment(home: Path) -> None:
+    body = json.dumps({"instances": rows(1.0)})
+    asks = [
+        ("POST", PREDICT, body),
+        ("POST", PREDICT, "{not json"),
+        ("POST", "/v1/models/nope:predict", body),
+        ("GET", "/v2/health/ready", None),
+        ("POST", PREDICT, body),
+    ]
+    with serving(home, "models:/echo@production") as url:
+        connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
+        statuses = []
+        for method, path, data in asks:
+            headers = {"content-type": "application/json"} if data else {}
+            connection.request(method, path, body=data, headers=headers)
+            answer = connection.getresponse()
+            answer.read()
+            statuses.append(answer.status)
+        assert connection.sock is not None
+        received = segments_received(connection.sock)
+        connection.close()
+    assert statuses == [200, 400, 404, 200, 200]
+    assert received == len(asks)  # head and body together: one segment each
+
+
+def test_an_answer_before_the_server_closes_the_connection_arrives_whole(home: Path) -> None:
+    body = json.dumps({"instances": rows(1.0)}).encode()
+    with serving(home, "models:/echo@production") as url:
+        port = int(url.rsplit(":", 1)[1])
+        closing = (
+            b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nhost: x\r\nconnection: close\r\n"
+            b"content-type: application/json\r\ncontent-length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+        malformed = b"NOT HTTP AT ALL\r\n\r\n"
+        answers = []
+        for request in (closing, malformed):
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                sock.sendall(request)
+                answers.append(b"".join(iter(lambda s=sock: s.recv(65536), b"")))  # to EOF
+    head, _, rest = answers[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answers[0]
+    assert json.loads(rest)["predictions"] == [1.0]
+    assert answers[1].startswith(b"HTTP/1.1 400"), answers[1]
+    assert answers[1].endswith(b"Invalid HTTP request received."), answers[1]
 
 
 def test_an_alias_move_reaches_every_worker_under_load_without_a_failure(home: Path) -> None:

@@ -217,6 +217,8 @@ def _run(settings: Settings, target: str, token: str | None) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from mlcycle.serve._http import HttpProtocol
+
     config = settings.serve
     metrics_dir = None
     if config.workers > 1:
@@ -236,7 +238,7 @@ def _run(settings: Settings, target: str, token: str | None) -> None:
         port=config.port,
         workers=config.workers,
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,  # httptools, each response in one write
         lifespan="on",
         access_log=False,
         # Nothing reads the client's address or scheme, so X-Forwarded-* need no rewriting:
