@@ -1,6 +1,7 @@
 """The plumbing limit of the serving benchmark: the same server stack answering a constant.
 
-A bare Starlette app on uvicorn (uvloop, httptools, no access log), the stack ``mlcycle
+A bare Starlette app on uvicorn (uvloop, httptools through ``mlcycle serve``'s own
+protocol, which sends each response in one write; no access log), the stack ``mlcycle
 serve`` runs on. Its predict routes read and parse the body with orjson, as any server must,
 and answer a constant prediction without touching a model. Run by the benchmark as
 ``python -m uvicorn _serving_plumbing:app --app-dir benchmarks --workers N ...``.

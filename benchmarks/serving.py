@@ -376,7 +376,7 @@ def plumbing(port: int, workers: int) -> Server:
         "--loop",
         "uvloop",
         "--http",
-        "httptools",
+        "mlcycle.serve._http:HttpProtocol",  # as `mlcycle serve`: httptools, one write
         "--no-access-log",
         "--log-level",
         "warning",
