@@ -376,7 +376,7 @@ def plumbing(port: int, workers: int) -> Server:
         "--loop",
         "uvloop",
         "--http",
-        "mlcycle.serve._http:HttpProtocol",  # as `mlcycle serve`: httptools, one write
+        "mlcycle.serve:HttpProtocol",  # as `mlcycle serve`: httptools, one write
         "--no-access-log",
         "--log-level",
         "warning",

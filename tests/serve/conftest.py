@@ -33,6 +33,7 @@ from typer.testing import CliRunner
 from mlcycle.cli._app import app
 from mlcycle.project import init_project
 from mlcycle.serve import (
+    HttpProtocol,
     ModelServer,
     PredictionBatch,
     PredictionSink,
@@ -41,7 +42,6 @@ from mlcycle.serve import (
     read_predictions,
     spool_dir,
 )
-from mlcycle.serve._http import HttpProtocol
 from mlcycle.settings import RegistrySettings, ServeSettings, Settings
 from mlcycle.store import Deployment, TableArea
 from mlcycle.workspace import Workspace, open_prediction_log, open_registry

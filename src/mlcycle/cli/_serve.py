@@ -217,7 +217,7 @@ def _run(settings: Settings, target: str, token: str | None) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from mlcycle.serve._http import HttpProtocol
+    from mlcycle.serve import HttpProtocol
 
     config = settings.serve
     metrics_dir = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from mlcycle.serve._app import ServingApp, create_app
 from mlcycle.serve._batch import FILE_SUFFIXES, Scores, batch_score
 from mlcycle.serve._deployments import (
@@ -48,6 +50,7 @@ __all__ = [
     "DeploymentSource",
     "Deployments",
     "FeedbackLog",
+    "HttpProtocol",
     "Label",
     "MalformedRequest",
     "Metrics",
@@ -87,3 +90,12 @@ __all__ = [
     "to_record_batch",
     "undeploy",
 ]
+
+
+def __getattr__(name: str) -> Any:  # Any: the lazily imported class
+    """Import ``HttpProtocol`` (uvicorn's protocol, for ``uvicorn.Config(http=)``) on first use."""
+    if name == "HttpProtocol":
+        from mlcycle.serve._http import HttpProtocol  # noqa: PLC0415  (imports uvicorn)
+
+        return HttpProtocol
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,8 @@ __all__ = ["HttpProtocol"]
 class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol over a transport that sends each round's writes as one.
 
-    Pass the class as ``uvicorn.Config(http=HttpProtocol)``.
+    Pass the class as ``uvicorn.Config(http=HttpProtocol)``, or name it to uvicorn's command
+    line as ``--http mlcycle.serve:HttpProtocol``.
     """
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
