@@ -378,7 +378,7 @@ class ServeSettings(_Section):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_rows: int = Field(default=10_000, ge=1)
     poll_interval_s: float = Field(default=1.0, gt=0, le=60)
-    shadow_queue: int = Field(default=1_000, ge=1)
+    shadow_queue: int = Field(default=4_096, ge=1)
     token_file: Path | None = None
 
 

@@ -69,21 +69,24 @@ SinkOpener = Callable[[], "PredictionSink"]
 ``functools.partial(mlcycle.workspace.open_prediction_log, settings)`` is one.
 """
 
-_FLUSH_S = 0.2
+_FLUSH_S = 0.5
 """How long copies gather before they go to the process together.
 
 A message cost the serving process 400 to 650 µs of CPU here (its code runs
 too rarely to stay in the caches); at 1,000 requests/s and 50 ms this was
-12 µs a request, at 200 ms some 3 µs. A shadow's predictions are that much
-later, which nobody waits for (``mlcycle_serve_shadow_lag_seconds`` shows it).
+12 µs a request, at 200 ms some 3 µs. Paced at 6,000 requests/s, a shadow
+cost the worker 2.8 to 4.4 µs a request in all (offers, messages, answers;
+py-spy) with messages of 256 rows, 2.6 to 3.3 µs with 1,024 (``_SEND_ROWS``).
+A shadow's predictions are that much later, which nobody waits for
+(``mlcycle_serve_shadow_lag_seconds`` shows it).
 """
-_SEND_ROWS = 256
+_SEND_ROWS = 1024
 """Copies of this many rows go without waiting for ``_FLUSH_S`` (at the next idle moment)."""
-_FORCE_ROWS = 512
-"""Copies of this many rows go at once, idle moment or not (the queue holds 1,000 by default)."""
+_FORCE_ROWS = 2048
+"""Copies of this many rows go at once, idle moment or not (the queue holds 4,096 by default)."""
 _MESSAGE_ROWS = 1024
 """The most rows a message carries (a larger copy goes alone), so it fits the socket's buffer."""
-_IDLE_S = 0.25
+_IDLE_S = 0.6
 """How long after the last exchange the next one happens anyway while copies wait.
 
 So the last copies go, and the last answer is read, when no request comes
