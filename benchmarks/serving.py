@@ -74,6 +74,9 @@ SHED = "mlcycle_serve_shed_total{"
 ROWS = "mlcycle_serve_batch_rows_sum{"
 COUNTED = (SHED, ROWS)
 LOADS = "mlcycle_serve_model_loads_total{"
+# After a paced run, a shadow's last copies wait up to its idle timer (0.6 s) to go, and
+# their answer as long again to be read: the counters settle within this.
+SETTLE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -618,7 +621,7 @@ def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[st
                     shadowed = label == SHADOW_DEPLOYMENT
                     with_shadow(setup, server, metrics, shadowed=shadowed)
                     run_wrk(endpoint, connections=32, duration_s=2, script_dir=RUN_DIR, rate=rate)
-                    time.sleep(1.0)  # the warm-up's last shadow copies are predicted before
+                    time.sleep(SETTLE_S)  # the warm-up's last shadow copies are predicted before
                     log(f"shadow: {label} at {rate:,.0f}/s, repeat {repeat + 1}")
                     before = scrape(metrics)
                     figures = run_wrk(
@@ -633,7 +636,7 @@ def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[st
                     figures["with_shadow"] = has_shadow_process(server)
                     runs.append(figures)
                     if shadowed:
-                        time.sleep(1.0)  # the last copies are predicted; the counters settle
+                        time.sleep(SETTLE_S)  # the last copies are predicted; the counters settle
                         counted = copies(before, scrape(metrics), figures["requests"])
                         moved = {key: moved[key] + counted[key] for key in moved}
             results["paced"] = {label: spread(runs) for label, runs in paced.items()}
@@ -759,7 +762,7 @@ def overload(endpoint: Endpoint, metrics_url: str, workload: Workload) -> dict[s
         duration_s=workload.duration_s,
         script_dir=RUN_DIR,
     )
-    time.sleep(1.0)  # the shadow queue drains; its counters settle
+    time.sleep(SETTLE_S)  # the shadow queue drains; its counters settle
     after = scrape(metrics_url)
     moved = {
         key: after[key] - before.get(key, 0.0)
