@@ -36,8 +36,9 @@ class HttpProtocol(HttpToolsProtocol):
 class GatheringTransport(asyncio.Transport):
     """A transport whose writes wait for the end of the loop's round, then go as one.
 
-    Closing sends what waits first; aborting drops it, as a transport's own
-    buffer is dropped. Everything else is the wrapped transport's.
+    Closing (or ending the writing side) sends what waits first; aborting drops
+    it, as a transport's own buffer is dropped. Everything else is the wrapped
+    transport's.
     """
 
     __slots__ = ("_loop", "_pending", "_transport")
@@ -73,8 +74,7 @@ class GatheringTransport(asyncio.Transport):
         self._transport.close()
 
     def abort(self) -> None:
-        """Close at once, dropping what waits."""
-        self._pending = None
+        """Close at once; what waits is dropped (nothing is sent once closing)."""
         self._transport.abort()
 
     def write_eof(self) -> None:
