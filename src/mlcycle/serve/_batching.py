@@ -1,9 +1,9 @@
 """Adaptive micro-batching: concurrent requests for one model merged into one predict call.
 
-Each model variant has one ``Batcher``: a queue of jobs and a task that
-takes as many queued rows as fit in ``max_rows`` and predicts them in one
-call. A slow model predicts on the batcher's own thread, so the event loop
-keeps reading requests meanwhile; a fast one (``inline``: ONNX Runtime, a
+Each model variant has one ``Batcher``: a queue of jobs, flushed by loop
+callbacks that take as many queued rows as fit in ``max_rows`` and predict
+them in one call. A slow model predicts on the batcher's own thread, so the
+event loop keeps reading requests meanwhile; a fast one (``inline``: ONNX Runtime, a
 few microseconds a row) predicts on the loop itself, because handing a
 batch to a thread and back costs more than the prediction. It waits for
 more rows (at most ``max_wait_s``) only while other requests are still
@@ -69,7 +69,13 @@ Answered = Callable[[Sequence[Job], Rows], None]
 
 
 class Batcher:
-    """The micro-batching queue of one served model variant (see the module)."""
+    """The micro-batching queue of one served model variant (see the module).
+
+    It runs on loop callbacks, not a task of its own: the first job queued
+    schedules a flush for after what the loop has ready now (the other
+    requests read in the same round), so a batch costs one callback, not a
+    task's wake-up and its event.
+    """
 
     def __init__(
         self,
@@ -88,15 +94,20 @@ class Batcher:
         self._done = done
         self.answered: Answered | None = None
         """Handed each predict call's jobs and rows once answered (the server sets it)."""
+        self._loop = asyncio.get_running_loop()
         self._queue: collections.deque[Job] = collections.deque()
         self._queued_rows = 0
-        self._wake = asyncio.Event()
+        self._flushing: asyncio.Handle | None = None
+        """The flush to come: soon, or when the wait for more rows ends."""
+        self._deadline: float | None = None
+        """When the queued rows stop waiting for more (loop time), once they started to."""
         self._closing = False
         self._predicting = False
+        self._emptied: asyncio.Future[None] | None = None
+        """What ``close`` waits for: nothing queued and no predict call running."""
         self._thread = (
             None if inline else ThreadPoolExecutor(1, thread_name_prefix=f"predict-{model.ref}")
         )
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batch {model.ref}")
 
     def submit(self, job: Job) -> None:
         """Queue a job (in parts of ``max_rows`` rows when larger); its future gets its outputs."""
@@ -124,7 +135,7 @@ class Batcher:
     def _enqueue(self, job: Job) -> None:
         self._queue.append(job)
         self._queued_rows += job.rows.count
-        self._wake.set()
+        self._schedule()
 
     @property
     def queued(self) -> int:
@@ -139,35 +150,76 @@ class Batcher:
     async def close(self) -> None:
         """Predict what is queued, then stop."""
         self._closing = True
-        self._wake.set()
-        await self._task
+        self._schedule()
+        while self.busy:
+            self._emptied = self._loop.create_future()
+            await self._emptied
         if self._thread is not None:
             self._thread.shutdown(wait=True)
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            await self._gather()
-            jobs = self._take()
-            predicted: list[tuple[list[Job], Rows]] = []
-            if self._thread is None:
-                _resolve(self._predict(jobs, predicted))
-                self._hand_on(predicted)
-                await asyncio.sleep(0)  # let the loop read the requests that came meanwhile
-                continue
-            self._predicting = True
+    def _schedule(self) -> None:
+        """Flush soon: after the callbacks ready now, or at once when a wait ends early."""
+        if self._predicting:
+            return  # the call's end flushes what came meanwhile
+        if self._flushing is not None:
+            if self._deadline is None:
+                return  # already soon
+            self._flushing.cancel()  # waiting for more rows: see whether that wait ends now
+        self._flushing = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Predict the oldest jobs that fit in one call, unless more rows are worth waiting for."""
+        self._flushing = None
+        if not self._queue:
+            self._note_empty()
+            return
+        if self._wait():
+            return
+        self._deadline = None
+        jobs = self._take()
+        predicted: list[tuple[list[Job], Rows]] = []
+        if self._thread is not None:
             try:
-                outcomes = await loop.run_in_executor(self._thread, self._predict, jobs, predicted)
-            finally:
-                self._predicting = False
-            _resolve(outcomes)
-            self._hand_on(predicted)
+                call = self._loop.run_in_executor(self._thread, self._predict, jobs, predicted)
+            except RuntimeError as exc:  # the thread was shut down: a job queued after close
+                self._finish([(job, exc) for job in jobs], predicted)
+                return
+            self._predicting = True
+            call.add_done_callback(functools.partial(self._predicted, jobs, predicted))
+            return
+        try:
+            outcomes = self._predict(jobs, predicted)
+        except Exception as exc:  # noqa: BLE001  (our own failure: each job gets it, none hangs)
+            outcomes = [(job, exc) for job in jobs]
+        self._finish(outcomes, predicted)
+
+    def _predicted(
+        self,
+        jobs: list[Job],
+        predicted: list[tuple[list[Job], Rows]],
+        call: asyncio.Future[list[Outcome]],
+    ) -> None:
+        """A predict call on the thread ended: answer its jobs, then flush what waits."""
+        self._predicting = False
+        error = None if call.cancelled() else call.exception()
+        if call.cancelled() or error is not None:
+            failure = error if isinstance(error, Exception) else RuntimeError("predict cancelled")
+            self._finish([(job, failure) for job in jobs], predicted)
+            return
+        self._finish(call.result(), predicted)
+
+    def _finish(self, outcomes: list[Outcome], predicted: list[tuple[list[Job], Rows]]) -> None:
+        _resolve(outcomes)
+        self._hand_on(predicted)
+        if self._queue:
+            self._schedule()  # after the loop has read the requests that came meanwhile
+        else:
+            self._note_empty()
+
+    def _note_empty(self) -> None:
+        """Wake ``close`` once nothing is queued and no call runs."""
+        if self._emptied is not None and not self._emptied.done() and not self.busy:
+            self._emptied.set_result(None)
 
     def _hand_on(self, predicted: list[tuple[list[Job], Rows]]) -> None:
         """Give ``answered`` each predict call that succeeded: its jobs and their rows."""
@@ -175,21 +227,26 @@ class Batcher:
             for jobs, rows in predicted:
                 self.answered(jobs, rows)
 
-    async def _gather(self) -> None:
-        """Wait for more rows while requests are still arriving, up to ``max_wait_s``."""
-        if self.max_wait_s <= 0:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_wait_s
-        while self._queued_rows < self.max_rows and self._arriving() > 0 and not self._closing:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), remaining)
-            except TimeoutError:
-                return
+    def _wait(self) -> bool:
+        """Whether to wait for more rows (while requests are still arriving, up to ``max_wait_s``).
+
+        When waiting, a flush is set for the deadline; each job queued
+        meanwhile flushes sooner to see whether the wait is over.
+        """
+        if (
+            self.max_wait_s <= 0
+            or self._closing
+            or self._queued_rows >= self.max_rows
+            or self._arriving() <= 0
+        ):
+            return False
+        now = self._loop.time()
+        if self._deadline is None:
+            self._deadline = now + self.max_wait_s
+        if now >= self._deadline:
+            return False
+        self._flushing = self._loop.call_at(self._deadline, self._flush)
+        return True
 
     def _take(self) -> list[Job]:
         """The oldest jobs whose rows fit in one call (a larger job alone)."""
