@@ -10,6 +10,8 @@ all of them (the Prometheus client's multiprocess mode).
 
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ __all__ = ["CONTENT_TYPE", "LaneMetrics", "Metrics", "observe_many"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LANE = ("deployment", "variant", "model", "version")
+_FEW = 64
+"""Up to this many values, ``observe_many`` adds them up in Python: NumPy's calls cost more."""
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
 )  # fmt: skip
@@ -145,6 +149,9 @@ def observe_many(child: Any, values: np.ndarray) -> None:  # Any: a histogram or
     """
     if not len(values):
         return
+    if len(values) <= _FEW:
+        _observe_few(child, values.tolist())
+        return
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as one by one
         total = float(values.sum())
     if hasattr(child, "_upper_bounds"):  # a histogram: each value in the first bucket it fits
@@ -156,3 +163,19 @@ def observe_many(child: Any, values: np.ndarray) -> None:  # Any: a histogram or
     else:
         child._count.inc(len(values))
     child._sum.inc(total)
+
+
+def _observe_few(child: Any, values: list[float]) -> None:  # Any: a histogram or summary child
+    """``observe_many`` of a few values: a single-row batch's NumPy calls took 6 to 16 µs."""
+    if hasattr(child, "_upper_bounds"):
+        bounds = child._upper_bounds
+        counts: dict[int, int] = {}
+        for value in values:
+            if not math.isnan(value):  # NaN fits no bucket
+                slot = bisect.bisect_left(bounds, value)
+                counts[slot] = counts.get(slot, 0) + 1
+        for slot, count in counts.items():
+            child._buckets[slot].inc(count)
+    else:
+        child._count.inc(len(values))
+    child._sum.inc(sum(values))  # inf - inf is NaN, as one by one, and without a warning
