@@ -361,6 +361,18 @@ def print_shadow(shadow: dict[str, Any]) -> None:
             f"{floor['median']:.2f}x (the runs' medians), p99 {floor['p99']:.2f}x (every "
             "request).\n"
         )
+    idle = shadow.get("idle_penalty")
+    if idle:
+        after = ", ".join(
+            f"{idle['work_us'][gap]:.1f} µs after {gap} idle ({ratio:.2f}x)"
+            for gap, ratio in idle["ratio"].items()
+        )
+        print(
+            "Idle penalty: the same Python work (parsing a v2 body) took this machine "
+            f"{idle['work_us']['none']:.1f} µs of CPU back to back, {after}. A paced "
+            "request waits idle before it, so it costs the server more than a batched one, "
+            "and half the maximum rate leaves the worker more than half busy.\n"
+        )
     load = shadow.get("overload")
     if load:
         print(

@@ -46,6 +46,7 @@ RUN_DIR = WORK / f"serving-run-{os.getpid()}"  # per invocation: two benchmarks 
 MLFLOW_VENV = WORK / "mlflow-serve-venv"  # MLflow with our scikit-learn and skops, for skops
 
 sys.path.insert(0, str(HERE))
+from _idle import idle_penalty  # noqa: E402
 from _incumbents import incumbent_python  # noqa: E402
 from _serving_load import (  # noqa: E402
     Endpoint,
@@ -92,6 +93,7 @@ class Workload:
     shadow_connections: int  # the paced runs: enough connections that one is always idle
     overload_connections: int
     predict_calls: int
+    idle_iterations: int  # the idle-penalty probe's work units per gap and round
     boosting_rounds: int | None  # None: the demo's 300 iterations
 
 
@@ -105,6 +107,7 @@ FULL = Workload(
     shadow_connections=32,
     overload_connections=256,
     predict_calls=5_000,
+    idle_iterations=2_000,
     boosting_rounds=None,
 )
 QUICK = Workload(
@@ -117,6 +120,7 @@ QUICK = Workload(
     shadow_connections=32,
     overload_connections=256,
     predict_calls=200,
+    idle_iterations=200,
     boosting_rounds=20,
 )
 
@@ -590,13 +594,18 @@ def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[st
     worker and, with a shadow, the shadow's process), and the shadow's
     ``/metrics`` around each run with it tell how many copies it predicted
     and how many it shed meanwhile: a shadow that shed its copies would cost
-    the primary less.
+    the primary less. First, with no server running, ``idle_penalty``
+    measures how much more the same Python work costs this machine right
+    after an idle wait, which is what makes a paced request dearer than a
+    batched one here.
     """
     top = servers.get("1", {}).get("ours_v2", {}).get("c32", {}).get("ok_per_s")
     if not top:
         return {"error": "no throughput of ours (v2, 1 worker, c=32) to pace at half of"}
     rate = top / 2
     results: dict[str, Any] = {"rate_per_s": rate, "connections": workload.shadow_connections}
+    log("shadow: the machine's idle penalty")
+    results["idle_penalty"] = idle_penalty(iterations=workload.idle_iterations)
     name = SHADOW_DEPLOYMENT
     try:
         deploy(setup, name, "--model", f"{MODEL}@production")

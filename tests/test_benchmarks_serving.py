@@ -107,6 +107,11 @@ def test_the_serving_benchmark_reports_every_figure() -> None:
     assert set(shadow["noise_floor"]) == {"median", "p99"}  # the control's ratios
     assert all(value > 0 for value in shadow["noise_floor"].values())
     assert "Noise floor: bench-single-again is the same server without a shadow" in done.stdout
+    idle = shadow["idle_penalty"]  # the same work after idle waits, measured without a server
+    assert set(idle["work_us"]) == {"none", "200 µs", "1000 µs"}
+    assert all(value > 0 for value in idle["work_us"].values())
+    assert set(idle["ratio"]) == {"200 µs", "1000 µs"}
+    assert "Idle penalty: the same Python work" in done.stdout
     assert {"requests", "shadow_shed", "metrics_moved"} <= set(shadow["overload"])
     switch = report["switch"]
     assert "error" not in switch, switch
