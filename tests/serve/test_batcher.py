@@ -8,6 +8,7 @@ plain Python, to pin what its callbacks promise.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -169,3 +170,164 @@ async def test_a_job_queued_after_its_thread_closed_gets_an_error_instead_of_han
     assert late.future is not None
     with pytest.raises(RuntimeError, match="shutdown"):
         await asyncio.wait_for(late.future, SETTLED_S)
+
+
+async def test_jobs_queued_while_the_thread_predicts_go_together_in_the_next_call() -> None:
+    model = Model()
+    started, release = threading.Event(), threading.Event()
+    plain = model.predict
+
+    def slow(rows: Rows) -> np.ndarray:
+        started.set()
+        release.wait(SETTLED_S)
+        return plain(rows)
+
+    model.predict = slow  # type: ignore[method-assign]
+    queue = batcher(model, inline=False)
+    first = job(1)
+    queue.submit(first)
+    assert await asyncio.to_thread(started.wait, SETTLED_S)
+    later = [job(2), job(3)]
+    for each in later:  # in separate loop rounds: they wait for the call, not for each other
+        queue.submit(each)
+        for _ in range(5):
+            await asyncio.sleep(0)
+    release.set()
+    assert await answers([first, *later]) == [2, 4, 6]
+    assert model.calls == [1, 2]
+    await queue.close()
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["on the loop", "on its thread"])
+async def test_no_call_exceeds_the_limit_and_a_large_request_gets_its_rows_in_order(
+    inline: bool,
+) -> None:
+    model = Model()
+    queue = batcher(model, inline=inline)
+    values = np.arange(11.0)
+    large = Job(
+        rows=Rows(11, ["x"], matrix=values[:, None]),
+        request_id="large",
+        arrived=time.perf_counter(),
+        time=time.time(),
+        future=asyncio.get_running_loop().create_future(),
+    )
+    small = [job(value) for value in (100, 200, 300, 400, 500, 600, 700)]
+    queue.submit(large)
+    for each in small:
+        queue.submit(each)
+    assert large.future is not None
+    outputs = await asyncio.wait_for(large.future, SETTLED_S)
+    assert outputs.tolist() == (values * 2).tolist()
+    assert await answers(small) == [200, 400, 600, 800, 1000, 1200, 1400]
+    assert max(model.calls) <= 8
+    assert sum(model.calls) == 18
+    await queue.close()
+
+
+async def test_a_full_batch_does_not_wait_for_requests_still_arriving() -> None:
+    model = Model()
+    queue = batcher(model, max_wait_s=600, arriving=lambda: 1)
+    full = [job(value) for value in range(8)]
+    for each in full:
+        queue.submit(each)
+    assert await answers(full) == [2 * value for value in range(8)]
+    assert model.calls == [8]
+    await queue.close()
+
+
+async def test_each_batch_waits_for_its_own_deadline() -> None:
+    model = Model()
+    queue = batcher(model, max_wait_s=0.3, arriving=lambda: 1)
+    first = job(1)
+    queue.submit(first)
+    assert await answers([first]) == [2]
+    second = job(2)
+    queue.submit(second)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert second.future is not None
+    assert not second.future.done(), "the first batch's deadline has passed, not the second's"
+    assert await answers([second]) == [4]
+    await queue.close()
+
+
+async def test_when_a_merged_call_raises_only_the_culprit_fails() -> None:
+    model = Model()
+    plain = model.predict
+
+    def refuses_13(rows: Rows) -> np.ndarray:
+        assert rows.matrix is not None
+        if (rows.matrix == 13).any():
+            raise ValueError("13 is refused")
+        return plain(rows)
+
+    model.predict = refuses_13  # type: ignore[method-assign]
+    queue = batcher(model)
+    good, culprit, other = job(1), job(13), job(2)
+    for each in (good, culprit, other):
+        queue.submit(each)
+    assert await answers([good, other]) == [2, 4]
+    assert culprit.future is not None
+    with pytest.raises(ValueError, match="13 is refused"):
+        await asyncio.wait_for(culprit.future, SETTLED_S)
+    await queue.close()
+
+
+async def test_answered_gets_each_call_once_answered_and_its_failure_stops_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model = Model()
+    queue = batcher(model)
+    seen: list[tuple[list[str], bool]] = []
+
+    def answered(jobs: Sequence[Job], rows: Rows) -> None:
+        seen.append(([j.request_id for j in jobs], all(j.future and j.future.done() for j in jobs)))
+        if len(seen) == 1:
+            queue.submit(late)  # queued before the failure below: still answered
+            raise RuntimeError("the shadow's queue broke")
+
+    late = job(3)
+    queue.answered = answered
+    first = [job(1), job(2)]
+    for each in first:
+        queue.submit(each)
+    assert await answers(first) == [2, 4]
+    assert await answers([late]) == [6]
+    await asyncio.wait_for(queue.close(), SETTLED_S)
+    assert seen == [(["r1", "r2"], True), (["r3"], True)]
+    logged = [r for r in caplog.records if "handing a batch on to its shadows failed" in r.message]
+    assert len(logged) == 1
+    assert "the shadow's queue broke" in (logged[0].exc_text or "")
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["on the loop", "on its thread"])
+@pytest.mark.parametrize("raised", [StopIteration, asyncio.CancelledError])
+async def test_a_model_raising_what_a_future_cannot_hold_answers_an_error(
+    inline: bool, raised: type[BaseException]
+) -> None:
+    model = Model()
+
+    def breaks(rows: Rows) -> np.ndarray:
+        raise raised("odd")
+
+    model.predict = breaks  # type: ignore[method-assign]
+    queue = batcher(model, inline=inline)
+    jobs = [job(1), job(2)]
+    for each in jobs:
+        queue.submit(each)
+    for each in jobs:
+        assert each.future is not None
+        with pytest.raises(RuntimeError, match=raised.__name__):
+            await asyncio.wait_for(each.future, SETTLED_S)
+    await asyncio.wait_for(queue.close(), SETTLED_S)
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["on the loop", "on its thread"])
+async def test_two_closes_at_once_both_return(inline: bool) -> None:
+    model = Model()
+    queue = batcher(model, inline=inline, max_wait_s=600, arriving=lambda: 1)
+    waiting = job(1)
+    queue.submit(waiting)
+    await asyncio.wait_for(asyncio.gather(queue.close(), queue.close()), SETTLED_S)
+    assert await answers([waiting]) == [2]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,8 @@ from mlcycle.serve._model import ServedModel
 from mlcycle.serve._rows import Rows, concat_rows
 
 __all__ = ["Answered", "Batcher", "Job", "row_columns"]
+
+_log = logging.getLogger("mlcycle.serve")
 
 
 @dataclass(slots=True)
@@ -152,8 +155,9 @@ class Batcher:
         self._closing = True
         self._schedule()
         while self.busy:
-            self._emptied = self._loop.create_future()
-            await self._emptied
+            if self._emptied is None or self._emptied.done():  # one future for every closer
+                self._emptied = self._loop.create_future()
+            await asyncio.shield(self._emptied)
         if self._thread is not None:
             self._thread.shutdown(wait=True)
 
@@ -162,7 +166,7 @@ class Batcher:
         if self._predicting:
             return  # the call's end flushes what came meanwhile
         if self._flushing is not None:
-            if self._deadline is None:
+            if not isinstance(self._flushing, asyncio.TimerHandle):
                 return  # already soon
             self._flushing.cancel()  # waiting for more rows: see whether that wait ends now
         self._flushing = self._loop.call_soon(self._flush)
@@ -171,7 +175,6 @@ class Batcher:
         """Predict the oldest jobs that fit in one call, unless more rows are worth waiting for."""
         self._flushing = None
         if not self._queue:
-            self._note_empty()
             return
         if self._wait():
             return
@@ -189,7 +192,7 @@ class Batcher:
             return
         try:
             outcomes = self._predict(jobs, predicted)
-        except Exception as exc:  # noqa: BLE001  (our own failure: each job gets it, none hangs)
+        except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001  (none may hang)
             outcomes = [(job, exc) for job in jobs]
         self._finish(outcomes, predicted)
 
@@ -203,12 +206,13 @@ class Batcher:
         self._predicting = False
         error = None if call.cancelled() else call.exception()
         if call.cancelled() or error is not None:
-            failure = error if isinstance(error, Exception) else RuntimeError("predict cancelled")
+            failure = error or asyncio.CancelledError("the predict call was cancelled")
             self._finish([(job, failure) for job in jobs], predicted)
             return
         self._finish(call.result(), predicted)
 
     def _finish(self, outcomes: list[Outcome], predicted: list[tuple[list[Job], Rows]]) -> None:
+        """Answer the jobs, hand the call on, then flush what waits (or wake ``close``)."""
         _resolve(outcomes)
         self._hand_on(predicted)
         if self._queue:
@@ -222,10 +226,20 @@ class Batcher:
             self._emptied.set_result(None)
 
     def _hand_on(self, predicted: list[tuple[list[Job], Rows]]) -> None:
-        """Give ``answered`` each predict call that succeeded: its jobs and their rows."""
-        if self.answered is not None:
-            for jobs, rows in predicted:
+        """Give ``answered`` each predict call that succeeded: its jobs and their rows.
+
+        Its failure is logged and goes no further: the requests are answered,
+        and a shadow's trouble never reaches the variant it copies.
+        """
+        if self.answered is None:
+            return
+        for jobs, rows in predicted:
+            try:
                 self.answered(jobs, rows)
+            except Exception:  # noqa: BLE001  (logged; the batcher goes on)
+                _log.exception(
+                    "variant %s: handing a batch on to its shadows failed", self.model.ref
+                )
 
     def _wait(self) -> bool:
         """Whether to wait for more rows (while requests are still arriving, up to ``max_wait_s``).
@@ -312,9 +326,22 @@ def _resolve(outcomes: list[Outcome]) -> None:
         if future.done():
             continue
         if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
+            future.set_exception(_settable(outcome))
         else:
             future.set_result(outcome)
+
+
+def _settable(error: BaseException) -> BaseException:
+    """``error``, or a ``RuntimeError`` from it where a future takes no such exception.
+
+    A future refuses a ``StopIteration``, and a ``CancelledError`` would
+    cancel the request's task instead of answering it with an error.
+    """
+    if isinstance(error, Exception) and not isinstance(error, StopIteration):
+        return error
+    settable = RuntimeError(f"the model raised {type(error).__name__}: {error}")
+    settable.__cause__ = error
+    return settable
 
 
 def _join(target: asyncio.Future[np.ndarray], joined: asyncio.Future[list[np.ndarray]]) -> None:
