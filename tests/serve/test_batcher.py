@@ -26,10 +26,15 @@ SETTLED_S = 5.0  # far beyond any wait here: a future still pending then is hang
 
 
 class Model:
-    """Doubles its input and remembers how many rows each call had."""
+    """Doubles its input and remembers how many rows each call had.
 
-    def __init__(self) -> None:
+    ``first``, when given, sees each call's rows before the model does: it
+    may block (a slow model) or raise (a broken one).
+    """
+
+    def __init__(self, first: Callable[[Rows], None] | None = None) -> None:
         self.calls: list[int] = []
+        self.first = first
 
     def served(self) -> ServedModel:
         return ServedModel(
@@ -43,6 +48,8 @@ class Model:
 
     def predict(self, rows: Rows) -> np.ndarray:
         assert rows.matrix is not None
+        if self.first is not None:
+            self.first(rows)
         self.calls.append(rows.count)
         return rows.matrix[:, 0] * 2
 
@@ -173,16 +180,14 @@ async def test_a_job_queued_after_its_thread_closed_gets_an_error_instead_of_han
 
 
 async def test_jobs_queued_while_the_thread_predicts_go_together_in_the_next_call() -> None:
-    model = Model()
     started, release = threading.Event(), threading.Event()
-    plain = model.predict
 
-    def slow(rows: Rows) -> np.ndarray:
+    def slow(rows: Rows) -> None:
+        del rows
         started.set()
         release.wait(SETTLED_S)
-        return plain(rows)
 
-    model.predict = slow  # type: ignore[method-assign]
+    model = Model(first=slow)
     queue = batcher(model, inline=False)
     first = job(1)
     queue.submit(first)
@@ -253,16 +258,13 @@ async def test_each_batch_waits_for_its_own_deadline() -> None:
 
 
 async def test_when_a_merged_call_raises_only_the_culprit_fails() -> None:
-    model = Model()
-    plain = model.predict
 
-    def refuses_13(rows: Rows) -> np.ndarray:
+    def refuses_13(rows: Rows) -> None:
         assert rows.matrix is not None
         if (rows.matrix == 13).any():
             raise ValueError("13 is refused")
-        return plain(rows)
 
-    model.predict = refuses_13  # type: ignore[method-assign]
+    model = Model(first=refuses_13)
     queue = batcher(model)
     good, culprit, other = job(1), job(13), job(2)
     for each in (good, culprit, other):
@@ -306,12 +308,12 @@ async def test_answered_gets_each_call_once_answered_and_its_failure_stops_nothi
 async def test_a_model_raising_what_a_future_cannot_hold_answers_an_error(
     inline: bool, raised: type[BaseException]
 ) -> None:
-    model = Model()
 
-    def breaks(rows: Rows) -> np.ndarray:
+    def breaks(rows: Rows) -> None:
+        del rows
         raise raised("odd")
 
-    model.predict = breaks  # type: ignore[method-assign]
+    model = Model(first=breaks)
     queue = batcher(model, inline=inline)
     jobs = [job(1), job(2)]
     for each in jobs:
