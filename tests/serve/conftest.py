@@ -210,6 +210,15 @@ async def logged_copies(
         await asyncio.sleep(0.05)
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Yield to the loop until ``condition`` holds (at most 10 s)."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
 def rows(*ids: float) -> list[dict[str, float]]:
     """v1 instances of the echo model, one per id."""
     return [{"id": float(i), "x": 0.5} for i in ids]

@@ -147,6 +147,24 @@ async def test_rows_wait_for_a_request_still_arriving_then_go_in_one_call() -> N
     await queue.close()
 
 
+async def test_rows_waiting_for_a_request_go_once_none_is_arriving() -> None:
+    model = Model()
+    arriving = [1]
+    queue = batcher(model, max_wait_s=600, arriving=lambda: arriving[0])
+    first = job(1)
+    queue.submit(first)
+    queue.arrivals_ended()  # told while one is still arriving: the rows keep waiting
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert first.future is not None
+    assert not first.future.done()
+    arriving[0] = 0  # that request was refused: it never comes to this queue
+    queue.arrivals_ended()
+    assert await answers([first]) == [2]
+    assert model.calls == [1]
+    await queue.close()
+
+
 async def test_close_predicts_what_waits_without_waiting_for_more() -> None:
     model = Model()
     queue = batcher(model, max_wait_s=600, arriving=lambda: 1)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
-from tests.serve.conftest import ListSink, client_for, logged_copies, rows, shadow_log
+from tests.serve.conftest import ListSink, client_for, logged_copies, rows, shadow_log, until
 
 from mlcycle.errors import ValidationFailed
 from mlcycle.serve import check_deployment
@@ -53,6 +54,39 @@ async def test_canary_splits_by_weight_and_sticks_by_key(workspace: Workspace, e
     assert shares["candidate"] > 0
     assert shares["stable"] > shares["candidate"] * 3
     assert by_row.status_code == 200
+
+
+async def test_rows_waiting_in_one_lane_go_when_the_last_arriving_request_takes_another(
+    workspace: Workspace, echo: str
+) -> None:
+    del echo
+    body_ends = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield b'{"instances": [{"id": 7.0, '
+        await body_ends.wait()
+        yield b'"x": 0.5}]}'
+
+    async with client_for(workspace, split("canary", sticky="user")) as (client, server):
+        stable = server.routes.answering[0]
+        users: dict[str, str] = {}  # a sticky key for each lane
+        for n in range(100):
+            users.setdefault(server.routes.choose(f"u{n}").variant.name, f"u{n}")
+        stable.queue.max_wait_s = 600  # only the other request's arrival lets the rows go
+        late = asyncio.create_task(
+            client.post(PREDICT, content=slow_body(), headers={"user": users["candidate"]})
+        )
+        await until(lambda: server.arriving == 1)
+        waiting = asyncio.create_task(
+            client.post(PREDICT, json={"instances": rows(3)}, headers={"user": users["stable"]})
+        )
+        await until(lambda: stable.queue.queued == 1)
+        await asyncio.sleep(0.05)
+        assert not waiting.done(), "a request is still arriving: the rows wait for it"
+        body_ends.set()
+        answers = await asyncio.wait_for(asyncio.gather(late, waiting), 30)
+    assert [a.headers["x-variant"] for a in answers] == ["candidate", "stable"]
+    assert [round(a.json()["predictions"][0]) for a in answers] == [1007, 3]
 
 
 async def test_ab_records_the_assignment_per_request(workspace: Workspace, echo: str) -> None:

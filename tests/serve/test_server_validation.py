@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import pickle
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
 import pytest
-from tests.serve.conftest import ListSink, client_for, rows
+from tests.serve.conftest import ListSink, client_for, rows, until
 from tests.serve.models import Planted, RaisesOnNegative
 
 from mlcycle.errors import Untrusted
@@ -170,6 +172,62 @@ async def test_a_wrong_or_missing_token_is_401_but_health_is_open(
     assert wrong.status_code == 401
     assert right.status_code == 200
     assert live.status_code == 200
+
+
+V2_ROW = {
+    "inputs": [
+        {"name": "id", "shape": [1], "datatype": "FP64", "data": [1.0]},
+        {"name": "x", "shape": [1], "datatype": "FP64", "data": [0.5]},
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        (PREDICT, {"instances": [{"id": "seven", "x": 1.0}]}, 422),  # against the signature
+        ("/v2/models/echo/versions/9/infer", V2_ROW, 404),  # no such version
+        ("/v2/models/echo/infer", {"inputs": "none"}, 400),  # before it reached the model
+    ],
+    ids=["wrong type", "unknown version", "malformed tensors"],
+)
+async def test_a_refused_request_stops_counting_as_in_flight_and_arriving(
+    workspace: Workspace, echo: str, path: str, body: object, status: int
+) -> None:
+    # A request still counted as arriving makes every later batch wait for it
+    # (serve.max_batch_wait_ms): a refusal must end its count as an answer does.
+    async with client_for(workspace, echo) as (client, server):
+        refused = await client.post(path, json=body)
+        fine = await client.post("/v2/models/echo/infer", json=V2_ROW)
+        counts = (server.inflight, server.arriving)
+    assert (refused.status_code, fine.status_code) == (status, 200)
+    assert counts == (0, 0)
+
+
+async def test_rows_waiting_for_a_request_go_when_it_is_refused(
+    workspace: Workspace, echo: str
+) -> None:
+    body_ends = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield b'{"instances": [{"id": "seven", '
+        await body_ends.wait()
+        yield b'"x": 1.0}]}'
+
+    async with client_for(workspace, echo) as (client, server):
+        [lane] = server.routes.answering
+        lane.queue.max_wait_s = 600  # only the refusal, not the wait's end, lets the rows go
+        headers = {"content-type": "application/json"}
+        refused = asyncio.create_task(client.post(PREDICT, content=slow_body(), headers=headers))
+        await until(lambda: server.arriving == 1)
+        waiting = asyncio.create_task(client.post(PREDICT, json={"instances": rows(3)}))
+        await until(lambda: lane.queue.queued == 1)
+        await asyncio.sleep(0.05)
+        assert not waiting.done(), "a request is still arriving: the rows wait for it"
+        body_ends.set()
+        answers = await asyncio.wait_for(asyncio.gather(refused, waiting), 30)
+    assert [answer.status_code for answer in answers] == [422, 200]
+    assert answers[1].json()["predictions"] == [3.0]
 
 
 async def test_a_model_that_raises_answers_500_with_an_id_in_the_log(

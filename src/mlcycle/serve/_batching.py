@@ -140,6 +140,11 @@ class Batcher:
         self._queued_rows += job.rows.count
         self._schedule()
 
+    def arrivals_ended(self) -> None:
+        """No request is being read any more: rows waiting for more see whether they can go."""
+        if isinstance(self._flushing, asyncio.TimerHandle):
+            self._schedule()
+
     @property
     def queued(self) -> int:
         """Jobs waiting for a predict call."""

@@ -189,10 +189,10 @@ class ModelServer:
         self.arriving += 1
 
     def release(self, *, arrived: bool) -> None:
-        """Count a request out; ``arrived`` when it never reached a batcher."""
+        """Count a request out; ``arrived`` when it never reached ``predict`` (it failed before)."""
         self.inflight -= 1
         if arrived:
-            self.arriving -= 1
+            self._arrived(None)
 
     async def predict(
         self,
@@ -205,20 +205,26 @@ class ModelServer:
     ) -> Answer:
         """Route, check and queue one request's rows; its answer when predicted.
 
-        The caller has ``admit``-ted the request; its arriving count ends here.
+        The caller has ``admit``-ted the request; its arriving count ends here,
+        whether its rows were queued or refused (an unknown version, rows that
+        do not fit the model's signature).
         """
-        routes = self.routes
-        lane = routes.choose(key) if version is None else routes.for_version(version)
-        rows = decode(lane.model.schema)
-        job = Job(
-            rows=rows,
-            request_id=request_id,
-            arrived=arrived,
-            time=self._time(),
-            future=asyncio.get_running_loop().create_future(),
-        )
-        lane.queue.submit(job)
-        self.arriving -= 1
+        queued: Lane[Batcher] | None = None
+        try:
+            routes = self.routes
+            lane = routes.choose(key) if version is None else routes.for_version(version)
+            rows = decode(lane.model.schema)
+            job = Job(
+                rows=rows,
+                request_id=request_id,
+                arrived=arrived,
+                time=self._time(),
+                future=asyncio.get_running_loop().create_future(),
+            )
+            lane.queue.submit(job)
+            queued = lane
+        finally:
+            self._arrived(queued)
         assert job.future is not None, "a request's job always has a future"
         outputs = await job.future
         lane.metrics.latency.observe(time.perf_counter() - arrived)
@@ -226,6 +232,23 @@ class ModelServer:
             # Runs once this request's task yields, which is after its answer is written.
             asyncio.get_running_loop().call_soon(self._copy, others, decode, job)
         return Answer(outputs=outputs, lane=lane, request_id=request_id)
+
+    def _arrived(self, queued: Lane[Batcher] | None) -> None:
+        """A request stopped arriving (its rows ``queued`` in that lane, or refused).
+
+        When it was the last one arriving, rows waiting for more in another
+        lane (or in any, when it was refused) have nothing left to wait for:
+        they go now, not when their wait ends.
+        """
+        self.arriving -= 1
+        routes = self._routes
+        if self.arriving or routes is None:
+            return
+        if queued is not None and len(routes.answering) == 1:
+            return  # the common case: its own lane flushes soon anyway
+        for lane in routes.answering:
+            if lane is not queued:
+                lane.queue.arrivals_ended()
 
     def count(self, lane: Lane[Batcher] | None, status: int) -> None:
         """Count an answered request under its lane (``None``: it never reached one)."""
