@@ -14,6 +14,7 @@ import collections
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,7 +22,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,29 @@ def pooled_latency(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             if seen >= rank:
                 pooled.setdefault(f"p{percentile}_s", value / 1e6)
     return pooled
+
+
+def ratio_interval(
+    top: Sequence[Mapping[str, Any]],
+    bottom: Sequence[Mapping[str, Any]],
+    statistic: Callable[[Sequence[Mapping[str, Any]]], float],
+    *,
+    resamples: int = 400,
+    seed: int = 6,
+) -> list[float]:
+    """The 95 % interval of ``statistic(top) / statistic(bottom)`` over resamples of the runs.
+
+    Each resample draws as many runs as there are from each side, with
+    replacement (a bootstrap over runs: the runs, not the requests, are what
+    the machine's drift moves). Where the interval spans a goal, one
+    benchmark run cannot decide it.
+    """
+    draw = random.Random(seed)
+    ratios = sorted(
+        statistic(draw.choices(top, k=len(top))) / statistic(draw.choices(bottom, k=len(bottom)))
+        for _ in range(resamples)
+    )
+    return [ratios[int(0.025 * (resamples - 1))], ratios[int(0.975 * (resamples - 1))]]
 
 
 def free_port() -> int:

@@ -115,6 +115,7 @@ def shadow_goals(shadow: dict[str, Any]) -> dict[str, Any]:
     p99 = None
     if shadowed and "without_pooled" in shadow:
         p99 = ratio(shadowed["pooled"]["p99_s"], shadow["without_pooled"]["p99_s"])
+    intervals = shadow.get("intervals", {})
     return {
         "shadow_median": {
             "label": (
@@ -122,6 +123,7 @@ def shadow_goals(shadow: dict[str, Any]) -> dict[str, Any]:
                 "at half the maximum rate"
             ),
             "value": median,
+            "interval": intervals.get("median"),
             "unit": "x",
             "goal": f"≤ {SHADOW_MEDIAN_GOAL:.2f}x",
             "verdict": verdict(median, at_most=SHADOW_MEDIAN_GOAL),
@@ -132,6 +134,7 @@ def shadow_goals(shadow: dict[str, Any]) -> dict[str, Any]:
                 "without), at half the maximum rate"
             ),
             "value": p99,
+            "interval": intervals.get("p99"),
             "unit": "x",
             "goal": f"≤ {SHADOW_P99_GOAL:.2f}x",
             "verdict": verdict(p99, at_most=SHADOW_P99_GOAL),
@@ -353,6 +356,12 @@ def print_shadow(shadow: dict[str, Any]) -> None:
             "a request waits mostly in the queue, and a few percent more work per request makes "
             "the wait much longer: the ratios below then read the queue, not the shadow.\n"
         )
+    if shadow.get("intervals"):
+        print(
+            "The shadow goals' 95 % intervals (in the goals' table) come from 400 resamples of "
+            "the runs, drawn with replacement on each side: where an interval spans the goal, "
+            "this run cannot decide it either way.\n"
+        )
     floor = noise_floor(shadow)
     if floor:
         print(
@@ -409,6 +418,9 @@ def shown(goal: dict[str, Any]) -> str:
     if value is None:
         return "-"
     if goal["unit"] == "x":
+        interval = goal.get("interval")
+        if interval:
+            return f"{value:,.2f}x (95 % interval {interval[0]:.2f} to {interval[1]:.2f}x)"
         return f"{value:,.2f}x"
     if goal["unit"] == "s":
         return f"{value:.2f} s"

@@ -33,7 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from _serving_load import (  # noqa: E402
     Server,
     free_port,
     pooled_latency,
+    ratio_interval,
     run_wrk,
     running,
     scrape,
@@ -649,9 +650,14 @@ def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[st
                         counted = copies(before, scrape(metrics), figures["requests"])
                         moved = {key: moved[key] + counted[key] for key in moved}
             results["paced"] = {label: spread(runs) for label, runs in paced.items()}
-            results["without_pooled"] = pooled_latency(
-                paced[SINGLE_DEPLOYMENT] + paced[CONTROL_DEPLOYMENT]
-            )
+            without = paced[SINGLE_DEPLOYMENT] + paced[CONTROL_DEPLOYMENT]
+            results["without_pooled"] = pooled_latency(without)
+            results["intervals"] = {
+                "median": ratio_interval(paced[SHADOW_DEPLOYMENT], without, median_of_runs),
+                "p99": ratio_interval(
+                    paced[SHADOW_DEPLOYMENT], without, lambda runs: pooled_latency(runs)["p99_s"]
+                ),
+            }
             results["copies"] = moved
             with_shadow(setup, server, metrics, shadowed=True)
             results["overload"] = overload(endpoint, metrics, workload)
@@ -659,6 +665,11 @@ def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[st
             log(f"shadow: {error}")
             return {**results, "error": last_line(error)}
     return results
+
+
+def median_of_runs(runs: Sequence[Mapping[str, Any]]) -> float:
+    """The median of the runs' median latencies (the shadow's median goal, as ``shadow_goals``)."""
+    return statistics.median(run["p50_s"] for run in runs)
 
 
 def with_shadow(setup: Setup, server: Server, metrics_url: str, *, shadowed: bool) -> None:

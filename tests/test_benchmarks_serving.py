@@ -104,6 +104,10 @@ def test_the_serving_benchmark_reports_every_figure() -> None:
     for pooled in [shadow["without_pooled"], *(p["pooled"] for p in shadow["paced"].values())]:
         assert pooled["requests"] > 0, pooled  # every request of the runs, from wrk's histogram
         assert 0 < pooled["p50_s"] <= pooled["p99_s"], pooled
+    intervals = shadow["intervals"]  # the ratios over resamples of the runs
+    assert set(intervals) == {"median", "p99"}
+    assert all(0 < low <= high for low, high in intervals.values()), intervals
+    assert "come from 400 resamples of the runs" in done.stdout
     assert set(shadow["noise_floor"]) == {"median", "p99"}  # the control's ratios
     assert all(value > 0 for value in shadow["noise_floor"].values())
     assert "Noise floor: bench-single-again is the same server without a shadow" in done.stdout
@@ -121,5 +125,7 @@ def test_the_serving_benchmark_reports_every_figure() -> None:
     assert set(goals) == GOALS
     assert goals["throughput_v2_w1"]["verdict"] == "n/a"  # no MLflow in this run
     assert goals["plumbing_w1"]["verdict"] in {"PASS", "MISS"}
+    assert goals["shadow_median"]["interval"] == intervals["median"]
+    assert goals["shadow_p99"]["interval"] == intervals["p99"]
     assert {goal["verdict"] for goal in goals.values()} <= {"PASS", "MISS", "n/a"}
     assert "| goal | figure | goal |  |" in done.stdout
