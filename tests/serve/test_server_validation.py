@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 from tests.serve.conftest import ListSink, client_for, rows, until
-from tests.serve.models import Planted, RaisesOnNegative
+from tests.serve.models import FirstOnly, Planted, RaisesOnNegative
 
 from mlcycle.errors import Untrusted
 from mlcycle.serve import load_model
@@ -258,6 +258,29 @@ async def test_a_model_that_raises_answers_500_with_an_id_in_the_log(
     assert failed.error.startswith(f"500: the model failed on this request (error id {error_id}")
     assert failed.request_ids == [bad.headers["x-request-id"]]
     assert (failed.model, failed.inputs, list(failed.outputs)) == ("", {}, [])
+
+
+async def test_a_model_that_miscounts_its_outputs_never_hands_a_request_others_rows(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        home=tmp_path, actor="ana", registry=RegistrySettings(trusted_publishers=("ana",))
+    )
+    with Workspace.open(settings) as workspace:
+        import pandas as pd
+
+        example = pd.DataFrame({"id": [1.0, 2.0]})
+        workspace.registry.register("first", FirstOnly(), input_example=example, flavor="pyfunc")
+        path = "/v1/models/first:predict"
+        async with client_for(workspace, "models:/first/1", max_batch_wait_ms=50) as (client, _):
+            singles = await asyncio.gather(
+                *(client.post(path, json={"instances": [{"id": float(n)}]}) for n in range(1, 5))
+            )
+            pair = await client.post(path, json={"instances": [{"id": 7.0}, {"id": 8.0}]})
+    # Merged, the model answers one row for four: each request is predicted again alone.
+    assert [answer.json()["predictions"] for answer in singles] == [[1.0], [2.0], [3.0], [4.0]]
+    assert pair.status_code == 500
+    assert "error id" in pair.json()["error"]
 
 
 def test_a_planted_pickle_is_refused_and_never_runs(tmp_path: Path) -> None:

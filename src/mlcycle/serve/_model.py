@@ -75,7 +75,7 @@ def _onnx_predict(loaded: LoadedModel, schema: Schema) -> Callable[[Rows], np.nd
         def predict_matrix(rows: Rows) -> np.ndarray:
             assert rows.matrix is not None, "numeric schemas always build a matrix"
             matrix = rows.matrix if dtype is np.float64 else rows.matrix.astype(dtype)
-            return _flat(session.run([wanted], {feed: matrix})[0])
+            return _one_per_row(_flat(session.run([wanted], {feed: matrix})[0]), rows)
 
         return predict_matrix
     types = {spec.name: _ONNX_TYPES.get(spec.type, object) for spec in inputs}
@@ -85,7 +85,7 @@ def _onnx_predict(loaded: LoadedModel, schema: Schema) -> Callable[[Rows], np.nd
             name: rows.columns[name].astype(dtype, copy=False).reshape(-1, 1)
             for name, dtype in types.items()
         }
-        return _flat(session.run([wanted], feeds)[0])
+        return _one_per_row(_flat(session.run([wanted], feeds)[0]), rows)
 
     return predict_columns
 
@@ -100,9 +100,26 @@ def _native_predict(loaded: LoadedModel) -> Callable[[Rows], np.ndarray]:
         for name in integers:
             if not frame[name].isna().any():
                 frame[name] = frame[name].astype(np.int64)
-        return np.asarray(loaded.predict(frame))
+        return _one_per_row(np.asarray(loaded.predict(frame)), rows)
 
     return predict_frame
+
+
+def _one_per_row(predictions: np.ndarray, rows: Rows) -> np.ndarray:
+    """``predictions``, when the model gave one per row; else the error that says so.
+
+    Outputs are handed back to the requests of a batch by position: a model
+    returning fewer or more would hand some requests others' predictions, or
+    none. The batcher then predicts each request alone, so only one whose own
+    rows the model miscounts gets the error (a 500 with an error id).
+    """
+    count = len(predictions) if predictions.ndim else 1
+    if count != rows.count:
+        raise RuntimeError(
+            f"the model returned {count} predictions for {rows.count} rows; a model must "
+            "return one prediction (or one row of outputs) per input row"
+        )
+    return predictions
 
 
 def _flat(prediction: np.ndarray) -> np.ndarray:
