@@ -24,6 +24,7 @@ from mlcycle.serve import (
     read_predictions,
     to_record_batch,
 )
+from mlcycle.serve._predlog import FAILED_SUFFIX
 from mlcycle.serve._segments import SUFFIX, Segment
 from mlcycle.store import LocalArtifactStore
 
@@ -238,6 +239,65 @@ def test_outputs_of_every_kind_are_stored(
     assert outputs("labels") == ["rain", "sun"]
     assert outputs("multi") == [[1.0, 2.0], [3.0, 4.0]]
     assert outputs("counts") == [3.0, 4.0]
+
+
+def test_a_batch_that_cannot_be_written_is_lost_alone_and_flush_still_returns(
+    log: PredictionLog, spool: Path, tables: LocalArtifactStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = _replace(_batch(10), outputs=np.array([1.0]))  # one output for its two rows
+    log.append(_batch(0))
+    log.append(broken)
+    log.append(_batch(2))
+    flushed = threading.Thread(target=log.flush, kwargs={"timeout_s": 600})
+    flushed.start()
+    flushed.join(60)
+    assert not flushed.is_alive(), "flush waits for a write that failed"
+    log.append(_batch(4))
+    log.flush()
+    assert sorted(_read(spool, tables).column("request_id").to_pylist()) == [
+        "r0",
+        "r1",
+        "r2",
+        "r3",
+        "r4",
+        "r5",
+    ]
+    assert "rows of deployment bike-demand (requests r10, r11) could not be written" in caplog.text
+
+
+@pytest.mark.parametrize("first", ["missing", "named"])
+def test_a_string_feature_missing_in_every_row_of_a_flush_stays_a_string(
+    log: PredictionLog, spool: Path, tables: LocalArtifactStore, first: str
+) -> None:
+    missing = _replace(_batch(0), inputs={"city": np.array([None, None], dtype=object)})
+    named = _replace(_batch(2), inputs={"city": np.array(["oslo", "rome"], dtype=object)})
+    for batch in [missing, named] if first == "missing" else [named, missing]:
+        log.append(batch)
+        log.flush()  # each in a flush, a segment and a rollover of its own
+    log.close()
+    read = _read(spool, tables)
+    assert sorted(read.column("inputs").combine_chunks().field("city").to_pylist(), key=str) == [
+        None,
+        None,
+        "oslo",
+        "rome",
+    ]
+    assert not _segments(spool)
+
+
+def test_a_segment_the_table_refuses_is_kept_aside_and_the_log_still_opens(
+    spool: Path, tables: LocalArtifactStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = PredictionLog(spool_dir=spool, tables=tables)
+    log.append(_batch(0))  # numbers out
+    log.flush()
+    log.append(_replace(_batch(2), outputs=["rain", "sun"]))  # then labels: a new model kind
+    log.close()  # the table takes the numbers and refuses the labels
+    [kept] = spool.glob(f"*/*{FAILED_SUFFIX}")
+    assert "could not be added to the table of deployment bike-demand and was kept" in caplog.text
+    PredictionLog(spool_dir=spool, tables=tables).close()  # opens, and leaves it aside
+    assert kept.exists()
+    assert sorted(_read(spool, tables).column("request_id").to_pylist()) == ["r0", "r1"]
 
 
 def _replace(batch: PredictionBatch, **changes: object) -> PredictionBatch:

@@ -97,3 +97,22 @@ def test_several_processes_append_to_one_table(tmp_path: Path) -> None:
         assert child.returncode == 0, out
     ids = _ids(tmp_path, "bike-demand")
     assert len(ids) == 3 * 150 * 2
+
+
+def test_rows_logged_after_a_write_failed_part_way_are_kept(tmp_path: Path) -> None:
+    child = Path(__file__).with_name("predlog_full_disk_child.py")
+    done = subprocess.run(
+        [sys.executable, str(child), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1000 rows of deployment bikes (requests r1000, r1001" in done.stderr
+    assert "could not be written and are lost" in done.stderr
+    tables = LocalArtifactStore(root=tmp_path / "tables")
+    logged = read_predictions(spool_dir=tmp_path / "spool", tables=tables, deployment="bikes")
+    ids = set(logged.column("request_id").to_pylist())
+    assert ids == {f"r{n}" for n in [*range(10), *range(5000, 5010)]}  # the torn batch alone lost
+    assert not list((tmp_path / "spool").glob("*/*.arrows"))

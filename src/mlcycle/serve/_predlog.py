@@ -71,6 +71,8 @@ __all__ = [
 _log = logging.getLogger("mlcycle.serve.predlog")
 _COMMIT_RETRIES = 20
 _PARTITION = "date"
+FAILED_SUFFIX = ".failed"
+"""A segment the Delta table refused is kept under this suffix (``recover``)."""
 _ROLL_NICE = 10
 """The roller thread's nice value: below the requests, yet never starved (as idle would be)."""
 
@@ -146,7 +148,11 @@ class PredictionLog:
         self._appended += 1
 
     def flush(self, timeout_s: float = 60.0) -> None:
-        """Wait until every batch appended so far is durable in a segment."""
+        """Wait until the writer is done with every batch appended so far.
+
+        Each is durable in a segment then, or was lost with an error in the
+        log (``_write_pending``).
+        """
         target = self._appended
         self._wake.set()
         with self._written:
@@ -169,13 +175,32 @@ class PredictionLog:
         self.recover()
 
     def recover(self) -> int:
-        """Roll over the segments of dead processes; returns how many rows they held."""
+        """Roll over the segments of dead processes; returns how many rows they held.
+
+        A segment the table refuses (its columns' types conflict with the
+        table's) is renamed to ``*.failed`` beside the spool's segments, with
+        an error in the log, so it no longer stops every log from opening.
+        """
         rows = 0
         with claim_orphans(self.spool_dir) as orphans:
             for path, _lock in orphans:
                 table = read_segment(path)
                 if table is not None:
-                    self._commit(path.parent.name, path.stem, table)
+                    try:
+                        self._commit(path.parent.name, path.stem, table)
+                    except Exception as exc:  # noqa: BLE001  (logged; the file is kept aside)
+                        kept = path.with_suffix(FAILED_SUFFIX)
+                        path.rename(kept)
+                        _log.error(
+                            "prediction log: segment %s (%d rows) could not be added to the "
+                            "table of deployment %s and was kept as %s: %s",
+                            path.name,
+                            table.num_rows,
+                            path.parent.name,
+                            kept,
+                            exc,
+                        )
+                        continue
                     rows += table.num_rows
                 path.unlink(missing_ok=True)
         return rows
@@ -197,34 +222,77 @@ class PredictionLog:
             _log.exception("prediction log writer failed; its segments stay in the spool")
 
     def _write_pending(self) -> None:
+        """Write and sync what is queued; the writer is done with it even when that fails.
+
+        Batches of one deployment, features and outcome go in one record
+        batch; a group that cannot be written goes batch by batch, so only a
+        batch that cannot be written at all (its values do not fit its
+        group's, a full disk) is lost, with an error naming it.
+        """
         taken: list[PredictionBatch] = []
         while self._pending:
             taken.append(self._pending.popleft())
-        groups: dict[tuple[str, tuple[str, ...], bool], list[PredictionBatch]] = {}
-        for batch in taken:
-            group = (batch.deployment, tuple(batch.inputs), batch.error is not None)
-            groups.setdefault(group, []).append(batch)
-        touched = []
-        for (deployment, _features, _failed), batches in groups.items():
+        try:
+            groups: dict[tuple[str, tuple[str, ...], bool], list[PredictionBatch]] = {}
+            for batch in taken:
+                group = (batch.deployment, tuple(batch.inputs), batch.error is not None)
+                groups.setdefault(group, []).append(batch)
+            touched: dict[int, Segment] = {}
+            for batches in groups.values():
+                self._write_group(batches, touched)
+            for segment in touched.values():
+                segment.sync()
+        finally:
+            with self._written:
+                self._durable += len(taken)
+                self._written.notify_all()
+
+    def _write_group(self, batches: list[PredictionBatch], touched: dict[int, Segment]) -> None:
+        try:
             record = to_record_batch(batches)
-            key = (deployment, record.schema)
+            key = (batches[0].deployment, record.schema)
             segment = self._segments.get(key)
             if segment is None:
-                folder = self.spool_dir / check_deployment_name(deployment)
+                folder = self.spool_dir / check_deployment_name(key[0])
                 segment = self._segments[key] = Segment(folder, record.schema)
-            segment.write(record)
-            touched.append(segment)
-        for segment in touched:
-            segment.sync()
-        with self._written:
-            self._durable += len(taken)
-            self._written.notify_all()
+            try:
+                segment.write(record)
+            except Exception:
+                self._retire(key)  # its end may be torn: later rows go to a new segment
+                raise
+            touched[id(segment)] = segment
+        except Exception as exc:  # noqa: BLE001  (logged; its neighbours are still written)
+            if len(batches) > 1:
+                for batch in batches:
+                    self._write_group([batch], touched)
+                return
+            [batch] = batches
+            _log.error(
+                "prediction log: %d rows of deployment %s (requests %s) could not be "
+                "written and are lost: %s",
+                len(batch.request_ids),
+                batch.deployment,
+                ", ".join(sorted(set(batch.request_ids))[:5]),
+                exc,
+                exc_info=exc,
+            )
 
     def _roll_due(self) -> None:
         now = time.monotonic()
         for key, segment in list(self._segments.items()):
             if segment.size >= self.roll_bytes or now - segment.opened >= self.roll_age_s:
                 self._roll(key)
+
+    def _retire(self, key: tuple[str, pa.Schema]) -> None:
+        """Hand a segment whose last write failed to the roller as it is.
+
+        ``read_segment`` keeps its complete record batches and drops a torn
+        end; rows written after a torn message would be dropped with it.
+        """
+        segment = self._segments.pop(key)
+        with contextlib.suppress(OSError):
+            segment.sync()
+        self._rolls.put((key[0], segment))
 
     def _roll(self, key: tuple[str, pa.Schema]) -> None:
         """End a segment (new rows go to a new one) and queue it for the roller thread."""
@@ -310,6 +378,10 @@ def _column(chunks: Sequence[Any]) -> pa.Array:  # Any: each chunk a sequence or
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         array = pa.array([None if v is None else str(v) for v in values], pa.string())
     kind = array.type
+    if pa.types.is_null(kind) and all(
+        isinstance(chunk, np.ndarray) and chunk.dtype == object for chunk in chunks
+    ):  # a string (or category) feature missing in every row of these batches
+        return array.cast(pa.string())
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind):
         return array.cast(pa.float64())
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
@@ -452,7 +524,13 @@ def logged_request_ids(
 
     wanted = pc.field("request_id").isin(ids)
     parts: list[pa.Table] = []
-    pending = {path.stem: path for path in _segment_paths(spool_dir, deployment)}
+    # The segments before the table: one rolled over in between is then in the table read
+    # after (and skipped here), never in neither.
+    pending: dict[str, pa.Table] = {}
+    for path in _segment_paths(spool_dir, deployment):
+        found = read_segment(path)
+        if found is not None:
+            pending[path.stem] = found.select(_id_columns(found.schema)).filter(wanted)
     try:
         delta = DeltaTable(
             tables.table_uri(log_table_name(deployment)),
@@ -464,10 +542,7 @@ def logged_request_ids(
         dataset = delta.to_pyarrow_dataset()
         parts.append(dataset.to_table(columns=_id_columns(dataset.schema), filter=wanted))
         pending = {k: v for k, v in pending.items() if not delta.transaction_version(k)}
-    for path in pending.values():
-        found = read_segment(path)
-        if found is not None:
-            parts.append(found.select(_id_columns(found.schema)).filter(wanted))
+    parts.extend(pending.values())
     known: set[str] = set()
     for part in parts:
         answered = (
