@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sys
@@ -24,7 +25,8 @@ from mlcycle.serve import (
     read_predictions,
     to_record_batch,
 )
-from mlcycle.serve._predlog import FAILED_SUFFIX
+from mlcycle.serve import _predlog as predlog
+from mlcycle.serve._predlog import FAILED_SUFFIX, logged_request_ids
 from mlcycle.serve._segments import SUFFIX, Segment
 from mlcycle.store import LocalArtifactStore
 
@@ -298,6 +300,53 @@ def test_a_segment_the_table_refuses_is_kept_aside_and_the_log_still_opens(
     PredictionLog(spool_dir=spool, tables=tables).close()  # opens, and leaves it aside
     assert kept.exists()
     assert sorted(_read(spool, tables).column("request_id").to_pylist()) == ["r0", "r1"]
+
+
+def test_a_segment_being_created_is_never_taken_for_an_orphan(
+    spool: Path, tables: LocalArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = PredictionLog(spool_dir=spool, tables=tables)  # another process, starting up
+    real_flock = fcntl.flock
+    recovered: list[int] = []
+
+    def flock(descriptor: int, operation: int) -> None:
+        if operation == fcntl.LOCK_EX and not recovered:  # the new segment's lock, not yet taken
+            recovered.append(other.recover())
+        real_flock(descriptor, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    log = PredictionLog(spool_dir=spool, tables=tables)
+    log.append(_batch(0))
+    log.flush()
+    monkeypatch.setattr(fcntl, "flock", real_flock)
+    assert recovered == [0]
+    other.recover()  # the live segment is locked: left to its writer
+    log.append(_batch(2))
+    log.close()
+    other.close()
+    assert sorted(_read(spool, tables).column("request_id").to_pylist()) == ["r0", "r1", "r2", "r3"]
+
+
+def test_ids_rolled_over_while_they_are_looked_up_are_still_found(
+    spool: Path, tables: LocalArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = PredictionLog(spool_dir=spool, tables=tables)
+    first.append(_batch(100))
+    first.close()  # the table exists
+    log = PredictionLog(spool_dir=spool, tables=tables)
+    log.append(_batch(0))
+    log.flush()
+    real_read = predlog.read_segment
+
+    def read_segment(path: Path) -> pa.Table | None:
+        log.close()  # its roller adds the segment to the table and deletes it right now
+        return real_read(path)
+
+    monkeypatch.setattr(predlog, "read_segment", read_segment)
+    known = logged_request_ids(
+        spool_dir=spool, tables=tables, deployment="bike-demand", ids=pa.array(["r0", "r1"])
+    )
+    assert known == {"r0", "r1"}
 
 
 def _replace(batch: PredictionBatch, **changes: object) -> PredictionBatch:

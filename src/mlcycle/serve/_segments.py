@@ -37,8 +37,12 @@ class Segment:
         self.opened = time.monotonic()
         self.schema = schema
         self.rows = 0
-        self._file: BinaryIO = self.path.open("xb")  # holds the lock; fsyncs
+        # Locked under a name no other process looks for, then renamed: created under its
+        # own name, it could be taken for an orphan (unlocked) before its lock was taken.
+        hidden = folder / f".{self.path.name}.new"
+        self._file: BinaryIO = hidden.open("xb")  # holds the lock; fsyncs
         fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+        hidden.rename(self.path)
         # The stream writes through Arrow's own file, so a batch is written without the GIL:
         # through a Python file object, every buffer took it, stalling the serving loop.
         self._stream = pa.OSFile(str(self.path), "ab")
