@@ -12,7 +12,14 @@ import pandas as pd
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
-from tests.serve.conftest import ListSink, client_for, logged_copies, serve_settings, shadow_log
+from tests.serve.conftest import (
+    ListSink,
+    client_for,
+    logged_copies,
+    serve_settings,
+    shadow_log,
+    until,
+)
 from tests.serve.models import Pid, Slow
 from tests.serve.test_server_log import running
 
@@ -245,3 +252,56 @@ async def test_copies_go_to_the_process_only_in_an_idle_moment(
     finally:
         await shadow.close()
     assert predicted[:6] == [f"r{n}" for n in range(6)]
+
+
+async def test_copies_of_a_replaced_pair_of_variants_reach_the_replaced_shadow(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        home=tmp_path,
+        actor="ana",
+        registry=RegistrySettings(trusted_publishers=("ana",), guarded_aliases=()),
+    )
+    deployment = Deployment(
+        name="bikes",
+        policy="shadow",
+        variants=(
+            Variant("live", "slow@production"),
+            Variant("dark", "slow@production", shadow=True),
+        ),
+    )
+    answered: list[str] = []
+    with Workspace.open(settings) as workspace:
+        example = pd.DataFrame({"id": [1.0, 2.0]})
+        for _ in range(2):
+            workspace.registry.register("slow", Slow(0.3), input_example=example, flavor="pyfunc")
+        workspace.registry.promote("slow", 1, to="production")
+        async with client_for(workspace, deployment) as (client, server):
+            sending = True
+
+            async def send(first: int) -> None:
+                n = first
+                while sending:
+                    answer = await client.post(PREDICT, json={"instances": [{"id": float(n)}]})
+                    assert answer.status_code == 200
+                    answered.append(answer.json()["request_id"])
+                    n += 1
+
+            senders = [asyncio.create_task(send(k * 10_000)) for k in range(3)]
+            await asyncio.sleep(1.0)
+            old = server.routes.shadows[0].queue
+            # Both variants follow the alias: the answering lane and the shadow retire together.
+            await asyncio.to_thread(workspace.registry.promote, "slow", 2, to="production")
+            await until(lambda: server.routes.shadows[0].queue is not old)
+            await asyncio.sleep(1.0)
+            sending = False
+            await asyncio.gather(*senders)
+            metrics = (await client.get("/metrics")).text
+        logged = {copy["request_id"] for copy in shadow_log(workspace)}
+    shed = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("mlcycle_serve_shed_total{") and 'reason="shadow"' in line
+    ]
+    assert sum(shed) == 0  # no copy was shed
+    assert [request for request in answered if request not in logged] == []

@@ -168,7 +168,7 @@ class ModelServer:
             self._follower.cancel()
             await asyncio.gather(self._follower, return_exceptions=True)
         if self._routes is not None:
-            await asyncio.gather(*(lane.queue.close() for lane in self._routes.lanes))
+            await _close_all(self._routes.lanes)
         await asyncio.gather(*self._retiring)
         if self.sink is not None:
             await asyncio.to_thread(self.sink.close)
@@ -563,11 +563,21 @@ def _prediction_batch(
 
 
 async def _close_all(lanes: Sequence[Lane[Any]]) -> None:
-    """Close every lane; one that fails to close is logged, the others still close."""
-    results = await asyncio.gather(*(lane.queue.close() for lane in lanes), return_exceptions=True)
-    for lane, result in zip(lanes, results, strict=True):
-        if isinstance(result, BaseException):
-            _log.error("closing variant %s failed: %r", lane.variant.name, result)
+    """Close every lane, answering ones first; one that fails to close is logged.
+
+    A closing shadow takes no more copies, so it closes once the answering
+    lanes have answered what they held: their last batches' copies still
+    reach it (a replaced pair of variants would shed them otherwise).
+    """
+    answering = [lane for lane in lanes if not lane.variant.shadow]
+    shadows = [lane for lane in lanes if lane.variant.shadow]
+    for group in (answering, shadows):
+        results = await asyncio.gather(
+            *(lane.queue.close() for lane in group), return_exceptions=True
+        )
+        for lane, result in zip(group, results, strict=True):
+            if isinstance(result, BaseException):
+                _log.error("closing variant %s failed: %r", lane.variant.name, result)
 
 
 def _observe_values(tag: _Tag, outputs: np.ndarray) -> None:
