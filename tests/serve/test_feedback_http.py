@@ -71,6 +71,7 @@ async def test_labels_for_answered_requests_are_stored_at_once(
         (b'{"labels": [{"request_id": 7, "label": 1}]}', 422, "request_id must be a non-empty"),
         (b'{"labels": [{"request_id": "a", "label": null}]}', 422, "a number or a string"),
         (b'{"labels": [{"request_id": "a", "label": 1, "row_index": -2}]}', 422, "row_index"),
+        (b'{"labels": [{"request_id": "a", "label": 1, "row_index": 2147483648}]}', 422, "0 to"),
         (b'{"labels": [{"request_id": "a", "label": 1}, {"request_id": "b", "label": "x"}]}',
          422, "mix numbers and strings"),
         (b'{"labels": "' + b"x" * 5000 + b'"}', 413, "over the limit of 4,096"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import pickle
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -65,6 +66,33 @@ async def test_too_many_rows_and_too_large_bodies(workspace: Workspace, echo: st
     assert zipped.status_code == 413
     assert "decompressed body" in zipped.json()["error"]
     assert fine.status_code == 200
+
+
+async def test_compressed_bodies_are_read_whole_or_refused(workspace: Workspace, echo: str) -> None:
+    body = orjson.dumps({"instances": rows(1)})
+    packed = gzip.compress(body)
+    half = len(body) // 2
+    gzip_headers = {"content-encoding": "gzip"}
+    async with client_for(workspace, echo, max_body_bytes=4096) as (client, _):
+        cut = await client.post(PREDICT, content=packed[:-8], headers=gzip_headers)
+        junk = await client.post(PREDICT, content=packed + b"junk", headers=gzip_headers)
+        members = gzip.compress(body[:half]) + gzip.compress(body[half:])  # concatenated files
+        two = await client.post(PREDICT, content=members, headers=gzip_headers)
+        bomb = gzip.compress(b" " * 3000) + gzip.compress(b" " * 3000)  # too large only together
+        large = await client.post(PREDICT, content=bomb, headers=gzip_headers)
+        deflated = zlib.compress(body) + b"more"
+        deflate = await client.post(
+            PREDICT, content=deflated, headers={"content-encoding": "deflate"}
+        )
+    assert cut.status_code == 400
+    assert "cut short" in cut.json()["error"]
+    assert junk.status_code == 400
+    assert "not valid gzip data" in junk.json()["error"]
+    assert two.status_code == 200
+    assert two.json()["predictions"] == [1.0]
+    assert large.status_code == 413
+    assert deflate.status_code == 400
+    assert "bytes after the end of its deflate data" in deflate.json()["error"]
 
 
 async def test_a_50_mb_body_is_refused_before_it_is_read(workspace: Workspace, echo: str) -> None:
@@ -202,6 +230,35 @@ async def test_a_refused_request_stops_counting_as_in_flight_and_arriving(
         counts = (server.inflight, server.arriving)
     assert (refused.status_code, fine.status_code) == (status, 200)
     assert counts == (0, 0)
+
+
+async def test_the_callers_request_id_is_kept_on_every_path(
+    workspace: Workspace, echo: str
+) -> None:
+    sink = ListSink()
+    async with client_for(workspace, echo, sink=sink, max_inflight=1) as (client, server):
+        fine = await client.post(
+            PREDICT, json={"instances": rows(1)}, headers=[(b"x-request-id", "café-1".encode())]
+        )
+        refused = await client.post(
+            PREDICT, json={"instances": [{"id": 1.0}]}, headers={"x-request-id": "client-2"}
+        )
+        server.admit()  # a request in flight: the limit (1) is reached
+        shed = await client.post(
+            PREDICT, json={"instances": rows(1)}, headers={"x-request-id": "client-3"}
+        )
+        server.release(arrived=True)
+        too_long = await client.post(
+            PREDICT, json={"instances": rows(1)}, headers={"x-request-id": "x" * 201}
+        )
+    assert fine.json()["request_id"] == "café-1"
+    assert [refused.status_code, shed.status_code, too_long.status_code] == [422, 503, 400]
+    assert refused.headers["x-request-id"] == "client-2"
+    assert shed.headers["x-request-id"] == "client-3"
+    assert "x-request-id is 201 characters long; give at most 200" in too_long.json()["error"]
+    logged = [batch.request_ids[0] for batch in sink.batches]
+    assert logged[:3] == ["café-1", "client-2", "client-3"]  # as labels will name them
+    assert logged[3] == too_long.headers["x-request-id"] != "x" * 201
 
 
 async def test_rows_waiting_for_a_request_go_when_it_is_refused(

@@ -22,6 +22,7 @@ import orjson
 from mlcycle.errors import MlcycleError, NotFound
 from mlcycle.ids import new_id
 from mlcycle.serve._errors import MalformedRequest, Overloaded, PayloadTooLarge, status_of
+from mlcycle.serve._feedback import MAX_REQUEST_ID
 from mlcycle.serve._server import Answer, ModelServer
 from mlcycle.serve._v2 import decode_inputs, encode_outputs
 
@@ -87,22 +88,23 @@ class PredictEndpoint:
             headers.get(b"authorization", b""), self.expected
         ):
             return unauthorized()
+        given = headers.get(b"x-request-id")
+        request_id = given.decode("utf-8", "replace") if given else server.new_request_id()
+        if len(request_id) > MAX_REQUEST_ID:
+            return _refused(
+                server,
+                400,
+                f"x-request-id is {len(request_id):,} characters long; give at most "
+                f"{MAX_REQUEST_ID} (labels name the prediction by it), or none to get one",
+                server.new_request_id(),
+                arrived,
+            )
         try:
             server.admit()
         except Overloaded as exc:
-            server.count(None, 503)
-            server.record_failure(
-                None,
-                request_id=server.new_request_id(),
-                status=503,
-                message=str(exc),
-                arrived=arrived,
-            )
-            return 503, error_body(str(exc)), [(b"retry-after", b"1")]
+            return _refused(server, 503, str(exc), request_id, arrived)
         lane: Lane[Batcher] | None = None
         reached = False
-        given = headers.get(b"x-request-id")
-        request_id = given.decode("latin-1") if given else server.new_request_id()
         try:
             params = scope["path_params"]
             if params["name"] != server.name:
@@ -159,6 +161,20 @@ class PredictEndpoint:
         server.count(lane, 200)
         extra.append((b"x-variant", lane.variant.name.encode()))
         return 200, content, extra
+
+
+def _refused(
+    server: ModelServer, status: int, message: str, request_id: str, arrived: float
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """A request refused before it was admitted (503: overloaded; 400: a bad request id)."""
+    server.count(None, status)
+    server.record_failure(
+        None, request_id=request_id, status=status, message=message, arrived=arrived
+    )
+    headers = [(b"x-request-id", request_id.encode())]
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
+    return status, error_body(message), headers
 
 
 def v1_codec() -> tuple[Decode, Render]:
@@ -256,14 +272,30 @@ async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
         raise MalformedRequest(
             f"unsupported Content-Encoding {encoding!r}; use gzip, deflate or none"
         )
-    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
-    try:
-        plain = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise MalformedRequest(f"the body is not valid {encoding} data: {exc}") from None
-    if len(plain) > limit:
-        raise PayloadTooLarge(_too_large(len(plain), limit, decompressed=True))
-    return plain
+    return _inflate(body, encoding, limit)
+
+
+def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """A gzip (of one member or several, as concatenated files are) or deflate body, whole."""
+    plain = b""
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+        try:
+            plain += inflater.decompress(rest, limit + 1 - len(plain))
+        except zlib.error as exc:
+            raise MalformedRequest(f"the body is not valid {encoding} data: {exc}") from None
+        if len(plain) > limit:
+            raise PayloadTooLarge(_too_large(len(plain), limit, decompressed=True))
+        if not inflater.eof:
+            raise MalformedRequest(
+                f"the body ends inside its {encoding} data: it was cut short; send all of it"
+            )
+        rest = inflater.unused_data
+        if not rest:
+            return plain
+        if encoding != "gzip":
+            raise MalformedRequest("the body has bytes after the end of its deflate data")
 
 
 def _too_large(size: int, limit: int, *, decompressed: bool = False) -> str:

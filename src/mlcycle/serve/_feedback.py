@@ -41,8 +41,11 @@ Label = tuple[str, Any] | tuple[str, int, Any]  # Any: a number or a string
 """``(request_id, label)``, or ``(request_id, row_index, label)`` for a row of a larger request."""
 
 _KEY = ["request_id", "row_index"]
+_MAX_ROW_INDEX = 2**31 - 1
+"""The largest row index a label can name (the log stores them as int32)."""
 _COMMIT_RETRIES = 20
-_MAX_ID = 200
+MAX_REQUEST_ID = 200
+"""The longest request id (characters) a label, and so a request's ``x-request-id``, may be."""
 _STORED = pa.schema(
     [
         pa.field("request_id", pa.string()),
@@ -321,14 +324,19 @@ def _one_label(position: int, item: object) -> tuple[str, int, Any]:  # Any: the
             f"{where} is {item!r}; give (request_id, label) or (request_id, row_index, label)"
         )
     request_id, row_index, value = (item[0], 0, item[1]) if len(item) == 2 else item
-    if not isinstance(request_id, str) or not request_id or len(request_id) > _MAX_ID:
+    if not isinstance(request_id, str) or not request_id or len(request_id) > MAX_REQUEST_ID:
         raise ValidationFailed(
-            f"{where}: request_id must be a non-empty string of at most {_MAX_ID} characters, "
-            f"not {request_id!r}; use the request_id a prediction answered with"
+            f"{where}: request_id must be a non-empty string of at most {MAX_REQUEST_ID} "
+            f"characters, not {request_id!r}; use the request_id a prediction answered with"
         )
-    if isinstance(row_index, bool) or not isinstance(row_index, int) or row_index < 0:
+    if (
+        isinstance(row_index, bool)
+        or not isinstance(row_index, int)
+        or not 0 <= row_index <= _MAX_ROW_INDEX
+    ):
         raise ValidationFailed(
-            f"{where} (request {request_id}): row_index must be an integer >= 0, not {row_index!r}"
+            f"{where} (request {request_id}): row_index must be an integer from 0 to "
+            f"{_MAX_ROW_INDEX:,} (the row's position in its request), not {row_index!r}"
         )
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValidationFailed(
