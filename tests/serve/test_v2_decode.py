@@ -90,6 +90,30 @@ def test_a_bool_tensor_takes_only_booleans() -> None:
     assert rows.count == 2
 
 
+@pytest.mark.parametrize(("datatype", "data"), [("BYTES", [["1", "2"]]), ("BOOL", [[True, False]])])
+def test_a_single_2d_tensor_must_be_of_numbers(datatype: str, data: Any) -> None:
+    request = {"inputs": [tensor("x", [1, 2], data, datatype)]}
+    with pytest.raises(ValidationFailed, match=f"must hold numbers, not {datatype}"):
+        decode_inputs(request, b"", SCHEMA)
+
+
+@pytest.mark.parametrize("kind", ["string", "category", "datetime"])
+def test_a_binary_number_tensor_is_refused_for_a_text_column(kind: str) -> None:
+    schema = Schema(inputs=(ColumnSpec("when", kind),), max_rows=10)  # type: ignore[arg-type]
+    request = {
+        "inputs": [
+            {
+                "name": "when",
+                "shape": [1],
+                "datatype": "INT64",
+                "parameters": {"binary_data_size": 8},
+            }
+        ]
+    }
+    with pytest.raises(ValidationFailed, match=r"column 'when': expected .*got a tensor of int64"):
+        decode_inputs(request, np.int64(7).tobytes(), schema)
+
+
 def test_a_numeric_onnx_model_is_answered_without_pandas(
     bike_models: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -358,6 +358,11 @@ def _check_array(spec: ColumnSpec, values: np.ndarray) -> np.ndarray:
         return column
     if spec.type == "bool" and values.dtype.kind != "b":
         raise ValidationFailed(f"column '{spec.name}': expected true or false, got {values.dtype}")
+    if spec.type != "bool" and values.dtype.kind != "O":
+        raise ValidationFailed(
+            f"column '{spec.name}': expected {_WORDS.get(spec.type, 'a string')} ({spec.type}), "
+            f"got a tensor of {values.dtype}; send it as BYTES"
+        )
     return values
 
 

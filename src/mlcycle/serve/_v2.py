@@ -137,12 +137,13 @@ def _decode_tensors(inputs: list[dict[str, Any]], tail: bytes, schema: Schema) -
     offset = 0
     tensors: dict[str, np.ndarray | list[Any]] = {}
     shapes: dict[str, list[int]] = {}
+    datatypes: dict[str, str] = {}
     for tensor in inputs:
         name, shape, values, used = _tensor(tensor, tail, offset)
         offset += used
         if name in tensors:
             raise ValidationFailed(f"input '{name}' is given twice")
-        tensors[name], shapes[name] = values, shape
+        tensors[name], shapes[name], datatypes[name] = values, shape, tensor["datatype"]
     if offset != len(tail):
         raise MalformedRequest(
             f"the body has {len(tail) - offset} bytes of binary data no input claims "
@@ -152,7 +153,7 @@ def _decode_tensors(inputs: list[dict[str, Any]], tail: bytes, schema: Schema) -
         name, values = next(iter(tensors.items()))
         shape = shapes[name]
         if len(shape) == 2 and not (name in schema.names and shape[1] == 1):
-            return schema.from_table(_as_numbers(name, values).reshape(shape))
+            return schema.from_table(_as_numbers(name, datatypes[name], values).reshape(shape))
     counts = {name: _rows_of(name, shape) for name, shape in shapes.items()}
     if len(set(counts.values())) > 1:
         listed = ", ".join(f"'{name}': {count}" for name, count in counts.items())
@@ -253,13 +254,18 @@ def _flatten(data: list[Any]) -> list[Any]:  # Any: JSON values
     return flat
 
 
-def _as_numbers(name: str, values: np.ndarray | list[Any]) -> np.ndarray:  # Any: JSON values
+def _as_numbers(
+    name: str, datatype: str, values: np.ndarray | list[Any]
+) -> np.ndarray:  # Any: JSON values
+    """A single 2-D tensor's values as numbers (``_tensor`` checked they fit its datatype)."""
+    if datatype not in _NUMERIC_DATATYPES:
+        raise ValidationFailed(
+            f"input '{name}': a single 2-D tensor must hold numbers, not {datatype}; send "
+            "one 1-D input per column for strings or booleans"
+        )
     if isinstance(values, np.ndarray):
         return values
-    try:
-        return np.array(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValidationFailed(f"input '{name}': a 2-D tensor must hold numbers") from None
+    return np.array(values, dtype=np.float64)
 
 
 def _rows_of(name: str, shape: list[int]) -> int:
