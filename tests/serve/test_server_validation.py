@@ -304,6 +304,7 @@ async def test_a_model_that_raises_answers_500_with_an_id_in_the_log(
         async with client_for(workspace, "models:/flaky/1", sink=sink) as (client, _):
             bad = await client.post("/v1/models/flaky:predict", json={"instances": [{"id": -1.0}]})
             good = await client.post("/v1/models/flaky:predict", json={"instances": [{"id": 4.0}]})
+            metrics = (await client.get("/metrics")).text
     assert bad.status_code == 500
     error_id = bad.json()["error_id"]
     assert error_id in bad.json()["error"]
@@ -314,7 +315,13 @@ async def test_a_model_that_raises_answers_500_with_an_id_in_the_log(
     assert failed.error is not None
     assert failed.error.startswith(f"500: the model failed on this request (error id {error_id}")
     assert failed.request_ids == [bad.headers["x-request-id"]]
-    assert (failed.model, failed.inputs, list(failed.outputs)) == ("", {}, [])
+    # Counted and logged under the variant whose model failed, so A/B error rates compare.
+    assert (failed.model, failed.model_version, failed.variant) == ("flaky", 1, "primary")
+    assert (failed.inputs, list(failed.outputs)) == ({}, [])
+    assert (
+        'mlcycle_serve_errors_total{deployment="flaky",model="flaky",status="500",'
+        'variant="primary",version="1"} 1.0'
+    ) in metrics
 
 
 async def test_a_model_that_miscounts_its_outputs_never_hands_a_request_others_rows(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import select
 import signal
 from pathlib import Path
 
@@ -252,6 +253,42 @@ async def test_copies_go_to_the_process_only_in_an_idle_moment(
     finally:
         await shadow.close()
     assert predicted[:6] == [f"r{n}" for n in range(6)]
+
+
+async def test_an_answer_that_came_whole_counts_though_the_process_died_after_it(
+    pid_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mlcycle.serve._shadow._FLUSH_S", 0.0)  # each offer exchanges
+    monkeypatch.setattr("mlcycle.serve._shadow._IDLE_S", 60.0)  # and nothing else does
+    model = load_model(pid_workspace.registry, "pid/1", max_rows=100)
+    predicted: list[str] = []
+    shadow = ShadowProcess(
+        model,
+        opener=functools.partial(open_registry, pid_workspace.settings),
+        max_rows=100,
+        max_queue=100,
+        done=lambda copies, _outputs, _now: predicted.extend(copies.request_ids),
+        idle=lambda: True,
+    )
+
+    def offer(request_id: str) -> bool:
+        rows = model.schema.from_records([{"id": 1.0}])
+        job = Job(rows=rows, request_id=request_id, arrived=0.0, time=0.0)
+        return shadow.offer([job], rows)
+
+    await shadow.start()
+    try:
+        child = shadow.pid
+        assert child is not None
+        assert offer("r1")  # sent at the loop's next idle moment
+        await until(lambda: bool(select.select([shadow._socket], [], [], 0)[0]))  # answered
+        os.kill(child, signal.SIGKILL)  # ... and then the process dies
+        await until(lambda: not running(child))
+        offer("r2")  # the next exchange reads the answer, then finds the process gone
+        await until(lambda: shadow.pid != child)
+    finally:
+        await shadow.close()
+    assert predicted[:1] == ["r1"]
 
 
 async def test_copies_of_a_replaced_pair_of_variants_reach_the_replaced_shadow(

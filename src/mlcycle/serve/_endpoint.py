@@ -116,14 +116,14 @@ class PredictEndpoint:
             rows_of, first_row = self.decode(payload, tail)
             key = _sticky_key(headers, server.deployment.sticky_key, first_row)
             reached = True
-            answer = await server.predict(
+            lane, job = server.queue(
                 rows_of,
                 key=key,
                 request_id=request_id,
                 arrived=arrived,
                 version=params.get("version"),
             )
-            lane = answer.lane
+            answer = await server.answer(lane, job, rows_of)
             content, extra = self.render(answer, payload, server.name)
         except MlcycleError as exc:
             status = status_of(exc)

@@ -1,7 +1,7 @@
 """The model server's state in one worker: its routes, its batchers, and how they change.
 
 A ``ModelServer`` loads every variant of its deployment, gives each a
-micro-batching queue, and answers ``predict`` calls through the traffic
+micro-batching queue, and answers requests (``queue``, then ``answer``) through the traffic
 policy. In the background it follows the store's event log: when an alias
 one of its variants follows moves (``model.alias_moved``) or its deployment
 changes (``deployment.applied``), it loads the new versions first, then swaps
@@ -189,12 +189,12 @@ class ModelServer:
         self.arriving += 1
 
     def release(self, *, arrived: bool) -> None:
-        """Count a request out; ``arrived`` when it never reached ``predict`` (it failed before)."""
+        """Count a request out; ``arrived`` when it never reached ``queue`` (it failed before)."""
         self.inflight -= 1
         if arrived:
             self._arrived(None)
 
-    async def predict(
+    def queue(
         self,
         decode: Decoder,
         *,
@@ -202,12 +202,13 @@ class ModelServer:
         request_id: str,
         arrived: float,
         version: str | None = None,
-    ) -> Answer:
-        """Route, check and queue one request's rows; its answer when predicted.
+    ) -> tuple[Lane[Batcher], Job]:
+        """Route, check and queue one request's rows: the lane that answers it, and its job.
 
         The caller has ``admit``-ted the request; its arriving count ends here,
         whether its rows were queued or refused (an unknown version, rows that
-        do not fit the model's signature).
+        do not fit the model's signature). ``answer`` awaits the job; between
+        the two, the caller knows which variant a failure belongs to.
         """
         queued: Lane[Batcher] | None = None
         try:
@@ -225,13 +226,17 @@ class ModelServer:
             queued = lane
         finally:
             self._arrived(queued)
+        return lane, job
+
+    async def answer(self, lane: Lane[Batcher], job: Job, decode: Decoder) -> Answer:
+        """The outputs of a job ``queue`` queued, once predicted (the model's error, if any)."""
         assert job.future is not None, "a request's job always has a future"
         outputs = await job.future
-        lane.metrics.latency.observe(time.perf_counter() - arrived)
+        lane.metrics.latency.observe(time.perf_counter() - job.arrived)
         if self._decoded_again and (others := self._decoded_again.get(lane)):
             # Runs once this request's task yields, which is after its answer is written.
             asyncio.get_running_loop().call_soon(self._copy, others, decode, job)
-        return Answer(outputs=outputs, lane=lane, request_id=request_id)
+        return Answer(outputs=outputs, lane=lane, request_id=job.request_id)
 
     def _arrived(self, queued: Lane[Batcher] | None) -> None:
         """A request stopped arriving (its rows ``queued`` in that lane, or refused).

@@ -382,23 +382,29 @@ class ShadowProcess:
         """Take the process's answer to the batch sent, if it has come in whole."""
         assert self._socket is not None, "only while the process runs"
         assert self._sent is not None, "only while a batch is out"
+        closed = False
         while True:
             try:
                 count = self._socket.recv_into(self._chunk)
             except BlockingIOError:
                 break
             if not count:
-                raise ShadowGone("it closed its socket")
+                closed = True  # after what it sent: an answer that came whole still counts
+                break
             self._inbox += memoryview(self._chunk)[:count]
-        if len(self._inbox) < _HEADER.size:
-            return
-        end = _HEADER.size + _HEADER.unpack_from(self._inbox)[0]
-        if len(self._inbox) < end:
+        end = None
+        if len(self._inbox) >= _HEADER.size:
+            end = _HEADER.size + _HEADER.unpack_from(self._inbox)[0]
+        if end is None or len(self._inbox) < end:
+            if closed:
+                raise ShadowGone("it closed its socket")
             return
         reply = pickle.loads(self._inbox[_HEADER.size : end])  # noqa: S301  (our own child)
         del self._inbox[:end]
         copies, self._sent = self._sent, None
         self._deliver(copies, reply)
+        if closed:
+            raise ShadowGone("it closed its socket")
 
     def _deliver(self, copies: Copies, reply: Any) -> None:  # Any: unpickled
         """Measure what the process predicted: the whole batch, or each copy alone."""
