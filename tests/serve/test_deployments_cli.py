@@ -70,6 +70,8 @@ def test_a_dry_run_shows_the_change_and_stores_nothing(invoke: Invoke, project: 
         (["--model", "bike-demand/1"], "give a NAME and --model"),
         (["bike-demand", "--model", "bike-demand/1", "--prune"], "--prune only applies"),
         (["bike-demand", "--from-toml"], "give no NAME"),
+        (["--from-toml", "--key-columns", "hr"], "--key-columns with it"),
+        (["--from-toml", "--sticky-key", "user"], "--sticky-key or --key-columns"),
         (["bad name", "--model", "bike-demand/1"], "deployment name 'bad name'"),
     ],
 )

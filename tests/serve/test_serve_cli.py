@@ -48,6 +48,22 @@ def test_refusals_exit_1_before_binding(
     assert words in " ".join(result.output.split())
 
 
+@pytest.mark.usefixtures("echo")
+def test_a_token_file_named_in_mlcycle_toml_is_read_from_the_project(
+    invoke: Invoke, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / "token.txt").write_text("  \n")  # empty: refused before binding, naming the file
+    toml = project / "mlcycle.toml"
+    toml.write_text(toml.read_text() + '\n[serve]\ntoken_file = "token.txt"\n')
+    below = project / "reports" / "weekly"
+    below.mkdir(parents=True)
+    monkeypatch.chdir(below)
+    result = invoke("serve", "models:/echo@production")
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert "is empty" in output, output  # found and read, though the command ran below
+
+
 def test_outside_a_project_serve_refuses(invoke: Invoke, tmp_path: Path) -> None:
     result = invoke("--home", str(tmp_path / "elsewhere"), "serve", "models:/echo@production")
     assert result.exit_code == 1

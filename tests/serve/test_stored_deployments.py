@@ -6,17 +6,26 @@ import asyncio
 import functools
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import cast
 
 import httpx
+import numpy as np
+import pandas as pd
+import psutil
 import pytest
-from tests.serve.conftest import ListSink, rows, serve_settings, shadow_log
+from sklearn.linear_model import LinearRegression
+from tests.serve.conftest import ListSink, logged_copies, rows, serve_settings, shadow_log
 from tests.serve.test_server_log import running
 
+from mlcycle.errors import MlcycleError
 from mlcycle.serve import ModelServer, create_app
-from mlcycle.store import DeploymentCatalog
+from mlcycle.serve._rows import Rows, Schema
+from mlcycle.store import Deployment, DeploymentCatalog, LocalArtifactStore, Variant
+from mlcycle.store._artifacts import blob_key, check_digest
 from mlcycle.workspace import Workspace, open_prediction_log, open_registry
 
 pytestmark = pytest.mark.anyio
@@ -150,3 +159,139 @@ async def test_a_hung_shadow_process_holds_up_neither_the_next_change_nor_the_st
         hung = running(child)
     assert hung, "the process was still stopped when the alias moved"
     assert not running(child), "the server's stop killed it"
+
+
+def hide_blobs(workspace: Workspace, ref: str, *, keeping: str) -> list[tuple[Path, Path]]:
+    """Move the stored files of model version ``ref`` away (those ``keeping`` does not share)."""
+    kept = set(workspace.registry.get(keeping).files.values())
+    moved = []
+    for digest in set(workspace.registry.get(ref).files.values()) - kept:
+        path = cast("LocalArtifactStore", workspace.artifacts).root / blob_key(check_digest(digest))
+        away = path.with_name(path.name + ".away")
+        path.rename(away)
+        moved.append((away, path))
+    return moved
+
+
+def server_of(workspace: Workspace, deployment: Deployment) -> ModelServer:
+    """A server of the stored ``deployment``, following the store, its shadows logging."""
+    return ModelServer(
+        registry=workspace.registry,
+        registry_opener=functools.partial(open_registry, workspace.settings),
+        sink_opener=functools.partial(open_prediction_log, workspace.settings),
+        deployment=deployment,
+        settings=serve_settings(),
+        events=workspace.metadata,
+        deployments=cast("DeploymentCatalog", workspace.metadata),
+    )
+
+
+async def test_a_change_whose_model_would_not_load_is_served_once_it_loads(
+    workspace: Workspace, echo: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    del echo
+    workspace.deployments.deploy("bikes", model="echo@production")
+    server = server_of(workspace, workspace.metadata.get_deployment("bikes"))
+    await server.start()
+    try:
+        moved = hide_blobs(workspace, "echo/2", keeping="echo/1")  # the store out of reach
+        await asyncio.to_thread(workspace.registry.promote, "echo", 2, to="production")
+
+        async def failed() -> bool:
+            return "following the event log failed" in caplog.text
+
+        await until(failed)
+        for away, path in moved:
+            away.rename(path)  # back: the next try loads it
+
+        async def serves_version_2() -> bool:
+            return server.routes.answering[0].model.version == 2
+
+        await until(serves_version_2)
+    finally:
+        await server.stop()
+
+
+async def test_a_change_that_fails_to_load_closes_the_shadow_it_started(
+    workspace: Workspace, echo: str
+) -> None:
+    del echo
+    workspace.deployments.deploy("bikes", model="echo/1")
+    server = server_of(workspace, workspace.metadata.get_deployment("bikes"))
+    await server.start()
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    try:
+        hide_blobs(workspace, "echo/2", keeping="echo/1")
+        workspace.deployments.apply(
+            Deployment(
+                name="bikes",
+                policy="shadow",
+                variants=(Variant("dark", "echo/1", shadow=True), Variant("live", "echo/2")),
+            )
+        )
+        with pytest.raises((MlcycleError, OSError)):
+            await server.refresh()  # the shadow's process starts; then echo/2 fails to load
+        started = [c.pid for c in psutil.Process().children(recursive=True) if c.pid not in before]
+        served = [lane.model.ref for lane in server.routes.lanes]
+    finally:
+        await server.stop()
+    assert served == ["echo/1"]  # the change did not happen
+    assert not [pid for pid in started if running(pid)], "the started shadow still runs"
+
+
+async def test_a_change_made_while_the_server_starts_is_served(
+    workspace: Workspace, echo: str
+) -> None:
+    del echo
+    workspace.deployments.deploy("bikes", model="echo/1")
+    server = server_of(workspace, workspace.metadata.get_deployment("bikes"))  # read, then...
+    workspace.deployments.deploy("bikes", model="echo/2")  # ... changed before the server starts
+    await server.start()
+    try:
+
+        async def serves_version_2() -> bool:
+            return server.routes.answering[0].model.version == 2
+
+        await until(serves_version_2)
+    finally:
+        await server.stop()
+
+
+async def test_a_weight_change_keeps_the_shadow_copies_of_requests_in_flight(
+    workspace: Workspace, echo: str
+) -> None:
+    del echo
+    frame = pd.DataFrame({"x": np.linspace(0, 1, 20), "id": np.arange(20.0)})  # other order
+    model = LinearRegression().fit(frame, frame["id"])
+    workspace.registry.register("reordered", model, input_example=frame.head(5))
+
+    def split(stable: int) -> Deployment:
+        return Deployment(
+            name="bikes",
+            policy="canary",
+            variants=(
+                Variant("stable", "echo/1", weight=stable),
+                Variant("candidate", "echo/2", weight=100 - stable),
+                Variant("dark", "reordered/1", shadow=True),  # its rows decoded again
+            ),
+        )
+
+    workspace.deployments.apply(split(90))
+    server = server_of(workspace, split(90))
+    await server.start()
+    try:
+
+        def decode(schema: Schema) -> Rows:
+            return schema.from_records(rows(3))
+
+        server.admit()
+        lane, job = server.queue(decode, key=None, request_id="r1", arrived=time.perf_counter())
+        workspace.deployments.apply(split(80))  # the same versions, other weights
+        await server.refresh()
+        assert all(kept is not lane for kept in server.routes.answering)
+        await server.answer(lane, job, decode)
+        server.release(arrived=False)
+        copies = await logged_copies(workspace, 1)
+    finally:
+        await server.stop()
+    assert [copy["request_id"] for copy in copies] == ["r1"]

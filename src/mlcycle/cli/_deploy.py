@@ -123,10 +123,18 @@ def deploy(  # noqa: PLR0917  (Typer passes every option positionally)
       mlcycle deploy --from-toml --dry-run
     """
     if from_toml:
-        if name is not None or model is not None or canary or shadow or policy:
+        if (
+            name is not None
+            or model is not None
+            or canary
+            or shadow
+            or policy
+            or sticky_key is not None
+            or key_columns
+        ):
             raise ValidationFailed(
                 "--from-toml applies mlcycle.toml as it is; give no NAME, --model, --canary, "
-                "--shadow or --policy with it"
+                "--shadow, --policy, --sticky-key or --key-columns with it"
             )
         _apply_toml(ctx, prune=prune, dry_run=dry_run)
         return

@@ -83,6 +83,8 @@ def serve(  # noqa: PLR0917 (Typer maps each parameter to an argument or option)
     """
     settings = load(ctx)
     require_project(settings)
+    if token_file is not None:
+        token_file = token_file.absolute()  # given here: from where the command runs
     overrides = {
         key: value
         for key, value in (
@@ -95,7 +97,10 @@ def serve(  # noqa: PLR0917 (Typer maps each parameter to an argument or option)
     }
     serve_settings = settings.serve.model_copy(update=overrides)
     settings = settings.model_copy(update={"serve": serve_settings})
-    token = _token(serve_settings.token_file, no_auth=no_auth)
+    token_path = serve_settings.token_file
+    if token_path is not None and not token_path.is_absolute():
+        token_path = settings.home / token_path  # from mlcycle.toml: from the project
+    token = _token(token_path, no_auth=no_auth)
     _check_exposure(serve_settings.host, token=token, no_auth=no_auth)
     deployment = _preflight(settings, target)
     names = ", ".join(f"{v.name} -> {v.model}" for v in deployment.variants)

@@ -57,6 +57,8 @@ LaneT = TypeVar("LaneT", Lane[Batcher], Lane[ShadowProcess])
 FOLLOWED_EVENTS = ("model.alias_moved", "deployment.applied", "deployment.removed")
 """The event types that make a server reload."""
 _PAGE = 1000
+_RETRY_MAX_S = 30.0
+"""The longest wait before a failed refresh is tried again."""
 _MAX_ERROR = 500  # characters of a failure's message kept in the log
 _log = logging.getLogger("mlcycle.serve")
 
@@ -126,8 +128,13 @@ class ModelServer:
         self._retiring: set[asyncio.Task[None]] = set()
         """Lanes a change replaced, closing (``_retire``); ``stop`` waits for them."""
         self._refreshing = asyncio.Lock()
-        self._decoded_again: dict[Lane[Batcher], tuple[Lane[ShadowProcess], ...]] = {}
-        """By answering lane, the shadows whose inputs differ from its own (``_connect``)."""
+        self._stale = False
+        """Whether a followed change may not be served yet (``_poll`` refreshes until it is)."""
+        self._retry_at = 0.0
+        self._retry_s = 0.0
+        self._decoded_again: dict[Batcher, tuple[Lane[ShadowProcess], ...]] = {}
+        """By answering lane's batcher (kept when only its weight changes, as requests in
+        flight hold it), the shadows whose inputs differ from its own (``_connect``)."""
         self._ids = itertools.count(1)
         self._id_prefix = new_id()[-12:].lower()
 
@@ -154,6 +161,9 @@ class ModelServer:
         """Load every variant, then follow the event log (when there is one)."""
         if self.events is not None:
             self._cursor = await asyncio.to_thread(self._log_head)
+            # What changed between reading the deployment (the app's factory) and the head:
+            # the first poll reads the store again.
+            self._stale = self.deployments is not None
         self._routes = self._connect(await self._build(self.deployment, previous=()))
         gc.collect()
         _settle_heap()
@@ -233,7 +243,7 @@ class ModelServer:
         assert job.future is not None, "a request's job always has a future"
         outputs = await job.future
         lane.metrics.latency.observe(time.perf_counter() - job.arrived)
-        if self._decoded_again and (others := self._decoded_again.get(lane)):
+        if self._decoded_again and (others := self._decoded_again.get(lane.queue)):
             # Runs once this request's task yields, which is after its answer is written.
             asyncio.get_running_loop().call_soon(self._copy, others, decode, job)
         return Answer(outputs=outputs, lane=lane, request_id=job.request_id)
@@ -364,7 +374,7 @@ class ModelServer:
             others = tuple(s for s in routes.shadows if s not in same)
             lane.queue.answered = functools.partial(self._offer, same) if same else None
             if others:
-                self._decoded_again[lane] = others
+                self._decoded_again[lane.queue] = others
         return routes
 
     def _offer(
@@ -407,16 +417,23 @@ class ModelServer:
         }
         answering: list[Lane[Batcher]] = []
         shadows: list[Lane[ShadowProcess]] = []
-        for variant in deployment.variants:
-            version = await asyncio.to_thread(self.registry.get, variant.model)
-            ref = version.ref.removeprefix("models:/")
-            lane = current.get((variant.name, variant.shadow, ref))
-            if lane is not None and lane.variant != variant:
-                lane = dataclasses.replace(lane, variant=variant)
-            if variant.shadow:
-                shadows.append(lane or await self._open_shadow(deployment, variant))
-            else:
-                answering.append(lane or await self._open_answering(deployment, variant))
+        opened: list[Lane[Any]] = []
+        try:
+            for variant in deployment.variants:
+                version = await asyncio.to_thread(self.registry.get, variant.model)
+                ref = version.ref.removeprefix("models:/")
+                lane = current.get((variant.name, variant.shadow, ref))
+                if lane is not None and lane.variant != variant:
+                    lane = dataclasses.replace(lane, variant=variant)
+                if variant.shadow:
+                    shadows.append(lane or await self._open_shadow(deployment, variant))
+                else:
+                    answering.append(lane or await self._open_answering(deployment, variant))
+                if lane is None:
+                    opened.append((shadows if variant.shadow else answering)[-1])
+        except BaseException:
+            await _close_all(opened)  # a shadow's process would outlive the failed change
+            raise
         return Routes(deployment=deployment, answering=tuple(answering), shadows=tuple(shadows))
 
     async def _open_answering(self, deployment: Deployment, variant: Variant) -> Lane[Batcher]:
@@ -510,15 +527,28 @@ class ModelServer:
                 _log.exception("deployment %s: following the event log failed", self.name)
 
     async def _poll(self) -> None:
+        """Read the new events; refresh when one concerns this deployment, or a refresh failed.
+
+        A refresh that failed (a model that would not load, the store out of
+        reach) is tried again at the next poll, then after twice as long each
+        time, up to ``_RETRY_MAX_S``: its events are already read, and the
+        change must not be missed for good.
+        """
         assert self.events is not None, "only called when following"
-        relevant = False
         while page := await asyncio.to_thread(
             self.events.read_events, since=self._cursor, types=FOLLOWED_EVENTS, limit=_PAGE
         ):
-            relevant = relevant or any(self._concerns(event) for event in page)
+            self._stale = self._stale or any(self._concerns(event) for event in page)
             self._cursor = page[-1].position
-        if relevant:
+        if not self._stale or time.monotonic() < self._retry_at:
+            return
+        try:
             await self.refresh()
+        except Exception:
+            self._retry_s = min(max(2 * self._retry_s, self.settings.poll_interval_s), _RETRY_MAX_S)
+            self._retry_at = time.monotonic() + self._retry_s
+            raise
+        self._stale, self._retry_s = False, 0.0
 
     def _concerns(self, event: Event) -> bool:
         payload: dict[str, Any] = event.payload or {}  # Any: JSON values
