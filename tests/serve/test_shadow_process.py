@@ -7,6 +7,7 @@ import functools
 import os
 import select
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +28,7 @@ from tests.serve.test_server_log import running
 from mlcycle.errors import MlcycleError
 from mlcycle.serve import ModelServer, log_table_name
 from mlcycle.serve._batching import Job
-from mlcycle.serve._model import load_model
+from mlcycle.serve._model import ServedModel, load_model
 from mlcycle.serve._shadow import ShadowGone, ShadowProcess
 from mlcycle.settings import RegistrySettings, Settings
 from mlcycle.store import Deployment, Variant
@@ -202,23 +203,31 @@ async def test_a_server_without_a_registry_opener_refuses_a_shadow(
         await server.start()
 
 
+def pid_shadow(
+    workspace: Workspace, predicted: list[str], *, idle: Callable[[], bool]
+) -> tuple[ServedModel, ShadowProcess]:
+    """``pid`` 1, and a shadow of it in its own process that adds the ids it predicts."""
+    model = load_model(workspace.registry, "pid/1", max_rows=100)
+    shadow = ShadowProcess(
+        model,
+        opener=functools.partial(open_registry, workspace.settings),
+        max_rows=100,
+        max_queue=100,
+        done=lambda copies, _outputs, _now: predicted.extend(copies.request_ids),
+        idle=idle,
+    )
+    return model, shadow
+
+
 async def test_copies_go_to_the_process_only_in_an_idle_moment(
     pid_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """While requests are in flight the copies wait; the first offer in an idle moment sends all."""
     monkeypatch.setattr("mlcycle.serve._shadow._FLUSH_S", 0.0)
     monkeypatch.setattr("mlcycle.serve._shadow._IDLE_S", 60.0)  # no timer sends them meanwhile
-    model = load_model(pid_workspace.registry, "pid/1", max_rows=100)
     predicted: list[str] = []
     busy = True
-    shadow = ShadowProcess(
-        model,
-        opener=functools.partial(open_registry, pid_workspace.settings),
-        max_rows=100,
-        max_queue=100,
-        done=lambda copies, _outputs, _now: predicted.extend(copies.request_ids),
-        idle=lambda: not busy,
-    )
+    model, shadow = pid_shadow(pid_workspace, predicted, idle=lambda: not busy)
 
     def offer(*ids: int) -> bool:
         jobs = [
@@ -260,16 +269,8 @@ async def test_an_answer_that_came_whole_counts_though_the_process_died_after_it
 ) -> None:
     monkeypatch.setattr("mlcycle.serve._shadow._FLUSH_S", 0.0)  # each offer exchanges
     monkeypatch.setattr("mlcycle.serve._shadow._IDLE_S", 60.0)  # and nothing else does
-    model = load_model(pid_workspace.registry, "pid/1", max_rows=100)
     predicted: list[str] = []
-    shadow = ShadowProcess(
-        model,
-        opener=functools.partial(open_registry, pid_workspace.settings),
-        max_rows=100,
-        max_queue=100,
-        done=lambda copies, _outputs, _now: predicted.extend(copies.request_ids),
-        idle=lambda: True,
-    )
+    model, shadow = pid_shadow(pid_workspace, predicted, idle=lambda: True)
 
     def offer(request_id: str) -> bool:
         rows = model.schema.from_records([{"id": 1.0}])
