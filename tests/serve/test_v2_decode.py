@@ -99,7 +99,7 @@ def test_a_single_2d_tensor_must_be_of_numbers(datatype: str, data: Any) -> None
 
 @pytest.mark.parametrize("kind", ["string", "category", "datetime"])
 def test_a_binary_number_tensor_is_refused_for_a_text_column(kind: str) -> None:
-    schema = Schema(inputs=(ColumnSpec("when", kind),), max_rows=10)  # type: ignore[arg-type]
+    schema = Schema(inputs=(ColumnSpec("when", kind),), max_rows=10)
     request = {
         "inputs": [
             {
