@@ -186,6 +186,15 @@ def server_of(workspace: Workspace, deployment: Deployment) -> ModelServer:
     )
 
 
+def serving(server: ModelServer, *, version: int) -> Callable[[], Awaitable[bool]]:
+    """A check for ``until``: the server's first answering lane serves ``version``."""
+
+    async def check() -> bool:
+        return server.routes.answering[0].model.version == version
+
+    return check
+
+
 async def test_a_change_whose_model_would_not_load_is_served_once_it_loads(
     workspace: Workspace, echo: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -204,10 +213,7 @@ async def test_a_change_whose_model_would_not_load_is_served_once_it_loads(
         for away, path in moved:
             away.rename(path)  # back: the next try loads it
 
-        async def serves_version_2() -> bool:
-            return server.routes.answering[0].model.version == 2
-
-        await until(serves_version_2)
+        await until(serving(server, version=2))
     finally:
         await server.stop()
 
@@ -248,11 +254,7 @@ async def test_a_change_made_while_the_server_starts_is_served(
     workspace.deployments.deploy("bikes", model="echo/2")  # ... changed before the server starts
     await server.start()
     try:
-
-        async def serves_version_2() -> bool:
-            return server.routes.answering[0].model.version == 2
-
-        await until(serves_version_2)
+        await until(serving(server, version=2))
     finally:
         await server.stop()
 

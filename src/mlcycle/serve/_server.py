@@ -417,7 +417,6 @@ class ModelServer:
         }
         answering: list[Lane[Batcher]] = []
         shadows: list[Lane[ShadowProcess]] = []
-        opened: list[Lane[Any]] = []
         try:
             for variant in deployment.variants:
                 version = await asyncio.to_thread(self.registry.get, variant.model)
@@ -429,10 +428,11 @@ class ModelServer:
                     shadows.append(lane or await self._open_shadow(deployment, variant))
                 else:
                     answering.append(lane or await self._open_answering(deployment, variant))
-                if lane is None:
-                    opened.append((shadows if variant.shadow else answering)[-1])
         except BaseException:
-            await _close_all(opened)  # a shadow's process would outlive the failed change
+            # Close what this build opened: a shadow's process would outlive the failed change.
+            kept = {id(lane.queue) for lane in previous}
+            built: list[Lane[Any]] = [*answering, *shadows]
+            await _close_all([lane for lane in built if id(lane.queue) not in kept])
             raise
         return Routes(deployment=deployment, answering=tuple(answering), shadows=tuple(shadows))
 
