@@ -239,6 +239,96 @@ async def test_no_call_exceeds_the_limit_and_a_large_request_gets_its_rows_in_or
     await queue.close()
 
 
+def large_job(count: int) -> Job:
+    return Job(
+        rows=Rows(count, ["x"], matrix=np.arange(float(count))[:, None]),
+        request_id="large",
+        arrived=time.perf_counter(),
+        time=time.time(),
+        future=asyncio.get_running_loop().create_future(),
+    )
+
+
+Logged = list[tuple[list[str], list[float], list[float]]]
+
+
+def logging_into(logged: Logged) -> Callable[[Sequence[Job], Rows, np.ndarray, float], None]:
+    """A ``done`` that keeps each call's request ids, input values and outputs."""
+
+    def done(jobs: Sequence[Job], rows: Rows, outputs: np.ndarray, _now: float) -> None:
+        assert rows.matrix is not None
+        logged.append(([j.request_id for j in jobs], rows.matrix[:, 0].tolist(), outputs.tolist()))
+
+    return done
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["on the loop", "on its thread"])
+async def test_a_large_request_is_logged_and_handed_on_whole_after_its_last_part(
+    inline: bool,
+) -> None:
+    model = Model()
+    logged: Logged = []
+    sizes: list[int] = []
+    queue = Batcher(
+        model.served(),
+        max_rows=8,
+        max_wait_s=0.0,
+        arriving=lambda: 0,
+        done=logging_into(logged),
+        called=sizes.append,
+        inline=inline,
+    )
+    handed: list[tuple[list[str], int]] = []
+    queue.answered = lambda jobs, rows: handed.append(([j.request_id for j in jobs], rows.count))
+    large = large_job(11)
+    small = [job(100), job(200)]
+    queue.submit(large)
+    for each in small:
+        queue.submit(each)
+    assert large.future is not None
+    await asyncio.wait_for(large.future, SETTLED_S)
+    assert await answers(small) == [200, 400]
+    await queue.close()
+    assert sizes == [8, 5]  # the calls: the first part alone, then the last part with the rest
+    # Nothing of the request until its last part; then all of it, with the call's other rows.
+    assert logged == [
+        (["large", "r100", "r200"], [*range(11), 100, 200], [*range(0, 22, 2), 200, 400])
+    ]
+    assert handed == [(["large", "r100", "r200"], 13)]
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["on the loop", "on its thread"])
+@pytest.mark.parametrize("culprit", [2.0, 9.0], ids=["first part fails", "last part fails"])
+async def test_a_large_request_failing_in_one_part_is_not_logged_nor_handed_on(
+    inline: bool, culprit: float
+) -> None:
+    def refuse(rows: Rows) -> None:
+        assert rows.matrix is not None
+        if culprit in rows.matrix[:, 0]:
+            raise ValueError(f"cannot predict {culprit}")
+
+    model = Model(first=refuse)
+    logged: Logged = []
+    queue = batcher(model, inline=inline, done=logging_into(logged))
+    handed: list[list[str]] = []
+    queue.answered = lambda jobs, _rows: handed.append([j.request_id for j in jobs])
+    large = large_job(11)
+    small = [job(100), job(200)]
+    queue.submit(large)
+    for each in small:
+        queue.submit(each)
+    assert large.future is not None
+    with pytest.raises(ValueError, match="cannot predict"):
+        await asyncio.wait_for(large.future, SETTLED_S)
+    assert await answers(small) == [200, 400]
+    await queue.close()
+    failed_part = 8 if culprit < 8 else 3
+    assert sum(model.calls) == 13 - failed_part  # every row predicted but the failed part's
+    logged_ids = [request_id for ids, _, _ in logged for request_id in ids]
+    assert sorted(logged_ids) == ["r100", "r200"]
+    assert sorted(i for ids in handed for i in ids) == ["r100", "r200"]
+
+
 async def test_a_full_batch_does_not_wait_for_requests_still_arriving() -> None:
     model = Model()
     queue = batcher(model, max_wait_s=600, arriving=lambda: 1)

@@ -145,7 +145,11 @@ async def test_the_shadow_logs_each_row_of_concurrent_batches_as_the_primary_did
     assert len(answered) == sum(sizes)
     assert [(r, i, x) for r, i, x, _ in shadowed] == [(r, i, x) for r, i, x, _ in answered]
     assert all(round(out) == round(x) + 1000 for _, _, x, out in shadowed)
-    assert max(len(b) for b in sink.batches) <= 4
+    logged_in: dict[str, set[int]] = {}
+    for number, batch in enumerate(sink.batches):
+        for request_id in batch.request_ids:
+            logged_in.setdefault(request_id, set()).add(number)
+    assert all(len(n) == 1 for n in logged_in.values()), "each request is logged whole, at once"
 
 
 async def test_a_shadow_with_other_inputs_decodes_the_request_again(

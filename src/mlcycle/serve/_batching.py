@@ -10,6 +10,8 @@ more rows (at most ``max_wait_s``) only while other requests are still
 being read and checked (``arriving() > 0``), so a lone request is never
 held back. A request larger than ``max_rows`` is queued as parts of
 ``max_rows`` rows whose answers are joined: no predict call ever sees more.
+Such a request is logged and copied to shadows whole, once every part is
+predicted: one that failed part way was never answered, so none of it is.
 
 Every job gets exactly its own slice of the outputs. When a merged call
 raises, each job is predicted again on its own, so only the request that
@@ -59,16 +61,48 @@ class Job:
     future: asyncio.Future[np.ndarray] | None = None
     first_row: int = 0
     """The index, within its request, of this job's first row (a part of a large request)."""
+    whole: _Split | None = None
+    """The request this job is a part of, if it is one."""
+
+
+class _Split:
+    """A request larger than ``max_rows``: its parts' outputs, kept until every part has one.
+
+    Only the batcher's predict calls touch it, one at a time (on its thread
+    or the loop).
+    """
+
+    __slots__ = ("failed", "job", "outputs")
+
+    def __init__(self, job: Job, parts: int) -> None:
+        self.job = job
+        self.outputs: list[np.ndarray | None] = [None] * parts
+        self.failed = False
+
+    def predicted(self, part: Job, outputs: np.ndarray, max_rows: int) -> np.ndarray | None:
+        """Keep a part's outputs; the whole request's, once this was the last part missing."""
+        self.outputs[part.first_row // max_rows] = outputs
+        predicted = [each for each in self.outputs if each is not None]
+        if self.failed or len(predicted) < len(self.outputs):
+            return None
+        return np.concatenate(predicted)
 
 
 Outcome = tuple[Job, "np.ndarray | BaseException"]
 """A job and its outputs, or the error its prediction raised."""
 
 BatchDone = Callable[[Sequence[Job], Rows, np.ndarray, float], None]
-"""Called after each predict call, on its thread or the loop: jobs, their rows, outputs, now."""
+"""Called after each predict call, on its thread or the loop: jobs, their rows, outputs, now.
+
+The jobs are the requests the call answered whole: a part of a larger
+request is not among them, but the whole request is, after its last part.
+"""
 
 Answered = Callable[[Sequence[Job], Rows], None]
-"""Called on the loop after each predict call's answers are handed out: its jobs, their rows."""
+"""Called on the loop after each predict call's answers are handed out: its jobs, their rows.
+
+The jobs are those ``BatchDone`` was given.
+"""
 
 
 class Batcher:
@@ -88,6 +122,7 @@ class Batcher:
         max_wait_s: float,
         arriving: Callable[[], int],
         done: BatchDone,
+        called: Callable[[int], None] | None = None,
         inline: bool = False,
     ) -> None:
         self.model = model
@@ -95,6 +130,8 @@ class Batcher:
         self.max_wait_s = max_wait_s
         self._arriving = arriving
         self._done = done
+        self._called = called
+        """Told each predict call's row count, on its thread or the loop."""
         self.answered: Answered | None = None
         """Handed each predict call's jobs and rows once answered (the server sets it)."""
         self._loop = asyncio.get_running_loop()
@@ -119,6 +156,8 @@ class Batcher:
             self._enqueue(job)
             return
         loop = job.future.get_loop()
+        starts = range(0, job.rows.count, self.max_rows)
+        whole = _Split(job, len(starts))
         parts = [
             Job(
                 rows=job.rows.slice(start, start + self.max_rows),
@@ -127,8 +166,9 @@ class Batcher:
                 time=job.time,
                 future=loop.create_future(),
                 first_row=start,
+                whole=whole,
             )
-            for start in range(0, job.rows.count, self.max_rows)
+            for start in starts
         ]
         joined = asyncio.gather(*(part.future for part in parts if part.future is not None))
         joined.add_done_callback(functools.partial(_join, job.future))
@@ -218,6 +258,9 @@ class Batcher:
 
     def _finish(self, outcomes: list[Outcome], predicted: list[tuple[list[Job], Rows]]) -> None:
         """Answer the jobs, hand the call on, then flush what waits (or wake ``close``)."""
+        for job, outcome in outcomes:
+            if job.whole is not None and isinstance(outcome, BaseException):
+                job.whole.failed = True  # before the next call: its other parts are not logged
         _resolve(outcomes)
         self._hand_on(predicted)
         if self._queue:
@@ -296,9 +339,39 @@ class Batcher:
         for job in jobs:
             outcomes.append((job, outputs[offset : offset + job.rows.count]))
             offset += job.rows.count
+        if self._called is not None:
+            self._called(rows.count)
+        if any(job.whole is not None for job in jobs):
+            whole = self._answered_whole(outcomes)
+            if whole is None:
+                return outcomes
+            jobs, rows, outputs = whole
         self._done(jobs, rows, outputs, time.perf_counter())
         predicted.append((jobs, rows))
         return outcomes
+
+    def _answered_whole(self, outcomes: list[Outcome]) -> tuple[list[Job], Rows, np.ndarray] | None:
+        """The requests a call's outcomes answer whole, with their rows and outputs (or none).
+
+        A part of a larger request stays out; the whole request is in once its
+        last part is predicted, unless a part failed.
+        """
+        jobs: list[Job] = []
+        outputs: list[np.ndarray] = []
+        for job, outcome in outcomes:
+            assert not isinstance(outcome, BaseException), "only a call that succeeded"
+            if job.whole is None:
+                jobs.append(job)
+                outputs.append(outcome)
+                continue
+            joined = job.whole.predicted(job, outcome, self.max_rows)
+            if joined is not None:
+                jobs.append(job.whole.job)
+                outputs.append(joined)
+        if not jobs:
+            return None
+        rows = concat_rows([job.rows for job in jobs], self.model.schema.names)
+        return jobs, rows, np.concatenate(outputs)
 
 
 def row_columns(jobs: Sequence[Job], rows: int) -> tuple[list[str], list[int], list[float]]:

@@ -445,6 +445,7 @@ class ModelServer:
             max_wait_s=settings.max_batch_wait_ms / 1000,
             arriving=lambda: self.arriving,
             done=functools.partial(self._batch_done, tag),
+            called=tag.metrics.batch_rows.observe,
             inline=model.runtime == "onnx",
         )
         return self._opened(Lane(variant=variant, model=model, queue=batcher, metrics=tag.metrics))
@@ -497,8 +498,7 @@ class ModelServer:
     def _batch_done(
         self, tag: _Tag, jobs: Sequence[Job], rows: Rows, outputs: np.ndarray, now: float
     ) -> None:
-        """Metrics and the prediction log for one predict call (on the batcher's thread)."""
-        tag.metrics.batch_rows.observe(rows.count)
+        """Value metrics and the prediction log for the requests one predict call answered."""
         _observe_values(tag, outputs)
         if self.sink is not None:
             self.sink.append(_prediction_batch(tag, jobs, rows, outputs, now))
