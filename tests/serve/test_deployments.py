@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression, Ridge
 
 import mlcycle as mc
 from mlcycle.errors import NotFound, ValidationFailed
@@ -88,6 +91,49 @@ def test_a_shadow_only_deployment_is_refused(bike_models: Workspace) -> None:
     with pytest.raises(ValidationFailed, match="only shadow variants, and a shadow answers nobody"):
         bike_models.deployments.apply(shadow_only)
     assert bike_models.deployments.list() == []
+
+
+def register_other_outputs(workspace: Workspace, hours: pd.DataFrame) -> None:
+    """``bike-busy`` (a classifier: a string a row) and ``bike-both`` (two numbers a row)."""
+    features = hours[["station", "hr", "temp"]]
+    busy = np.where(hours["cnt"] > hours["cnt"].median(), "busy", "quiet")
+    classifier = LogisticRegression(max_iter=200).fit(features, busy)
+    workspace.registry.register("bike-busy", classifier, input_example=features.head(5))
+    both = Ridge().fit(features, hours[["cnt", "hr"]])
+    workspace.registry.register("bike-both", both, input_example=features.head(5))
+
+
+@pytest.mark.parametrize(
+    ("other", "kind"),
+    [("bike-busy/1", "one string a row"), ("bike-both/1", "2 numbers a row")],
+    ids=["strings", "two numbers"],
+)
+def test_variants_predicting_different_kinds_of_output_are_refused(
+    bike_models: Workspace, hours: pd.DataFrame, other: str, kind: str
+) -> None:
+    register_other_outputs(bike_models, hours)
+    bike_models.deployments.deploy("bike-demand", model="bike-demand/1")
+    expected = (
+        rf"deployment 'bike-demand': its variants predict different kinds of output "
+        rf"\(primary \(bike-demand/1\): one number a row, [a-z-]+ \({other}\): {kind}\)"
+    )
+    with pytest.raises(ValidationFailed, match=expected):
+        bike_models.deployments.deploy("bike-demand", model="bike-demand/1", canary={other: 10})
+    with pytest.raises(ValidationFailed, match=expected):
+        bike_models.deployments.deploy("bike-demand", model="bike-demand/1", shadow=[other])
+    with pytest.raises(ValidationFailed, match="separate deployments"):
+        bike_models.deployments.apply_desired(
+            [
+                compose("first", model="bike-demand/2"),
+                compose("bike-demand", model=other, canary={"bike-demand/3": 50}),
+            ]
+        )
+    assert [d.name for d in bike_models.deployments.list()] == ["bike-demand"]
+    (served,) = bike_models.deployments.get("bike-demand").variants
+    assert served.model == "bike-demand/1"
+    assert _applied(bike_models) == [1]
+    # One kind of output is served side by side whatever the model: two classifiers, say.
+    bike_models.deployments.deploy("busy", model=other, shadow=[other])
 
 
 def test_a_failed_change_keeps_the_applied_revision(bike_models: Workspace) -> None:

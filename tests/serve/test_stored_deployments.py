@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from tests.serve.conftest import ListSink, logged_copies, rows, serve_settings, shadow_log
 from tests.serve.test_server_log import running
 
@@ -216,6 +216,31 @@ async def test_a_change_whose_model_would_not_load_is_served_once_it_loads(
         await until(serving(server, version=2))
     finally:
         await server.stop()
+
+
+async def test_an_alias_moved_to_a_model_of_another_output_kind_is_not_served(
+    workspace: Workspace, echo: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    del echo
+    frame = pd.DataFrame({"id": np.arange(20.0), "x": np.linspace(0, 1, 20)})
+    words = LogisticRegression().fit(frame, np.where(frame["id"] > 9, "high", "low"))
+    workspace.registry.register("echo", words, input_example=frame)  # version 3: strings
+    workspace.registry.promote("echo", 2, to="candidate")
+    workspace.deployments.deploy("bikes", model="echo/1", canary={"echo@candidate": 50})
+    server = server_of(workspace, workspace.metadata.get_deployment("bikes"))
+    await server.start()
+    try:
+        await asyncio.to_thread(workspace.registry.promote, "echo", 3, to="candidate")
+
+        async def refused() -> bool:
+            return "predict different kinds of output" in caplog.text
+
+        await until(refused)
+        served = [lane.model.ref for lane in server.routes.lanes]
+    finally:
+        await server.stop()
+    assert served == ["echo/1", "echo/2"], "the variants served before the move"
+    assert "canary (echo/3): one string a row" in caplog.text
 
 
 async def test_a_change_that_fails_to_load_closes_the_shadow_it_started(

@@ -30,12 +30,21 @@ if TYPE_CHECKING:
     from mlcycle.registry import ModelRegistry
     from mlcycle.store import DeploymentCatalog, TrafficPolicy
 
-__all__ = ["Change", "Deployments", "check_deployment", "compose", "parse_deployments"]
+__all__ = [
+    "Change",
+    "Deployments",
+    "check_deployment",
+    "check_outputs",
+    "compose",
+    "output_kind",
+    "parse_deployments",
+]
 
 _SPLIT: frozenset[str] = frozenset({"canary", "ab"})
 _TOML_KEYS = frozenset({"model", "variants", "policy", "sticky_key", "key_columns"})
 _VARIANT_KEYS = frozenset({"name", "model", "weight", "shadow"})
 _TOTAL = 100.0
+_OUTPUT_WORDS = {"int64": "number", "float64": "number", "bool": "boolean"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,13 +306,14 @@ class Deployments:
     def apply(self, deployment: Deployment) -> Deployment:
         """Check ``deployment``, resolve its models, and store it (a new revision if changed).
 
-        Raises ``ValidationFailed`` for a policy its variants do not fit, and
-        ``NotFound`` naming the variant whose model the registry cannot resolve;
-        nothing is stored then.
+        Raises ``ValidationFailed`` for a policy its variants do not fit or
+        variants whose models predict different kinds of output (their rows
+        could not share the prediction log's table), and ``NotFound`` naming
+        the variant whose model the registry cannot resolve; nothing is stored
+        then.
         """
         checked = replace(check_deployment(deployment), actor=self.actor)
-        for variant in checked.variants:
-            self._resolve(checked.name, variant)
+        self._resolve_all(checked)
         return self.catalog.put_deployment(checked, time=self.clock.now())
 
     def deploy(
@@ -361,8 +371,7 @@ class Deployments:
         changes = self.plan(desired, prune=prune)
         for change in changes:
             if change.after is not None and change.action != "unchanged":
-                for variant in change.after.variants:
-                    self._resolve(change.name, variant)
+                self._resolve_all(change.after)
         if dry_run:
             return changes
         for change in changes:
@@ -385,14 +394,51 @@ class Deployments:
         """Remove a deployment (a ``deployment.removed`` event); returns what it was."""
         return self.catalog.remove_deployment(name, actor=self.actor, time=self.clock.now())
 
-    def _resolve(self, name: str, variant: Variant) -> None:
-        try:
-            self.registry.get(variant.model)
-        except (NotFound, ValidationFailed) as exc:
-            raise type(exc)(
-                f"deployment '{name}', variant '{variant.name}': cannot resolve model "
-                f"'{variant.model}' ({exc}); nothing was applied"
-            ) from exc
+    def _resolve_all(self, deployment: Deployment) -> None:
+        """Resolve every variant's model; their outputs must be of one kind (see ``apply``)."""
+        kinds: dict[str, str | None] = {}
+        for variant in deployment.variants:
+            try:
+                version = self.registry.get(variant.model)
+            except (NotFound, ValidationFailed) as exc:
+                raise type(exc)(
+                    f"deployment '{deployment.name}', variant '{variant.name}': cannot resolve "
+                    f"model '{variant.model}' ({exc}); nothing was applied"
+                ) from exc
+            ref = version.ref.removeprefix("models:/")
+            kinds[f"{variant.name} ({ref})"] = output_kind(version.signature)
+        check_outputs(deployment.name, kinds)
+
+
+def check_outputs(deployment: str, kinds: Mapping[str, str | None]) -> None:
+    """Refuse variants (``kinds``: each one's ``output_kind``) that predict different kinds."""
+    known = {variant: kind for variant, kind in kinds.items() if kind is not None}
+    if len(set(known.values())) > 1:
+        shown = ", ".join(f"{variant}: {kind}" for variant, kind in known.items())
+        raise ValidationFailed(
+            f"deployment '{deployment}': its variants predict different kinds of output "
+            f"({shown}), whose rows cannot share one prediction log; serve them as separate "
+            "deployments"
+        )
+
+
+def output_kind(signature: Mapping[str, Any]) -> str | None:  # Any: JSON values
+    """What a model with ``signature`` (as stored) predicts per row, in words; ``None``: unknown.
+
+    Two models whose kinds differ would write ``output`` columns of different
+    types to one prediction log (a number, a list, a string).
+    """
+    outputs = signature.get("outputs") or []
+    if not outputs:
+        return None
+    if len(outputs) > 1:
+        return f"{len(outputs)} outputs a row"
+    spec = outputs[0]
+    word = _OUTPUT_WORDS.get(str(spec.get("type")), "string")
+    shape = spec.get("shape")
+    if not shape:
+        return f"one {word} a row"
+    return f"{'x'.join(str(n) for n in shape)} {word}s a row"
 
 
 def _numbered(base: str, index: int) -> str:

@@ -35,7 +35,7 @@ import numpy as np
 from mlcycle.errors import MlcycleError, NotFound
 from mlcycle.ids import new_id
 from mlcycle.serve._batching import Batcher, Job, row_columns
-from mlcycle.serve._deployments import check_deployment
+from mlcycle.serve._deployments import check_deployment, check_outputs, output_kind
 from mlcycle.serve._errors import Overloaded
 from mlcycle.serve._metrics import LaneMetrics, Metrics, observe_many
 from mlcycle.serve._model import ServedModel, load_model
@@ -410,7 +410,8 @@ class ModelServer:
         """Lanes for every variant: kept when its model version is unchanged, else loaded.
 
         A kept lane keeps its queue (and what waits in it) even when the
-        variant's weight changed.
+        variant's weight changed. Raises ``ValidationFailed`` when the
+        variants' models predict different kinds of output (an alias moved).
         """
         current = {
             (lane.variant.name, lane.variant.shadow, lane.model.ref): lane for lane in previous
@@ -428,6 +429,16 @@ class ModelServer:
                     shadows.append(lane or await self._open_shadow(deployment, variant))
                 else:
                     answering.append(lane or await self._open_answering(deployment, variant))
+            # An alias that moved to a model predicting another kind of output: its rows
+            # would be refused by the prediction log's table.
+            lanes: list[Lane[Any]] = [*answering, *shadows]
+            kinds = {
+                f"{lane.variant.name} ({lane.model.ref})": output_kind(
+                    lane.model.signature.to_dict()
+                )
+                for lane in lanes
+            }
+            check_outputs(deployment.name, kinds)
         except BaseException:
             # Close what this build opened: a shadow's process would outlive the failed change.
             kept = {id(lane.queue) for lane in previous}
