@@ -193,7 +193,9 @@ def test_scores_the_store_refuses_leave_out_as_it_was(
         finally:
             mc.close()
     assert result.exit_code == 1
-    assert "error: cannot write to the artifact store" in " ".join(result.output.split())
+    said = " ".join(result.output.split())
+    assert "error: cannot write to the artifact store" in said
+    assert "make that folder writable, or set store.artifacts_url" in said
     assert out.read_bytes() == b"yesterday's scores"
     assert not (project / "new.parquet").exists()
     assert [p.name for p in project.iterdir() if p.name.startswith((".scores", ".new"))] == []
