@@ -7,6 +7,7 @@ sets), in which case it fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -49,6 +50,13 @@ def unwritable_dir(tmp_path: Path) -> Iterator[Path]:
     """A folder nobody can create files in, root included (``chattr +i`` when running as root)."""
     folder = tmp_path / "locked"
     folder.mkdir()
+    with unwritable(folder):
+        yield folder
+
+
+@contextlib.contextmanager
+def unwritable(folder: Path) -> Iterator[Path]:
+    """``folder`` made so nobody can create files in it until the block ends (root included)."""
     if os.geteuid() == 0:
         locked = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False)
         if locked.returncode != 0:

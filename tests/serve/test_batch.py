@@ -9,10 +9,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from sklearn.linear_model import Ridge
+from tests.conftest import unwritable
 from tests.serve.conftest import Invoke
 
 import mlcycle as mc
-from mlcycle.errors import NotFound, ValidationFailed
+from mlcycle.errors import NotFound, ValidationFailed, WorkspaceError
 from mlcycle.workspace import Workspace
 
 FEATURES = ["station", "hr", "temp"]
@@ -176,6 +177,30 @@ def test_an_existing_file_is_kept_when_scoring_fails(bike: Workspace, tmp_path: 
     mc.close()
     assert out.read_bytes() == b"yesterday's scores"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.csv", "project", "scores.parquet"]
+
+
+def test_scores_the_store_refuses_leave_out_as_it_was(
+    bike: Workspace, invoke: Invoke, project: Path
+) -> None:
+    """The file is stored and its lineage recorded before it replaces ``out``."""
+    out = project / "scores.parquet"
+    out.write_bytes(b"yesterday's scores")
+    with unwritable(bike.settings.workspace_dir / "artifacts" / "tmp"):
+        result = invoke("predict", "bike-demand/1", "--data", "bike/1", "--out", out.name)
+        try:
+            with pytest.raises(WorkspaceError, match="cannot write to the artifact store"):
+                mc.serve.score("bike-demand/1", "bike/1", project / "new.parquet")
+        finally:
+            mc.close()
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert "error: cannot write to the artifact store" in said
+    assert "make that folder writable, or set store.artifacts_url" in said
+    assert out.read_bytes() == b"yesterday's scores"
+    assert not (project / "new.parquet").exists()
+    assert [p.name for p in project.iterdir() if p.name.startswith((".scores", ".new"))] == []
+    recorded = bike.events(types=["lineage.edge_added"])
+    assert [e.subject for e in recorded if e.subject.startswith("scores:")] == []
 
 
 def _empty_csv(folder: Path) -> Path:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import threading
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
-from tests.serve.conftest import Invoke, rows
+from tests.serve.conftest import Invoke, rows, run_live
 
 from mlcycle.cli._serve import worker_app
+from mlcycle.errors import NotFound, ValidationFailed
 from mlcycle.settings import Settings
 from mlcycle.workspace import Workspace
 
@@ -106,3 +111,53 @@ async def test_a_worker_serves_the_stored_deployment_with_its_token(
     assert answer.status_code == 200
     assert (answer.json()["version"], answer.json()["variant"]) == (1, "primary")
     assert health.status_code == 200
+
+
+def _database_opens(project: Path) -> int:
+    """How often this process has the project's SQLite database open: once per connection.
+
+    SQLite keeps a closed connection's file open while another connection of
+    the process holds a lock on it, so count with no other connection open.
+    """
+    database = str((Settings(home=project).workspace_dir / "mlcycle.db").resolve())
+    return sum(file.path == database for file in psutil.Process().open_files())
+
+
+def _log_threads() -> set[threading.Thread]:
+    """The writer threads of the prediction logs open in this process."""
+    return {t for t in threading.enumerate() if t.name.startswith("mlcycle-predlog")}
+
+
+def test_a_worker_closes_its_workspace_on_shutdown(
+    workspace: Workspace, echo: str, project: Path
+) -> None:
+    workspace.close()
+    app = worker_app(Settings(home=project), echo, None, None)
+    with contextlib.closing(run_live(app, app.server)) as running:  # uvicorn's lifespan
+        url = next(running).url
+        answer = httpx.post(f"{url}/v1/models/echo:predict", json={"instances": rows(2)})
+        assert _database_opens(project) > 0  # the worker's own connections
+    assert answer.status_code == 200
+    assert _database_opens(project) == 0
+
+
+@pytest.mark.anyio
+async def test_a_worker_that_fails_part_way_closes_its_workspace(
+    workspace: Workspace, echo: str, project: Path
+) -> None:
+    workspace.deployments.deploy("bikes", model=echo)
+    workspace.close()
+    with contextlib.closing(sqlite3.connect(project / ".mlcycle" / "mlcycle.db")) as db, db:
+        db.execute("UPDATE deployments SET policy = 'bandit'")  # as a newer mlcycle might
+    threads = _log_threads()
+    settings = Settings(home=project)
+    with pytest.raises(NotFound, match="no deployment 'ghost'"):
+        worker_app(settings, "ghost", None, None)
+    with pytest.raises(ValidationFailed, match="unknown policy 'bandit'"):
+        worker_app(settings, "bikes", None, None)  # its prediction log was open by then
+    app = worker_app(settings, "models:/nope@production", None, None)
+    with pytest.raises(NotFound, match="nope"):
+        async with app.lifespan():
+            pytest.fail("a model that does not load fails the startup")
+    assert _database_opens(project) == 0
+    assert _log_threads() == threads

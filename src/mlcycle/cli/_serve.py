@@ -183,8 +183,11 @@ def worker_app(
     """The app of one worker process: its own workspace, server, event-log follower and log.
 
     Every prediction goes to this worker's ``PredictionLog``, which the app's
-    shutdown closes (everything queued is written and rolled into Delta).
+    shutdown closes (everything queued is written and rolled into Delta), and
+    then the workspace. When building the app fails, both are closed before
+    the error propagates.
     """
+    import contextlib
     import gc
 
     from mlcycle.serve import Metrics, ModelServer, create_app
@@ -197,20 +200,28 @@ def worker_app(
     gc.set_threshold(10_000, 10, 10)
 
     workspace = Workspace.open(settings)
-    deployment, source = _deployment(workspace.metadata, target)
-    server = ModelServer(
-        registry=workspace.registry,
-        deployment=deployment,
-        settings=settings.serve,
-        sink=workspace.prediction_log(),
-        events=workspace.metadata,
-        deployments=source,
-        metrics=Metrics(multiprocess_dir=None if metrics_dir is None else Path(metrics_dir)),
-        clock=workspace.clock,
-        registry_opener=functools.partial(open_registry, settings),
-        sink_opener=functools.partial(open_prediction_log, settings),
-    )
-    return create_app(server, token=token, feedback=workspace.feedback)
+    with contextlib.ExitStack() as undo:
+        undo.callback(workspace.close)
+        deployment, source = _deployment(workspace.metadata, target)
+        sink = workspace.prediction_log()
+        undo.callback(sink.close)  # before the workspace: the log's last rollover uses its stores
+        server = ModelServer(
+            registry=workspace.registry,
+            deployment=deployment,
+            settings=settings.serve,
+            sink=sink,
+            events=workspace.metadata,
+            deployments=source,
+            metrics=Metrics(multiprocess_dir=None if metrics_dir is None else Path(metrics_dir)),
+            clock=workspace.clock,
+            registry_opener=functools.partial(open_registry, settings),
+            sink_opener=functools.partial(open_prediction_log, settings),
+        )
+        app = create_app(
+            server, token=token, feedback=workspace.feedback, after_stop=workspace.close
+        )
+        undo.pop_all()  # from here the app's shutdown closes both
+    return app
 
 
 def _run(settings: Settings, target: str, token: str | None) -> None:

@@ -51,14 +51,20 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def create_app(
-    server: ModelServer, *, token: str | None = None, feedback: FeedbackLog | None = None
+    server: ModelServer,
+    *,
+    token: str | None = None,
+    feedback: FeedbackLog | None = None,
+    after_stop: Callable[[], object] | None = None,
 ) -> ServingApp:
     """The ASGI app serving ``server``; ``token``: the bearer token every endpoint but health needs.
 
     ``feedback``: where ``POST /v1/models/NAME:feedback`` stores labels (without
     it, that route answers 404). The app starts the server (loads its models,
     follows the event log) on startup and stops it (answers what is queued,
-    closes the sink) on shutdown.
+    closes the sink) on shutdown, or when starting failed; then it calls
+    ``after_stop``, such as the ``close`` of the workspace the server's stores
+    came from (the sink's last rollover still uses them).
     """
     handlers = _Handlers(server, feedback)
     guard = _guard(token)
@@ -81,18 +87,24 @@ def create_app(
         Route("/openapi.json", guard(handlers.openapi)),
         Route("/docs", guard(handlers.docs)),
     ]
-    starlette = Starlette(routes=routes, lifespan=lambda app: _running(server))
-    return ServingApp(starlette, server, predict=predict, infer=infer)
+    starlette = Starlette(routes=routes, lifespan=lambda app: _running(server, after_stop))
+    return ServingApp(starlette, server, predict=predict, infer=infer, after_stop=after_stop)
 
 
 @asynccontextmanager
-async def _running(server: ModelServer) -> AsyncIterator[None]:
-    """Start ``server`` (load its models, follow the event log), and stop it on the way out."""
-    await server.start()
+async def _running(
+    server: ModelServer, after_stop: Callable[[], object] | None
+) -> AsyncIterator[None]:
+    """Start ``server``; on the way out (or a failed start), stop it, then call ``after_stop``."""
     try:
+        await server.start()
         yield
     finally:
-        await server.stop()
+        try:
+            await server.stop()
+        finally:
+            if after_stop is not None:
+                await asyncio.to_thread(after_stop)
 
 
 class ServingApp:
@@ -104,19 +116,27 @@ class ServingApp:
     """
 
     def __init__(
-        self, app: Starlette, server: ModelServer, *, predict: ASGIApp, infer: ASGIApp
+        self,
+        app: Starlette,
+        server: ModelServer,
+        *,
+        predict: ASGIApp,
+        infer: ASGIApp,
+        after_stop: Callable[[], object] | None = None,
     ) -> None:
         self.app = app
         self.server = server
         self.predict = predict
         self.infer = infer
+        self.after_stop = after_stop
 
     def lifespan(self) -> AbstractAsyncContextManager[None]:
         """Start the server (load its models, follow the log) on entry; stop it on exit.
 
-        What the ASGI server's lifespan does, for running the app in process.
+        What the ASGI server's lifespan does, for running the app in process:
+        ``after_stop`` (see ``create_app``) is called once the server has stopped.
         """
-        return _running(self.server)
+        return _running(self.server, self.after_stop)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Dispatch one connection's request (or the lifespan)."""

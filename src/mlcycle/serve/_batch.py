@@ -5,11 +5,12 @@ with an ONNX copy is scored by ONNX Runtime straight from a float64 matrix,
 and every batch is checked against the model's signature as a request would
 be. Files are streamed (Parquet row groups, CSV blocks), and so is a dataset
 version (``DatasetRegistry.scan``: its Parquet files in row order). The scores go to a
-temporary file beside ``out`` that replaces it only when every row is
-scored, so a failure never leaves a partial file. The finished file is put
-in the artifact store, and lineage edges record which model version and which
-data made it: ``scores:<digest>`` has the model version (kind ``model``) and
-the data (kind ``input``) as parents.
+temporary file beside ``out``. Once every row is scored, that file is put in
+the artifact store and lineage edges record which model version and which
+data made it (``scores:<digest>`` has the model version, kind ``model``, and
+the data, kind ``input``, as parents); only then does it replace ``out``, so
+a failure never leaves a partial or unrecorded file, nor loses the one
+``out`` held.
 
 Scores hold ``row`` (the row's position in the input), the ``keep``
 columns copied from the input, and ``prediction``.
@@ -90,28 +91,29 @@ def batch_score(
 
     Raises ``NotFound`` for an unknown model, dataset or file, and
     ``ValidationFailed`` when the data lacks a model input or holds a value
-    the signature refuses, or ``out`` cannot be written; then no ``out`` is left.
+    the signature refuses, or ``out`` cannot be written; then, as when the
+    artifact store or the lineage fails, ``out`` is left as it was.
     """
     if batch_rows < 1:
         raise ValidationFailed(f"batch_rows={batch_rows} must be at least 1")
     started = time.perf_counter()
     served = load_model(registry, model, max_rows=batch_rows)
+    model_ref = f"models:/{served.ref}"
     temporary = _temporary_beside(out)
     try:
         source = _open(data, datasets, batch_rows=batch_rows)
         _check_columns(served, source, keep)
         rows = _write(served, source, keep, temporary, batch_rows=batch_rows)
+        with temporary.open("rb") as stream:
+            digest = artifacts.put(stream)
+        target = f"scores:{digest}"
+        now = clock.now()
+        lineage.add_edge(model_ref, target, kind="model", actor=actor, time=now)
+        lineage.add_edge(source.ref, target, kind="input", actor=actor, time=now)
         temporary.replace(out)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    with out.open("rb") as stream:
-        digest = artifacts.put(stream)
-    target = f"scores:{digest}"
-    now = clock.now()
-    model_ref = f"models:/{served.ref}"
-    lineage.add_edge(model_ref, target, kind="model", actor=actor, time=now)
-    lineage.add_edge(source.ref, target, kind="input", actor=actor, time=now)
     return Scores(
         out=out,
         rows=rows,

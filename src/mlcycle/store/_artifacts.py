@@ -321,7 +321,9 @@ class LocalArtifactStore:
             fd, name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
         except OSError as exc:
             raise WorkspaceError(
-                f"cannot write to the artifact store at {self.root}: {exc.strerror}"
+                f"cannot write to the artifact store at {self.root}: {exc.strerror} in "
+                f"{self._tmp}; make that folder writable, or set store.artifacts_url to a "
+                "store you can write to"
             ) from exc
         tmp = Path(name)
         try:
