@@ -262,3 +262,54 @@ def test_known_ids_come_from_the_table_and_unrolled_segments_and_exclude_failure
         live.close()
     assert receipt == Receipt(recorded=4, unknown=("failed", "r9"))
     assert log.record("bike-demand", [("spooled", 5.0)]) == Receipt(recorded=1)
+
+
+def _dated(log: FeedbackLog) -> Deployment:
+    """Predictions d0, d1 of 'bike-days', keyed on a date-time input logged as timestamp[us]."""
+    from mlcycle.serve import PredictionLog
+
+    at = np.array(["2030-05-01T00:00", "2030-05-02T00:00"], dtype="datetime64[us]")
+    predictions = PredictionLog(spool_dir=log.spool_dir, tables=log.tables)
+    predictions.append(
+        replace(_batch(["d0", "d1"], [0, 1]), deployment="bike-days", inputs={"at": at})
+    )
+    predictions.close()
+    return replace(_deployment("at"), name="bike-days")
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        pa.array(np.array(["2030-05-01", "2030-05-02"], dtype="datetime64[ns]")),
+        pa.array(np.array(["2030-05-01", "2030-05-02"], dtype="datetime64[D]")),  # date32
+    ],
+)
+def test_a_key_of_another_type_that_holds_the_logged_values_exactly_is_cast(
+    log: FeedbackLog, at: pa.Array
+) -> None:
+    deployment = _dated(log)
+    data = pa.table({"at": at, "cnt": [5.0, 6.0]})
+    receipt = log.join(deployment, data, label_column="cnt", source="data:/bike/6")
+    assert receipt == Receipt(recorded=2)
+    assert log.read("bike-days")["label"].to_pylist() == [5.0, 6.0]
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "problem"),
+    [
+        ("hr", pa.array(["0", "1"]), r"'hr' of data:/bike/6 is string, but deployment "),
+        ("hr", pa.array([T0, T0 + timedelta(hours=1)]), r"'hr' .* is timestamp\[us, tz=UTC\]"),
+        ("hr", pa.array([0, 2**53 + 1]), r"'hr' .* has values double cannot hold exactly"),
+        ("at", pa.array([T0, T0 + timedelta(days=1)]), r"'bike-days' logs it as timestamp\[us\]"),
+        ("at", pa.array([1, 1001], pa.timestamp("ns")), r"has values timestamp\[us\] cannot hold"),
+    ],
+)
+def test_a_key_of_another_type_is_refused_naming_the_column_the_types_and_the_fix(
+    log: FeedbackLog, column: str, values: pa.Array, problem: str
+) -> None:
+    deployment = _dated(log) if column == "at" else _deployment("station", "hr")
+    data = pa.table({"station": [1, 1], column: values, "cnt": [5.0, 6.0]})
+    with pytest.raises(ValidationFailed, match=problem) as refused:
+        log.join(deployment, data, label_column="cnt", source="data:/bike/6")
+    assert str(refused.value).endswith("and register the data again")
+    assert log.read(deployment.name).num_rows == 0

@@ -106,9 +106,18 @@ class FeedbackLog:
     ) -> Receipt:
         """Label the logged predictions of ``deployment`` from ``data``, matched on its key columns.
 
-        Each key must identify one row of ``data``. Raises ``ValidationFailed``
-        when the deployment has no key columns, a key or the label column is
-        missing, or keys repeat; then nothing is stored.
+        Each key must identify one row of ``data``. A key column of ``data``
+        is compared in the type its input is logged in, cast only when the
+        cast changes no value: numbers to float64 (integers up to 2**53),
+        text to strings, date-times to the log's unit (refused for a value
+        finer than it) and zone, dates to their midnight. Text for a number
+        would compare spellings (``"1.0"`` is not ``"1"``), and a zoned
+        date-time for a naive one would need a zone the naive ones lack, so
+        those are refused, not guessed.
+
+        Raises ``ValidationFailed`` when the deployment has no key columns, a
+        key or the label column is missing, a key's type or values do not fit
+        the logged ones, or keys repeat; then nothing is stored.
         """
         keys = list(deployment.key_columns)
         if not keys:
@@ -133,6 +142,7 @@ class FeedbackLog:
             }
         )
         right = _unique_keys(data, keys, label_column, source)
+        right = _as_logged(right, left.schema, source=source, deployment=deployment.name)
         matched = left.join(right, keys=keys, join_type="inner", use_threads=False)
         matched = matched.group_by(_KEY, use_threads=False).aggregate([("label", "last")])
         table = pa.table(
@@ -382,9 +392,9 @@ def _key(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 
 
 def _unique_keys(data: pa.Table, keys: list[str], label_column: str, source: str) -> pa.Table:
-    """``data``'s keys and label, checked: one row per key, keys comparable with the log's."""
+    """``data``'s keys and label, checked: one row per key."""
     right = pa.table(
-        {**{key: _key(data.column(key)) for key in keys}, "label": data.column(label_column)}
+        {**{key: data.column(key) for key in keys}, "label": data.column(label_column)}
     )
     label = right.column("label")
     known = pc.is_valid(label)
@@ -400,6 +410,42 @@ def _unique_keys(data: pa.Table, keys: list[str], label_column: str, source: str
             f"the key columns {keys} must identify one row"
         )
     return right
+
+
+def _as_logged(right: pa.Table, logged: pa.Schema, *, source: str, deployment: str) -> pa.Table:
+    """``right`` with each key column cast to the type of its logged column, where that is exact."""
+    for key in right.column_names[:-1]:  # the keys, then the label
+        column, wanted = right.column(key), logged.field(key).type
+        if pa.types.is_dictionary(column.type):  # a category column: compare its values
+            column = pc.cast(column, column.type.value_type)
+        if column.type != wanted and not _exact_cast(column.type, wanted):
+            raise ValidationFailed(
+                f"key column '{key}' of {source} is {column.type}, but deployment "
+                f"'{deployment}' logs it as {wanted}; store the column as {wanted} and register "
+                "the data again"
+            )
+        try:
+            column = pc.cast(column, wanted)  # safe: refuses to change a value
+        except pa.ArrowInvalid as exc:
+            raise ValidationFailed(
+                f"key column '{key}' of {source} has values {wanted} cannot hold exactly ({exc}), "
+                f"and deployment '{deployment}' logs it as {wanted}; store the column as "
+                f"{wanted} and register the data again"
+            ) from None
+        right = right.set_column(right.schema.get_field_index(key), key, column)
+    return right
+
+
+def _exact_cast(found: pa.DataType, wanted: pa.DataType) -> bool:
+    """Whether a safe cast from ``found`` to ``wanted`` keeps what each value means."""
+    numbers = pa.types.is_integer(found) or pa.types.is_floating(found)
+    if numbers or pa.types.is_boolean(found):
+        return bool(pa.types.is_float64(wanted))
+    if _kind(found) == "text":
+        return bool(pa.types.is_string(wanted))
+    if pa.types.is_timestamp(found) and pa.types.is_timestamp(wanted):
+        return (found.tz is None) == (wanted.tz is None)
+    return pa.types.is_date(found) and pa.types.is_timestamp(wanted) and wanted.tz is None
 
 
 def _window(since: datetime | None, until: datetime | None) -> pc.Expression | None:
