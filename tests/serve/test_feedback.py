@@ -163,9 +163,13 @@ def test_the_sdk_records_joins_and_reads(bike_models: Workspace, hours: pd.DataF
         ([("r0", -1, 1.0)], "row_index must be an integer from 0 to 2,147,483,647"),
         ([("r0", True, 1.0)], "row_index must be an integer from 0"),
         ([("r0", 2**31, 1.0)], "not 2147483648"),
-        ([("r0", None)], "must be a number or a string"),
-        ([("r0", [1, 2])], "must be a number or a string"),
+        ([("r0", None)], "must be a number, a boolean or a string"),
+        ([("r0", [1, 2])], "must be a number, a boolean or a string"),
         ([("r0", float("nan"))], "labels must be finite"),
+        (
+            [("r0", 2**53 + 1)],
+            r"the label 9007199254740993 is past 2\*\*53; numeric labels are stored as float64",
+        ),
         ([("r0", 1.0), ("r1", "high")], "mix numbers and strings"),
     ],
 )
@@ -313,3 +317,31 @@ def test_a_key_of_another_type_is_refused_naming_the_column_the_types_and_the_fi
         log.join(deployment, data, label_column="cnt", source="data:/bike/6")
     assert str(refused.value).endswith("and register the data again")
     assert log.read(deployment.name).num_rows == 0
+
+
+def test_boolean_labels_are_stored_as_one_and_zero(log: FeedbackLog) -> None:
+    """A boolean target is a two-class one: stored as numbers, monitoring scores it as such."""
+    data = pa.table({"station": [1, 1], "hr": [0, 1], "rented": [True, False]})
+    receipt = log.join(
+        _deployment("station", "hr"), data, label_column="rented", source="data:/bike/7"
+    )
+    assert receipt == Receipt(recorded=2, unmatched=2)
+    assert log.record("bike-demand", [("r2", True), ("r3", 0, False)]) == Receipt(recorded=2)
+    assert log.read("bike-demand")["label"].to_pylist() == [1.0, 0.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("label", "problem"),
+    [
+        (pa.array([T0, T0]), r"'cnt' of data:/bike/7 is timestamp\[us, tz=UTC\]; labels must be"),
+        (pa.array([1, 2**53 + 1]), "label column 'cnt' of data:/bike/7 has values float64 cannot"),
+    ],
+)
+def test_a_label_column_the_log_cannot_store_is_refused_naming_it_and_the_fix(
+    log: FeedbackLog, label: pa.Array, problem: str
+) -> None:
+    data = pa.table({"station": [1, 1], "hr": [0, 1], "cnt": label})
+    with pytest.raises(ValidationFailed, match=problem) as refused:
+        log.join(_deployment("station", "hr"), data, label_column="cnt", source="data:/bike/7")
+    assert str(refused.value).endswith("and register the data again")
+    assert log.read("bike-demand").num_rows == 0

@@ -10,8 +10,9 @@ log does not know (yet) is kept and reported back: it may belong to a
 prediction still in another machine's spool.
 
 Columns: ``request_id, row_index, label, labelled_at, source``. Numeric
-labels are stored as float64 (as outputs are), text labels as strings; a
-deployment's labels are one or the other.
+labels are stored as float64 (as outputs are), booleans as 1.0 and 0.0 (a
+two-class target, which monitoring scores as classification), text labels
+as strings; a deployment's labels are one or the other.
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ if TYPE_CHECKING:
 
 __all__ = ["FeedbackLog", "Label", "Receipt", "feedback_table_name"]
 
-Label = tuple[str, Any] | tuple[str, int, Any]  # Any: a number or a string
+Label = tuple[str, Any] | tuple[str, int, Any]  # Any: a number, a boolean or a string
 """``(request_id, label)``, or ``(request_id, row_index, label)`` for a row of a larger request."""
 
 _KEY = ["request_id", "row_index"]
 _MAX_ROW_INDEX = 2**31 - 1
 """The largest row index a label can name (the log stores them as int32)."""
+_MAX_EXACT = 2**53
+"""The largest integer label float64 holds exactly (and so the largest Arrow converts)."""
 _COMMIT_RETRIES = 20
 MAX_REQUEST_ID = 200
 """The longest request id (characters) a label, and so a request's ``x-request-id``, may be."""
@@ -149,7 +152,7 @@ class FeedbackLog:
             {
                 "request_id": matched.column("request_id"),
                 "row_index": matched.column("row_index"),
-                "label": _label_array(matched.column("label_last").to_pylist(), deployment.name),
+                "label": matched.column("label_last"),
             }
         )
         if table.num_rows:
@@ -348,9 +351,15 @@ def _one_label(position: int, item: object) -> tuple[str, int, Any]:  # Any: the
             f"{where} (request {request_id}): row_index must be an integer from 0 to "
             f"{_MAX_ROW_INDEX:,} (the row's position in its request), not {row_index!r}"
         )
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+    if not isinstance(value, (int, float, str)):  # a bool is an int: 1 or 0
         raise ValidationFailed(
-            f"{where} (request {request_id}): the label must be a number or a string, not {value!r}"
+            f"{where} (request {request_id}): the label must be a number, a boolean or a string, "
+            f"not {value!r}"
+        )
+    if isinstance(value, int) and abs(value) > _MAX_EXACT:
+        raise ValidationFailed(
+            f"{where} (request {request_id}): the label {value} is past 2**53; numeric labels "
+            "are stored as float64, which holds integers exactly only up to there"
         )
     if isinstance(value, float) and not math.isfinite(value):
         raise ValidationFailed(
@@ -360,10 +369,10 @@ def _one_label(position: int, item: object) -> tuple[str, int, Any]:  # Any: the
 
 
 def _label_array(values: Sequence[Any], deployment: str) -> pa.Array:  # Any: labels
-    """Labels as float64 when all are numbers, strings when all are text."""
+    """Labels as float64 when all are numbers (booleans as 1 and 0), strings when all are text."""
     if all(isinstance(v, str) for v in values):
         return pa.array(values, pa.string())
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    if not any(isinstance(v, str) for v in values):
         return pa.array(values, pa.float64())
     raise ValidationFailed(
         f"labels for deployment '{deployment}' mix numbers and strings; send one kind"
@@ -393,10 +402,8 @@ def _key(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 
 def _unique_keys(data: pa.Table, keys: list[str], label_column: str, source: str) -> pa.Table:
     """``data``'s keys and label, checked: one row per key."""
-    right = pa.table(
-        {**{key: data.column(key) for key in keys}, "label": data.column(label_column)}
-    )
-    label = right.column("label")
+    label = _label_column(data.column(label_column), label_column, source)
+    right = pa.table({**{key: data.column(key) for key in keys}, "label": label})
     known = pc.is_valid(label)
     if pa.types.is_floating(label.type):
         known = pc.and_(known, pc.invert(pc.is_nan(label)))
@@ -410,6 +417,28 @@ def _unique_keys(data: pa.Table, keys: list[str], label_column: str, source: str
             f"the key columns {keys} must identify one row"
         )
     return right
+
+
+def _label_column(column: pa.ChunkedArray, name: str, source: str) -> pa.ChunkedArray:
+    """``column`` as labels are stored: numbers and booleans as float64, text as strings."""
+    if pa.types.is_dictionary(column.type):  # a category column: its values are the labels
+        column = pc.cast(column, column.type.value_type)
+    kind = column.type
+    numbers = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+    if not numbers and not pa.types.is_boolean(kind) and _kind(kind) != "text":
+        raise ValidationFailed(
+            f"label column '{name}' of {source} is {kind}; labels must be numbers, booleans or "
+            "text: pass another label_column, or store this one as one of those and register "
+            "the data again"
+        )
+    try:  # safe: refuses an integer float64 would round
+        return pc.cast(column, pa.string() if _kind(kind) == "text" else pa.float64())
+    except pa.ArrowInvalid as exc:
+        raise ValidationFailed(
+            f"label column '{name}' of {source} has values float64 cannot hold exactly ({exc}); "
+            "numeric labels are stored as float64: store the column as text and register the "
+            "data again"
+        ) from None
 
 
 def _as_logged(right: pa.Table, logged: pa.Schema, *, source: str, deployment: str) -> pa.Table:
