@@ -345,3 +345,20 @@ def test_a_label_column_the_log_cannot_store_is_refused_naming_it_and_the_fix(
         log.join(_deployment("station", "hr"), data, label_column="cnt", source="data:/bike/7")
     assert str(refused.value).endswith("and register the data again")
     assert log.read("bike-demand").num_rows == 0
+
+
+def test_a_join_with_no_predictions_logged_stores_nothing_and_still_checks_the_data(
+    log: FeedbackLog,
+) -> None:
+    """Labels are stored under request ids: with no logged prediction, there is none to use."""
+    data = pa.table({"station": [1, 1], "hr": [0, 1], "cnt": [40, 41]})
+    keyed = _deployment("station", "hr")
+    later = T0 + timedelta(hours=1)
+    receipt = log.join(keyed, data, label_column="cnt", source="data:/bike/5", since=later)
+    assert receipt == Receipt(recorded=0)
+    unserved = replace(keyed, name="bike-new")
+    assert log.join(unserved, data, label_column="cnt", source="data:/bike/5") == Receipt(0)
+    with pytest.raises(ValidationFailed, match="key\\(s\\) on more than one row"):
+        log.join(unserved, data.take([0, 0]), label_column="cnt", source="data:/bike/5")
+    assert not Path(log.tables.table_uri(feedback_table_name("bike-demand"))).exists()
+    assert not Path(log.tables.table_uri(feedback_table_name("bike-new"))).exists()

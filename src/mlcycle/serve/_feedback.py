@@ -118,6 +118,13 @@ class FeedbackLog:
         date-time for a naive one would need a zone the naive ones lack, so
         those are refused, not guessed.
 
+        With no prediction logged (since ``since``), ``data`` is still
+        checked, nothing is stored and ``Receipt(recorded=0)`` comes back
+        rather than an error: a joined label is stored under the request id
+        of the prediction it matched, so unlike ``record``'s labels for
+        unknown ids there is none to keep it under. Join again once
+        predictions are logged.
+
         Raises ``ValidationFailed`` when the deployment has no key columns, a
         key or the label column is missing, a key's type or values do not fit
         the logged ones, or keys repeat; then nothing is stored.
@@ -129,22 +136,11 @@ class FeedbackLog:
                 f"with `mlcycle deploy {deployment.name} --model ... --key-columns COL,COL`"
             )
         _require(data, [*keys, label_column], f"the labels' data ({source})")
-        logged = self._predictions(deployment.name, since=since)
-        inputs = logged.column("inputs").type
-        missing = [key for key in keys if inputs.get_field_index(key) < 0]
-        if missing:
-            raise ValidationFailed(
-                f"key column(s) {missing} of deployment '{deployment.name}' are not inputs of "
-                "its logged predictions; key columns must be model inputs"
-            )
-        left = pa.table(
-            {
-                "request_id": logged.column("request_id"),
-                "row_index": logged.column("row_index"),
-                **{key: _key(pc.struct_field(logged.column("inputs"), key)) for key in keys},
-            }
-        )
         right = _unique_keys(data, keys, label_column, source)
+        logged = self._predictions(deployment.name, since=since)
+        if not logged.num_rows:
+            return Receipt(recorded=0)
+        left = _logged_keys(logged, keys, deployment.name)
         right = _as_logged(right, left.schema, source=source, deployment=deployment.name)
         matched = left.join(right, keys=keys, join_type="inner", use_threads=False)
         matched = matched.group_by(_KEY, use_threads=False).aggregate([("label", "last")])
@@ -398,6 +394,24 @@ def _key(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     if pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
         return pc.cast(column, pa.string())
     return column
+
+
+def _logged_keys(logged: pa.Table, keys: list[str], deployment: str) -> pa.Table:
+    """The ``request_id``, ``row_index`` and key inputs of each logged prediction row."""
+    inputs = logged.column("inputs")
+    missing = [key for key in keys if inputs.type.get_field_index(key) < 0]
+    if missing:
+        raise ValidationFailed(
+            f"key column(s) {missing} of deployment '{deployment}' are not inputs of "
+            "its logged predictions; key columns must be model inputs"
+        )
+    return pa.table(
+        {
+            "request_id": logged.column("request_id"),
+            "row_index": logged.column("row_index"),
+            **{key: _key(pc.struct_field(inputs, key)) for key in keys},
+        }
+    )
 
 
 def _unique_keys(data: pa.Table, keys: list[str], label_column: str, source: str) -> pa.Table:
