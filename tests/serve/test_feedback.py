@@ -362,3 +362,19 @@ def test_a_join_with_no_predictions_logged_stores_nothing_and_still_checks_the_d
         log.join(unserved, data.take([0, 0]), label_column="cnt", source="data:/bike/5")
     assert not Path(log.tables.table_uri(feedback_table_name("bike-demand"))).exists()
     assert not Path(log.tables.table_uri(feedback_table_name("bike-new"))).exists()
+
+
+def test_rows_of_the_data_without_a_key_label_nothing(log: FeedbackLog) -> None:
+    """A missing key (null, NaN) matches no prediction, so its rows are not repeated keys."""
+    data = pa.table(
+        {
+            "station": [1, 1, 1, 1, 1, None],
+            "hr": pa.array([0.0, None, None, float("nan"), float("nan"), 3.0]),
+            "cnt": [40, 41, 42, 43, 44, 45],
+        }
+    )
+    receipt = log.join(
+        _deployment("station", "hr"), data, label_column="cnt", source="data:/bike/5"
+    )
+    assert receipt == Receipt(recorded=1, unmatched=3)
+    assert log.read("bike-demand")["label"].to_pylist() == [40.0]

@@ -415,13 +415,18 @@ def _logged_keys(logged: pa.Table, keys: list[str], deployment: str) -> pa.Table
 
 
 def _unique_keys(data: pa.Table, keys: list[str], label_column: str, source: str) -> pa.Table:
-    """``data``'s keys and label, checked: one row per key."""
+    """``data``'s keys and label, checked: one row per key.
+
+    A row with a missing label or key (null, NaN) labels nothing, and is left
+    out: a missing key matches no prediction, not even one logged without
+    that input, so two such rows are no repeated key.
+    """
     label = _label_column(data.column(label_column), label_column, source)
     right = pa.table({**{key: data.column(key) for key in keys}, "label": label})
-    known = pc.is_valid(label)
-    if pa.types.is_floating(label.type):
-        known = pc.and_(known, pc.invert(pc.is_nan(label)))
-    right = right.filter(known)  # a row without a label labels nothing
+    known = _present(label)
+    for key in keys:
+        known = pc.and_(known, _present(right.column(key)))
+    right = right.filter(known)
     counts = right.group_by(keys, use_threads=False).aggregate([([], "count_all")])
     repeated = counts.filter(pc.greater(counts.column("count_all"), 1))
     if repeated.num_rows:
@@ -431,6 +436,14 @@ def _unique_keys(data: pa.Table, keys: list[str], label_column: str, source: str
             f"the key columns {keys} must identify one row"
         )
     return right
+
+
+def _present(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Whether each value is there: neither null nor NaN."""
+    known = pc.is_valid(column)
+    if pa.types.is_floating(column.type):
+        return pc.and_(known, pc.invert(pc.is_nan(column)))
+    return known
 
 
 def _label_column(column: pa.ChunkedArray, name: str, source: str) -> pa.ChunkedArray:
