@@ -378,3 +378,13 @@ def test_rows_of_the_data_without_a_key_label_nothing(log: FeedbackLog) -> None:
     )
     assert receipt == Receipt(recorded=1, unmatched=3)
     assert log.read("bike-demand")["label"].to_pylist() == [40.0]
+
+
+@pytest.mark.parametrize("column", ["hr", "cnt"])
+def test_a_key_or_label_column_of_nulls_only_labels_nothing(log: FeedbackLog, column: str) -> None:
+    data = pa.table({"station": [1, 1], "hr": [0, 1], "cnt": [40.0, 41.0]})
+    data = data.set_column(data.schema.get_field_index(column), column, pa.nulls(2))
+    receipt = log.join(
+        _deployment("station", "hr"), data, label_column="cnt", source="data:/bike/5"
+    )
+    assert receipt == Receipt(recorded=0, unmatched=4)

@@ -452,7 +452,8 @@ def _label_column(column: pa.ChunkedArray, name: str, source: str) -> pa.Chunked
         column = pc.cast(column, column.type.value_type)
     kind = column.type
     numbers = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
-    if not numbers and not pa.types.is_boolean(kind) and _kind(kind) != "text":
+    known = numbers or pa.types.is_boolean(kind) or _kind(kind) == "text"
+    if not known and not pa.types.is_null(kind):  # nulls only: no labels, left out
         raise ValidationFailed(
             f"label column '{name}' of {source} is {kind}; labels must be numbers, booleans or "
             "text: pass another label_column, or store this one as one of those and register "
@@ -494,6 +495,8 @@ def _as_logged(right: pa.Table, logged: pa.Schema, *, source: str, deployment: s
 
 def _exact_cast(found: pa.DataType, wanted: pa.DataType) -> bool:
     """Whether a safe cast from ``found`` to ``wanted`` keeps what each value means."""
+    if pa.types.is_null(found):  # nulls only: missing keys, already left out
+        return True
     numbers = pa.types.is_integer(found) or pa.types.is_floating(found)
     if numbers or pa.types.is_boolean(found):
         return bool(pa.types.is_float64(wanted))
