@@ -152,6 +152,26 @@ def test_the_sdk_records_joins_and_reads(bike_models: Workspace, hours: pd.DataF
         mc.close()
 
 
+def test_the_sdk_refuses_a_dataset_whose_key_is_text_for_a_logged_number(
+    bike_models: Workspace,
+) -> None:
+    workspace = bike_models
+    workspace.deployments.deploy(
+        "bike-demand", model="bike-demand@production", key_columns=["station", "hr"]
+    )
+    predictions = workspace.prediction_log()
+    predictions.append(_batch(["a"], [5]))
+    predictions.close()
+    labels = pd.DataFrame({"station": [1], "hr": ["5"], "cnt": [50.0]})
+    version = workspace.data.register("bike-labels", labels, validate=False)
+    try:
+        with pytest.raises(ValidationFailed, match=f"key column 'hr' of {version.ref} is "):
+            mc.serve.join_labels("bike-demand", version.ref, label_column="cnt")
+        assert len(mc.serve.feedback("bike-demand")) == 0
+    finally:
+        mc.close()
+
+
 @pytest.mark.parametrize(
     ("labels", "problem"),
     [
