@@ -408,3 +408,18 @@ def test_a_key_or_label_column_of_nulls_only_labels_nothing(log: FeedbackLog, co
         _deployment("station", "hr"), data, label_column="cnt", source="data:/bike/5"
     )
     assert receipt == Receipt(recorded=0, unmatched=4)
+
+
+def test_category_columns_join_and_label_by_their_values(log: FeedbackLog) -> None:
+    data = pa.table(
+        {
+            "station": [1, 1],
+            "hr": pa.array([0, 1]).dictionary_encode(),
+            "level": pa.array(["low", "high"]).dictionary_encode(),
+        }
+    )
+    receipt = log.join(
+        _deployment("station", "hr"), data, label_column="level", source="data:/bike/8"
+    )
+    assert receipt == Receipt(recorded=2, unmatched=2)
+    assert log.read("bike-demand")["label"].to_pylist() == ["low", "high"]
