@@ -387,12 +387,10 @@ def _require(table: pa.Table, columns: Sequence[str], what: str) -> None:
 
 
 def _key(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """A key column in the log's terms: numbers as float64 (as inputs are logged), text as is."""
+    """A logged key column as keys are compared: numbers and booleans as float64."""
     kind = column.type
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
         return pc.cast(column, pa.float64())
-    if pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
-        return pc.cast(column, pa.string())
     return column
 
 
@@ -501,7 +499,7 @@ def _exact_cast(found: pa.DataType, wanted: pa.DataType) -> bool:
     if numbers or pa.types.is_boolean(found):
         return bool(pa.types.is_float64(wanted))
     if _kind(found) == "text":
-        return bool(pa.types.is_string(wanted))
+        return _kind(wanted) == "text"
     if pa.types.is_timestamp(found) and pa.types.is_timestamp(wanted):
         return (found.tz is None) == (wanted.tz is None)
     return pa.types.is_date(found) and pa.types.is_timestamp(wanted) and wanted.tz is None
