@@ -152,6 +152,26 @@ def test_the_sdk_records_joins_and_reads(bike_models: Workspace, hours: pd.DataF
         mc.close()
 
 
+def test_the_sdk_refuses_a_dataset_whose_key_is_text_for_a_logged_number(
+    bike_models: Workspace,
+) -> None:
+    workspace = bike_models
+    workspace.deployments.deploy(
+        "bike-demand", model="bike-demand@production", key_columns=["station", "hr"]
+    )
+    predictions = workspace.prediction_log()
+    predictions.append(_batch(["a"], [5]))
+    predictions.close()
+    labels = pd.DataFrame({"station": [1], "hr": ["5"], "cnt": [50.0]})
+    version = workspace.data.register("bike-labels", labels, validate=False)
+    try:
+        with pytest.raises(ValidationFailed, match=f"key column 'hr' of {version.ref} is "):
+            mc.serve.join_labels("bike-demand", version.ref, label_column="cnt")
+        assert len(mc.serve.feedback("bike-demand")) == 0
+    finally:
+        mc.close()
+
+
 @pytest.mark.parametrize(
     ("labels", "problem"),
     [
@@ -163,9 +183,13 @@ def test_the_sdk_records_joins_and_reads(bike_models: Workspace, hours: pd.DataF
         ([("r0", -1, 1.0)], "row_index must be an integer from 0 to 2,147,483,647"),
         ([("r0", True, 1.0)], "row_index must be an integer from 0"),
         ([("r0", 2**31, 1.0)], "not 2147483648"),
-        ([("r0", None)], "must be a number or a string"),
-        ([("r0", [1, 2])], "must be a number or a string"),
+        ([("r0", None)], "must be a number, a boolean or a string"),
+        ([("r0", [1, 2])], "must be a number, a boolean or a string"),
         ([("r0", float("nan"))], "labels must be finite"),
+        (
+            [("r0", 2**53 + 1)],
+            r"the label 9007199254740993 is past 2\*\*53; numeric labels are stored as float64",
+        ),
         ([("r0", 1.0), ("r1", "high")], "mix numbers and strings"),
     ],
 )
@@ -262,3 +286,140 @@ def test_known_ids_come_from_the_table_and_unrolled_segments_and_exclude_failure
         live.close()
     assert receipt == Receipt(recorded=4, unknown=("failed", "r9"))
     assert log.record("bike-demand", [("spooled", 5.0)]) == Receipt(recorded=1)
+
+
+def _dated(log: FeedbackLog) -> Deployment:
+    """Predictions d0, d1 of 'bike-days', keyed on a date-time input logged as timestamp[us]."""
+    from mlcycle.serve import PredictionLog
+
+    at = np.array(["2030-05-01T00:00", "2030-05-02T00:00"], dtype="datetime64[us]")
+    predictions = PredictionLog(spool_dir=log.spool_dir, tables=log.tables)
+    predictions.append(
+        replace(_batch(["d0", "d1"], [0, 1]), deployment="bike-days", inputs={"at": at})
+    )
+    predictions.close()
+    return replace(_deployment("at"), name="bike-days")
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        pa.array(np.array(["2030-05-01", "2030-05-02"], dtype="datetime64[ns]")),
+        pa.array(np.array(["2030-05-01", "2030-05-02"], dtype="datetime64[D]")),  # date32
+    ],
+)
+def test_a_key_of_another_type_that_holds_the_logged_values_exactly_is_cast(
+    log: FeedbackLog, at: pa.Array
+) -> None:
+    deployment = _dated(log)
+    data = pa.table({"at": at, "cnt": [5.0, 6.0]})
+    receipt = log.join(deployment, data, label_column="cnt", source="data:/bike/6")
+    assert receipt == Receipt(recorded=2)
+    assert log.read("bike-days")["label"].to_pylist() == [5.0, 6.0]
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "problem"),
+    [
+        ("hr", pa.array(["0", "1"]), r"'hr' of data:/bike/6 is string, but deployment "),
+        ("hr", pa.array([T0, T0 + timedelta(hours=1)]), r"'hr' .* is timestamp\[us, tz=UTC\]"),
+        ("hr", pa.array([0, 2**53 + 1]), r"'hr' .* has values double cannot hold exactly"),
+        ("at", pa.array([T0, T0 + timedelta(days=1)]), r"'bike-days' logs it as timestamp\[us\]"),
+        ("at", pa.array([1, 1001], pa.timestamp("ns")), r"has values timestamp\[us\] cannot hold"),
+    ],
+)
+def test_a_key_of_another_type_is_refused_naming_the_column_the_types_and_the_fix(
+    log: FeedbackLog, column: str, values: pa.Array, problem: str
+) -> None:
+    deployment = _dated(log) if column == "at" else _deployment("station", "hr")
+    data = pa.table({"station": [1, 1], column: values, "cnt": [5.0, 6.0]})
+    with pytest.raises(ValidationFailed, match=problem) as refused:
+        log.join(deployment, data, label_column="cnt", source="data:/bike/6")
+    assert str(refused.value).endswith("and register the data again")
+    assert log.read(deployment.name).num_rows == 0
+
+
+def test_boolean_labels_are_stored_as_one_and_zero(log: FeedbackLog) -> None:
+    """A boolean target is a two-class one: stored as numbers, monitoring scores it as such."""
+    data = pa.table({"station": [1, 1], "hr": [0, 1], "rented": [True, False]})
+    receipt = log.join(
+        _deployment("station", "hr"), data, label_column="rented", source="data:/bike/7"
+    )
+    assert receipt == Receipt(recorded=2, unmatched=2)
+    assert log.record("bike-demand", [("r2", True), ("r3", 0, False)]) == Receipt(recorded=2)
+    assert log.read("bike-demand")["label"].to_pylist() == [1.0, 0.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("label", "problem"),
+    [
+        (pa.array([T0, T0]), r"'cnt' of data:/bike/7 is timestamp\[us, tz=UTC\]; labels must be"),
+        (pa.array([1, 2**53 + 1]), "label column 'cnt' of data:/bike/7 has values float64 cannot"),
+    ],
+)
+def test_a_label_column_the_log_cannot_store_is_refused_naming_it_and_the_fix(
+    log: FeedbackLog, label: pa.Array, problem: str
+) -> None:
+    data = pa.table({"station": [1, 1], "hr": [0, 1], "cnt": label})
+    with pytest.raises(ValidationFailed, match=problem) as refused:
+        log.join(_deployment("station", "hr"), data, label_column="cnt", source="data:/bike/7")
+    assert str(refused.value).endswith("and register the data again")
+    assert log.read("bike-demand").num_rows == 0
+
+
+def test_a_join_with_no_predictions_logged_stores_nothing_and_still_checks_the_data(
+    log: FeedbackLog,
+) -> None:
+    """Labels are stored under request ids: with no logged prediction, there is none to use."""
+    data = pa.table({"station": [1, 1], "hr": [0, 1], "cnt": [40, 41]})
+    keyed = _deployment("station", "hr")
+    later = T0 + timedelta(hours=1)
+    receipt = log.join(keyed, data, label_column="cnt", source="data:/bike/5", since=later)
+    assert receipt == Receipt(recorded=0)
+    unserved = replace(keyed, name="bike-new")
+    assert log.join(unserved, data, label_column="cnt", source="data:/bike/5") == Receipt(0)
+    with pytest.raises(ValidationFailed, match="key\\(s\\) on more than one row"):
+        log.join(unserved, data.take([0, 0]), label_column="cnt", source="data:/bike/5")
+    assert not Path(log.tables.table_uri(feedback_table_name("bike-demand"))).exists()
+    assert not Path(log.tables.table_uri(feedback_table_name("bike-new"))).exists()
+
+
+def test_rows_of_the_data_without_a_key_label_nothing(log: FeedbackLog) -> None:
+    """A missing key (null, NaN) matches no prediction, so its rows are not repeated keys."""
+    data = pa.table(
+        {
+            "station": [1, 1, 1, 1, 1, None],
+            "hr": pa.array([0.0, None, None, float("nan"), float("nan"), 3.0]),
+            "cnt": [40, 41, 42, 43, 44, 45],
+        }
+    )
+    receipt = log.join(
+        _deployment("station", "hr"), data, label_column="cnt", source="data:/bike/5"
+    )
+    assert receipt == Receipt(recorded=1, unmatched=3)
+    assert log.read("bike-demand")["label"].to_pylist() == [40.0]
+
+
+@pytest.mark.parametrize("column", ["hr", "cnt"])
+def test_a_key_or_label_column_of_nulls_only_labels_nothing(log: FeedbackLog, column: str) -> None:
+    data = pa.table({"station": [1, 1], "hr": [0, 1], "cnt": [40.0, 41.0]})
+    data = data.set_column(data.schema.get_field_index(column), column, pa.nulls(2))
+    receipt = log.join(
+        _deployment("station", "hr"), data, label_column="cnt", source="data:/bike/5"
+    )
+    assert receipt == Receipt(recorded=0, unmatched=4)
+
+
+def test_category_columns_join_and_label_by_their_values(log: FeedbackLog) -> None:
+    data = pa.table(
+        {
+            "station": [1, 1],
+            "hr": pa.array([0, 1]).dictionary_encode(),
+            "level": pa.array(["low", "high"]).dictionary_encode(),
+        }
+    )
+    receipt = log.join(
+        _deployment("station", "hr"), data, label_column="level", source="data:/bike/8"
+    )
+    assert receipt == Receipt(recorded=2, unmatched=2)
+    assert log.read("bike-demand")["label"].to_pylist() == ["low", "high"]

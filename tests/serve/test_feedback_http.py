@@ -69,7 +69,7 @@ async def test_labels_for_answered_requests_are_stored_at_once(
         (b'{"labels": [{"request_id": "a", "label": 1, "weight": 2}]}', 422, "['weight']"),
         (b'{"labels": []}', 422, "no labels given"),
         (b'{"labels": [{"request_id": 7, "label": 1}]}', 422, "request_id must be a non-empty"),
-        (b'{"labels": [{"request_id": "a", "label": null}]}', 422, "a number or a string"),
+        (b'{"labels": [{"request_id": "a", "label": null}]}', 422, "a number, a boolean or"),
         (b'{"labels": [{"request_id": "a", "label": 1, "row_index": -2}]}', 422, "row_index"),
         (b'{"labels": [{"request_id": "a", "label": 1, "row_index": 2147483648}]}', 422, "0 to"),
         (b'{"labels": [{"request_id": "a", "label": 1}, {"request_id": "b", "label": "x"}]}',

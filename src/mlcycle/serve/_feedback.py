@@ -10,8 +10,9 @@ log does not know (yet) is kept and reported back: it may belong to a
 prediction still in another machine's spool.
 
 Columns: ``request_id, row_index, label, labelled_at, source``. Numeric
-labels are stored as float64 (as outputs are), text labels as strings; a
-deployment's labels are one or the other.
+labels are stored as float64 (as outputs are), booleans as 1.0 and 0.0 (a
+two-class target, which monitoring scores as classification), text labels
+as strings; a deployment's labels are one or the other.
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ if TYPE_CHECKING:
 
 __all__ = ["FeedbackLog", "Label", "Receipt", "feedback_table_name"]
 
-Label = tuple[str, Any] | tuple[str, int, Any]  # Any: a number or a string
+Label = tuple[str, Any] | tuple[str, int, Any]  # Any: a number, a boolean or a string
 """``(request_id, label)``, or ``(request_id, row_index, label)`` for a row of a larger request."""
 
 _KEY = ["request_id", "row_index"]
 _MAX_ROW_INDEX = 2**31 - 1
 """The largest row index a label can name (the log stores them as int32)."""
+_MAX_EXACT = 2**53
+"""The largest integer label float64 holds exactly (and so the largest Arrow converts)."""
 _COMMIT_RETRIES = 20
 MAX_REQUEST_ID = 200
 """The longest request id (characters) a label, and so a request's ``x-request-id``, may be."""
@@ -106,9 +109,25 @@ class FeedbackLog:
     ) -> Receipt:
         """Label the logged predictions of ``deployment`` from ``data``, matched on its key columns.
 
-        Each key must identify one row of ``data``. Raises ``ValidationFailed``
-        when the deployment has no key columns, a key or the label column is
-        missing, or keys repeat; then nothing is stored.
+        Each key must identify one row of ``data``. A key column of ``data``
+        is compared in the type its input is logged in, cast only when the
+        cast changes no value: numbers to float64 (integers up to 2**53),
+        text to strings, date-times to the log's unit (refused for a value
+        finer than it) and zone, dates to their midnight. Text for a number
+        would compare spellings (``"1.0"`` is not ``"1"``), and a zoned
+        date-time for a naive one would need a zone the naive ones lack, so
+        those are refused, not guessed.
+
+        With no prediction logged (since ``since``), ``data`` is still
+        checked, nothing is stored and ``Receipt(recorded=0)`` comes back
+        rather than an error: a joined label is stored under the request id
+        of the prediction it matched, so unlike ``record``'s labels for
+        unknown ids there is none to keep it under. Join again once
+        predictions are logged.
+
+        Raises ``ValidationFailed`` when the deployment has no key columns, a
+        key or the label column is missing, a key's type or values do not fit
+        the logged ones, or keys repeat; then nothing is stored.
         """
         keys = list(deployment.key_columns)
         if not keys:
@@ -117,29 +136,19 @@ class FeedbackLog:
                 f"with `mlcycle deploy {deployment.name} --model ... --key-columns COL,COL`"
             )
         _require(data, [*keys, label_column], f"the labels' data ({source})")
-        logged = self._predictions(deployment.name, since=since)
-        inputs = logged.column("inputs").type
-        missing = [key for key in keys if inputs.get_field_index(key) < 0]
-        if missing:
-            raise ValidationFailed(
-                f"key column(s) {missing} of deployment '{deployment.name}' are not inputs of "
-                "its logged predictions; key columns must be model inputs"
-            )
-        left = pa.table(
-            {
-                "request_id": logged.column("request_id"),
-                "row_index": logged.column("row_index"),
-                **{key: _key(pc.struct_field(logged.column("inputs"), key)) for key in keys},
-            }
-        )
         right = _unique_keys(data, keys, label_column, source)
+        logged = self._predictions(deployment.name, since=since)
+        if not logged.num_rows:
+            return Receipt(recorded=0)
+        left = _logged_keys(logged, keys, deployment.name)
+        right = _as_logged(right, left.schema, source=source, deployment=deployment.name)
         matched = left.join(right, keys=keys, join_type="inner", use_threads=False)
         matched = matched.group_by(_KEY, use_threads=False).aggregate([("label", "last")])
         table = pa.table(
             {
                 "request_id": matched.column("request_id"),
                 "row_index": matched.column("row_index"),
-                "label": _label_array(matched.column("label_last").to_pylist(), deployment.name),
+                "label": matched.column("label_last"),
             }
         )
         if table.num_rows:
@@ -338,9 +347,15 @@ def _one_label(position: int, item: object) -> tuple[str, int, Any]:  # Any: the
             f"{where} (request {request_id}): row_index must be an integer from 0 to "
             f"{_MAX_ROW_INDEX:,} (the row's position in its request), not {row_index!r}"
         )
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+    if not isinstance(value, (int, float, str)):  # a bool is an int: 1 or 0
         raise ValidationFailed(
-            f"{where} (request {request_id}): the label must be a number or a string, not {value!r}"
+            f"{where} (request {request_id}): the label must be a number, a boolean or a string, "
+            f"not {value!r}"
+        )
+    if isinstance(value, int) and abs(value) > _MAX_EXACT:
+        raise ValidationFailed(
+            f"{where} (request {request_id}): the label {value} is past 2**53; numeric labels "
+            "are stored as float64, which holds integers exactly only up to there"
         )
     if isinstance(value, float) and not math.isfinite(value):
         raise ValidationFailed(
@@ -350,10 +365,10 @@ def _one_label(position: int, item: object) -> tuple[str, int, Any]:  # Any: the
 
 
 def _label_array(values: Sequence[Any], deployment: str) -> pa.Array:  # Any: labels
-    """Labels as float64 when all are numbers, strings when all are text."""
+    """Labels as float64 when all are numbers (booleans as 1 and 0), strings when all are text."""
     if all(isinstance(v, str) for v in values):
         return pa.array(values, pa.string())
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    if not any(isinstance(v, str) for v in values):
         return pa.array(values, pa.float64())
     raise ValidationFailed(
         f"labels for deployment '{deployment}' mix numbers and strings; send one kind"
@@ -372,25 +387,44 @@ def _require(table: pa.Table, columns: Sequence[str], what: str) -> None:
 
 
 def _key(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """A key column in the log's terms: numbers as float64 (as inputs are logged), text as is."""
+    """A logged key column as keys are compared: numbers and booleans as float64."""
     kind = column.type
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
         return pc.cast(column, pa.float64())
-    if pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
-        return pc.cast(column, pa.string())
     return column
 
 
-def _unique_keys(data: pa.Table, keys: list[str], label_column: str, source: str) -> pa.Table:
-    """``data``'s keys and label, checked: one row per key, keys comparable with the log's."""
-    right = pa.table(
-        {**{key: _key(data.column(key)) for key in keys}, "label": data.column(label_column)}
+def _logged_keys(logged: pa.Table, keys: list[str], deployment: str) -> pa.Table:
+    """The ``request_id``, ``row_index`` and key inputs of each logged prediction row."""
+    inputs = logged.column("inputs")
+    missing = [key for key in keys if inputs.type.get_field_index(key) < 0]
+    if missing:
+        raise ValidationFailed(
+            f"key column(s) {missing} of deployment '{deployment}' are not inputs of "
+            "its logged predictions; key columns must be model inputs"
+        )
+    return pa.table(
+        {
+            "request_id": logged.column("request_id"),
+            "row_index": logged.column("row_index"),
+            **{key: _key(pc.struct_field(inputs, key)) for key in keys},
+        }
     )
-    label = right.column("label")
-    known = pc.is_valid(label)
-    if pa.types.is_floating(label.type):
-        known = pc.and_(known, pc.invert(pc.is_nan(label)))
-    right = right.filter(known)  # a row without a label labels nothing
+
+
+def _unique_keys(data: pa.Table, keys: list[str], label_column: str, source: str) -> pa.Table:
+    """``data``'s keys and label, checked: one row per key.
+
+    A row with a missing label or key (null, NaN) labels nothing, and is left
+    out: a missing key matches no prediction, not even one logged without
+    that input, so two such rows are no repeated key.
+    """
+    label = _label_column(data.column(label_column), label_column, source)
+    right = pa.table({**{key: data.column(key) for key in keys}, "label": label})
+    known = _present(label)
+    for key in keys:
+        known = pc.and_(known, _present(right.column(key)))
+    right = right.filter(known)
     counts = right.group_by(keys, use_threads=False).aggregate([([], "count_all")])
     repeated = counts.filter(pc.greater(counts.column("count_all"), 1))
     if repeated.num_rows:
@@ -400,6 +434,75 @@ def _unique_keys(data: pa.Table, keys: list[str], label_column: str, source: str
             f"the key columns {keys} must identify one row"
         )
     return right
+
+
+def _present(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Whether each value is there: neither null nor NaN."""
+    known = pc.is_valid(column)
+    if pa.types.is_floating(column.type):
+        return pc.and_(known, pc.invert(pc.is_nan(column)))
+    return known
+
+
+def _label_column(column: pa.ChunkedArray, name: str, source: str) -> pa.ChunkedArray:
+    """``column`` as labels are stored: numbers and booleans as float64, text as strings."""
+    if pa.types.is_dictionary(column.type):  # a category column: its values are the labels
+        column = pc.cast(column, column.type.value_type)
+    kind = column.type
+    numbers = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+    known = numbers or pa.types.is_boolean(kind) or _kind(kind) == "text"
+    if not known and not pa.types.is_null(kind):  # nulls only: no labels, left out
+        raise ValidationFailed(
+            f"label column '{name}' of {source} is {kind}; labels must be numbers, booleans or "
+            "text: pass another label_column, or store this one as one of those and register "
+            "the data again"
+        )
+    try:  # safe: refuses an integer float64 would round
+        return pc.cast(column, pa.string() if _kind(kind) == "text" else pa.float64())
+    except pa.ArrowInvalid as exc:
+        raise ValidationFailed(
+            f"label column '{name}' of {source} has values float64 cannot hold exactly ({exc}); "
+            "numeric labels are stored as float64: store the column as text and register the "
+            "data again"
+        ) from None
+
+
+def _as_logged(right: pa.Table, logged: pa.Schema, *, source: str, deployment: str) -> pa.Table:
+    """``right`` with each key column cast to the type of its logged column, where that is exact."""
+    for key in right.column_names[:-1]:  # the keys, then the label
+        column, wanted = right.column(key), logged.field(key).type
+        if pa.types.is_dictionary(column.type):  # a category column: compare its values
+            column = pc.cast(column, column.type.value_type)
+        if column.type != wanted and not _exact_cast(column.type, wanted):
+            raise ValidationFailed(
+                f"key column '{key}' of {source} is {column.type}, but deployment "
+                f"'{deployment}' logs it as {wanted}; store the column as {wanted} and register "
+                "the data again"
+            )
+        try:
+            column = pc.cast(column, wanted)  # safe: refuses to change a value
+        except pa.ArrowInvalid as exc:
+            raise ValidationFailed(
+                f"key column '{key}' of {source} has values {wanted} cannot hold exactly ({exc}), "
+                f"and deployment '{deployment}' logs it as {wanted}; store the column as "
+                f"{wanted} and register the data again"
+            ) from None
+        right = right.set_column(right.schema.get_field_index(key), key, column)
+    return right
+
+
+def _exact_cast(found: pa.DataType, wanted: pa.DataType) -> bool:
+    """Whether a safe cast from ``found`` to ``wanted`` keeps what each value means."""
+    if pa.types.is_null(found):  # nulls only: missing keys, already left out
+        return True
+    numbers = pa.types.is_integer(found) or pa.types.is_floating(found)
+    if numbers or pa.types.is_boolean(found):
+        return bool(pa.types.is_float64(wanted))
+    if _kind(found) == "text":
+        return _kind(wanted) == "text"
+    if pa.types.is_timestamp(found) and pa.types.is_timestamp(wanted):
+        return (found.tz is None) == (wanted.tz is None)
+    return pa.types.is_date(found) and pa.types.is_timestamp(wanted) and wanted.tz is None
 
 
 def _window(since: datetime | None, until: datetime | None) -> pc.Expression | None:

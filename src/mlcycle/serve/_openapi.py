@@ -109,7 +109,7 @@ def openapi_document(deployment: str) -> dict[str, Any]:  # Any: JSON values
                         "properties": {
                             "request_id": {"type": "string"},
                             "row_index": {"type": "integer", "minimum": 0},
-                            "label": {"type": ["number", "string"]},
+                            "label": {"type": ["number", "boolean", "string"]},
                         },
                     },
                 }
