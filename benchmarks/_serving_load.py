@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import math
 import os
 import random
 import shutil
@@ -217,25 +218,31 @@ def pooled_latency(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def ratio_interval(
-    top: Sequence[Mapping[str, Any]],
-    bottom: Sequence[Mapping[str, Any]],
+    phases: Sequence[tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]],
     statistic: Callable[[Sequence[Mapping[str, Any]]], float],
     *,
     resamples: int = 400,
     seed: int = 6,
 ) -> list[float]:
-    """The 95 % interval of ``statistic(top) / statistic(bottom)`` over resamples of the runs.
+    """The 95 % interval of the geometric mean, over ``phases``, of ``statistic`` top / bottom.
 
-    Each resample draws as many runs as there are from each side, with
+    Each phase is a pair of run lists (``top``, ``bottom``); each resample
+    draws as many runs as there are from each list of each phase, with
     replacement (a bootstrap over runs: the runs, not the requests, are what
     the machine's drift moves). Where the interval spans a goal, one
     benchmark run cannot decide it.
     """
     draw = random.Random(seed)
-    ratios = sorted(
-        statistic(draw.choices(top, k=len(top))) / statistic(draw.choices(bottom, k=len(bottom)))
-        for _ in range(resamples)
-    )
+
+    def resampled() -> float:
+        ratios = [
+            statistic(draw.choices(top, k=len(top)))
+            / statistic(draw.choices(bottom, k=len(bottom)))
+            for top, bottom in phases
+        ]
+        return math.prod(ratios) ** (1 / len(ratios))
+
+    ratios = sorted(resampled() for _ in range(resamples))
     return [ratios[int(0.025 * (resamples - 1))], ratios[int(0.975 * (resamples - 1))]]
 
 

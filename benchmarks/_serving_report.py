@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import subprocess
 from importlib import metadata
@@ -97,30 +98,23 @@ def goals(report: dict[str, Any]) -> dict[str, Any]:
 def shadow_goals(shadow: dict[str, Any]) -> dict[str, Any]:
     """Latency with a shadow vs without at half the maximum rate; shadows shed first.
 
-    "Without" is every run without a shadow: each repetition runs without,
-    with and without again, so the runs without lie on both sides of the
-    ones with, and a drift of the machine over a repetition cancels out. The
-    median goal takes each run's median (the issue: over the repetitions,
-    median and spread); the p99 goal takes the p99 of every request of the
-    runs with a shadow against every request of the runs without
-    (``pooled``): a 10 s run's own p99 is set by a handful of requests.
+    Each phase's ratio compares its server with a shadow to the other
+    without (the median goal: the runs' medians, as the issue asks, over the
+    repetitions, median and spread; the p99 goal: every request of the runs
+    together, since a short run's own p99 is set by a handful of requests).
+    The figure is the geometric mean of the two phases' ratios: each server
+    is once with and once without, so how much faster one process is than
+    the other cancels out.
     """
-    paced = shadow.get("paced", {})
-    shadowed = paced.get("bench-shadow")
-    without = [paced[label] for label in ("bench-single", "bench-single-again") if label in paced]
-    median = None
-    if without and shadowed:
-        pooled = [figure for runs in without for figure in runs["p50_s"]["all"]]
-        median = ratio(shadowed["p50_s"]["median"], statistics.median(pooled))
-    p99 = None
-    if shadowed and "without_pooled" in shadow:
-        p99 = ratio(shadowed["pooled"]["p99_s"], shadow["without_pooled"]["p99_s"])
+    phases = shadow.get("phases") or []
+    median = geometric_mean([phase["median_ratio"] for phase in phases])
+    p99 = geometric_mean([phase["p99_ratio"] for phase in phases])
     intervals = shadow.get("intervals", {})
     return {
         "shadow_median": {
             "label": (
-                "median latency with a shadow / without (the runs' medians, all runs without), "
-                "at half the maximum rate"
+                "median latency with a shadow / without (the runs' medians; geometric mean of "
+                "the two phases), at half the maximum rate"
             ),
             "value": median,
             "interval": intervals.get("median"),
@@ -130,8 +124,8 @@ def shadow_goals(shadow: dict[str, Any]) -> dict[str, Any]:
         },
         "shadow_p99": {
             "label": (
-                "p99 latency with a shadow / without (every request of the runs with / "
-                "without), at half the maximum rate"
+                "p99 latency with a shadow / without (every request of the runs; geometric "
+                "mean of the two phases), at half the maximum rate"
             ),
             "value": p99,
             "interval": intervals.get("p99"),
@@ -143,16 +137,23 @@ def shadow_goals(shadow: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def noise_floor(shadow: dict[str, Any]) -> dict[str, float | None]:
-    """The control deployment / the one without a shadow (no shadow in either), as the goals."""
-    paced = shadow.get("paced", {})
-    single, control = paced.get("bench-single"), paced.get("bench-single-again")
-    if not single or not control:
-        return {}
-    return {
-        "median": ratio(control["p50_s"]["median"], single["p50_s"]["median"]),
-        "p99": ratio(control["pooled"]["p99_s"], single["pooled"]["p99_s"]),
-    }
+def geometric_mean(values: list[float]) -> float | None:
+    """The geometric mean of ``values`` (``None`` for none)."""
+    return math.prod(values) ** (1 / len(values)) if values else None
+
+
+def server_difference(shadow: dict[str, Any]) -> float | None:
+    """How much slower the second server is than the first, as the two phases' ratios give it.
+
+    With ``r1 = second with / first without`` and ``r0 = first with /
+    second without``, the shadow's own factor cancels in ``r1 / r0``: its
+    square root is the servers' difference, which the goals' geometric mean
+    cancels in turn.
+    """
+    phases = shadow.get("phases") or []
+    if len(phases) != 2:
+        return None
+    return math.sqrt(phases[1]["median_ratio"] / phases[0]["median_ratio"])
 
 
 def shed_first(overload: dict[str, Any] | None) -> dict[str, Any]:
@@ -318,12 +319,12 @@ def print_shadow(shadow: dict[str, Any]) -> None:
                 f"{figures['non_2xx'] + figures['socket_errors']:,}",
             ]
         )
-    repeats = max(figures["repeats"] for figures in shadow["paced"].values())
+    repeats = shadow["paced"]["with"]["repeats"] // max(len(shadow["phases"]), 1)
     print(
-        f"Shadow: one server, 1 worker, paced at {shadow['rate_per_s']:,.0f} requests/s (half "
-        f"the maximum), {shadow['connections']} connections; its deployment is switched to "
-        f"run without a shadow, with one, and without again, {repeats} times; median (min to "
-        "max) over the repetitions.\n"
+        f"Shadow: two servers, 1 worker each, paced in turn at {shadow['rate_per_s']:,.0f} "
+        f"requests/s (half the maximum), {shadow['connections']} connections, runs of "
+        f"{shadow['run_s']} s; one has a shadow, then the other: {repeats} pairs of runs per "
+        "phase; median (min to max) over the runs.\n"
     )
     table(
         [
@@ -339,11 +340,24 @@ def print_shadow(shadow: dict[str, Any]) -> None:
         ],
         rows,
     )
-    without = shadow.get("without_pooled")
-    if without:
+    table(
+        ["phase: shadow on", "median ratio", "p99 ratio (every request)", "pairs' median ratios"],
+        [
+            [
+                phase["shadowed"],
+                f"{phase['median_ratio']:.2f}x",
+                f"{phase['p99_ratio']:.2f}x",
+                pair_spread(phase["pair_ratios"]),
+            ]
+            for phase in shadow["phases"]
+        ],
+    )
+    difference = server_difference(shadow)
+    if difference is not None:
         print(
-            f"Every request of the runs without a shadow together ({without['requests']:,}): "
-            f"median {ms(without['p50_s'])}, p99 {ms(without['p99_s'])}.\n"
+            f"The two servers' own difference, from the phases' ratios: {difference:.2f}x (the "
+            "second's latency / the first's, no shadow in either). The goals take the geometric "
+            "mean of the two phases, which cancels it.\n"
         )
     copies = shadow.get("copies")
     if copies:
@@ -354,21 +368,13 @@ def print_shadow(shadow: dict[str, Any]) -> None:
             "over the runs; worker busy is the worker's times the rate answered, the share of "
             "one core it used. Near 100 % "
             "a request waits mostly in the queue, and a few percent more work per request makes "
-            "the wait much longer: the ratios below then read the queue, not the shadow.\n"
+            "the wait much longer: the ratios then read the queue, not the shadow.\n"
         )
     if shadow.get("intervals"):
         print(
             "The shadow goals' 95 % intervals (in the goals' table) come from 400 resamples of "
-            "the runs, drawn with replacement on each side: where an interval spans the goal, "
-            "this run cannot decide it either way.\n"
-        )
-    floor = noise_floor(shadow)
-    if floor:
-        print(
-            "Noise floor: bench-single-again is the same server without a shadow again, so "
-            "its ratios to bench-single are what the machine's drift alone gives: median "
-            f"{floor['median']:.2f}x (the runs' medians), p99 {floor['p99']:.2f}x (every "
-            "request).\n"
+            "the runs, drawn with replacement on each side of each phase: where an interval "
+            "spans the goal, this run cannot decide it either way.\n"
         )
     idle = shadow.get("idle_penalty")
     if idle:
@@ -390,6 +396,11 @@ def print_shadow(shadow: dict[str, Any]) -> None:
             f"shadow copies shed: {load['shadow_shed']:,.0f}; metrics that moved: "
             f"{json_short(load['metrics_moved'])}.\n"
         )
+
+
+def pair_spread(ratios: list[float]) -> str:
+    """Median (min to max) of the ratios of the pairs of runs next to each other."""
+    return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f} to {max(ratios):.2f}x)"
 
 
 def print_switch(switch: dict[str, Any] | None) -> None:

@@ -58,15 +58,14 @@ from _serving_load import (  # noqa: E402
     running,
     scrape,
 )
-from _serving_report import goals, noise_floor, print_tables, versions  # noqa: E402
+from _serving_report import goals, print_tables, versions  # noqa: E402
 from _serving_switch import hot_switch  # noqa: E402
 from tracking import MLFLOW_VERSION, QUIET_MLFLOW, machine  # noqa: E402
 
 MODEL = "bike-demand"
 PRODUCTION = f"models:/{MODEL}@production"
-SHADOW_DEPLOYMENT = "bench-shadow"  # the shadow phase's deployment; its runs with a shadow
-SINGLE_DEPLOYMENT = "bench-single"  # the shadow phase's runs without a shadow
-CONTROL_DEPLOYMENT = "bench-single-again"  # and without again: the noise floor of a ratio
+SHADOW_SERVERS = ("bench-one", "bench-two")  # the shadow phase's servers, a deployment each
+PACED_RUN_S = 3  # each paced run of the shadow phase: within one of the machine's speed levels
 RELATIVE_TOLERANCE = 1e-5  # the server may predict through ONNX Runtime
 BATCH_ROWS = 32
 # Our server's knobs, as `settings.serve` reads them from the environment.
@@ -90,7 +89,7 @@ class Workload:
     rounds: int  # each (target, concurrency) this many times, the targets taking turns
     workers: tuple[int, ...]
     connections: tuple[int, ...]
-    shadow_repeats: int
+    shadow_repeats: int  # pairs of paced runs (with, without) per phase of the shadow phase
     shadow_connections: int  # the paced runs: enough connections that one is always idle
     overload_connections: int
     predict_calls: int
@@ -104,7 +103,7 @@ FULL = Workload(
     rounds=3,
     workers=(1, 2),
     connections=(1, 32),
-    shadow_repeats=5,
+    shadow_repeats=8,
     shadow_connections=32,
     overload_connections=256,
     predict_calls=5_000,
@@ -193,7 +192,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for workers in workload.workers
     }
     report["shadow"] = shadow(setup, report["servers"], workload)
-    report["shadow"]["noise_floor"] = noise_floor(report["shadow"])
     report["switch"] = switch(setup, workload)
     report["goals"] = goals(report)
     report["versions"] = versions(mlflow_python)
@@ -580,91 +578,160 @@ def deploy(setup: Setup, *arguments: str) -> None:
 def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[str, Any]:
     """Latency at half the maximum rate with and without a shadow; then shedding under overload.
 
-    One server process, one worker, whose deployment ``bench-shadow`` is
-    switched between without and with a shadow variant (``mlcycle deploy``;
-    the server follows without a restart) before each paced run: each
-    repetition runs without (``bench-single``), with (``bench-shadow``) and
-    without again (``bench-single-again``, the control). Two server
-    processes of one deployment differed by up to 5 % in CPU per request
-    and 15 % in median latency here, where they landed in memory and on the
-    cores, which is as much as the shadow's own cost; one process compared
-    with itself leaves only the shadow's. The control's ratio to the first
-    is what the machine's drift alone gives (the noise floor). The rate is
-    half of ours' v2 throughput at c=32 measured above, ``shadow_repeats``
-    repetitions. Each run also gives the server's CPU per request (its
-    worker and, with a shadow, the shadow's process), and the shadow's
-    ``/metrics`` around each run with it tell how many copies it predicted
-    and how many it shed meanwhile: a shadow that shed its copies would cost
-    the primary less. First, with no server running, ``idle_penalty``
-    measures how much more the same Python work costs this machine right
-    after an idle wait, which is what makes a paced request dearer than a
-    batched one here.
+    Two server processes, one worker each, serve ``bench-one`` and
+    ``bench-two``; one of them has a shadow variant (``mlcycle deploy``; the
+    server follows without a restart), and they take turns under the paced
+    load in short runs (``PACED_RUN_S``), with and without alternating first.
+    This machine's speed switches between two levels, 1.65x apart, every 1
+    to 10 s (``docs/benchmarks.md``): runs of 10 s switched by a deployment
+    change apart compared seconds of different speeds, while runs of 3 s
+    next to each other mostly share one. Then the shadow moves to the other
+    server and the turns go on: two processes differ by where they landed in
+    memory and on the cores, and the geometric mean of the two phases'
+    ratios cancels that (``shadow_goals``), while the square root of their
+    quotient measures it. The rate is half of ours' v2 throughput at c=32
+    measured above; ``shadow_repeats`` pairs of runs per phase. Each run also
+    gives the server's CPU per request (its worker and, with a shadow, the
+    shadow's process), and the shadow's ``/metrics`` around each run with it
+    tell how many copies it predicted and how many it shed meanwhile: a
+    shadow that shed its copies would cost the primary less. First, with no
+    server running, ``idle_penalty`` measures how much more the same Python
+    work costs this machine right after an idle wait, which is what makes a
+    paced request dearer than a batched one here.
     """
     top = servers.get("1", {}).get("ours_v2", {}).get("c32", {}).get("ok_per_s")
     if not top:
         return {"error": "no throughput of ours (v2, 1 worker, c=32) to pace at half of"}
     rate = top / 2
-    results: dict[str, Any] = {"rate_per_s": rate, "connections": workload.shadow_connections}
+    results: dict[str, Any] = {
+        "rate_per_s": rate,
+        "connections": workload.shadow_connections,
+        "run_s": PACED_RUN_S,
+    }
     log("shadow: the machine's idle penalty")
     results["idle_penalty"] = idle_penalty(iterations=workload.idle_iterations)
-    name = SHADOW_DEPLOYMENT
     try:
-        deploy(setup, name, "--model", f"{MODEL}@production")
+        for name in SHADOW_SERVERS:
+            deploy(setup, name, "--model", f"{MODEL}@production")
     except RuntimeError as error:
         log(f"shadow: {error}")
         return {**results, "error": last_line(error)}
-    port = free_port()
-    server = ours(name, name, setup, port=port, workers=1, env={})
-    endpoint = Endpoint(f"http://127.0.0.1:{port}/v2/models/{name}/infer", bodies(setup)["v2"])
-    metrics = f"http://127.0.0.1:{port}/metrics"
-    with running([server]):
+    pair = [Paced.start(setup, name) for name in SHADOW_SERVERS]
+    with running([paced.server for paced in pair]):
         try:
-            server.wait_ready()
-            results["probe"] = probe(endpoint, setup, plain=False)
-            run_wrk(endpoint, connections=32, duration_s=workload.warmup_s, script_dir=RUN_DIR)
-            paced: dict[str, list[dict[str, Any]]] = {
-                label: [] for label in (SINGLE_DEPLOYMENT, SHADOW_DEPLOYMENT, CONTROL_DEPLOYMENT)
-            }
-            moved = {"requests": 0, "predicted": 0.0, "shed": 0.0}
-            for repeat in range(workload.shadow_repeats):
-                for label, runs in paced.items():
-                    shadowed = label == SHADOW_DEPLOYMENT
-                    with_shadow(setup, server, metrics, shadowed=shadowed)
-                    run_wrk(endpoint, connections=32, duration_s=2, script_dir=RUN_DIR, rate=rate)
-                    time.sleep(SETTLE_S)  # the warm-up's last shadow copies are predicted before
-                    log(f"shadow: {label} at {rate:,.0f}/s, repeat {repeat + 1}")
-                    before = scrape(metrics)
-                    figures = run_wrk(
-                        endpoint,
-                        connections=workload.shadow_connections,
-                        duration_s=workload.duration_s,
-                        script_dir=RUN_DIR,
-                        rate=rate,
-                        cpu_of=server,
-                        histogram=True,
-                    )
-                    figures["with_shadow"] = has_shadow_process(server)
-                    runs.append(figures)
-                    if shadowed:
-                        time.sleep(SETTLE_S)  # the last copies are predicted; the counters settle
-                        counted = copies(before, scrape(metrics), figures["requests"])
-                        moved = {key: moved[key] + counted[key] for key in moved}
-            results["paced"] = {label: spread(runs) for label, runs in paced.items()}
-            without = paced[SINGLE_DEPLOYMENT] + paced[CONTROL_DEPLOYMENT]
-            results["without_pooled"] = pooled_latency(without)
-            results["intervals"] = {
-                "median": ratio_interval(paced[SHADOW_DEPLOYMENT], without, median_of_runs),
-                "p99": ratio_interval(
-                    paced[SHADOW_DEPLOYMENT], without, lambda runs: pooled_latency(runs)["p99_s"]
-                ),
-            }
-            results["copies"] = moved
-            with_shadow(setup, server, metrics, shadowed=True)
-            results["overload"] = overload(endpoint, metrics, workload)
+            for paced in pair:
+                paced.server.wait_ready()
+            results["probe"] = probe(pair[0].endpoint, setup, plain=False)
+            for paced in pair:
+                run_wrk(
+                    paced.endpoint, connections=32, duration_s=workload.warmup_s, script_dir=RUN_DIR
+                )
+            phases = [paced_phase(setup, pair, shadowed, rate, workload) for shadowed in (0, 1)]
+            results.update(phase_figures(phases))
+            results["overload"] = overload(pair[1].endpoint, pair[1].metrics, workload)
         except RuntimeError as error:
             log(f"shadow: {error}")
             return {**results, "error": last_line(error)}
     return results
+
+
+@dataclass(frozen=True)
+class Paced:
+    """One of the shadow phase's two servers: its deployment, process and URLs."""
+
+    name: str
+    server: Server
+    endpoint: Endpoint
+    metrics: str
+
+    @classmethod
+    def start(cls, setup: Setup, name: str) -> Paced:
+        """``mlcycle serve NAME``, one worker (started by ``running``)."""
+        port = free_port()
+        return cls(
+            name=name,
+            server=ours(name, name, setup, port=port, workers=1, env={}),
+            endpoint=Endpoint(
+                f"http://127.0.0.1:{port}/v2/models/{name}/infer", bodies(setup)["v2"]
+            ),
+            metrics=f"http://127.0.0.1:{port}/metrics",
+        )
+
+
+def paced_phase(
+    setup: Setup, pair: Sequence[Paced], shadowed: int, rate: float, workload: Workload
+) -> dict[str, Any]:
+    """``pair[shadowed]`` with a shadow, the other without: the two take turns at ``rate``.
+
+    Returns the runs with and without, and what the shadow did with the
+    copies of the requests of its runs.
+    """
+    other = pair[1 - shadowed]
+    with_shadow(setup, other, shadowed=False)  # one shadow process at a time
+    with_shadow(setup, pair[shadowed], shadowed=True)
+    for paced in pair:
+        run_wrk(paced.endpoint, connections=32, duration_s=2, script_dir=RUN_DIR, rate=rate)
+    time.sleep(SETTLE_S)  # the warm-up's last shadow copies are predicted before
+    runs: dict[str, list[dict[str, Any]]] = {"with": [], "without": []}
+    moved = {"requests": 0, "predicted": 0.0, "shed": 0.0}
+    for repeat in range(workload.shadow_repeats):
+        order = (shadowed, 1 - shadowed) if repeat % 2 == 0 else (1 - shadowed, shadowed)
+        for index in order:
+            paced, has = pair[index], index == shadowed
+            log(
+                f"shadow: {paced.name} {'with' if has else 'without'} a shadow at {rate:,.0f}/s, "
+                f"pair {repeat + 1}"
+            )
+            before = scrape(paced.metrics)
+            figures = run_wrk(
+                paced.endpoint,
+                connections=workload.shadow_connections,
+                duration_s=PACED_RUN_S,
+                script_dir=RUN_DIR,
+                rate=rate,
+                cpu_of=paced.server,
+                histogram=True,
+            )
+            figures["with_shadow"] = has_shadow_process(paced.server)
+            figures["server"] = paced.name
+            runs["with" if has else "without"].append(figures)
+            time.sleep(SETTLE_S)  # the last copies are predicted; the counters settle
+            if has:
+                counted = copies(before, scrape(paced.metrics), figures["requests"])
+                moved = {key: moved[key] + counted[key] for key in moved}
+    return {"shadowed": pair[shadowed].name, **runs, "copies": moved}
+
+
+def phase_figures(phases: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The shadow phase's figures: runs with and without, ratios per phase, and intervals."""
+    with_runs = [run for phase in phases for run in phase["with"]]
+    without_runs = [run for phase in phases for run in phase["without"]]
+    sides = [(phase["with"], phase["without"]) for phase in phases]
+    p99 = lambda runs: pooled_latency(runs)["p99_s"]  # noqa: E731
+    return {
+        "paced": {"with": spread(with_runs), "without": spread(without_runs)},
+        "without_pooled": pooled_latency(without_runs),
+        "phases": [
+            {
+                "shadowed": phase["shadowed"],
+                "median_ratio": median_of_runs(phase["with"]) / median_of_runs(phase["without"]),
+                "p99_ratio": p99(phase["with"]) / p99(phase["without"]),
+                "pair_ratios": [
+                    top["p50_s"] / bottom["p50_s"]
+                    for top, bottom in zip(phase["with"], phase["without"], strict=True)
+                ],
+            }
+            for phase in phases
+        ],
+        "intervals": {
+            "median": ratio_interval(sides, median_of_runs),
+            "p99": ratio_interval(sides, p99),
+        },
+        "copies": {
+            key: sum(phase["copies"][key] for phase in phases)
+            for key in ("requests", "predicted", "shed")
+        },
+    }
 
 
 def median_of_runs(runs: Sequence[Mapping[str, Any]]) -> float:
@@ -672,21 +739,22 @@ def median_of_runs(runs: Sequence[Mapping[str, Any]]) -> float:
     return statistics.median(run["p50_s"] for run in runs)
 
 
-def with_shadow(setup: Setup, server: Server, metrics_url: str, *, shadowed: bool) -> None:
-    """Deploy ``bench-shadow`` with or without its shadow; return once the server serves it.
+def with_shadow(setup: Setup, paced: Paced, *, shadowed: bool) -> None:
+    """Deploy ``paced.name`` with or without a shadow; return once its server serves that.
 
     With: the server loaded a model version more (the shadow's; the primary's
     lane is kept) and the shadow's process runs. Without: that process is gone.
     """
 
     def loads() -> float:
-        return sum(v for k, v in scrape(metrics_url).items() if k.startswith(LOADS))
+        return sum(v for k, v in scrape(paced.metrics).items() if k.startswith(LOADS))
 
+    server = paced.server
     if has_shadow_process(server) == shadowed:
         return
     before = loads()
     extra = ("--shadow", f"{MODEL}/2") if shadowed else ()
-    deploy(setup, SHADOW_DEPLOYMENT, "--model", f"{MODEL}@production", *extra)
+    deploy(setup, paced.name, "--model", f"{MODEL}@production", *extra)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -696,7 +764,7 @@ def with_shadow(setup: Setup, server: Server, metrics_url: str, *, shadowed: boo
             return
         time.sleep(0.2)
     state = "with" if shadowed else "without"
-    raise RuntimeError(f"the server did not serve {SHADOW_DEPLOYMENT} {state} a shadow in 120 s")
+    raise RuntimeError(f"the server did not serve {paced.name} {state} a shadow in 120 s")
 
 
 def has_shadow_process(server: Server) -> bool:

@@ -4,10 +4,10 @@
 a change to shadows needs only this part of it (about 7 minutes). It trains
 and registers the same model, measures our v2 throughput at c=32 with one
 worker (twice, the larger counts), then runs ``serving.shadow`` at half of it:
-``--repeats`` repetitions of one server without, with and without again a
-shadow. Prints the table and, last, the JSON line.
+two servers taking turns, one with a shadow, then the other, ``--repeats``
+pairs of runs each time. Prints the table and, last, the JSON line.
 
-    .venv/bin/python benchmarks/serving_shadow.py [--repeats 5] [--keep]
+    .venv/bin/python benchmarks/serving_shadow.py [--repeats 8] [--keep]
 """
 
 from __future__ import annotations
@@ -27,7 +27,12 @@ from _serving_report import print_shadow, rate, shadow_goals, shown, table
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the shadow phase; print its table, then the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--repeats", type=int, default=5, help="paced runs per deployment")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=serving.FULL.shadow_repeats,
+        help="pairs of paced runs per phase",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the project afterwards")
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -52,9 +57,9 @@ def measure(repeats: int) -> dict[str, Any]:
     """The top rate of one worker, then the shadow phase at half of it."""
     workload = dataclasses.replace(serving.FULL, shadow_repeats=repeats)
     setup = serving.prepare(workload)
-    serving.deploy(setup, serving.SINGLE_DEPLOYMENT, "--model", f"{serving.MODEL}@production")
+    name = serving.SHADOW_SERVERS[0]
+    serving.deploy(setup, name, "--model", f"{serving.MODEL}@production")
     port = serving.free_port()
-    name = serving.SINGLE_DEPLOYMENT
     server = serving.ours(name, name, setup, port=port, workers=1, env={})
     endpoint = serving.Endpoint(
         f"http://127.0.0.1:{port}/v2/models/{name}/infer", serving.bodies(setup)["v2"]
@@ -77,7 +82,6 @@ def measure(repeats: int) -> dict[str, Any]:
         "top_per_s": top["ok_per_s"],
         "shadow": serving.shadow(setup, servers, workload),
     }
-    report["shadow"]["noise_floor"] = serving.noise_floor(report["shadow"])
     report["goals"] = shadow_goals(report["shadow"])
     return report
 

@@ -77,40 +77,34 @@ def test_the_serving_benchmark_reports_every_figure() -> None:
     assert {"onnx_single", "onnx_raw_single", "sklearn_single"} <= set(report["in_process"])
     shadow = report["shadow"]
     assert "error" not in shadow, shadow
-    assert set(shadow["paced"]) == {"bench-single", "bench-shadow", "bench-single-again"}
+    assert set(shadow["paced"]) == {"with", "without"}
     assert shadow["probe"]["same_prediction"] is True, shadow["probe"]
-    for label, paced in shadow["paced"].items():  # one server, its shadow on only when measured
-        assert paced["with_shadow"] == [label == "bench-shadow"] * paced["repeats"], label
-    assert all(paced["non_2xx"] == 0 for paced in shadow["paced"].values())
-    assert all(
-        paced["server_cpu_s_per_request"]["median"] > 0 for paced in shadow["paced"].values()
-    )
+    # Two servers in turn, each once with the shadow: its process only in the runs with.
+    assert [phase["shadowed"] for phase in shadow["phases"]] == ["bench-one", "bench-two"]
+    for side, paced in shadow["paced"].items():
+        assert paced["with_shadow"] == [side == "with"] * paced["repeats"], side
+        assert paced["repeats"] == 2 * 2  # QUICK: two pairs per phase
+        assert paced["non_2xx"] == 0
+        assert paced["server_cpu_s_per_request"]["median"] > 0
     shadow_cpu = {
-        label: paced["shadow_cpu_s_per_request"]["median"]
-        for label, paced in shadow["paced"].items()
+        side: paced["shadow_cpu_s_per_request"]["median"] for side, paced in shadow["paced"].items()
     }  # the shadow's process apart: none without it
-    assert shadow_cpu == {
-        "bench-single": 0,
-        "bench-shadow": shadow_cpu["bench-shadow"],
-        "bench-single-again": 0,
-    }
-    assert (
-        0
-        < shadow_cpu["bench-shadow"]
-        < shadow["paced"]["bench-shadow"]["server_cpu_s_per_request"]["median"]
-    )
+    assert shadow_cpu["without"] == 0
+    assert 0 < shadow_cpu["with"] < shadow["paced"]["with"]["server_cpu_s_per_request"]["median"]
     assert shadow["copies"]["requests"] > 0
     assert shadow["copies"]["predicted"] > 0, shadow["copies"]  # the shadow did predict meanwhile
     for pooled in [shadow["without_pooled"], *(p["pooled"] for p in shadow["paced"].values())]:
         assert pooled["requests"] > 0, pooled  # every request of the runs, from wrk's histogram
         assert 0 < pooled["p50_s"] <= pooled["p99_s"], pooled
+    for phase in shadow["phases"]:
+        assert phase["median_ratio"] > 0
+        assert phase["p99_ratio"] > 0
+        assert len(phase["pair_ratios"]) == 2
     intervals = shadow["intervals"]  # the ratios over resamples of the runs
     assert set(intervals) == {"median", "p99"}
     assert all(0 < low <= high for low, high in intervals.values()), intervals
     assert "come from 400 resamples of the runs" in done.stdout
-    assert set(shadow["noise_floor"]) == {"median", "p99"}  # the control's ratios
-    assert all(value > 0 for value in shadow["noise_floor"].values())
-    assert "Noise floor: bench-single-again is the same server without a shadow" in done.stdout
+    assert "The two servers' own difference, from the phases' ratios" in done.stdout
     idle = shadow["idle_penalty"]  # the same work after idle waits, measured without a server
     assert set(idle["work_us"]) == {"none", "200 µs", "1000 µs"}
     assert all(value > 0 for value in idle["work_us"].values())
