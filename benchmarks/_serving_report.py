@@ -114,7 +114,7 @@ def shadow_goals(shadow: dict[str, Any]) -> dict[str, Any]:
         "shadow_median": {
             "label": (
                 "median latency with a shadow / without (the runs' medians; geometric mean of "
-                "the two phases), at half the maximum rate"
+                f"the two phases), at {of_top(shadow)} the maximum rate"
             ),
             "value": median,
             "interval": intervals.get("median"),
@@ -125,7 +125,7 @@ def shadow_goals(shadow: dict[str, Any]) -> dict[str, Any]:
         "shadow_p99": {
             "label": (
                 "p99 latency with a shadow / without (every request of the runs; geometric "
-                "mean of the two phases), at half the maximum rate"
+                f"mean of the two phases), at {of_top(shadow)} the maximum rate"
             ),
             "value": p99,
             "interval": intervals.get("p99"),
@@ -135,6 +135,12 @@ def shadow_goals(shadow: dict[str, Any]) -> dict[str, Any]:
         },
         "shadow_shed_first": shed_first(shadow.get("overload")),
     }
+
+
+def of_top(shadow: dict[str, Any]) -> str:
+    """How the paced rate relates to the top rate, in words: "half", or "33 % of"."""
+    fraction = shadow.get("fraction_of_top", 0.5)
+    return "half" if fraction == 0.5 else f"{fraction:.0%} of"
 
 
 def geometric_mean(values: list[float]) -> float | None:
@@ -322,7 +328,7 @@ def print_shadow(shadow: dict[str, Any]) -> None:
     repeats = shadow["paced"]["with"]["repeats"] // max(len(shadow["phases"]), 1)
     print(
         f"Shadow: two servers, 1 worker each, paced in turn at {shadow['rate_per_s']:,.0f} "
-        f"requests/s (half the maximum), {shadow['connections']} connections, runs of "
+        f"requests/s ({of_top(shadow)} the maximum), {shadow['connections']} connections, runs of "
         f"{shadow['run_s']} s; one has a shadow, then the other: {repeats} pairs of runs per "
         "phase; median (min to max) over the runs.\n"
     )

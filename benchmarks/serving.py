@@ -95,6 +95,7 @@ class Workload:
     predict_calls: int
     idle_iterations: int  # the idle-penalty probe's work units per gap and round
     boosting_rounds: int | None  # None: the demo's 300 iterations
+    shadow_fraction: float = 0.5  # the paced rate / the top rate (issue 6: half the maximum)
 
 
 FULL = Workload(
@@ -589,8 +590,9 @@ def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[st
     server and the turns go on: two processes differ by where they landed in
     memory and on the cores, and the geometric mean of the two phases'
     ratios cancels that (``shadow_goals``), while the square root of their
-    quotient measures it. The rate is half of ours' v2 throughput at c=32
-    measured above; ``shadow_repeats`` pairs of runs per phase. Each run also
+    quotient measures it. The rate is half (``shadow_fraction``) of ours' v2
+    throughput at c=32 measured above; ``shadow_repeats`` pairs of runs per
+    phase. Each run also
     gives the server's CPU per request (its worker and, with a shadow, the
     shadow's process), and the shadow's ``/metrics`` around each run with it
     tell how many copies it predicted and how many it shed meanwhile: a
@@ -602,9 +604,10 @@ def shadow(setup: Setup, servers: dict[str, Any], workload: Workload) -> dict[st
     top = servers.get("1", {}).get("ours_v2", {}).get("c32", {}).get("ok_per_s")
     if not top:
         return {"error": "no throughput of ours (v2, 1 worker, c=32) to pace at half of"}
-    rate = top / 2
+    rate = top * workload.shadow_fraction
     results: dict[str, Any] = {
         "rate_per_s": rate,
+        "fraction_of_top": workload.shadow_fraction,
         "connections": workload.shadow_connections,
         "run_s": PACED_RUN_S,
     }

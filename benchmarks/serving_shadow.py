@@ -7,7 +7,7 @@ worker (twice, the larger counts), then runs ``serving.shadow`` at half of it:
 two servers taking turns, one with a shadow, then the other, ``--repeats``
 pairs of runs each time. Prints the table and, last, the JSON line.
 
-    .venv/bin/python benchmarks/serving_shadow.py [--repeats 8] [--keep]
+    .venv/bin/python benchmarks/serving_shadow.py [--repeats 8] [--fraction 0.5] [--keep]
 """
 
 from __future__ import annotations
@@ -33,13 +33,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=serving.FULL.shadow_repeats,
         help="pairs of paced runs per phase",
     )
+    parser.add_argument(
+        "--fraction",
+        type=float,
+        default=serving.FULL.shadow_fraction,
+        help="the paced rate as a share of the top rate (the issue's goal: 0.5)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the project afterwards")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if not 0 < args.fraction <= 1:
+        parser.error("--fraction must be above 0 and at most 1")
     serving.RUN_DIR.mkdir(parents=True, exist_ok=True)
     try:
-        report = measure(args.repeats)
+        report = measure(args.repeats, args.fraction)
     finally:
         if not args.keep:
             shutil.rmtree(serving.RUN_DIR, ignore_errors=True)
@@ -53,9 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def measure(repeats: int) -> dict[str, Any]:
-    """The top rate of one worker, then the shadow phase at half of it."""
-    workload = dataclasses.replace(serving.FULL, shadow_repeats=repeats)
+def measure(repeats: int, fraction: float) -> dict[str, Any]:
+    """The top rate of one worker, then the shadow phase at ``fraction`` of it."""
+    workload = dataclasses.replace(serving.FULL, shadow_repeats=repeats, shadow_fraction=fraction)
     setup = serving.prepare(workload)
     name = serving.SHADOW_SERVERS[0]
     serving.deploy(setup, name, "--model", f"{serving.MODEL}@production")
