@@ -11,14 +11,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PROBE = ROOT / "benchmarks" / "machine_speed.py"
 
 
-def test_the_probe_reports_each_second_and_the_two_levels() -> None:
-    done = subprocess.run(
-        [sys.executable, str(PROBE), "--seconds", "3"],
+def probe(seconds: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(PROBE), "--seconds", seconds],
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
     )
+
+
+def test_the_probe_reports_each_second_and_the_two_levels() -> None:
+    done = probe("3")
     assert done.returncode == 0, done.stderr
     *table, last = done.stdout.strip().splitlines()
     report = json.loads(last)
@@ -31,12 +35,6 @@ def test_the_probe_reports_each_second_and_the_two_levels() -> None:
 
 
 def test_too_short_a_probe_is_refused() -> None:
-    done = subprocess.run(
-        [sys.executable, str(PROBE), "--seconds", "1"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    done = probe("1")
     assert done.returncode == 2
     assert "--seconds must be at least 2" in done.stderr

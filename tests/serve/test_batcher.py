@@ -239,14 +239,20 @@ async def test_no_call_exceeds_the_limit_and_a_large_request_gets_its_rows_in_or
     await queue.close()
 
 
-def large_job(count: int) -> Job:
-    return Job(
-        rows=Rows(count, ["x"], matrix=np.arange(float(count))[:, None]),
+def submit_large_then_small(queue: Batcher) -> tuple[Job, list[Job]]:
+    """Queue a request of 11 rows (0 to 10; two parts of 8 and 3), then two of one row each."""
+    large = Job(
+        rows=Rows(11, ["x"], matrix=np.arange(11.0)[:, None]),
         request_id="large",
         arrived=time.perf_counter(),
         time=time.time(),
         future=asyncio.get_running_loop().create_future(),
     )
+    small = [job(100), job(200)]
+    queue.submit(large)
+    for each in small:
+        queue.submit(each)
+    return large, small
 
 
 Logged = list[tuple[list[str], list[float], list[float]]]
@@ -280,11 +286,7 @@ async def test_a_large_request_is_logged_and_handed_on_whole_after_its_last_part
     )
     handed: list[tuple[list[str], int]] = []
     queue.answered = lambda jobs, rows: handed.append(([j.request_id for j in jobs], rows.count))
-    large = large_job(11)
-    small = [job(100), job(200)]
-    queue.submit(large)
-    for each in small:
-        queue.submit(each)
+    large, small = submit_large_then_small(queue)
     assert large.future is not None
     await asyncio.wait_for(large.future, SETTLED_S)
     assert await answers(small) == [200, 400]
@@ -312,11 +314,7 @@ async def test_a_large_request_failing_in_one_part_is_not_logged_nor_handed_on(
     queue = batcher(model, inline=inline, done=logging_into(logged))
     handed: list[list[str]] = []
     queue.answered = lambda jobs, _rows: handed.append([j.request_id for j in jobs])
-    large = large_job(11)
-    small = [job(100), job(200)]
-    queue.submit(large)
-    for each in small:
-        queue.submit(each)
+    large, small = submit_large_then_small(queue)
     assert large.future is not None
     with pytest.raises(ValueError, match="cannot predict"):
         await asyncio.wait_for(large.future, SETTLED_S)
