@@ -72,20 +72,22 @@ class _Split:
     or the loop).
     """
 
-    __slots__ = ("failed", "job", "outputs")
+    __slots__ = ("failed", "job", "missing", "outputs")
 
     def __init__(self, job: Job, parts: int) -> None:
         self.job = job
-        self.outputs: list[np.ndarray | None] = [None] * parts
+        self.outputs: list[np.ndarray] = [np.empty(0)] * parts
+        self.missing = parts
+        """Parts not predicted yet: each is predicted once (a failed one never is)."""
         self.failed = False
 
     def predicted(self, part: Job, outputs: np.ndarray, max_rows: int) -> np.ndarray | None:
         """Keep a part's outputs; the whole request's, once this was the last part missing."""
         self.outputs[part.first_row // max_rows] = outputs
-        predicted = [each for each in self.outputs if each is not None]
-        if self.failed or len(predicted) < len(self.outputs):
+        self.missing -= 1
+        if self.failed or self.missing:
             return None
-        return np.concatenate(predicted)
+        return np.concatenate(self.outputs)
 
 
 Outcome = tuple[Job, "np.ndarray | BaseException"]
