@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -211,11 +212,22 @@ class Workspace:
     def deployments(self) -> Deployments:
         """Deployments: ``ws.deployments.deploy("bike", model="bike@production")``, ``list``."""
         self._check_open()
-        from mlcycle.serve import Deployments  # noqa: PLC0415  (loads on first use)
+        from mlcycle.serve import (  # noqa: PLC0415  (loads on first use)
+            Deployments,
+            logged_output_kind,
+            spool_dir,
+        )
 
         catalog = cast("DeploymentCatalog", self.metadata)  # the SQL store is every catalog
+        tables = cast("TableArea", self.artifacts)  # every artifact store has a table area
         return Deployments(
-            catalog=catalog, registry=self.registry, clock=self.clock, actor=self.actor
+            catalog=catalog,
+            registry=self.registry,
+            clock=self.clock,
+            actor=self.actor,
+            logged=functools.partial(
+                logged_output_kind, spool_dir=spool_dir(self.settings), tables=tables
+            ),
         )
 
     def prediction_log(self, **options: Any) -> PredictionLog:  # Any: PredictionLog's knobs

@@ -66,6 +66,10 @@ class ListSink:
     def close(self) -> None:
         self.closed = True
 
+    def logged_kind(self, deployment: str) -> None:
+        """A list keeps outputs of any kind."""
+        del deployment
+
 
 def echo_model(offset: float = 0.0) -> tuple[LinearRegression, pd.DataFrame]:
     """A model predicting ``id + offset`` exactly, and its input example."""

@@ -11,7 +11,16 @@ from sklearn.linear_model import LogisticRegression, Ridge
 
 import mlcycle as mc
 from mlcycle.errors import NotFound, ValidationFailed
-from mlcycle.serve import check_deployment, compose, parse_deployments
+from mlcycle.serve import (
+    PredictionBatch,
+    PredictionLog,
+    check_deployment,
+    compose,
+    parse_deployments,
+    spool_dir,
+)
+from mlcycle.serve._deployments import SEVERAL_VALUES
+from mlcycle.serve._predlog import FAILED_SUFFIX
 from mlcycle.settings import Settings
 from mlcycle.store import Deployment, Variant
 from mlcycle.workspace import Workspace
@@ -264,3 +273,113 @@ def test_the_module_sdk_acts_on_the_working_directory(bike_models: Workspace) ->
 def test_check_strips_the_models_prefix() -> None:
     found = check_deployment(compose("d", model="models:/bike-demand/1"))
     assert found.variants[0].model == "bike-demand/1"
+
+
+def log_outputs(log: PredictionLog, deployment: str, outputs: np.ndarray) -> None:
+    """Log one answered request of ``outputs`` (a row each) for ``deployment``."""
+    count = len(outputs)
+    log.append(
+        PredictionBatch(
+            deployment=deployment,
+            model="earlier",
+            model_version=1,
+            variant="primary",
+            shadow=False,
+            request_ids=["r1"] * count,
+            row_indexes=list(range(count)),
+            times=[1.9e9] * count,
+            latency_ms=[1.0] * count,
+            inputs={"hr": np.arange(count, dtype=np.float64)},
+            outputs=outputs,
+        )
+    )
+
+
+KINDS = pytest.mark.parametrize(
+    "case",
+    [
+        (np.array([3.0, 4.0]), "bike-busy/1", "one string a row", "one number a row"),
+        (np.array([3.0, 4.0]), "bike-both/1", "2 numbers a row", "one number a row"),
+        (np.array([[3.0, 1.0], [4.0, 2.0]]), "bike-demand/1", "one number a row", SEVERAL_VALUES),
+        (
+            np.array(["busy", "quiet"], dtype=object),
+            "bike-demand/1",
+            "one number a row",
+            "one string a row",
+        ),
+    ],
+    ids=["number-then-string", "number-then-two", "two-then-number", "string-then-number"],
+)
+
+
+@pytest.mark.parametrize("where", ["table", "spool"])
+@KINDS
+def test_a_model_of_another_kind_than_the_log_holds_is_refused(
+    bike_models: Workspace, hours: pd.DataFrame, where: str, case: tuple[np.ndarray, str, str, str]
+) -> None:
+    """What the log's Delta table holds, or its segments in the spool (any process's)."""
+    logged, model, kind, held = case
+    register_other_outputs(bike_models, hours)
+    log = bike_models.prediction_log()
+    try:
+        log_outputs(log, "bikes", logged)
+        if where == "table":
+            log.close()  # rolled over into the Delta table
+        else:
+            log.flush()  # written to a segment in the spool
+        expected = (
+            rf"deployment 'bikes': variant primary \({model}\) predicts {kind}, but the "
+            rf"deployment's prediction log holds {held} .* serve that model as a deployment of "
+            rf"another name, or move the alias back to a model predicting {held}"
+        )
+        with pytest.raises(ValidationFailed, match=expected):
+            bike_models.deployments.deploy("bikes", model=model)
+        assert bike_models.deployments.list() == []
+        bike_models.deployments.deploy("other", model=model)  # a log of its own
+    finally:
+        log.close()
+    assert not list(spool_dir(bike_models.settings).rglob(f"*{FAILED_SUFFIX}"))
+
+
+@KINDS
+def test_the_log_tells_what_it_holds_from_its_queue_on(
+    bike_models: Workspace, case: tuple[np.ndarray, str, str, str]
+) -> None:
+    logged, _, _, held = case
+    log = bike_models.prediction_log(flush_interval_s=1.0)
+    try:
+        assert log.logged_kind("bikes") is None
+        log_outputs(log, "bikes", logged)
+        queued = log.logged_kind("bikes")
+        log.flush()
+        written = log.logged_kind("bikes")
+    finally:
+        log.close()
+    assert (queued, written, log.logged_kind("bikes")) == (held, held, held)
+    assert log.logged_kind("other") is None
+
+
+def test_a_log_of_failed_requests_only_takes_any_kind(bike_models: Workspace) -> None:
+    log = bike_models.prediction_log()
+    try:
+        log.append(
+            PredictionBatch(
+                deployment="bikes",
+                model="",
+                model_version=0,
+                variant="",
+                shadow=False,
+                request_ids=["r1"],
+                row_indexes=[0],
+                times=[1.9e9],
+                latency_ms=[1.0],
+                inputs={},
+                outputs=[],
+                error="422: no rows",
+            )
+        )
+        log.flush()
+        assert log.logged_kind("bikes") is None
+    finally:
+        log.close()
+    bike_models.deployments.deploy("bikes", model="bike-demand/1")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from tests.serve.conftest import Invoke
+from tests.serve.test_deployments import log_outputs, register_other_outputs
 
 from mlcycle.settings import Settings
 from mlcycle.workspace import Workspace
@@ -139,3 +142,22 @@ def test_bad_toml_exits_1_and_stores_nothing(invoke: Invoke, project: Path) -> N
     assert "cannot resolve model 'bike-demand/5'" in result.output
     config.write_text(original)
     assert _stored(project) == []
+
+
+def test_a_model_of_another_kind_than_the_log_holds_exits_1(
+    invoke: Invoke, project: Path, hours: pd.DataFrame
+) -> None:
+    invoke("deploy", "bike-demand", "--model", "bike-demand/1")
+    with Workspace.open(Settings(home=project)) as workspace:
+        register_other_outputs(workspace, hours)
+        log = workspace.prediction_log()
+        log_outputs(log, "bike-demand", np.array([3.0]))
+        log.close()
+    result = invoke("deploy", "bike-demand", "--model", "bike-busy/1")
+    assert result.exit_code == 1
+    assert (
+        "variant primary (bike-busy/1) predicts one string a row, but the deployment's "
+        "prediction log holds one number a row"
+    ) in " ".join(result.output.split())
+    shown = json.loads(invoke("deployments", "show", "bike-demand", "--json").output)
+    assert (shown["revision"], shown["variants"][0]["model"]) == (1, "bike-demand/1")

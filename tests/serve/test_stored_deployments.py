@@ -21,8 +21,9 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from tests.serve.conftest import ListSink, logged_copies, rows, serve_settings, shadow_log
 from tests.serve.test_server_log import running
 
-from mlcycle.errors import MlcycleError
-from mlcycle.serve import ModelServer, create_app
+from mlcycle.errors import MlcycleError, ValidationFailed
+from mlcycle.serve import ModelServer, PredictionSink, create_app, read_predictions, spool_dir
+from mlcycle.serve._predlog import FAILED_SUFFIX
 from mlcycle.serve._rows import Rows, Schema
 from mlcycle.store import Deployment, DeploymentCatalog, LocalArtifactStore, Variant
 from mlcycle.store._artifacts import blob_key, check_digest
@@ -34,7 +35,7 @@ PREDICT = "/v1/models/bikes:predict"
 
 @asynccontextmanager
 async def following(
-    workspace: Workspace, sink: ListSink
+    workspace: Workspace, sink: PredictionSink
 ) -> AsyncIterator[tuple[httpx.AsyncClient, ModelServer]]:
     """A started server of the stored deployment ``bikes``, following the store like a worker."""
     catalog = cast("DeploymentCatalog", workspace.metadata)
@@ -173,7 +174,9 @@ def hide_blobs(workspace: Workspace, ref: str, *, keeping: str) -> list[tuple[Pa
     return moved
 
 
-def server_of(workspace: Workspace, deployment: Deployment) -> ModelServer:
+def server_of(
+    workspace: Workspace, deployment: Deployment, *, sink: PredictionSink | None = None
+) -> ModelServer:
     """A server of the stored ``deployment``, following the store, its shadows logging."""
     return ModelServer(
         registry=workspace.registry,
@@ -181,6 +184,7 @@ def server_of(workspace: Workspace, deployment: Deployment) -> ModelServer:
         sink_opener=functools.partial(open_prediction_log, workspace.settings),
         deployment=deployment,
         settings=serve_settings(),
+        sink=sink,
         events=workspace.metadata,
         deployments=cast("DeploymentCatalog", workspace.metadata),
     )
@@ -218,13 +222,18 @@ async def test_a_change_whose_model_would_not_load_is_served_once_it_loads(
         await server.stop()
 
 
+def register_words(workspace: Workspace) -> None:
+    """``echo`` version 3: a classifier predicting one string a row."""
+    frame = pd.DataFrame({"id": np.arange(20.0), "x": np.linspace(0, 1, 20)})
+    words = LogisticRegression().fit(frame, np.where(frame["id"] > 9, "high", "low"))
+    workspace.registry.register("echo", words, input_example=frame)
+
+
 async def test_an_alias_moved_to_a_model_of_another_output_kind_is_not_served(
     workspace: Workspace, echo: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     del echo
-    frame = pd.DataFrame({"id": np.arange(20.0), "x": np.linspace(0, 1, 20)})
-    words = LogisticRegression().fit(frame, np.where(frame["id"] > 9, "high", "low"))
-    workspace.registry.register("echo", words, input_example=frame)  # version 3: strings
+    register_words(workspace)
     workspace.registry.promote("echo", 2, to="candidate")
     workspace.deployments.deploy("bikes", model="echo/1", canary={"echo@candidate": 50})
     server = server_of(workspace, workspace.metadata.get_deployment("bikes"))
@@ -241,6 +250,45 @@ async def test_an_alias_moved_to_a_model_of_another_output_kind_is_not_served(
         await server.stop()
     assert served == ["echo/1", "echo/2"], "the variants served before the move"
     assert "canary (echo/3): one string a row" in caplog.text
+
+
+async def test_a_single_variant_moved_to_another_output_kind_than_its_log_is_not_served(
+    workspace: Workspace, echo: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    del echo
+    register_words(workspace)
+    workspace.deployments.deploy("bikes", model="echo@production")
+    log = workspace.prediction_log()
+    try:
+        async with following(workspace, log) as (client, _):
+            answer = await client.post(PREDICT, json={"instances": rows(1, 2)})
+            assert answer.status_code == 200, answer.text
+            await asyncio.to_thread(workspace.registry.promote, "echo", 3, to="production")
+
+            async def refused() -> bool:
+                return "predicts one string a row, but the deployment's prediction log" in (
+                    caplog.text
+                )
+
+            await until(refused)
+            after = await client.post(PREDICT, json={"instances": rows(3)})
+        assert after.json()["version"] == 1, "the version served before the move"
+        # A server started afresh refuses too, naming both kinds and the fix.
+        again = server_of(workspace, workspace.metadata.get_deployment("bikes"), sink=log)
+        with pytest.raises(
+            ValidationFailed,
+            match=r"variant primary \(echo/3\) predicts one string a row, but the "
+            r"deployment's prediction log holds one number a row .* serve that model as a "
+            r"deployment of another name",
+        ):
+            await again.start()
+    finally:
+        log.close()
+    assert not list(spool_dir(workspace.settings).rglob(f"*{FAILED_SUFFIX}"))
+    logged = read_predictions(
+        spool_dir=spool_dir(workspace.settings), tables=workspace.artifacts, deployment="bikes"
+    )
+    assert logged.column("output").to_pylist() == [1.0, 2.0, 3.0]
 
 
 async def test_a_change_that_fails_to_load_closes_the_shadow_it_started(

@@ -20,6 +20,7 @@ from mlcycle.serve._model import ServedModel, load_model
 from mlcycle.serve._predlog import (
     PredictionLog,
     log_table_name,
+    logged_output_kind,
     read_predictions,
     spool_dir,
     to_record_batch,
@@ -80,6 +81,7 @@ __all__ = [
     "labelled",
     "load_model",
     "log_table_name",
+    "logged_output_kind",
     "parse_deployments",
     "predictions",
     "predictions_table",

@@ -18,7 +18,7 @@ desired state, and ``apply_desired`` moves the store to them, change by change.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -34,6 +34,7 @@ __all__ = [
     "Change",
     "Deployments",
     "check_deployment",
+    "check_logged",
     "check_outputs",
     "compose",
     "output_kind",
@@ -44,6 +45,8 @@ _SPLIT: frozenset[str] = frozenset({"canary", "ab"})
 _TOML_KEYS = frozenset({"model", "variants", "policy", "sticky_key", "key_columns"})
 _VARIANT_KEYS = frozenset({"name", "model", "weight", "shadow"})
 _TOTAL = 100.0
+SEVERAL_VALUES = "several values a row"
+"""What a prediction log's ``output`` column of lists holds, in ``output_kind``'s words."""
 _OUTPUT_WORDS = {"int64": "number", "float64": "number", "bool": "boolean"}
 
 
@@ -296,19 +299,28 @@ class Deployments:
     """Create, change, list and remove deployments; each change is checked, then an event."""
 
     def __init__(
-        self, *, catalog: DeploymentCatalog, registry: ModelRegistry, clock: Clock, actor: str
+        self,
+        *,
+        catalog: DeploymentCatalog,
+        registry: ModelRegistry,
+        clock: Clock,
+        actor: str,
+        logged: Callable[[str], str | None] | None = None,
     ) -> None:
         self.catalog = catalog
         self.registry = registry
         self.clock = clock
         self.actor = actor
+        self.logged = logged
+        """What a deployment's prediction log holds a row (``logged_output_kind``), if known."""
 
     def apply(self, deployment: Deployment) -> Deployment:
         """Check ``deployment``, resolve its models, and store it (a new revision if changed).
 
         Raises ``ValidationFailed`` for a policy its variants do not fit or
         variants whose models predict different kinds of output (their rows
-        could not share the prediction log's table), and ``NotFound`` naming
+        could not share the prediction log's table), or another kind than its
+        prediction log already holds, and ``NotFound`` naming
         the variant whose model the registry cannot resolve; nothing is stored
         then.
         """
@@ -408,6 +420,8 @@ class Deployments:
             ref = version.ref.removeprefix("models:/")
             kinds[f"{variant.name} ({ref})"] = output_kind(version.signature)
         check_outputs(deployment.name, kinds)
+        if self.logged is not None:
+            check_logged(deployment.name, kinds, self.logged(deployment.name))
 
 
 def check_outputs(deployment: str, kinds: Mapping[str, str | None]) -> None:
@@ -420,6 +434,29 @@ def check_outputs(deployment: str, kinds: Mapping[str, str | None]) -> None:
             f"({shown}), whose rows cannot share one prediction log; serve them as separate "
             "deployments"
         )
+
+
+def check_logged(deployment: str, kinds: Mapping[str, str | None], logged: str | None) -> None:
+    """Refuse variants (``kinds``: each one's ``output_kind``) the deployment's log cannot take.
+
+    ``logged`` is the kind its prediction log's ``output`` column holds
+    (``PredictionSink.logged_kind``): one value a row, in ``output_kind``'s
+    words, or ``SEVERAL_VALUES``; ``None`` when it holds none yet.
+    """
+    if logged is None:
+        return
+    for variant, kind in kinds.items():
+        if kind is None:
+            continue
+        several = not kind.startswith("one ")
+        if several != (logged == SEVERAL_VALUES) or (not several and kind != logged):
+            raise ValidationFailed(
+                f"deployment '{deployment}': variant {variant} predicts {kind}, but the "
+                f"deployment's prediction log holds {logged} (from the models it served "
+                "before), so its rows could not be logged; serve that model as a deployment "
+                "of another name, or move the alias back to a model predicting "
+                f"{logged}"
+            )
 
 
 def output_kind(signature: Mapping[str, Any]) -> str | None:  # Any: JSON values

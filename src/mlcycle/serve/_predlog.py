@@ -49,8 +49,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlcycle.errors import ValidationFailed
+from mlcycle.serve._deployments import SEVERAL_VALUES
 from mlcycle.serve._rows import MatrixColumns
-from mlcycle.serve._segments import SUFFIX, Segment, claim_orphans, read_segment
+from mlcycle.serve._segments import (
+    SUFFIX,
+    Segment,
+    claim_orphans,
+    read_segment,
+    segment_schema,
+)
 from mlcycle.serve._sink import PredictionBatch
 from mlcycle.store import check_deployment_name
 
@@ -61,7 +68,9 @@ if TYPE_CHECKING:
 __all__ = [
     "PredictionLog",
     "aware_utc",
+    "column_kind",
     "log_table_name",
+    "logged_output_kind",
     "logged_request_ids",
     "read_predictions",
     "spool_dir",
@@ -204,6 +213,21 @@ class PredictionLog:
                     rows += table.num_rows
                 path.unlink(missing_ok=True)
         return rows
+
+    def logged_kind(self, deployment: str) -> str | None:
+        """What the log's ``output`` column holds for ``deployment``, in ``output_kind``'s words.
+
+        ``None`` while it holds no answered prediction. Read from the
+        batches queued, else the segments this log writes, else its Delta
+        table, else the segments in the spool (other processes' too).
+        """
+        for batch in reversed(list(self._pending)):  # list(): one step under the GIL
+            if batch.deployment == deployment and batch.error is None:
+                return column_kind(_column([batch.outputs]).type)
+        for name, schema in list(self._segments):
+            if name == deployment and "output" in schema.names:
+                return column_kind(schema.field("output").type)
+        return logged_output_kind(deployment, spool_dir=self.spool_dir, tables=self.tables)
 
     def _run(self) -> None:
         while not self._stop:
@@ -389,6 +413,43 @@ def _column(chunks: Sequence[Any]) -> pa.Array:  # Any: each chunk a sequence or
         if pa.types.is_integer(value) or pa.types.is_floating(value):
             return array.cast(pa.list_(pa.float64()))
     return array
+
+
+def logged_output_kind(deployment: str, *, spool_dir: Path, tables: TableArea) -> str | None:
+    """What ``deployment``'s prediction log holds a row, in ``output_kind``'s words.
+
+    Read from its Delta table, else from the segments in the spool (any
+    process's); ``None`` while it holds no answered prediction.
+    """
+    from deltalake import DeltaTable  # noqa: PLC0415  (heavy; on first use)
+    from deltalake.exceptions import TableNotFoundError  # noqa: PLC0415
+
+    uri = tables.table_uri(log_table_name(deployment))
+    schemas: list[pa.Schema | None] = []
+    with contextlib.suppress(TableNotFoundError):
+        delta = DeltaTable(uri, storage_options=tables.storage_options() or None)
+        schemas.append(pa.schema(delta.schema().to_arrow()))
+    schemas += [segment_schema(path) for path in _segment_paths(spool_dir, deployment)]
+    for schema in schemas:
+        if schema is not None and "output" in schema.names:
+            return column_kind(schema.field("output").type)
+    return None
+
+
+def column_kind(kind: pa.DataType) -> str | None:
+    """What an ``output`` column of Arrow type ``kind`` holds a row, in ``output_kind``'s words.
+
+    The types are those ``_column`` writes; ``None`` for another.
+    """
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return SEVERAL_VALUES
+    if pa.types.is_floating(kind) or pa.types.is_integer(kind):
+        return "one number a row"
+    if pa.types.is_boolean(kind):
+        return "one boolean a row"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return "one string a row"
+    return None
 
 
 def _feature_columns(batches: Sequence[PredictionBatch], features: list[str]) -> list[pa.Array]:

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from mlcycle.ids import new_id
 
-__all__ = ["SUFFIX", "Segment", "claim_orphans", "read_segment"]
+__all__ = ["SUFFIX", "Segment", "claim_orphans", "read_segment", "segment_schema"]
 
 SUFFIX = ".arrows"
 
@@ -95,6 +95,15 @@ def read_segment(path: Path) -> pa.Table | None:
         if not batches:
             return None
         return pa.Table.from_batches(batches, schema=reader.schema)
+
+
+def segment_schema(path: Path) -> pa.Schema | None:
+    """A segment's schema, read without its batches; ``None`` when it is gone or has none yet."""
+    try:
+        with path.open("rb") as stream:
+            return pa.ipc.open_stream(stream).schema
+    except (FileNotFoundError, pa.ArrowInvalid, OSError):
+        return None
 
 
 @contextlib.contextmanager

@@ -32,10 +32,15 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
-from mlcycle.errors import MlcycleError, NotFound
+from mlcycle.errors import MlcycleError, NotFound, ValidationFailed
 from mlcycle.ids import new_id
 from mlcycle.serve._batching import Batcher, Job, row_columns
-from mlcycle.serve._deployments import check_deployment, check_outputs, output_kind
+from mlcycle.serve._deployments import (
+    check_deployment,
+    check_logged,
+    check_outputs,
+    output_kind,
+)
 from mlcycle.serve._errors import Overloaded
 from mlcycle.serve._metrics import LaneMetrics, Metrics, observe_many
 from mlcycle.serve._model import ServedModel, load_model
@@ -411,7 +416,8 @@ class ModelServer:
 
         A kept lane keeps its queue (and what waits in it) even when the
         variant's weight changed. Raises ``ValidationFailed`` when the
-        variants' models predict different kinds of output (an alias moved).
+        variants' models predict different kinds of output (an alias moved), or a
+        kind other than the one the deployment's prediction log holds.
         """
         current = {
             (lane.variant.name, lane.variant.shadow, lane.model.ref): lane for lane in previous
@@ -439,6 +445,9 @@ class ModelServer:
                 for lane in lanes
             }
             check_outputs(deployment.name, kinds)
+            if self.sink is not None:  # also a single variant's alias that moved
+                logged = await asyncio.to_thread(self.sink.logged_kind, deployment.name)
+                check_logged(deployment.name, kinds, logged)
         except BaseException:
             # Close what this build opened: a shadow's process would outlive the failed change.
             kept = {id(lane.queue) for lane in previous}
@@ -534,6 +543,12 @@ class ModelServer:
             await asyncio.sleep(self.settings.poll_interval_s)
             try:
                 await self._poll()
+            except ValidationFailed as exc:  # a change it must not serve: said without a trace
+                _log.error(
+                    "deployment %s: a change is not served, it serves what it served: %s",
+                    self.name,
+                    exc,
+                )
             except Exception:  # noqa: BLE001  (keep serving the loaded versions; retry next poll)
                 _log.exception("deployment %s: following the event log failed", self.name)
 

@@ -66,6 +66,14 @@ class PredictionSink(Protocol):
 
     def close(self) -> None: ...
 
+    def logged_kind(self, deployment: str) -> str | None:
+        """What kind of output its rows of ``deployment`` hold, in ``output_kind``'s words.
+
+        A server refuses a model predicting another kind (a sink that can
+        keep any kind says ``None``).
+        """
+        ...
+
 
 def logged_inputs(rows: Rows) -> Mapping[str, np.ndarray]:
     """The rows' columns as ``PredictionBatch.inputs`` takes them: the batch's own arrays.
