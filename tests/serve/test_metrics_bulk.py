@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, Summary, generate_latest
 
-from mlcycle.serve._metrics import observe_many
+from mlcycle.serve._metrics import add_observed, bucket_bounds, observe_many, tally
 
 _VALUES = st.lists(
     st.one_of(
@@ -86,3 +87,23 @@ def _samples(registry: CollectorRegistry) -> dict[str, float]:
         for sample in family.samples
         if not sample.name.endswith("_created")
     }
+
+
+@given(values=_VALUES)
+@settings(max_examples=100, deadline=None)
+def test_a_tally_made_elsewhere_adds_what_each_observe_would(values: list[float]) -> None:
+    """A shadow's process adds its values up with the bounds it was given; its worker adds that."""
+    one, many = _pair()
+    buckets = (0.001, 0.01, 0.5, 1.0, 5.0)
+    by_one = Histogram("lag", "lag", ["lane"], buckets=buckets, registry=one).labels("a")
+    by_many = Histogram("lag", "lag", ["lane"], buckets=buckets, registry=many).labels("a")
+    sum_one = Summary("value", "value", ["lane"], registry=one).labels("a")
+    sum_many = Summary("value", "value", ["lane"], registry=many).labels("a")
+    for value in values:
+        by_one.observe(value)
+        sum_one.observe(value)
+    bounds = pickle.loads(pickle.dumps(bucket_bounds(by_many)))  # as the process gets them
+    array = np.array(values, dtype=np.float64)
+    add_observed(by_many, pickle.loads(pickle.dumps(tally(array, bounds))))
+    add_observed(sum_many, tally(array, bucket_bounds(sum_many)))
+    assert _samples(many) == pytest.approx(_samples(one), nan_ok=True)

@@ -56,6 +56,10 @@ def pid_workspace(tmp_path: Path) -> Workspace:
         yield workspace
 
 
+LAG = "mlcycle_serve_shadow_lag_seconds"
+DARK = 'deployment="bikes",model="pid",variant="dark",version="1"'
+
+
 async def shadow_rows(workspace: Workspace, count: int) -> list[float]:
     """The shadow's logged outputs, once ``count`` copies are logged (10 s at most)."""
     return [copy["output"] for copy in await logged_copies(workspace, count)]
@@ -76,7 +80,17 @@ async def test_the_shadow_predicts_and_logs_in_a_process_of_its_own(
             await client.post(PREDICT, json={"instances": [{"id": float(n)}]}) for n in range(5)
         ]
         logged = await logged_copies(pid_workspace, 5)
-        metrics = (await client.get("/metrics")).text
+
+        async def measured() -> str:
+            """The metrics once the worker has read the process's answer for all five."""
+            for _ in range(200):
+                text = (await client.get("/metrics")).text
+                if f"{LAG}_count{{{DARK}}} 5.0" in text:
+                    return text
+                await asyncio.sleep(0.05)
+            return text
+
+        metrics = await measured()
     assert child is not None
     assert child != os.getpid()
     assert {a.json()["predictions"][0] for a in answers} == {os.getpid()}
@@ -86,7 +100,14 @@ async def test_the_shadow_predicts_and_logs_in_a_process_of_its_own(
     assert all(copy["latency_ms"] > 0 for copy in logged), "each copy's lag behind its request"
     assert {copy["request_id"] for copy in logged} == {a.json()["request_id"] for a in answers}
     assert not any(batch.shadow for batch in sink.batches)
-    assert 'mlcycle_serve_shadow_lag_seconds_count{deployment="bikes",model="pid"' in metrics
+    # Added up by the shadow's process, added by the worker: lags, rows and predicted values.
+    assert f"{LAG}_count{{{DARK}}} 5.0" in metrics
+    [under_30s] = [line for line in metrics.splitlines() if line.startswith(f"{LAG}_bucket")
+                   and 'variant="dark"' in line and 'le="30.0"' in line]  # fmt: skip
+    assert under_30s.endswith(" 5.0")
+    assert f"mlcycle_serve_batch_rows_sum{{{DARK}}} 5.0" in metrics
+    assert f"mlcycle_serve_prediction_value_count{{{DARK}}} 5.0" in metrics
+    assert f"mlcycle_serve_prediction_value_sum{{{DARK}}} {5.0 * child}" in metrics
     assert not running(child), "the shadow's process ends with the server"
 
 
@@ -213,7 +234,7 @@ def pid_shadow(
         opener=functools.partial(open_registry, workspace.settings),
         max_rows=100,
         max_queue=100,
-        done=lambda copies, _outputs, _now: predicted.extend(copies.request_ids),
+        done=lambda copies, _predicted: predicted.extend(copies.request_ids),
         idle=idle,
     )
     return model, shadow

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,16 @@ from prometheus_client import (
     generate_latest,
 )
 
-__all__ = ["CONTENT_TYPE", "LaneMetrics", "Metrics", "observe_many"]
+__all__ = [
+    "CONTENT_TYPE",
+    "LaneMetrics",
+    "Metrics",
+    "Observed",
+    "add_observed",
+    "bucket_bounds",
+    "observe_many",
+    "tally",
+]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LANE = ("deployment", "variant", "model", "version")
@@ -136,6 +146,48 @@ class Metrics:
         return generate_latest(combined)
 
 
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """What observing many values adds to a histogram or summary: their count and sum, and
+    for a histogram each bucket's count (``(slot, count)`` for the buckets that got any)."""
+
+    count: int
+    total: float
+    buckets: tuple[tuple[int, int], ...] = ()
+
+
+def bucket_bounds(child: Any) -> tuple[float, ...] | None:  # Any: a histogram or summary child
+    """A histogram child's upper bounds (``+Inf`` last), for ``tally``; ``None`` for a summary."""
+    bounds = getattr(child, "_upper_bounds", None)
+    return None if bounds is None else tuple(bounds)
+
+
+def tally(values: np.ndarray, bounds: Sequence[float] | None = None) -> Observed:
+    """What observing each of ``values`` would add, with NumPy: for a histogram of ``bounds``
+    (``bucket_bounds``), or for a summary (``None``). Runs anywhere: a shadow's process adds
+    up its own copies' lags and values, and its worker only adds the result."""
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as one by one
+        total = float(values.sum())
+    if bounds is None:
+        return Observed(len(values), total)
+    slots = np.searchsorted(bounds, values, side="left")
+    counts = np.bincount(slots, minlength=len(bounds))[: len(bounds)]  # NaN fits no bucket
+    buckets = tuple((slot, int(counts[slot])) for slot in np.flatnonzero(counts).tolist())
+    return Observed(len(values), total, buckets)
+
+
+def add_observed(child: Any, observed: Observed) -> None:  # Any: a histogram or summary child
+    """Add what ``tally`` added up: the same counts and sums as one ``observe`` per value."""
+    if not observed.count:
+        return
+    if hasattr(child, "_upper_bounds"):
+        for slot, count in observed.buckets:
+            child._buckets[slot].inc(count)
+    else:
+        child._count.inc(observed.count)
+    child._sum.inc(observed.total)
+
+
 def observe_many(child: Any, values: np.ndarray) -> None:  # Any: a histogram or summary child
     """Observe every value of ``values`` at once: the same counts and sums as one call each.
 
@@ -147,22 +199,10 @@ def observe_many(child: Any, values: np.ndarray) -> None:  # Any: a histogram or
     multiprocess mode). A test checks the exposition against one ``observe``
     per value, so a client release that renames them fails there, not here.
     """
-    if not len(values):
-        return
     if len(values) <= _FEW:
         _observe_few(child, values.tolist())
         return
-    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as one by one
-        total = float(values.sum())
-    if hasattr(child, "_upper_bounds"):  # a histogram: each value in the first bucket it fits
-        bounds = len(child._upper_bounds)
-        slots = np.searchsorted(child._upper_bounds, values, side="left")
-        counts = np.bincount(slots, minlength=bounds)[:bounds]  # NaN fits no bucket
-        for slot in np.flatnonzero(counts).tolist():
-            child._buckets[slot].inc(int(counts[slot]))
-    else:
-        child._count.inc(len(values))
-    child._sum.inc(total)
+    add_observed(child, tally(values, bucket_bounds(child)))
 
 
 def _observe_few(child: Any, values: list[float]) -> None:  # Any: a histogram or summary child

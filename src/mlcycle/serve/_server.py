@@ -42,10 +42,23 @@ from mlcycle.serve._deployments import (
     output_kind,
 )
 from mlcycle.serve._errors import Overloaded
-from mlcycle.serve._metrics import LaneMetrics, Metrics, observe_many
+from mlcycle.serve._metrics import (
+    LaneMetrics,
+    Metrics,
+    add_observed,
+    bucket_bounds,
+    observe_many,
+)
 from mlcycle.serve._model import ServedModel, load_model
 from mlcycle.serve._routing import Lane, Routes
-from mlcycle.serve._shadow import Copies, RegistryOpener, ShadowLog, ShadowProcess, SinkOpener
+from mlcycle.serve._shadow import (
+    Copies,
+    RegistryOpener,
+    ShadowLog,
+    ShadowProcess,
+    SinkOpener,
+    Tally,
+)
 from mlcycle.serve._sink import PredictionBatch, PredictionSink, logged_inputs
 from mlcycle.store import Deployment, Event, EventLog, Variant
 
@@ -488,6 +501,7 @@ class ModelServer:
             log=None
             if self.sink_opener is None
             else ShadowLog(self.sink_opener, deployment.name, variant.name),
+            lag_bounds=bucket_bounds(tag.metrics.shadow_lag),
         )
         await shadow.start()
         return self._opened(Lane(variant=variant, model=model, queue=shadow, metrics=tag.metrics))
@@ -523,12 +537,16 @@ class ModelServer:
         if self.sink is not None:
             self.sink.append(_prediction_batch(tag, jobs, rows, outputs, now))
 
-    def _copies_done(self, tag: _Tag, copies: Copies, outputs: np.ndarray, now: float) -> None:
-        """Metrics for what a shadow predicted (on the loop); its process logged the copies."""
-        tag.metrics.batch_rows.observe(copies.rows.count)
-        if tag.metrics.shadow_lag is not None:
-            observe_many(tag.metrics.shadow_lag, now - np.array(copies.arrived, dtype=np.float64))
-        _observe_values(tag, outputs)
+    def _copies_done(self, tag: _Tag, copies: Copies, predicted: Tally) -> None:
+        """Metrics for what a shadow predicted (on the loop), added up by its process,
+        which also logged the copies."""
+        del copies
+        for rows in predicted.calls:
+            tag.metrics.batch_rows.observe(rows)
+        if tag.metrics.shadow_lag is not None and predicted.lags is not None:
+            add_observed(tag.metrics.shadow_lag, predicted.lags)
+        if predicted.values is not None:
+            add_observed(tag.metrics.values, predicted.values)
 
     def _log_head(self) -> int:
         """The position of the newest followed event: changes before it are already loaded."""
