@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,13 +28,19 @@ def _pair() -> tuple[CollectorRegistry, CollectorRegistry]:
     return CollectorRegistry(), CollectorRegistry()
 
 
-@given(values=_VALUES)
-@settings(max_examples=200, deadline=None)
-def test_a_histogram_gets_the_same_buckets_count_and_sum(values: list[float]) -> None:
+def _histograms() -> tuple[CollectorRegistry, CollectorRegistry, Any, Any]:  # Any: children
+    """Two registries, and the same lag histogram's child in each."""
     one, many = _pair()
     buckets = (0.001, 0.01, 0.5, 1.0, 5.0)
     by_one = Histogram("lag", "lag", ["lane"], buckets=buckets, registry=one).labels("a")
     by_many = Histogram("lag", "lag", ["lane"], buckets=buckets, registry=many).labels("a")
+    return one, many, by_one, by_many
+
+
+@given(values=_VALUES)
+@settings(max_examples=200, deadline=None)
+def test_a_histogram_gets_the_same_buckets_count_and_sum(values: list[float]) -> None:
+    one, many, by_one, by_many = _histograms()
     for value in values:
         by_one.observe(value)
     observe_many(by_many, np.array(values, dtype=np.float64))
@@ -93,10 +100,7 @@ def _samples(registry: CollectorRegistry) -> dict[str, float]:
 @settings(max_examples=100, deadline=None)
 def test_a_tally_made_elsewhere_adds_what_each_observe_would(values: list[float]) -> None:
     """A shadow's process adds its values up with the bounds it was given; its worker adds that."""
-    one, many = _pair()
-    buckets = (0.001, 0.01, 0.5, 1.0, 5.0)
-    by_one = Histogram("lag", "lag", ["lane"], buckets=buckets, registry=one).labels("a")
-    by_many = Histogram("lag", "lag", ["lane"], buckets=buckets, registry=many).labels("a")
+    one, many, by_one, by_many = _histograms()
     sum_one = Summary("value", "value", ["lane"], registry=one).labels("a")
     sum_many = Summary("value", "value", ["lane"], registry=many).labels("a")
     for value in values:
