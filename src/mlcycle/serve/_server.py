@@ -538,8 +538,7 @@ class ModelServer:
             self.sink.append(_prediction_batch(tag, jobs, rows, outputs, now))
 
     def _copies_done(self, tag: _Tag, copies: Copies, predicted: Tally) -> None:
-        """Metrics for what a shadow predicted (on the loop), added up by its process,
-        which also logged the copies."""
+        """A shadow's metrics, as its process added them up (it logged the copies too)."""
         del copies
         for rows in predicted.calls:
             tag.metrics.batch_rows.observe(rows)
