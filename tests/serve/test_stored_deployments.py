@@ -272,7 +272,14 @@ async def test_a_single_variant_moved_to_another_output_kind_than_its_log_is_not
 
             await until(refused)
             after = await client.post(PREDICT, json={"instances": rows(3)})
+            loads = [
+                line
+                for line in (await client.get("/metrics")).text.splitlines()
+                if line.startswith("mlcycle_serve_model_loads_total")
+            ]
         assert after.json()["version"] == 1, "the version served before the move"
+        assert loads, "the metric is there"
+        assert not [line for line in loads if 'version="3"' in line], "refused before it loads"
         # A server started afresh refuses too, naming both kinds and the fix.
         again = server_of(workspace, workspace.metadata.get_deployment("bikes"), sink=log)
         with pytest.raises(

@@ -435,12 +435,26 @@ class ModelServer:
         current = {
             (lane.variant.name, lane.variant.shadow, lane.model.ref): lane for lane in previous
         }
+        versions = [
+            await asyncio.to_thread(self.registry.get, variant.model)
+            for variant in deployment.variants
+        ]
+        refs = [version.ref.removeprefix("models:/") for version in versions]
+        # An alias that moved to a model predicting another kind of output: its rows would be
+        # refused by the prediction log's table. Checked from the stored signatures before any
+        # model loads, so a refused change, tried again at later polls, loads nothing.
+        kinds = {
+            f"{variant.name} ({ref})": output_kind(version.signature)
+            for variant, ref, version in zip(deployment.variants, refs, versions, strict=True)
+        }
+        check_outputs(deployment.name, kinds)
+        if self.sink is not None:  # also a single variant's alias that moved
+            logged = await asyncio.to_thread(self.sink.logged_kind, deployment.name)
+            check_logged(deployment.name, kinds, logged)
         answering: list[Lane[Batcher]] = []
         shadows: list[Lane[ShadowProcess]] = []
         try:
-            for variant in deployment.variants:
-                version = await asyncio.to_thread(self.registry.get, variant.model)
-                ref = version.ref.removeprefix("models:/")
+            for variant, ref in zip(deployment.variants, refs, strict=True):
                 lane = current.get((variant.name, variant.shadow, ref))
                 if lane is not None and lane.variant != variant:
                     lane = dataclasses.replace(lane, variant=variant)
@@ -448,19 +462,6 @@ class ModelServer:
                     shadows.append(lane or await self._open_shadow(deployment, variant))
                 else:
                     answering.append(lane or await self._open_answering(deployment, variant))
-            # An alias that moved to a model predicting another kind of output: its rows
-            # would be refused by the prediction log's table.
-            lanes: list[Lane[Any]] = [*answering, *shadows]
-            kinds = {
-                f"{lane.variant.name} ({lane.model.ref})": output_kind(
-                    lane.model.signature.to_dict()
-                )
-                for lane in lanes
-            }
-            check_outputs(deployment.name, kinds)
-            if self.sink is not None:  # also a single variant's alias that moved
-                logged = await asyncio.to_thread(self.sink.logged_kind, deployment.name)
-                check_logged(deployment.name, kinds, logged)
         except BaseException:
             # Close what this build opened: a shadow's process would outlive the failed change.
             kept = {id(lane.queue) for lane in previous}
