@@ -37,6 +37,7 @@ __all__ = [
     "check_logged",
     "check_outputs",
     "compose",
+    "one_a_row",
     "output_kind",
     "parse_deployments",
 ]
@@ -474,8 +475,13 @@ def output_kind(signature: Mapping[str, Any]) -> str | None:  # Any: JSON values
     word = _OUTPUT_WORDS.get(str(spec.get("type")), "string")
     shape = spec.get("shape")
     if not shape:
-        return f"one {word} a row"
+        return one_a_row(word)
     return f"{'x'.join(str(n) for n in shape)} {word}s a row"
+
+
+def one_a_row(word: str) -> str:
+    """``output_kind``'s words for a single value a row: ``word`` is number, boolean or string."""
+    return f"one {word} a row"
 
 
 def _numbered(base: str, index: int) -> str:

@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlcycle.errors import ValidationFailed
-from mlcycle.serve._deployments import SEVERAL_VALUES
+from mlcycle.serve._deployments import SEVERAL_VALUES, one_a_row
 from mlcycle.serve._rows import MatrixColumns
 from mlcycle.serve._segments import (
     SUFFIX,
@@ -444,11 +444,11 @@ def column_kind(kind: pa.DataType) -> str | None:
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return SEVERAL_VALUES
     if pa.types.is_floating(kind) or pa.types.is_integer(kind):
-        return "one number a row"
+        return one_a_row("number")
     if pa.types.is_boolean(kind):
-        return "one boolean a row"
+        return one_a_row("boolean")
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return "one string a row"
+        return one_a_row("string")
     return None
 
 
