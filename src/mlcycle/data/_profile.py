@@ -344,9 +344,9 @@ def _histogram(ordered: npt.NDArray[np.float64]) -> Histogram:
     low, high = float(ordered[0]), float(ordered[-1])
     if low == high:
         return Histogram(edges=[low, high], counts=[int(ordered.size)])
-    if math.isfinite(high - low):
+    with np.errstate(over="ignore", invalid="ignore"):
         edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
-    else:  # a span beyond float range: weigh the ends instead of stepping from one
+    if not np.all(np.isfinite(edges)):  # a span at the edge of float range: weigh the ends
         steps = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
         edges = low * (1 - steps) + high * steps
     inner = np.searchsorted(ordered, edges[1:-1], side="left")
