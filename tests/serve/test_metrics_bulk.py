@@ -1,7 +1,8 @@
-"""``observe_many`` gives the same exposition as one Prometheus ``observe`` per value."""
+"""``observe_many`` and ``Answers`` give the same exposition as one Prometheus update per value."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import pickle
 from pathlib import Path
@@ -11,9 +12,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, Histogram, Summary, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, Summary, generate_latest
 
-from mlcycle.serve._metrics import add_observed, bucket_bounds, observe_many, tally
+from mlcycle.serve._metrics import Answers, add_observed, bucket_bounds, observe_many, tally
 
 _VALUES = st.lists(
     st.one_of(
@@ -111,3 +112,26 @@ def test_a_tally_made_elsewhere_adds_what_each_observe_would(values: list[float]
     add_observed(by_many, pickle.loads(pickle.dumps(tally(array, bounds))))
     add_observed(sum_many, tally(array, bucket_bounds(sum_many)))
     assert _samples(many) == pytest.approx(_samples(one), nan_ok=True)
+
+
+@given(rounds=st.lists(st.lists(st.floats(min_value=0, max_value=20), max_size=40), max_size=4))
+@settings(max_examples=50, deadline=None)
+def test_answers_written_once_a_round_count_what_each_update_would(
+    rounds: list[list[float]],
+) -> None:
+    """Requests answered in one loop round are written in the next: each round, the same values."""
+    one, many, by_one, by_many = _histograms()
+    counted_one = Counter("requests", "requests", ["lane"], registry=one).labels("a")
+    counted_many = Counter("requests", "requests", ["lane"], registry=many).labels("a")
+    answers = Answers(counted_many, by_many)
+
+    async def serve() -> None:
+        for latencies in rounds:
+            for seconds in latencies:
+                counted_one.inc()
+                by_one.observe(seconds)
+                answers.answered(seconds)
+            await asyncio.sleep(0)  # the round ends; its write runs
+            assert _samples(many) == pytest.approx(_samples(one))
+
+    asyncio.run(serve())

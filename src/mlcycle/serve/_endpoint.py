@@ -158,7 +158,7 @@ class PredictEndpoint:
             )
         finally:
             server.release(arrived=not reached)
-        server.count(lane, 200)
+        lane.metrics.answers.answered(time.perf_counter() - arrived)
         extra.append((b"x-variant", lane.variant.name.encode()))
         return 200, content, extra
 

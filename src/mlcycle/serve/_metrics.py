@@ -10,6 +10,7 @@ all of them (the Prometheus client's multiprocess mode).
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import math
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from prometheus_client import (
 
 __all__ = [
     "CONTENT_TYPE",
+    "Answers",
     "LaneMetrics",
     "Metrics",
     "Observed",
@@ -48,12 +50,45 @@ _LATENCY_BUCKETS = (
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 
+class Answers:
+    """A lane's answered requests (their count, each one's latency), written once a loop round.
+
+    Counting a request and observing its latency are three updates of the
+    Prometheus client (the counter, a bucket and the sum), each taking a lock
+    and, in multiprocess mode, writing a memory-mapped file (0.7 to 1.5 µs
+    there). The requests a micro-batch answers finish in the same round of
+    the event loop, so their updates are added up in Python and written by one
+    callback in the next round: a few updates per round instead of three per
+    request. ``/metrics`` shows the same values, one round later.
+    """
+
+    __slots__ = ("_latencies", "_latency", "_requests")
+
+    def __init__(self, requests: Any, latency: Any) -> None:  # Any: untyped children
+        self._requests = requests
+        self._latency = latency
+        self._latencies: list[float] = []
+
+    def answered(self, seconds: float) -> None:
+        """Count a request answered (200) after ``seconds``; call on the loop."""
+        if not self._latencies:
+            asyncio.get_running_loop().call_soon(self.write)
+        self._latencies.append(seconds)
+
+    def write(self) -> None:
+        """Write what was counted since the last call."""
+        latencies, self._latencies = self._latencies, []
+        if latencies:
+            self._requests.inc(len(latencies))
+            _observe_few(self._latency, latencies)
+
+
 @dataclass(frozen=True)
 class LaneMetrics:
     """The metric children of one lane, looked up once rather than on every request."""
 
-    requests: Any  # Any: prometheus_client children are untyped
-    latency: Any
+    answers: Answers
+    """Requests answered and their latencies, written once a loop round."""
     batch_rows: Any
     values: Any
     shadow_lag: Any = None
@@ -126,8 +161,7 @@ class Metrics:
         """The children of one lane's label values."""
         labels = (deployment, variant, model, str(version))
         return LaneMetrics(
-            requests=self.requests.labels(*labels, "200"),
-            latency=self.latency.labels(*labels),
+            answers=Answers(self.requests.labels(*labels, "200"), self.latency.labels(*labels)),
             batch_rows=self.batch_rows.labels(*labels),
             values=self.values.labels(*labels),
             shadow_lag=self.shadow_lag.labels(*labels) if shadow else None,

@@ -260,7 +260,6 @@ class ModelServer:
         """The outputs of a job ``queue`` queued, once predicted (the model's error, if any)."""
         assert job.future is not None, "a request's job always has a future"
         outputs = await job.future
-        lane.metrics.latency.observe(time.perf_counter() - job.arrived)
         if self._decoded_again and (others := self._decoded_again.get(lane.queue)):
             # Runs once this request's task yields, which is after its answer is written.
             asyncio.get_running_loop().call_soon(self._copy, others, decode, job)
@@ -284,14 +283,12 @@ class ModelServer:
                 lane.queue.arrivals_ended()
 
     def count(self, lane: Lane[Batcher] | None, status: int) -> None:
-        """Count an answered request under its lane (``None``: it never reached one)."""
-        if lane is not None and status == 200:
-            lane.metrics.requests.inc()
-            return
-        labels = (self.name, "", "", "") if lane is None else _labels(self.name, lane)
-        self.metrics.requests.labels(*labels, str(status)).inc()
-        if status >= 400:
-            self.metrics.errors.labels(*labels, str(status)).inc()
+        """Count a request answered with an error status under its lane (``None``: none)."""
+        labels = (self.name, "", "", "", str(status))
+        if lane is not None:
+            labels = (*_labels(self.name, lane), str(status))
+        self.metrics.requests.labels(*labels).inc()
+        self.metrics.errors.labels(*labels).inc()
 
     def record_failure(
         self,
