@@ -300,6 +300,40 @@ def server_row(workers: str, title: str, figures: dict[str, Any]) -> list[str]:
     ]
 
 
+def print_wire(wire: dict[str, Any] | None) -> None:
+    """The shadow phase's ratios from the latencies on the wire (``--wire``), if measured."""
+    if not wire:
+        return
+    print(
+        "On the wire (a packet capture of loopback: each request's first segment in to its "
+        "answer's first segment out, the client's scheduling left out): every request of the "
+        f"runs with a shadow {ms(wire['with']['p50_s'])} median, {ms(wire['with']['p99_s'])} "
+        f"p99; without {ms(wire['without']['p50_s'])} and {ms(wire['without']['p99_s'])}; "
+        f"{wire['dropped']:,} segments dropped by the capture.\n"
+    )
+    intervals = wire["intervals"]
+    table(
+        ["on the wire, phase: shadow on", "median ratio", "p99 ratio (every request)"],
+        [
+            [phase["shadowed"], f"{phase['median_ratio']:.2f}x", f"{phase['p99_ratio']:.2f}x"]
+            for phase in wire["phases"]
+        ]
+        + [
+            [
+                "both (geometric mean, 95 % interval)",
+                interval_text(wire["phases"], "median_ratio", intervals["median"]),
+                interval_text(wire["phases"], "p99_ratio", intervals["p99"]),
+            ]
+        ],
+    )
+
+
+def interval_text(phases: list[dict[str, Any]], key: str, interval: list[float]) -> str:
+    """The phases' geometric mean of ``key`` with its interval, as ``1.02x (0.98 to 1.07)``."""
+    mean = geometric_mean([phase[key] for phase in phases])
+    return f"{mean:.2f}x ({interval[0]:.2f} to {interval[1]:.2f})"
+
+
 def print_shadow(shadow: dict[str, Any]) -> None:
     """The shadow table, or why there is none."""
     if "paced" not in shadow:
@@ -358,6 +392,7 @@ def print_shadow(shadow: dict[str, Any]) -> None:
             for phase in shadow["phases"]
         ],
     )
+    print_wire(shadow.get("wire"))
     difference = server_difference(shadow)
     if difference is not None:
         print(

@@ -25,6 +25,7 @@ The figures are recorded in ``docs/benchmarks.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -60,6 +61,7 @@ from _serving_load import (  # noqa: E402
 )
 from _serving_report import goals, print_tables, versions  # noqa: E402
 from _serving_switch import hot_switch  # noqa: E402
+from _wire import capturing  # noqa: E402
 from tracking import MLFLOW_VERSION, QUIET_MLFLOW, machine  # noqa: E402
 
 MODEL = "bike-demand"
@@ -96,6 +98,7 @@ class Workload:
     idle_iterations: int  # the idle-penalty probe's work units per gap and round
     boosting_rounds: int | None  # None: the demo's 300 iterations
     shadow_fraction: float = 0.5  # the paced rate / the top rate (issue 6: half the maximum)
+    wire: bool = False  # the shadow phase also times each request on the wire (``_wire``)
 
 
 FULL = Workload(
@@ -643,6 +646,7 @@ class Paced:
     """One of the shadow phase's two servers: its deployment, process and URLs."""
 
     name: str
+    port: int
     server: Server
     endpoint: Endpoint
     metrics: str
@@ -653,6 +657,7 @@ class Paced:
         port = free_port()
         return cls(
             name=name,
+            port=port,
             server=ours(name, name, setup, port=port, workers=1, env={}),
             endpoint=Endpoint(
                 f"http://127.0.0.1:{port}/v2/models/{name}/infer", bodies(setup)["v2"]
@@ -686,15 +691,23 @@ def paced_phase(
                 f"pair {repeat + 1}"
             )
             before = scrape(paced.metrics)
-            figures = run_wrk(
-                paced.endpoint,
-                connections=workload.shadow_connections,
-                duration_s=PACED_RUN_S,
-                script_dir=RUN_DIR,
-                rate=rate,
-                cpu_of=paced.server,
-                histogram=True,
-            )
+            wire: dict[str, Any] = {}
+            with (
+                capturing(paced.port, RUN_DIR / "wire.pcap", wire)
+                if workload.wire
+                else contextlib.nullcontext()
+            ):
+                figures = run_wrk(
+                    paced.endpoint,
+                    connections=workload.shadow_connections,
+                    duration_s=PACED_RUN_S,
+                    script_dir=RUN_DIR,
+                    rate=rate,
+                    cpu_of=paced.server,
+                    histogram=True,
+                )
+            if wire:
+                figures["wire"] = {**wire["wire"], **pooled_latency([wire["wire"]])}
             figures["with_shadow"] = has_shadow_process(paced.server)
             figures["server"] = paced.name
             runs["with" if has else "without"].append(figures)
@@ -729,10 +742,42 @@ def phase_figures(phases: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "median": ratio_interval(sides, median_of_runs),
             "p99": ratio_interval(sides, pooled_p99),
         },
+        **wire_figures(phases, sides),
         "copies": {
             key: sum(phase["copies"][key] for phase in phases)
             for key in ("requests", "predicted", "shed")
         },
+    }
+
+
+def wire_figures(
+    phases: Sequence[Mapping[str, Any]],
+    sides: Sequence[tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]],
+) -> dict[str, Any]:
+    """The same ratios from the latencies on the wire, when the runs have them (``_wire``)."""
+    if not all("wire" in run for phase in phases for run in (*phase["with"], *phase["without"])):
+        return {}
+    wire_sides = [
+        ([run["wire"] for run in top], [run["wire"] for run in bottom]) for top, bottom in sides
+    ]
+    return {
+        "wire": {
+            "phases": [
+                {
+                    "shadowed": phase["shadowed"],
+                    "median_ratio": median_of_runs(top) / median_of_runs(bottom),
+                    "p99_ratio": pooled_p99(top) / pooled_p99(bottom),
+                }
+                for phase, (top, bottom) in zip(phases, wire_sides, strict=True)
+            ],
+            "with": pooled_latency([run for top, _ in wire_sides for run in top]),
+            "without": pooled_latency([run for _, bottom in wire_sides for run in bottom]),
+            "dropped": sum(run["dropped"] for top, bottom in wire_sides for run in (*top, *bottom)),
+            "intervals": {
+                "median": ratio_interval(wire_sides, median_of_runs),
+                "p99": ratio_interval(wire_sides, pooled_p99),
+            },
+        }
     }
 
 

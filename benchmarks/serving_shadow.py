@@ -39,6 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=serving.FULL.shadow_fraction,
         help="the paced rate as a share of the top rate (the issue's goal: 0.5)",
     )
+    parser.add_argument(
+        "--wire",
+        action="store_true",
+        help="also time each request on the wire, from a packet capture (needs tcpdump)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the project afterwards")
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -47,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--fraction must be above 0 and at most 1")
     serving.RUN_DIR.mkdir(parents=True, exist_ok=True)
     try:
-        report = measure(args.repeats, args.fraction)
+        report = measure(args.repeats, args.fraction, wire=args.wire)
     finally:
         if not args.keep:
             shutil.rmtree(serving.RUN_DIR, ignore_errors=True)
@@ -61,9 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def measure(repeats: int, fraction: float) -> dict[str, Any]:
+def measure(repeats: int, fraction: float, *, wire: bool = False) -> dict[str, Any]:
     """The top rate of one worker, then the shadow phase at ``fraction`` of it."""
-    workload = dataclasses.replace(serving.FULL, shadow_repeats=repeats, shadow_fraction=fraction)
+    workload = dataclasses.replace(
+        serving.FULL, shadow_repeats=repeats, shadow_fraction=fraction, wire=wire
+    )
     setup = serving.prepare(workload)
     name = serving.SHADOW_SERVERS[0]
     serving.deploy(setup, name, "--model", f"{serving.MODEL}@production")
