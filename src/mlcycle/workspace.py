@@ -214,7 +214,7 @@ class Workspace:
         self._check_open()
         from mlcycle.serve import (  # noqa: PLC0415  (loads on first use)
             Deployments,
-            logged_output_kind,
+            read_log_schema,
             spool_dir,
         )
 
@@ -226,7 +226,7 @@ class Workspace:
             clock=self.clock,
             actor=self.actor,
             logged=functools.partial(
-                logged_output_kind, spool_dir=spool_dir(self.settings), tables=tables
+                read_log_schema, spool_dir=spool_dir(self.settings), tables=tables
             ),
         )
 

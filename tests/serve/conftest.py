@@ -34,6 +34,7 @@ from mlcycle.cli._app import app
 from mlcycle.project import init_project
 from mlcycle.serve import (
     HttpProtocol,
+    LogSchema,
     ModelServer,
     PredictionBatch,
     PredictionSink,
@@ -66,9 +67,10 @@ class ListSink:
     def close(self) -> None:
         self.closed = True
 
-    def logged_kind(self, deployment: str) -> None:
-        """A list keeps outputs of any kind."""
+    def logged_schema(self, deployment: str) -> LogSchema:
+        """A list keeps outputs and features of any kind."""
         del deployment
+        return LogSchema()
 
 
 def echo_model(offset: float = 0.0) -> tuple[LinearRegression, pd.DataFrame]:

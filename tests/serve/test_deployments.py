@@ -348,15 +348,15 @@ def test_the_log_tells_what_it_holds_from_its_queue_on(
     logged, _, _, held = case
     log = bike_models.prediction_log(flush_interval_s=1.0)
     try:
-        assert log.logged_kind("bikes") is None
+        assert log.logged_schema("bikes").output is None
         log_outputs(log, "bikes", logged)
-        queued = log.logged_kind("bikes")
+        queued = log.logged_schema("bikes").output
         log.flush()
-        written = log.logged_kind("bikes")
+        written = log.logged_schema("bikes").output
     finally:
         log.close()
-    assert (queued, written, log.logged_kind("bikes")) == (held, held, held)
-    assert log.logged_kind("other") is None
+    assert (queued, written, log.logged_schema("bikes").output) == (held, held, held)
+    assert log.logged_schema("other").output is None
 
 
 def test_a_log_of_failed_requests_only_takes_any_kind(bike_models: Workspace) -> None:
@@ -379,7 +379,7 @@ def test_a_log_of_failed_requests_only_takes_any_kind(bike_models: Workspace) ->
             )
         )
         log.flush()
-        assert log.logged_kind("bikes") is None
+        assert log.logged_schema("bikes").output is None
     finally:
         log.close()
     bike_models.deployments.deploy("bikes", model="bike-demand/1")

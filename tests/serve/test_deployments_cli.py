@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from tests.serve.conftest import Invoke
 from tests.serve.test_deployments import log_outputs, register_other_outputs
+from tests.serve.test_logged_features import log_inputs, register_seasons
 
 from mlcycle.settings import Settings
 from mlcycle.workspace import Workspace
@@ -161,3 +162,20 @@ def test_a_model_of_another_kind_than_the_log_holds_exits_1(
     ) in " ".join(result.output.split())
     shown = json.loads(invoke("deployments", "show", "bike-demand", "--json").output)
     assert (shown["revision"], shown["variants"][0]["model"]) == (1, "bike-demand/1")
+
+
+def test_a_model_taking_a_feature_as_another_kind_than_the_log_holds_exits_1(
+    invoke: Invoke, project: Path, hours: pd.DataFrame
+) -> None:
+    with Workspace.open(Settings(home=project)) as workspace:
+        register_seasons(workspace, hours)
+        log = workspace.prediction_log()
+        log_inputs(log, "seasons", {"season": np.array([2.0])})
+        log.close()
+    result = invoke("deploy", "seasons", "--model", "bike-season/2")
+    assert result.exit_code == 1
+    assert (
+        "variant primary (bike-season/2) takes feature 'season' as a string, but the "
+        "deployment's prediction log holds it as a number"
+    ) in " ".join(result.output.split())
+    assert _stored(project) == []

@@ -12,7 +12,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 from tests.serve.conftest import client_for
 
-from mlcycle.serve import read_predictions, spool_dir
+from mlcycle.serve import read_log_schema, read_predictions, spool_dir
+from mlcycle.serve._deployments import log_schema
 from mlcycle.workspace import Workspace
 
 pytestmark = pytest.mark.anyio
@@ -32,7 +33,8 @@ def rides(count: int) -> pd.DataFrame:
     )
 
 
-async def test_every_column_type_is_logged_as_sent(workspace: Workspace) -> None:
+def register_flags(workspace: Workspace) -> None:
+    """``flags`` version 1: a classifier taking a column of each type ``rides`` has."""
     train = rides(40)
     model = Pipeline(
         [
@@ -51,23 +53,18 @@ async def test_every_column_type_is_logged_as_sent(workspace: Workspace) -> None
     )
     model.fit(train, np.where(train["city"] == "lisbon", "busy", "quiet"))
     workspace.registry.register("flags", model, input_example=train.head(5))
+
+
+RECORDS = [
+    {"when": "2030-02-01T09:30:00", "holiday": True, "city": "lisbon", "riders": 7, "temp": 0.5},
+    {"when": "2030-02-01T10:45:00", "holiday": False, "city": "porto", "riders": 3, "temp": 0.25},
+]
+
+
+async def test_every_column_type_is_logged_as_sent(workspace: Workspace) -> None:
+    register_flags(workspace)
     log = workspace.prediction_log()
-    records = [
-        {
-            "when": "2030-02-01T09:30:00",
-            "holiday": True,
-            "city": "lisbon",
-            "riders": 7,
-            "temp": 0.5,
-        },
-        {
-            "when": "2030-02-01T10:45:00",
-            "holiday": False,
-            "city": "porto",
-            "riders": 3,
-            "temp": 0.25,
-        },
-    ]
+    records = RECORDS
     try:
         async with client_for(workspace, "models:/flags/1", sink=log) as (client, _):
             answer = await client.post("/v1/models/flags:predict", json={"instances": records})
@@ -94,3 +91,30 @@ async def test_every_column_type_is_logged_as_sent(workspace: Workspace) -> None
     assert inputs.field("city").to_pylist() == ["lisbon", "porto"]
     assert inputs.field("riders").to_pylist() == [7.0, 3.0]
     assert table.column("output").to_pylist() == answer.json()["predictions"] == ["busy", "quiet"]
+
+
+async def test_the_log_holds_each_column_as_the_kind_its_signature_says(
+    workspace: Workspace,
+) -> None:
+    """A deployment's log, and the model it logged, agree on every kind (nothing refused)."""
+    register_flags(workspace)
+    declared = log_schema(workspace.registry.get("flags/1").signature)
+    log = workspace.prediction_log(flush_interval_s=1.0)
+    try:
+        async with client_for(workspace, "models:/flags/1", sink=log) as (client, _):
+            answer = await client.post("/v1/models/flags:predict", json={"instances": RECORDS})
+            running = log.logged_schema("flags")
+        assert answer.status_code == 200, answer.text
+    finally:
+        log.close()
+    stored = read_log_schema(
+        "flags", spool_dir=spool_dir(workspace.settings), tables=workspace.artifacts
+    )
+    assert declared.features == {
+        "when": "date-time",
+        "holiday": "boolean",
+        "city": "string",
+        "riders": "number",
+        "temp": "number",
+    }
+    assert declared == running == stored

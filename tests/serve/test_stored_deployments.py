@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import re
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,8 +17,12 @@ import httpx
 import numpy as np
 import pandas as pd
 import psutil
+import pyarrow as pa
 import pytest
+from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
 from tests.serve.conftest import ListSink, logged_copies, rows, serve_settings, shadow_log
 from tests.serve.test_server_log import running
 
@@ -295,6 +300,53 @@ async def test_a_single_variant_moved_to_another_output_kind_than_its_log_is_not
     logged = read_predictions(
         spool_dir=spool_dir(workspace.settings), tables=workspace.artifacts, deployment="bikes"
     )
+    assert logged.column("output").to_pylist() == [1.0, 2.0, 3.0]
+
+
+def register_worded_x(workspace: Workspace) -> None:
+    """``echo`` version 3: predicting numbers, but taking its feature ``x`` as a string."""
+    frame = pd.DataFrame({"id": np.arange(20.0), "x": ["low", "high"] * 10})
+    encode = ColumnTransformer([("x", OneHotEncoder(), ["x"])], remainder="passthrough")
+    model = Pipeline([("encode", encode), ("fit", LinearRegression())]).fit(frame, frame["id"])
+    workspace.registry.register("echo", model, input_example=frame)
+
+
+async def test_a_single_variant_moved_to_another_feature_kind_than_its_log_is_not_served(
+    workspace: Workspace, echo: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    del echo
+    register_worded_x(workspace)
+    workspace.deployments.deploy("bikes", model="echo@production")
+    log = workspace.prediction_log()
+    expected = (
+        r"variant primary \(echo/3\) takes feature 'x' as a string, but the deployment's "
+        r"prediction log holds it as a number .* serve that model as a deployment of another "
+        r"name, or move the alias back to a model taking 'x' as a number"
+    )
+    try:
+        async with following(workspace, log) as (client, _):
+            answer = await client.post(PREDICT, json={"instances": rows(1, 2)})
+            assert answer.status_code == 200, answer.text
+            await asyncio.to_thread(workspace.registry.promote, "echo", 3, to="production")
+
+            async def refused() -> bool:
+                return "takes feature 'x' as a string" in caplog.text
+
+            await until(refused)
+            after = await client.post(PREDICT, json={"instances": rows(3)})
+        assert after.json()["version"] == 1, "the version served before the move"
+        assert re.search(expected, caplog.text)
+        # A server started afresh refuses too.
+        again = server_of(workspace, workspace.metadata.get_deployment("bikes"), sink=log)
+        with pytest.raises(ValidationFailed, match=expected):
+            await again.start()
+    finally:
+        log.close()
+    assert not list(spool_dir(workspace.settings).rglob(f"*{FAILED_SUFFIX}"))
+    logged = read_predictions(
+        spool_dir=spool_dir(workspace.settings), tables=workspace.artifacts, deployment="bikes"
+    )
+    assert logged.column("inputs").combine_chunks().field("x").type == pa.float64()
     assert logged.column("output").to_pylist() == [1.0, 2.0, 3.0]
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from mlcycle.errors import NotFound, ValidationFailed
@@ -33,10 +33,12 @@ if TYPE_CHECKING:
 __all__ = [
     "Change",
     "Deployments",
+    "LogSchema",
     "check_deployment",
     "check_logged",
-    "check_outputs",
+    "check_variants",
     "compose",
+    "log_schema",
     "one_a_row",
     "output_kind",
     "parse_deployments",
@@ -49,6 +51,22 @@ _TOTAL = 100.0
 SEVERAL_VALUES = "several values a row"
 """What a prediction log's ``output`` column of lists holds, in ``output_kind``'s words."""
 _OUTPUT_WORDS = {"int64": "number", "float64": "number", "bool": "boolean"}
+_FEATURE_WORDS = {**_OUTPUT_WORDS, "datetime": "date-time"}
+"""A feature's kind by its signature type; any other type is logged as a string."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogSchema:
+    """What a deployment's prediction log holds a row, in words: its output and each feature.
+
+    ``output`` is in ``output_kind``'s words (``None``: unknown, or nothing
+    logged yet); ``features`` maps each feature to ``number``, ``boolean``,
+    ``string``, ``date-time`` or (a log's only) ``list``, leaving out those
+    not known. Rows of another kind than the log's cannot be added to its table.
+    """
+
+    output: str | None = None
+    features: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,22 +324,23 @@ class Deployments:
         registry: ModelRegistry,
         clock: Clock,
         actor: str,
-        logged: Callable[[str], str | None] | None = None,
+        logged: Callable[[str], LogSchema] | None = None,
     ) -> None:
         self.catalog = catalog
         self.registry = registry
         self.clock = clock
         self.actor = actor
         self.logged = logged
-        """What a deployment's prediction log holds a row (``logged_output_kind``), if known."""
+        """What a deployment's prediction log holds a row (``read_log_schema``), if known."""
 
     def apply(self, deployment: Deployment) -> Deployment:
         """Check ``deployment``, resolve its models, and store it (a new revision if changed).
 
         Raises ``ValidationFailed`` for a policy its variants do not fit or
-        variants whose models predict different kinds of output (their rows
-        could not share the prediction log's table), or another kind than its
-        prediction log already holds, and ``NotFound`` naming
+        variants whose models predict different kinds of output or take a
+        feature as different kinds (their rows could not share the prediction
+        log's table), or another kind than its prediction log already holds,
+        and ``NotFound`` naming
         the variant whose model the registry cannot resolve; nothing is stored
         then.
         """
@@ -408,8 +427,8 @@ class Deployments:
         return self.catalog.remove_deployment(name, actor=self.actor, time=self.clock.now())
 
     def _resolve_all(self, deployment: Deployment) -> None:
-        """Resolve every variant's model; their outputs must be of one kind (see ``apply``)."""
-        kinds: dict[str, str | None] = {}
+        """Resolve every variant's model; their rows must fit one log (see ``apply``)."""
+        schemas: dict[str, LogSchema] = {}
         for variant in deployment.variants:
             try:
                 version = self.registry.get(variant.model)
@@ -419,15 +438,19 @@ class Deployments:
                     f"model '{variant.model}' ({exc}); nothing was applied"
                 ) from exc
             ref = version.ref.removeprefix("models:/")
-            kinds[f"{variant.name} ({ref})"] = output_kind(version.signature)
-        check_outputs(deployment.name, kinds)
+            schemas[f"{variant.name} ({ref})"] = log_schema(version.signature)
+        check_variants(deployment.name, schemas)
         if self.logged is not None:
-            check_logged(deployment.name, kinds, self.logged(deployment.name))
+            check_logged(deployment.name, schemas, self.logged(deployment.name))
 
 
-def check_outputs(deployment: str, kinds: Mapping[str, str | None]) -> None:
-    """Refuse variants (``kinds``: each one's ``output_kind``) that predict different kinds."""
-    known = {variant: kind for variant, kind in kinds.items() if kind is not None}
+def check_variants(deployment: str, schemas: Mapping[str, LogSchema]) -> None:
+    """Refuse variants (``schemas``: each one's ``log_schema``) whose rows would not fit one log.
+
+    That is variants predicting different kinds of output, or taking one
+    feature as different kinds; a feature some of them do not take is fine.
+    """
+    known = {variant: s.output for variant, s in schemas.items() if s.output is not None}
     if len(set(known.values())) > 1:
         shown = ", ".join(f"{variant}: {kind}" for variant, kind in known.items())
         raise ValidationFailed(
@@ -435,29 +458,62 @@ def check_outputs(deployment: str, kinds: Mapping[str, str | None]) -> None:
             f"({shown}), whose rows cannot share one prediction log; serve them as separate "
             "deployments"
         )
-
-
-def check_logged(deployment: str, kinds: Mapping[str, str | None], logged: str | None) -> None:
-    """Refuse variants (``kinds``: each one's ``output_kind``) the deployment's log cannot take.
-
-    ``logged`` is the kind its prediction log's ``output`` column holds
-    (``PredictionSink.logged_kind``): one value a row, in ``output_kind``'s
-    words, or ``SEVERAL_VALUES``; ``None`` when it holds none yet.
-    """
-    if logged is None:
-        return
-    for variant, kind in kinds.items():
-        if kind is None:
-            continue
-        several = not kind.startswith("one ")
-        if several != (logged == SEVERAL_VALUES) or (not several and kind != logged):
+    for name in dict.fromkeys(name for schema in schemas.values() for name in schema.features):
+        kinds = {v: s.features[name] for v, s in schemas.items() if name in s.features}
+        if len(set(kinds.values())) > 1:
+            shown = ", ".join(f"{variant}: a {kind}" for variant, kind in kinds.items())
             raise ValidationFailed(
-                f"deployment '{deployment}': variant {variant} predicts {kind}, but the "
-                f"deployment's prediction log holds {logged} (from the models it served "
-                "before), so its rows could not be logged; serve that model as a deployment "
-                "of another name, or move the alias back to a model predicting "
-                f"{logged}"
+                f"deployment '{deployment}': its variants take feature '{name}' as different "
+                f"kinds ({shown}), whose rows cannot share one prediction log; serve them as "
+                "separate deployments"
             )
+
+
+def check_logged(deployment: str, schemas: Mapping[str, LogSchema], logged: LogSchema) -> None:
+    """Refuse variants (``schemas``: each one's ``log_schema``) the deployment's log cannot take.
+
+    ``logged`` is what its prediction log holds (``PredictionSink.logged_schema``):
+    its ``output`` column one value a row, in ``output_kind``'s words, or
+    ``SEVERAL_VALUES``, and each feature's kind. A feature it does not hold
+    yet is fine: the log's table adds it.
+    """
+    for variant, schema in schemas.items():
+        _check_logged_output(deployment, variant, schema.output, logged.output)
+        for name, kind in schema.features.items():
+            held = logged.features.get(name)
+            if held is not None and kind != held:
+                raise ValidationFailed(
+                    f"deployment '{deployment}': variant {variant} takes feature '{name}' as "
+                    f"a {kind}, but the deployment's prediction log holds it as a {held} (from "
+                    "the models it served before), so its rows could not be logged; serve that "
+                    "model as a deployment of another name, or move the alias back to a model "
+                    f"taking '{name}' as a {held}"
+                )
+
+
+def _check_logged_output(
+    deployment: str, variant: str, kind: str | None, logged: str | None
+) -> None:
+    if kind is None or logged is None:
+        return
+    several = not kind.startswith("one ")
+    if several != (logged == SEVERAL_VALUES) or (not several and kind != logged):
+        raise ValidationFailed(
+            f"deployment '{deployment}': variant {variant} predicts {kind}, but the "
+            f"deployment's prediction log holds {logged} (from the models it served "
+            "before), so its rows could not be logged; serve that model as a deployment "
+            "of another name, or move the alias back to a model predicting "
+            f"{logged}"
+        )
+
+
+def log_schema(signature: Mapping[str, Any]) -> LogSchema:  # Any: JSON values
+    """What a model with ``signature`` (as stored) writes to the prediction log a row, in words."""
+    features = {
+        str(spec["name"]): _FEATURE_WORDS.get(str(spec.get("type")), "string")
+        for spec in signature.get("inputs") or []
+    }
+    return LogSchema(output=output_kind(signature), features=features)
 
 
 def output_kind(signature: Mapping[str, Any]) -> str | None:  # Any: JSON values

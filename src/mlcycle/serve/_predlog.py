@@ -39,7 +39,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlcycle.errors import ValidationFailed
-from mlcycle.serve._deployments import SEVERAL_VALUES, one_a_row
+from mlcycle.serve._deployments import SEVERAL_VALUES, LogSchema, one_a_row
 from mlcycle.serve._rows import MatrixColumns
 from mlcycle.serve._segments import (
     SUFFIX,
@@ -70,8 +70,8 @@ __all__ = [
     "aware_utc",
     "column_kind",
     "log_table_name",
-    "logged_output_kind",
     "logged_request_ids",
+    "read_log_schema",
     "read_predictions",
     "spool_dir",
     "to_record_batch",
@@ -214,20 +214,28 @@ class PredictionLog:
                 path.unlink(missing_ok=True)
         return rows
 
-    def logged_kind(self, deployment: str) -> str | None:
-        """What the log's ``output`` column holds for ``deployment``, in ``output_kind``'s words.
+    def logged_schema(self, deployment: str) -> LogSchema:
+        """What the log holds for ``deployment``: its output's kind and each feature's.
 
-        ``None`` while it holds no answered prediction. Read from the
-        batches queued, else the segments this log writes, else its Delta
-        table, else the segments in the spool (other processes' too).
+        Each is unknown while no answered prediction of it is logged. Read
+        from its Delta table (which refuses rows of another kind), else the
+        batches queued, else the segments this log writes, else the segments
+        in the spool (other processes' too).
         """
+        found = [_table_schema(deployment, self.tables)]
+        features: set[str] = set()  # a batch of none but these tells nothing new
+        queued = False
         for batch in reversed(list(self._pending)):  # list(): one step under the GIL
-            if batch.deployment == deployment and batch.error is None:
-                return column_kind(_column([batch.outputs]).type)
-        for name, schema in list(self._segments):
-            if name == deployment and "output" in schema.names:
-                return column_kind(schema.field("output").type)
-        return logged_output_kind(deployment, spool_dir=self.spool_dir, tables=self.tables)
+            if batch.deployment != deployment or batch.error is not None:
+                continue
+            if not queued or not features.issuperset(batch.inputs):
+                found.append(_batch_schema(batch))
+                features.update(batch.inputs)
+                queued = True
+        found += [
+            _schema_words(schema) for name, schema in list(self._segments) if name == deployment
+        ]
+        return _first_known([*found, *_spool_schemas(self.spool_dir, deployment)])
 
     def _run(self) -> None:
         while not self._stop:
@@ -415,25 +423,68 @@ def _column(chunks: Sequence[Any]) -> pa.Array:  # Any: each chunk a sequence or
     return array
 
 
-def logged_output_kind(deployment: str, *, spool_dir: Path, tables: TableArea) -> str | None:
-    """What ``deployment``'s prediction log holds a row, in ``output_kind``'s words.
+def read_log_schema(deployment: str, *, spool_dir: Path, tables: TableArea) -> LogSchema:
+    """What ``deployment``'s prediction log holds a row: its output's kind and each feature's.
 
     Read from its Delta table, else from the segments in the spool (any
-    process's); ``None`` while it holds no answered prediction.
+    process's); each is unknown while no answered prediction of it is logged.
     """
+    return _first_known([_table_schema(deployment, tables), *_spool_schemas(spool_dir, deployment)])
+
+
+def _table_schema(deployment: str, tables: TableArea) -> LogSchema:
     from deltalake import DeltaTable  # noqa: PLC0415  (heavy; on first use)
     from deltalake.exceptions import TableNotFoundError  # noqa: PLC0415
 
     uri = tables.table_uri(log_table_name(deployment))
-    schemas: list[pa.Schema | None] = []
-    with contextlib.suppress(TableNotFoundError):
+    try:
         delta = DeltaTable(uri, storage_options=tables.storage_options() or None)
-        schemas.append(pa.schema(delta.schema().to_arrow()))
-    schemas += [segment_schema(path) for path in _segment_paths(spool_dir, deployment)]
+    except TableNotFoundError:
+        return LogSchema()
+    return _schema_words(pa.schema(delta.schema().to_arrow()))
+
+
+def _spool_schemas(spool_dir: Path, deployment: str) -> list[LogSchema]:
+    schemas = [segment_schema(path) for path in _segment_paths(spool_dir, deployment)]
+    return [_schema_words(schema) for schema in schemas if schema is not None]
+
+
+def _first_known(schemas: Iterable[LogSchema]) -> LogSchema:
+    """One ``LogSchema``: each kind as the first of ``schemas`` that knows it says."""
+    output: str | None = None
+    features: dict[str, str] = {}
     for schema in schemas:
-        if schema is not None and "output" in schema.names:
-            return column_kind(schema.field("output").type)
-    return None
+        output = output or schema.output
+        features = {**schema.features, **features}
+    return LogSchema(output=output, features=features)
+
+
+def _schema_words(schema: pa.Schema) -> LogSchema:
+    """What a segment or table of Arrow ``schema`` holds, in ``LogSchema``'s words."""
+    output = column_kind(schema.field("output").type) if "output" in schema.names else None
+    inputs = schema.field("inputs").type if "inputs" in schema.names else pa.struct([])
+    features = {f.name: _feature_kind(f.type) for f in inputs} if pa.types.is_struct(inputs) else {}
+    return LogSchema(
+        output=output, features={name: kind for name, kind in features.items() if kind}
+    )
+
+
+def _batch_schema(batch: PredictionBatch) -> LogSchema:
+    """What ``batch``'s rows will hold in the log, as ``to_record_batch`` converts them.
+
+    A feature missing in every row tells nothing: its column is a string
+    column for any values that came as objects (a nullable boolean's too).
+    """
+    columns = {name: _column([batch.inputs[name]]) for name in batch.inputs}
+    features = {
+        name: _feature_kind(column.type)
+        for name, column in columns.items()
+        if column.null_count < len(column)
+    }
+    return LogSchema(
+        output=column_kind(_column([batch.outputs]).type),
+        features={name: kind for name, kind in features.items() if kind},
+    )
 
 
 def column_kind(kind: pa.DataType) -> str | None:
@@ -443,12 +494,29 @@ def column_kind(kind: pa.DataType) -> str | None:
     """
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return SEVERAL_VALUES
+    word = _value_word(kind)
+    return one_a_row(word) if word else None
+
+
+def _feature_kind(kind: pa.DataType) -> str | None:
+    """What a feature's field of Arrow type ``kind`` holds, in ``LogSchema``'s words.
+
+    The types are those ``_column`` writes, date-times as timestamps; ``None`` for another.
+    """
+    if pa.types.is_timestamp(kind):
+        return "date-time"
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return "list"
+    return _value_word(kind)
+
+
+def _value_word(kind: pa.DataType) -> str | None:
     if pa.types.is_floating(kind) or pa.types.is_integer(kind):
-        return one_a_row("number")
+        return "number"
     if pa.types.is_boolean(kind):
-        return one_a_row("boolean")
+        return "boolean"
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return one_a_row("string")
+        return "string"
     return None
 
 

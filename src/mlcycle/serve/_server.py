@@ -38,8 +38,8 @@ from mlcycle.serve._batching import Batcher, Job, row_columns
 from mlcycle.serve._deployments import (
     check_deployment,
     check_logged,
-    check_outputs,
-    output_kind,
+    check_variants,
+    log_schema,
 )
 from mlcycle.serve._errors import Overloaded
 from mlcycle.serve._metrics import (
@@ -426,8 +426,9 @@ class ModelServer:
 
         A kept lane keeps its queue (and what waits in it) even when the
         variant's weight changed. Raises ``ValidationFailed`` when the
-        variants' models predict different kinds of output (an alias moved), or a
-        kind other than the one the deployment's prediction log holds.
+        variants' models predict different kinds of output or take a feature as
+        different kinds (an alias moved), or a kind other than the deployment's
+        prediction log holds.
         """
         current = {
             (lane.variant.name, lane.variant.shadow, lane.model.ref): lane for lane in previous
@@ -437,17 +438,18 @@ class ModelServer:
             for variant in deployment.variants
         ]
         refs = [version.ref.removeprefix("models:/") for version in versions]
-        # An alias that moved to a model predicting another kind of output: its rows would be
-        # refused by the prediction log's table. Checked from the stored signatures before any
-        # model loads, so a refused change, tried again at later polls, loads nothing.
-        kinds = {
-            f"{variant.name} ({ref})": output_kind(version.signature)
+        # An alias that moved to a model predicting another kind of output, or taking a feature
+        # as another kind: its rows would be refused by the prediction log's table. Checked
+        # from the stored signatures before any model loads, so a refused change, tried again
+        # at later polls, loads nothing.
+        schemas = {
+            f"{variant.name} ({ref})": log_schema(version.signature)
             for variant, ref, version in zip(deployment.variants, refs, versions, strict=True)
         }
-        check_outputs(deployment.name, kinds)
+        check_variants(deployment.name, schemas)
         if self.sink is not None:  # also a single variant's alias that moved
-            logged = await asyncio.to_thread(self.sink.logged_kind, deployment.name)
-            check_logged(deployment.name, kinds, logged)
+            logged = await asyncio.to_thread(self.sink.logged_schema, deployment.name)
+            check_logged(deployment.name, schemas, logged)
         answering: list[Lane[Batcher]] = []
         shadows: list[Lane[ShadowProcess]] = []
         try:

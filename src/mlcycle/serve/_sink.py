@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
+    from mlcycle.serve._deployments import LogSchema
     from mlcycle.serve._rows import Rows
 
 __all__ = ["PredictionBatch", "PredictionSink", "logged_inputs"]
@@ -66,11 +67,12 @@ class PredictionSink(Protocol):
 
     def close(self) -> None: ...
 
-    def logged_kind(self, deployment: str) -> str | None:
-        """What kind of output its rows of ``deployment`` hold, in ``output_kind``'s words.
+    def logged_schema(self, deployment: str) -> LogSchema:
+        """What kind of output and of each feature its rows of ``deployment`` hold.
 
-        A server refuses a model predicting another kind (a sink that can
-        keep any kind says ``None``).
+        A server refuses a model predicting another kind, or taking a
+        feature as another kind (a sink that can keep any says
+        ``LogSchema()``).
         """
         ...
 
