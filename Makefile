@@ -42,7 +42,8 @@ bench-pipelines: $(VENV)/.synced
 
 # The serving benchmark: `mlcycle serve` under wrk against `mlflow models serve` (MLflow in
 # benchmarks/.work/, never in uv.lock), the plumbing limit, micro-batching and shadows;
-# BENCH_ARGS=--quick for a smoke-sized run. Figures: docs/benchmarks.md.
+# BENCH_ARGS=--quick for a smoke-sized run; BENCH_ARGS=--wire also times the shadow phase's
+# requests on the wire (tcpdump). Figures: docs/benchmarks.md.
 bench-serving: $(VENV)/.synced
 	$(VENV)/bin/python benchmarks/serving.py $(BENCH_ARGS)
 

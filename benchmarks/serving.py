@@ -154,6 +154,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=worker_counts,
         help="worker counts to measure, comma-separated (default: 1,2; quick: 1)",
     )
+    parser.add_argument(
+        "--wire",
+        action="store_true",
+        help="the shadow phase also times each request on the wire, from a packet capture of "
+        "loopback (needs tcpdump, the Debian package, and the right to capture)",
+    )
     parser.add_argument("--keep", action="store_true", help=f"keep the project in {RUN_DIR.name}")
     return parser.parse_args(argv)
 
@@ -181,6 +187,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     workload = QUICK if args.quick else FULL
     if args.workers:
         workload = dataclasses.replace(workload, workers=args.workers)
+    if args.wire:
+        workload = dataclasses.replace(workload, wire=True)
     report: dict[str, Any] = {
         "benchmark": "serving",
         "quick": args.quick,

@@ -7,7 +7,7 @@ worker (twice, the larger counts), then runs ``serving.shadow`` at half of it:
 two servers taking turns, one with a shadow, then the other, ``--repeats``
 pairs of runs each time. Prints the table and, last, the JSON line.
 
-    .venv/bin/python benchmarks/serving_shadow.py [--repeats 8] [--fraction 0.5] [--keep]
+    .venv/bin/python benchmarks/serving_shadow.py [--repeats 8] [--fraction 0.5] [--wire] [--keep]
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--wire",
         action="store_true",
-        help="also time each request on the wire, from a packet capture (needs tcpdump)",
+        help="also time each request on the wire, from a packet capture of loopback (needs "
+        "tcpdump, the Debian package, and the right to capture)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the project afterwards")
     args = parser.parse_args(argv)
