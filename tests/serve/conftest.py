@@ -51,6 +51,24 @@ ECHO_COLUMNS = ["id", "x"]
 Invoke = Callable[..., Result]
 
 
+def failed_request(deployment: str, request_id: str) -> PredictionBatch:
+    """The log's batch of one request refused before any variant answered (a 422)."""
+    return PredictionBatch(
+        deployment=deployment,
+        model="",
+        model_version=0,
+        variant="",
+        shadow=False,
+        request_ids=[request_id],
+        row_indexes=[0],
+        times=[1.9e9],
+        latency_ms=[1.0],
+        inputs={},
+        outputs=[],
+        error="422: no rows",
+    )
+
+
 @dataclass
 class ListSink:
     """A prediction sink that keeps every batch in a list (the real log is serve-store's)."""

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression, Ridge
+from tests.serve.conftest import failed_request
 
 import mlcycle as mc
 from mlcycle.errors import NotFound, ValidationFailed
@@ -362,22 +363,7 @@ def test_the_log_tells_what_it_holds_from_its_queue_on(
 def test_a_log_of_failed_requests_only_takes_any_kind(bike_models: Workspace) -> None:
     log = bike_models.prediction_log()
     try:
-        log.append(
-            PredictionBatch(
-                deployment="bikes",
-                model="",
-                model_version=0,
-                variant="",
-                shadow=False,
-                request_ids=["r1"],
-                row_indexes=[0],
-                times=[1.9e9],
-                latency_ms=[1.0],
-                inputs={},
-                outputs=[],
-                error="422: no rows",
-            )
-        )
+        log.append(failed_request("bikes", "r1"))
         log.flush()
         assert log.logged_schema("bikes").output is None
     finally:

@@ -13,6 +13,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
+from tests.serve.conftest import failed_request
 
 from mlcycle.errors import ValidationFailed
 from mlcycle.serve import (
@@ -210,22 +211,7 @@ def test_a_table_of_failed_requests_only_holds_no_kind_until_answers_come(
 ) -> None:
     register_seasons(workspace, hours)
     log = workspace.prediction_log()
-    log.append(
-        PredictionBatch(
-            deployment="bikes",
-            model="",
-            model_version=0,
-            variant="",
-            shadow=False,
-            request_ids=["r0"],
-            row_indexes=[0],
-            times=[1.9e9],
-            latency_ms=[1.0],
-            inputs={},
-            outputs=[],
-            error="422: no rows",
-        )
-    )
+    log.append(failed_request("bikes", "r0"))
     log.close()  # a table with an error column, and no inputs or output
     where = {"spool_dir": spool_dir(workspace.settings), "tables": workspace.artifacts}
     assert read_log_schema("bikes", **where) == LogSchema()
