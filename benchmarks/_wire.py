@@ -17,14 +17,12 @@ comparison alike.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import signal
 import struct
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +38,12 @@ _BLOCK_S = 1.5
 
 
 class Capture:
-    """A running ``tcpdump`` of one loopback port; ``stop`` ends it and reads the file."""
+    """A running ``tcpdump`` of one loopback port; ``stop`` ends it and reads the file.
+
+    As a context manager it stops on the way out and keeps what ``stop`` gave in ``seen``.
+    """
+
+    seen: dict[str, Any]
 
     def __init__(self, port: int, path: Path) -> None:
         if TCPDUMP is None:
@@ -81,6 +84,12 @@ class Capture:
         self._process.kill()
         raise RuntimeError(f"tcpdump did not start capturing port {self.port}")
 
+    def __enter__(self) -> Capture:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.seen = self.stop()
+
     def stop(self) -> dict[str, Any]:
         """Stop capturing; the latencies seen (``histogram_us`` as wrk's) and what was dropped.
 
@@ -103,16 +112,6 @@ class Capture:
             "dropped": dropped,
             "histogram_us": sorted(counts.items()),
         }
-
-
-@contextlib.contextmanager
-def capturing(port: int, path: Path, into: dict[str, Any]) -> Iterator[None]:
-    """Capture ``port`` while the block runs; ``into["wire"]`` gets what ``stop`` gives."""
-    capture = Capture(port, path)
-    try:
-        yield
-    finally:
-        into["wire"] = capture.stop()
 
 
 def wire_latencies(pcap: bytes, port: int) -> list[float]:

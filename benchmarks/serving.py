@@ -61,7 +61,7 @@ from _serving_load import (  # noqa: E402
 )
 from _serving_report import goals, print_tables, versions  # noqa: E402
 from _serving_switch import hot_switch  # noqa: E402
-from _wire import capturing  # noqa: E402
+from _wire import Capture  # noqa: E402
 from tracking import MLFLOW_VERSION, QUIET_MLFLOW, machine  # noqa: E402
 
 MODEL = "bike-demand"
@@ -699,12 +699,8 @@ def paced_phase(
                 f"pair {repeat + 1}"
             )
             before = scrape(paced.metrics)
-            wire: dict[str, Any] = {}
-            with (
-                capturing(paced.port, RUN_DIR / "wire.pcap", wire)
-                if workload.wire
-                else contextlib.nullcontext()
-            ):
+            capture = Capture(paced.port, RUN_DIR / "wire.pcap") if workload.wire else None
+            with capture or contextlib.nullcontext():
                 figures = run_wrk(
                     paced.endpoint,
                     connections=workload.shadow_connections,
@@ -714,8 +710,8 @@ def paced_phase(
                     cpu_of=paced.server,
                     histogram=True,
                 )
-            if wire:
-                figures["wire"] = {**wire["wire"], **pooled_latency([wire["wire"]])}
+            if capture is not None:
+                figures["wire"] = {**capture.seen, **pooled_latency([capture.seen])}
             figures["with_shadow"] = has_shadow_process(paced.server)
             figures["server"] = paced.name
             runs["with" if has else "without"].append(figures)
@@ -730,27 +726,18 @@ def phase_figures(phases: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The shadow phase's figures: runs with and without, ratios per phase, and intervals."""
     with_runs = [run for phase in phases for run in phase["with"]]
     without_runs = [run for phase in phases for run in phase["without"]]
+    names = [phase["shadowed"] for phase in phases]
     sides = [(phase["with"], phase["without"]) for phase in phases]
+    measured = ratios(names, sides)
+    for figures, (top, bottom) in zip(measured["phases"], sides, strict=True):
+        figures["pair_ratios"] = [
+            run["p50_s"] / other["p50_s"] for run, other in zip(top, bottom, strict=True)
+        ]
     return {
         "paced": {"with": spread(with_runs), "without": spread(without_runs)},
         "without_pooled": pooled_latency(without_runs),
-        "phases": [
-            {
-                "shadowed": phase["shadowed"],
-                "median_ratio": median_of_runs(phase["with"]) / median_of_runs(phase["without"]),
-                "p99_ratio": pooled_p99(phase["with"]) / pooled_p99(phase["without"]),
-                "pair_ratios": [
-                    top["p50_s"] / bottom["p50_s"]
-                    for top, bottom in zip(phase["with"], phase["without"], strict=True)
-                ],
-            }
-            for phase in phases
-        ],
-        "intervals": {
-            "median": ratio_interval(sides, median_of_runs),
-            "p99": ratio_interval(sides, pooled_p99),
-        },
-        **wire_figures(phases, sides),
+        **measured,
+        **wire_figures(names, sides),
         "copies": {
             key: sum(phase["copies"][key] for phase in phases)
             for key in ("requests", "predicted", "shed")
@@ -758,33 +745,43 @@ def phase_figures(phases: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def wire_figures(
-    phases: Sequence[Mapping[str, Any]],
-    sides: Sequence[tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]],
-) -> dict[str, Any]:
+Side = Sequence[Mapping[str, Any]]
+
+
+def ratios(names: Sequence[str], sides: Sequence[tuple[Side, Side]]) -> dict[str, Any]:
+    """Each phase's median and p99 ratio, runs with / without, and their 95 % intervals.
+
+    ``names`` are the phases' shadowed servers; ``sides`` their runs with and without.
+    """
+    return {
+        "phases": [
+            {
+                "shadowed": name,
+                "median_ratio": median_of_runs(top) / median_of_runs(bottom),
+                "p99_ratio": pooled_p99(top) / pooled_p99(bottom),
+            }
+            for name, (top, bottom) in zip(names, sides, strict=True)
+        ],
+        "intervals": {
+            "median": ratio_interval(sides, median_of_runs),
+            "p99": ratio_interval(sides, pooled_p99),
+        },
+    }
+
+
+def wire_figures(names: Sequence[str], sides: Sequence[tuple[Side, Side]]) -> dict[str, Any]:
     """The same ratios from the latencies on the wire, when the runs have them (``_wire``)."""
-    if not all("wire" in run for phase in phases for run in (*phase["with"], *phase["without"])):
+    if not all("wire" in run for top, bottom in sides for run in (*top, *bottom)):
         return {}
-    wire_sides = [
+    wire = [
         ([run["wire"] for run in top], [run["wire"] for run in bottom]) for top, bottom in sides
     ]
     return {
         "wire": {
-            "phases": [
-                {
-                    "shadowed": phase["shadowed"],
-                    "median_ratio": median_of_runs(top) / median_of_runs(bottom),
-                    "p99_ratio": pooled_p99(top) / pooled_p99(bottom),
-                }
-                for phase, (top, bottom) in zip(phases, wire_sides, strict=True)
-            ],
-            "with": pooled_latency([run for top, _ in wire_sides for run in top]),
-            "without": pooled_latency([run for _, bottom in wire_sides for run in bottom]),
-            "dropped": sum(run["dropped"] for top, bottom in wire_sides for run in (*top, *bottom)),
-            "intervals": {
-                "median": ratio_interval(wire_sides, median_of_runs),
-                "p99": ratio_interval(wire_sides, pooled_p99),
-            },
+            **ratios(names, wire),
+            "with": pooled_latency([run for top, _ in wire for run in top]),
+            "without": pooled_latency([run for _, bottom in wire for run in bottom]),
+            "dropped": sum(run["dropped"] for top, bottom in wire for run in (*top, *bottom)),
         }
     }
 

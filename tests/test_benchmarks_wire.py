@@ -79,10 +79,11 @@ def test_a_real_capture_times_each_request_a_loopback_server_answers(tmp_path: P
             capture = Capture(port, tmp_path / "wire.pcap")
         except RuntimeError as error:  # no permission to capture here
             pytest.skip(str(error))
-        for _ in range(5):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as answer:
-                assert answer.read() == b"ok"
-        seen = capture.stop()
+        with capture:  # stops on the way out, keeping what it saw
+            for _ in range(5):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as answer:
+                    assert answer.read() == b"ok"
+        seen = capture.seen
     finally:
         server.shutdown()
         server.server_close()
