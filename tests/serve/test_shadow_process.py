@@ -7,6 +7,7 @@ import functools
 import os
 import select
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -364,3 +365,50 @@ async def test_copies_of_a_replaced_pair_of_variants_reach_the_replaced_shadow(
     ]
     assert sum(shed) == 0  # no copy was shed
     assert [request for request in answered if request not in logged] == []
+
+
+async def test_a_shadow_logs_each_row_of_a_large_request_under_its_own_index(
+    pid_workspace: Workspace,
+) -> None:
+    """Rows of one request, and the parts of a request larger than a batch, keep their indexes."""
+    async with client_for(pid_workspace, SHADOWED, max_batch_size=4) as (client, _):
+        answers = [
+            await client.post(PREDICT, json={"instances": [{"id": float(n)} for n in range(size)]})
+            for size in (1, 3, 10)  # the last goes in parts of 4, 4 and 2 rows
+        ]
+        await logged_copies(pid_workspace, 14)
+    logged = shadow_log(pid_workspace)
+    ids = [answer.json()["request_id"] for answer in answers]
+    got = sorted((ids.index(copy["request_id"]), copy["row_index"]) for copy in logged)
+    assert got == [(0, 0)] + [(1, n) for n in range(3)] + [(2, n) for n in range(10)]
+    assert {copy["inputs"]["id"] - copy["row_index"] for copy in logged} == {0.0}
+
+
+async def test_a_message_larger_than_the_socket_takes_at_once_arrives_whole(
+    pid_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The socket takes a few kilobytes a send: the rest of the message goes at later exchanges."""
+    monkeypatch.setattr("mlcycle.serve._shadow._FLUSH_S", 0.0)
+    predicted: list[str] = []
+    model, shadow = pid_shadow(pid_workspace, predicted, idle=lambda: True)
+    await shadow.start()
+    try:
+        assert shadow._socket is not None
+        shadow._socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        for first in range(0, 90, 10):  # 9 batches, gathered in one message
+            jobs = [
+                Job(
+                    rows=model.schema.from_records([{"id": float(n)}]),
+                    request_id=f"r{n}\N{SNOWMAN}" * 50,  # 100 bytes each, not ASCII
+                    arrived=0.0,
+                    time=0.0,
+                )
+                for n in range(first, first + 10)
+            ]
+            rows = model.schema.from_records([{"id": float(n)} for n in range(first, first + 10)])
+            assert shadow.offer(jobs, rows)
+        await asyncio.sleep(0)
+        assert shadow._outbox, "the message did not fit in the socket's buffer"
+    finally:
+        await shadow.close()
+    assert predicted == [f"r{n}\N{SNOWMAN}" * 50 for n in range(90)]
