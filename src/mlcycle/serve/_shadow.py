@@ -225,6 +225,7 @@ class _Message:
 
     def __init__(self) -> None:
         self.parts: list[Rows] = []
+        """The batches' rows, while they are not in ``_matrix``."""
         self._matrix: np.ndarray | None = None
         """The rows so far, from the second part on while every part has a matrix; room
         for more past ``rows``."""
@@ -240,7 +241,6 @@ class _Message:
     def add(self, jobs: Sequence[Job], rows: Rows) -> None:
         """Add the copies of ``jobs``, whose rows ``rows`` are, in order."""
         self._gather(rows)
-        self.parts.append(rows)
         self.rows += rows.count
         ids = [job.request_id for job in jobs]
         self.ids.append("".join(ids))
@@ -251,26 +251,33 @@ class _Message:
         self.times.extend([job.time for job in jobs])
 
     def _gather(self, rows: Rows) -> None:
-        """Copy ``rows``'s matrix after the rows so far, from the second part on.
+        """Keep ``rows``: copied after the rows so far while every part has a matrix.
 
-        A message of one part sends that part as it is. The room doubles as it runs out.
+        A message of one part sends that part as it is. A copied batch is not
+        kept: holding on to a message's batches until it went kept their
+        memory from being used again while it was still in the caches. The
+        room doubles as it runs out.
         """
-        if not self.parts:
+        if not self.counts:
+            self.parts.append(rows)
             return
+        if self._matrix is None and len(self.parts) == 1:
+            self._matrix = _room(self.parts[0])
+            if self._matrix is not None:
+                self.parts = []
         matrix = self._matrix
-        if len(self.parts) == 1 and (first := self.parts[0].matrix) is not None:
-            matrix = np.empty((max(_MATRIX_ROWS, 2 * self.rows), first.shape[1]), first.dtype)
-            matrix[: self.rows] = first
         if matrix is None or rows.matrix is None or rows.matrix.dtype != matrix.dtype:
-            self._matrix = None  # columns somewhere: joined when the message goes
+            if matrix is not None:  # columns: the rows so far are one part, joined when it goes
+                self.parts = [Rows(self.rows, rows.names, matrix=matrix[: self.rows])]
+                self._matrix = None
+            self.parts.append(rows)
             return
         end = self.rows + rows.count
         if end > len(matrix):
             grown = np.empty((max(end, 2 * len(matrix)), matrix.shape[1]), matrix.dtype)
             grown[: self.rows] = matrix[: self.rows]
-            matrix = grown
+            self._matrix = matrix = grown
         matrix[self.rows : end] = rows.matrix
-        self._matrix = matrix
 
     def copies(self, names: Sequence[str]) -> Copies:
         """The gathered copies, their rows as one."""
@@ -280,6 +287,15 @@ class _Message:
             rows = concat_rows(self.parts, names)
         fields = (self.id_lengths, self.counts, self.first_rows, self.arrived, self.times)
         return Copies(rows, "".join(self.ids), *fields)
+
+
+def _room(rows: Rows) -> np.ndarray | None:
+    """A matrix holding ``rows``'s matrix with room for more; ``None`` when it has none."""
+    if rows.matrix is None:
+        return None
+    room = np.empty((max(_MATRIX_ROWS, 2 * rows.count), rows.matrix.shape[1]), rows.matrix.dtype)
+    room[: rows.count] = rows.matrix
+    return room
 
 
 @dataclass(frozen=True, slots=True)
