@@ -34,7 +34,7 @@ def gathered(*batches: Rows) -> Copies:
 
 
 def framed_and_back(copies: Copies) -> Copies:
-    frame = b"".join(_framed(copies))
+    frame = bytearray(b"".join(_framed(copies)))
     assert _frame_end(bytearray(frame)) == len(frame)
     result = _unframed(frame)
     assert isinstance(result, Copies)
@@ -77,7 +77,7 @@ def test_request_ids_come_back_exactly_whatever_they_hold() -> None:
     copies = copies_of(numbers(1.0, 2.0, 3.0, 4.0), ids, [1, 1, 1, 1], [0, 0, 0, 0])
     assert pickle.loads(pickle.dumps(copies, protocol=5)).request_ids == ids
     assert framed_and_back(copies).request_ids == ids
-    assert [copies.request(n, n).request_ids for n in range(4)] == [[i] for i in ids]
+    assert [alone.request_ids for alone in copies.each()] == [[i] for i in ids]
     empty = copies_of(Rows(0, NAMES, matrix=np.empty((0, 2))), [], [], [])
     assert framed_and_back(empty).request_ids == []
 
@@ -85,7 +85,7 @@ def test_request_ids_come_back_exactly_whatever_they_hold() -> None:
 def test_each_row_has_its_request_and_its_index_within_it() -> None:
     copies = copies_of(numbers(1.0, 2.0, 3.0, 4.0), ["a", "bb"], [1, 3], [0, 4])
     assert copies.row_fields() == (["a", "bb", "bb", "bb"], [0, 4, 5, 6], [0.0, 1.0, 1.0, 1.0])
-    alone = copies.request(1, 1)
+    alone = list(copies.each())[1]
     assert (alone.request_ids, list(alone.counts), alone.rows.count) == (["bb"], [3], 3)
     assert list(alone.rows.columns["a"]) == [2.0, 3.0, 4.0]
 

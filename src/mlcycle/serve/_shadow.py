@@ -167,19 +167,22 @@ class Copies:
             start += length
         return ids
 
-    def request(self, index: int, start: int) -> Copies:
-        """The copy of the ``index``-th request alone, whose rows begin at row ``start``."""
-        one = slice(index, index + 1)
-        begin = sum(self.id_lengths[:index])
-        return Copies(
-            self.rows.slice(start, start + self.counts[index]),
-            self.ids[begin : begin + self.id_lengths[index]],
-            self.id_lengths[one],
-            self.counts[one],
-            self.first_rows[one],
-            self.arrived[one],
-            self.times[one],
-        )
+    def each(self) -> Iterator[Copies]:
+        """The copy of each request alone, in order."""
+        row = begin = 0
+        for index, (count, length) in enumerate(zip(self.counts, self.id_lengths, strict=True)):
+            one = slice(index, index + 1)
+            yield Copies(
+                self.rows.slice(row, row + count),
+                self.ids[begin : begin + length],
+                self.id_lengths[one],
+                self.counts[one],
+                self.first_rows[one],
+                self.arrived[one],
+                self.times[one],
+            )
+            row += count
+            begin += length
 
     def row_fields(self) -> tuple[list[str], list[int], list[float]]:
         """Each row's request id, index within its request, and arrival (Unix epoch seconds)."""
@@ -531,7 +534,7 @@ class ShadowProcess:
             if closed:
                 raise ShadowGone("it closed its socket")
             return
-        frame = bytes(self._inbox[:end])
+        frame = self._inbox[:end]  # a copy: the inbox is cut next
         del self._inbox[:end]
         now, calls, lags, values, failed = _unframed(frame)
         copies, self._sent = self._sent, None
@@ -702,8 +705,8 @@ def _frame_end(data: bytearray) -> int | None:
     return head + size + sum(buffers)
 
 
-def _unframed(frame: bytes) -> Any:  # Any: unpickled
-    """The message of one whole ``frame`` (``_framed``)."""
+def _unframed(frame: bytearray) -> Any:  # Any: unpickled
+    """The message of one whole ``frame`` (``_framed``); its arrays are views of it."""
     size, count = _FRAME.unpack_from(frame)
     start = _FRAME.size + count * _SIZE.size
     view = memoryview(frame)
@@ -725,7 +728,7 @@ async def _receive(sock: socket.socket) -> Any:  # Any: unpickled
     head += await _receive_exactly(sock, count * _SIZE.size)
     end = _frame_end(head)
     assert end is not None, "the whole head was read"
-    return _unframed(bytes(head + await _receive_exactly(sock, end - len(head))))
+    return _unframed(head + await _receive_exactly(sock, end - len(head)))
 
 
 async def _receive_exactly(sock: socket.socket, size: int) -> bytearray:
@@ -754,13 +757,11 @@ def _predicted(
         yield copies, outputs
         return
     assert parts is not None, "a reply has outputs or parts"
-    start = 0
-    for index, part in enumerate(parts):
+    for alone, part in zip(copies.each(), parts, strict=True):
         if isinstance(part, str):
             failed.append(part)
         else:
-            yield copies.request(index, start), part
-        start += copies.counts[index]
+            yield alone, part
 
 
 # --- the shadow's process -----------------------------------------------------------------
@@ -895,23 +896,16 @@ def _predict(
 
 
 def _read(sock: socket.socket) -> Any:  # Any: unpickled
-    """The next message, or ``None`` once the other end is closed.
-
-    Each buffer is read into memory of its own, so the arrays built on it
-    outlive the frame.
-    """
+    """The next message, or ``None`` once the other end is closed."""
     head = _read_exactly(sock, _FRAME.size)
-    if head is None:
+    sizes = None if head is None else _read_exactly(sock, _FRAME.unpack(head)[1] * _SIZE.size)
+    if head is None or sizes is None:
         return None
-    size, count = _FRAME.unpack(head)
-    sizes = _read_exactly(sock, count * _SIZE.size)
-    data = _read_exactly(sock, size)
-    if sizes is None or data is None:
-        return None
-    buffers = [_read_exactly(sock, length) for length in struct.unpack(f"!{count}Q", sizes)]
-    if any(buffer is None for buffer in buffers):
-        return None
-    return pickle.loads(data, buffers=buffers)  # noqa: S301  (our own server)
+    head += sizes
+    end = _frame_end(head)
+    assert end is not None, "the whole head was read"
+    rest = _read_exactly(sock, end - len(head))
+    return None if rest is None else _unframed(head + rest)
 
 
 def _read_exactly(sock: socket.socket, size: int) -> bytearray | None:
