@@ -10,7 +10,15 @@ import pytest
 
 from mlcycle.serve._batching import Job
 from mlcycle.serve._rows import Rows
-from mlcycle.serve._shadow import Copies, _frame_end, _framed, _Message, _unframed
+from mlcycle.serve._shadow import (
+    _FRAME,
+    Copies,
+    _copies_framed,
+    _copies_read,
+    _frame_end,
+    _Message,
+    _unframed,
+)
 
 NAMES = ["a", "b"]
 
@@ -34,11 +42,17 @@ def gathered(*batches: Rows) -> Copies:
 
 
 def framed_and_back(copies: Copies) -> Copies:
-    frame = bytearray(b"".join(_framed(copies)))
+    frame = bytearray(b"".join(_copies_framed(copies)))
     assert _frame_end(bytearray(frame)) == len(frame)
-    result = _unframed(frame)
+    result = _copies_read(_unframed(frame), NAMES)
     assert isinstance(result, Copies)
     return result
+
+
+def pickled_bytes(copies: Copies) -> int:
+    """The size of the pickle in ``copies``'s frame: 0 when it went as bytes alone."""
+    size: int = _FRAME.unpack_from(b"".join(_copies_framed(copies)))[0]
+    return size
 
 
 @pytest.mark.parametrize(
@@ -72,9 +86,32 @@ def copies_of(rows: Rows, ids: list[str], counts: list[int], first_rows: list[in
     )
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64, np.bool_])
+def test_a_matrix_of_numbers_goes_as_bytes_and_comes_back_the_same(dtype: type) -> None:
+    matrix = np.arange(12).reshape(6, 2).astype(dtype)
+    copies = copies_of(Rows(6, NAMES, matrix=matrix), ["r1", "r2"], [2, 4], [0, 0])
+    assert pickled_bytes(copies) == 0
+    back = framed_and_back(copies)
+    assert back.rows.matrix is not None
+    assert back.rows.matrix.dtype == dtype
+    assert np.array_equal(back.rows.matrix, matrix)
+    assert back.rows.names == NAMES
+    assert (list(back.counts), list(back.first_rows)) == ([2, 4], [0, 0])
+    assert (list(back.arrived), list(back.times)) == (list(copies.arrived), list(copies.times))
+
+
+def test_rows_that_are_not_all_numbers_go_pickled() -> None:
+    copies = gathered(words(1.0, 2.0))
+    assert pickled_bytes(copies) > 0
+    back = framed_and_back(copies)
+    assert list(back.rows.columns["b"]) == ["1.0", "2.0"]
+    strided = Rows(2, NAMES, matrix=np.arange(8.0).reshape(2, 4)[:, ::2])  # not contiguous
+    assert pickled_bytes(copies_of(strided, ["x", "y"], [1, 1], [0, 0])) > 0
+
+
 def test_request_ids_come_back_exactly_whatever_they_hold() -> None:
-    ids = ["plain", "with\x00a null", "", "snow\N{SNOWMAN}"]
-    copies = copies_of(numbers(1.0, 2.0, 3.0, 4.0), ids, [1, 1, 1, 1], [0, 0, 0, 0])
+    ids = ["plain", "with\x00a null", "", "snow\N{SNOWMAN}", "half a pair \ud800"]
+    copies = copies_of(numbers(1.0, 2.0, 3.0, 4.0, 5.0), ids, [1] * 5, [0] * 5)
     assert pickle.loads(pickle.dumps(copies, protocol=5)).request_ids == ids
     assert framed_and_back(copies).request_ids == ids
     assert [alone.request_ids for alone in copies.each()] == [[i] for i in ids]
@@ -90,7 +127,9 @@ def test_each_row_has_its_request_and_its_index_within_it() -> None:
     assert list(alone.rows.columns["a"]) == [2.0, 3.0, 4.0]
 
 
-def test_a_frame_is_whole_only_once_every_byte_is_there() -> None:
-    frame = b"".join(_framed(gathered(numbers(1.0), numbers(2.0))))
-    assert [_frame_end(bytearray(frame[:n])) for n in (0, 5, 11)] == [None, None, None]
-    assert all(_frame_end(bytearray(frame[:n])) == len(frame) for n in (20, len(frame) - 1))
+@pytest.mark.parametrize("rows", [numbers(1.0, 2.0), words(1.0, 2.0)])
+def test_a_frame_is_whole_only_once_every_byte_is_there(rows: Rows) -> None:
+    frame = b"".join(_copies_framed(gathered(rows)))
+    head = _FRAME.size + 8 * _FRAME.unpack_from(frame)[1]  # then one size per buffer
+    assert [_frame_end(bytearray(frame[:n])) for n in (0, 5, _FRAME.size, head - 1)] == [None] * 4
+    assert all(_frame_end(bytearray(frame[:n])) == len(frame) for n in (head, len(frame) - 1))
