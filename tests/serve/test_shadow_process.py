@@ -30,7 +30,7 @@ from mlcycle.errors import MlcycleError
 from mlcycle.serve import ModelServer, log_table_name
 from mlcycle.serve._batching import Job
 from mlcycle.serve._model import ServedModel, load_model
-from mlcycle.serve._shadow import ShadowGone, ShadowProcess
+from mlcycle.serve._shadow import ShadowGone, ShadowProcess, Tally
 from mlcycle.settings import RegistrySettings, Settings
 from mlcycle.store import Deployment, Variant
 from mlcycle.workspace import Workspace, open_registry
@@ -412,3 +412,56 @@ async def test_a_message_larger_than_the_socket_takes_at_once_arrives_whole(
     finally:
         await shadow.close()
     assert predicted == [f"r{n}\N{SNOWMAN}" * 50 for n in range(90)]
+
+
+async def test_the_process_tells_its_tally_at_most_once_a_second_and_no_count_is_lost(
+    pid_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between tallies an answer only says the copies are done; the rest is asked for.
+
+    A pause in the traffic (no exchange for ``_IDLE_S``) and closing both ask
+    the process for what it has not told, so every predicted row is counted.
+    """
+    monkeypatch.setattr("mlcycle.serve._shadow._FLUSH_S", 0.0)  # each offer exchanges
+    monkeypatch.setattr("mlcycle.serve._shadow._IDLE_S", 0.1)
+    model = load_model(pid_workspace.registry, "pid/1", max_rows=100)
+    answers: list[tuple[int, Tally | None]] = []
+    shadow = ShadowProcess(
+        model,
+        opener=functools.partial(open_registry, pid_workspace.settings),
+        max_rows=100,
+        max_queue=100,
+        done=lambda copies, told: answers.append((len(copies.counts), told)),
+        idle=lambda: True,
+    )
+
+    def offer(*ids: int) -> None:
+        rows = model.schema.from_records([{"id": float(n)} for n in ids])
+        jobs = [Job(rows=rows.slice(i, i + 1), request_id=f"r{n}", arrived=0.0, time=0.0)
+                for i, n in enumerate(ids)]  # fmt: skip
+        assert shadow.offer(jobs, rows)
+
+    def counted() -> int:
+        return sum(sum(told.calls) for _, told in answers if told is not None)
+
+    await shadow.start()
+    try:
+        offer(-1, 0)  # -1 breaks the model: a failed copy is told at once, with the rest
+        await until(lambda: bool(answers))
+        assert answers[0][1] is not None
+        assert (answers[0][1].calls, len(answers[0][1].failed)) == ([1], 1)
+        answers.clear()
+        for n in range(12):  # one message each, about 0.1 s apart
+            offer(n)
+            await until(lambda: not shadow.busy)
+        await until(lambda: counted() == 12)  # asked for after the pause, not on close
+        told = [told for copies, told in answers if copies]
+        assert len(told) == 12
+        assert told.count(None) >= 6, "most answers only said the copies were done"
+        assert any(told), "a second passed: the process told its tally unasked"
+        for n in range(12, 15):
+            offer(n)
+    finally:
+        await shadow.close()
+    assert counted() == 15, "closing asked for the tally of the last copies"
+    assert sum(copies for copies, _ in answers) == 15

@@ -537,9 +537,11 @@ class ModelServer:
         if self.sink is not None:
             self.sink.append(_prediction_batch(tag, jobs, rows, outputs, now))
 
-    def _copies_done(self, tag: _Tag, copies: Copies, predicted: Tally) -> None:
+    def _copies_done(self, tag: _Tag, copies: Copies, predicted: Tally | None) -> None:
         """A shadow's metrics, as its process added them up (it logged the copies too)."""
         del copies
+        if predicted is None:  # told later (``_TALLY_S``)
+            return
         for rows in predicted.calls:
             tag.metrics.batch_rows.observe(rows)
         if tag.metrics.shadow_lag is not None and predicted.lags is not None:
