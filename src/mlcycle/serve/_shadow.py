@@ -7,11 +7,14 @@ half the server's rate. Here the serving process keeps only the cheap part:
 it queues the rows of each micro-batch its answering variant predicted
 (copied into one matrix per message as batches come, not per request), and
 every ``_FLUSH_S`` hands the queued rows to the shadow's process as that
-matrix over a socket pair, its memory sent as it is (``_framed``).
+matrix over a socket pair: a matrix of numbers as its bytes with the
+requests' fields beside it, nothing pickled (``Copies.parts``); other rows
+pickled, their arrays' memory sent as it is (``_framed``).
 That process (this interpreter running ``main``, at a lower CPU priority)
 loads the same model version through the registry, predicts, logs the
-copies to a prediction log of its own (``ShadowLog``), and sends back what
-the serving process's metrics need, already added up (``Tally``): the rows
+copies to a prediction log of its own (``ShadowLog``), and answers that it
+is done; at most every ``_TALLY_S`` the answer also carries what the serving
+process's metrics need, already added up (``Tally``): the rows
 of each predict call, and the buckets and sums of the copies' lags and
 predicted values. Sent back as outputs, measured by the serving process,
 they cost it 140 µs a message on the event loop (paced at 8,400 requests/s).
@@ -111,7 +114,8 @@ happens in their gaps, and the timer never fires.
 _TALLY_S = 1.0
 """How often, at most, the process sends what it predicted, added up (``Tally``).
 
-Its other answers say only that it is done with the message (``_ACK``).
+Its other answers say only that it is done with the message (a frame of no
+parts, ``_raw_framed([])``).
 Reading a ``Tally`` and adding it to the metrics was about 135 µs of a 375 µs
 exchange in the worker (a median, paced at 8,500 requests/s; the code runs
 too rarely to stay in the caches), for two to ten messages a second. The
@@ -342,7 +346,7 @@ class _Message:
         """The gathered copies, their rows as one."""
         if self._matrix is not None:
             rows = Rows(self.rows, names, matrix=self._matrix[: self.rows])
-        elif not self.parts:  # none: asks the process for its tally (``close``)
+        elif not self.parts:  # none: asks the process for its tally (``_TALLY_S``)
             rows = Rows(0, names, matrix=np.empty((0, len(names))))
         else:
             rows = concat_rows(self.parts, names)
@@ -965,6 +969,7 @@ def _added(before: _Reply | None, reply: _Reply) -> _Reply:
 
 
 def _sums_added(before: _Sums | None, sums: _Sums | None) -> _Sums | None:
+    """Two ``_Sums`` of the same histogram or summary added up; either may be ``None``."""
     if before is None or sums is None:
         return sums if before is None else before
     buckets = dict(before[2])
