@@ -908,18 +908,18 @@ def main(fd: int) -> int:
         told = time.perf_counter()
         while (message := _read(sock)) is not None:
             copies = _copies_read(message, model.schema.names)
-            if not copies.counts:  # asked for the tally
-                sock.sendall(ack if untold is None else b"".join(_framed(untold)))
-                untold = None
-                continue
-            predicted = _predict(model, copies.rows, copies.counts)
-            untold = _added(untold, _tally(copies, predicted, lag_bounds))
-            if untold[4] or predicted[0] - told >= _TALLY_S:  # [4]: failed copies
+            predicted = _predict(model, copies.rows, copies.counts) if copies.counts else None
+            if predicted is not None:
+                untold = _added(untold, _tally(copies, predicted, lag_bounds))
+            # No copies: the worker asks for the tally. [4]: the copies that failed.
+            if untold is not None and (
+                predicted is None or untold[4] or time.perf_counter() - told >= _TALLY_S
+            ):
                 _write(sock, untold)
-                untold, told = None, predicted[0]
+                untold, told = None, time.perf_counter()
             else:
                 sock.sendall(ack)
-            if sink is not None:
+            if sink is not None and predicted is not None:
                 for part, outputs in _predicted(copies, predicted, []):
                     sink.append(_logged(log, model, part, outputs, predicted[0]))
     finally:
