@@ -365,8 +365,9 @@ class ServeSettings(_Section):
     Beyond ``max_inflight`` requests in one worker, new ones get 503; bodies
     over ``max_body_bytes`` get 413 and requests over ``max_rows`` rows 422.
     Servers poll the event log every ``poll_interval_s`` seconds for moved
-    aliases and changed deployments; shadow copies wait in a queue of
-    ``shadow_queue`` requests, and are dropped first when it is full.
+    aliases and changed deployments; copies for a shadow variant's process
+    wait in a backlog of ``shadow_queue`` rows, and are dropped first when it
+    is full.
     """
 
     host: str = "127.0.0.1"

@@ -132,9 +132,14 @@ async def client_for(
     token: str | None = None,
     **changes: object,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, ModelServer]]:
-    """An in-process client of a started server (the ASGI app, no socket)."""
+    """An in-process client of a started server (the ASGI app, no socket).
+
+    A deployment with a shadow variant gets the project's prediction log when
+    no sink is given: its shadows take their copies from the log's writer.
+    """
     if isinstance(deployment, str):
         deployment = implicit_deployment(deployment)
+    sink = sink or shadows_log(workspace, deployment)
     server = ModelServer(
         registry=workspace.registry,
         registry_opener=functools.partial(open_registry, workspace.settings),
@@ -190,10 +195,10 @@ def live_server(
     workspace: Workspace,
     deployment: Deployment | str,
     *,
-    sink: ListSink | None = None,
+    sink: PredictionSink | None = None,
     **changes: object,
 ) -> Iterator[LiveServer]:
-    """A live server for ``deployment`` on ``workspace`` (see ``run_live``)."""
+    """A live server for ``deployment`` on ``workspace`` (see ``run_live``, ``client_for``)."""
     if isinstance(deployment, str):
         deployment = implicit_deployment(deployment)
     server = ModelServer(
@@ -202,24 +207,36 @@ def live_server(
         sink_opener=functools.partial(open_prediction_log, workspace.settings),
         deployment=deployment,
         settings=serve_settings(**changes),
-        sink=sink,
+        sink=sink or shadows_log(workspace, deployment),
         events=workspace.metadata,
     )
     yield from run_live(create_app(server), server)
 
 
-def shadow_log(workspace: Workspace, deployment: str = "bikes") -> list[dict[str, Any]]:
-    """The shadow copies in the project's prediction log, as rows (``inputs`` a dict).
+def shadows_log(workspace: Workspace, deployment: Deployment) -> PredictionSink | None:
+    """The project's prediction log for a deployment with a shadow variant, else ``None``."""
+    if any(variant.shadow for variant in deployment.variants):
+        return workspace.prediction_log()
+    return None
 
-    A shadow's own process logs its copies: its segments (written every 0.2
-    s) are read while it runs, the Delta table once it has rolled them over.
+
+def logged_rows(workspace: Workspace, deployment: str = "bikes") -> list[dict[str, Any]]:
+    """Every answered row in the project's prediction log, as rows (``inputs`` a dict).
+
+    Segments (written every 0.2 s) are read while their processes run, the
+    Delta table once they have rolled over.
     """
     table = read_predictions(
         spool_dir=spool_dir(workspace.settings),
         tables=cast("TableArea", workspace.artifacts),
         deployment=deployment,
     )
-    return [row for row in table.to_pylist() if row["shadow"]]
+    return table.to_pylist()
+
+
+def shadow_log(workspace: Workspace, deployment: str = "bikes") -> list[dict[str, Any]]:
+    """The shadow copies in the project's prediction log (a shadow's own process logs them)."""
+    return [row for row in logged_rows(workspace, deployment) if row["shadow"]]
 
 
 async def logged_copies(

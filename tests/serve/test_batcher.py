@@ -269,7 +269,7 @@ def logging_into(logged: Logged) -> Callable[[Sequence[Job], Rows, np.ndarray, f
 
 
 @pytest.mark.parametrize("inline", [True, False], ids=["on the loop", "on its thread"])
-async def test_a_large_request_is_logged_and_handed_on_whole_after_its_last_part(
+async def test_a_large_request_is_logged_whole_after_its_last_part(
     inline: bool,
 ) -> None:
     model = Model()
@@ -284,8 +284,6 @@ async def test_a_large_request_is_logged_and_handed_on_whole_after_its_last_part
         called=sizes.append,
         inline=inline,
     )
-    handed: list[tuple[list[str], int]] = []
-    queue.answered = lambda jobs, rows: handed.append(([j.request_id for j in jobs], rows.count))
     large, small = submit_large_then_small(queue)
     assert large.future is not None
     await asyncio.wait_for(large.future, SETTLED_S)
@@ -296,12 +294,11 @@ async def test_a_large_request_is_logged_and_handed_on_whole_after_its_last_part
     assert logged == [
         (["large", "r100", "r200"], [*range(11), 100, 200], [*range(0, 22, 2), 200, 400])
     ]
-    assert handed == [(["large", "r100", "r200"], 13)]
 
 
 @pytest.mark.parametrize("inline", [True, False], ids=["on the loop", "on its thread"])
 @pytest.mark.parametrize("culprit", [2.0, 9.0], ids=["first part fails", "last part fails"])
-async def test_a_large_request_failing_in_one_part_is_not_logged_nor_handed_on(
+async def test_a_large_request_failing_in_one_part_is_not_logged(
     inline: bool, culprit: float
 ) -> None:
     def refuse(rows: Rows) -> None:
@@ -312,8 +309,6 @@ async def test_a_large_request_failing_in_one_part_is_not_logged_nor_handed_on(
     model = Model(first=refuse)
     logged: Logged = []
     queue = batcher(model, inline=inline, done=logging_into(logged))
-    handed: list[list[str]] = []
-    queue.answered = lambda jobs, _rows: handed.append([j.request_id for j in jobs])
     large, small = submit_large_then_small(queue)
     assert large.future is not None
     with pytest.raises(ValueError, match="cannot predict"):
@@ -324,7 +319,6 @@ async def test_a_large_request_failing_in_one_part_is_not_logged_nor_handed_on(
     assert sum(model.calls) == 13 - failed_part  # every row predicted but the failed part's
     logged_ids = [request_id for ids, _, _ in logged for request_id in ids]
     assert sorted(logged_ids) == ["r100", "r200"]
-    assert sorted(i for ids in handed for i in ids) == ["r100", "r200"]
 
 
 async def test_a_full_batch_does_not_wait_for_requests_still_arriving() -> None:
@@ -371,33 +365,6 @@ async def test_when_a_merged_call_raises_only_the_culprit_fails() -> None:
     with pytest.raises(ValueError, match="13 is refused"):
         await asyncio.wait_for(culprit.future, SETTLED_S)
     await queue.close()
-
-
-async def test_answered_gets_each_call_once_answered_and_its_failure_stops_nothing(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    model = Model()
-    queue = batcher(model)
-    seen: list[tuple[list[str], bool]] = []
-
-    def answered(jobs: Sequence[Job], rows: Rows) -> None:
-        seen.append(([j.request_id for j in jobs], all(j.future and j.future.done() for j in jobs)))
-        if len(seen) == 1:
-            queue.submit(late)  # queued before the failure below: still answered
-            raise RuntimeError("the shadow's queue broke")
-
-    late = job(3)
-    queue.answered = answered
-    first = [job(1), job(2)]
-    for each in first:
-        queue.submit(each)
-    assert await answers(first) == [2, 4]
-    assert await answers([late]) == [6]
-    await asyncio.wait_for(queue.close(), SETTLED_S)
-    assert seen == [(["r1", "r2"], True), (["r3"], True)]
-    logged = [r for r in caplog.records if "handing a batch on to its shadows failed" in r.message]
-    assert len(logged) == 1
-    assert "the shadow's queue broke" in (logged[0].exc_text or "")
 
 
 @pytest.mark.parametrize("inline", [True, False], ids=["on the loop", "on its thread"])

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import select
 import signal
-import socket
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +16,7 @@ from tests.serve.conftest import (
     ListSink,
     client_for,
     logged_copies,
+    logged_rows,
     serve_settings,
     shadow_log,
     until,
@@ -28,9 +26,7 @@ from tests.serve.test_server_log import running
 
 from mlcycle.errors import MlcycleError
 from mlcycle.serve import ModelServer, log_table_name
-from mlcycle.serve._batching import Job
-from mlcycle.serve._model import ServedModel, load_model
-from mlcycle.serve._shadow import ShadowGone, ShadowProcess, Tally
+from mlcycle.serve._shadow import ShadowGone
 from mlcycle.settings import RegistrySettings, Settings
 from mlcycle.store import Deployment, Variant
 from mlcycle.workspace import Workspace, open_registry
@@ -71,11 +67,11 @@ async def test_the_shadow_predicts_and_logs_in_a_process_of_its_own(
 ) -> None:
     """The same model answers from the server's process and shadows from another, which logs.
 
-    The server's own log holds only what it answered: the shadow's copies
-    are in the project's log, in segments the shadow's process wrote.
+    The server's own log holds only what it answered; its writer hands the
+    rows to the shadow's process, whose copies are in the project's log, in
+    segments it wrote.
     """
-    sink = ListSink()
-    async with client_for(pid_workspace, SHADOWED, sink=sink) as (client, server):
+    async with client_for(pid_workspace, SHADOWED) as (client, server):
         child = server.routes.shadows[0].queue.pid
         answers = [
             await client.post(PREDICT, json={"instances": [{"id": float(n)}]}) for n in range(5)
@@ -100,7 +96,7 @@ async def test_the_shadow_predicts_and_logs_in_a_process_of_its_own(
     assert {(c["variant"], c["model"], c["model_version"]) for c in logged} == {("dark", "pid", 1)}
     assert all(copy["latency_ms"] > 0 for copy in logged), "each copy's lag behind its request"
     assert {copy["request_id"] for copy in logged} == {a.json()["request_id"] for a in answers}
-    assert not any(batch.shadow for batch in sink.batches)
+    assert {row["variant"] for row in logged_rows(pid_workspace) if not row["shadow"]} == {"live"}
     # Added up by the shadow's process, added by the worker: lags, rows and predicted values.
     assert f"{LAG}_count{{{DARK}}} 5.0" in metrics
     [under_30s] = [line for line in metrics.splitlines() if line.startswith(f"{LAG}_bucket")
@@ -172,25 +168,27 @@ async def test_a_copy_the_shadow_fails_on_leaves_the_others_logged(
     assert sorted(copy["inputs"]["id"] for copy in logged) == [1.0, 2.0]
 
 
-async def test_stopping_the_server_predicts_every_queued_copy_first(
-    pid_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+async def test_stopping_the_server_predicts_every_copy_it_answered_first(
+    pid_workspace: Workspace,
 ) -> None:
-    """Copies still queued when the server stops are predicted and logged before it ends.
+    """The shadow's process is stopped (SIGSTOP) while 40 requests are answered, then the server.
 
-    The shadow's process syncs its log and exits; the worker's log, closed
-    last, rolls the segments it left into Delta.
+    Closing, the shadow waits for the worker's log to hand over every row it
+    answered, sends what its process has not read and lets it read to the
+    end: all 40 copies are predicted and logged. The shadow's process syncs
+    its log and exits; the worker's log, closed last, rolls the segments it
+    left into Delta.
     """
-    monkeypatch.setattr("mlcycle.serve._shadow._FLUSH_S", 60.0)  # one message, the first
-    monkeypatch.setattr("mlcycle.serve._shadow._IDLE_S", 60.0)  # its answer is read on close
     sink = pid_workspace.prediction_log()
     async with client_for(pid_workspace, SHADOWED, sink=sink) as (client, server):
+        child = server.routes.shadows[0].queue.pid
+        assert child is not None
+        os.kill(child, signal.SIGSTOP)
         await asyncio.gather(
             *(client.post(PREDICT, json={"instances": [{"id": float(n)}]}) for n in range(40))
         )
-        busy = server.routes.shadows[0].queue.busy
-        child = server.routes.shadows[0].queue.pid
-    assert busy, "copies were still waiting or being predicted when the server stopped"
-    assert child is not None
+        # Woken once the server is closing: nothing was predicted before.
+        asyncio.get_running_loop().call_later(0.5, os.kill, child, signal.SIGCONT)
     assert not running(child), "the shadow's process ended after writing out its log"
     assert list((pid_workspace.settings.workspace_dir / "spool").rglob("*.arrows")) == [], (
         "the worker's log rolled the shadow's segments into Delta when it closed"
@@ -205,14 +203,19 @@ async def test_a_shadow_its_process_cannot_load_stops_the_start_with_the_reason(
 ) -> None:
     """The shadow's process opens another project, without that model: the start says so."""
     elsewhere = Settings(home=tmp_path / "elsewhere", actor="ana")
+    sink = pid_workspace.prediction_log()
     server = ModelServer(
         registry=pid_workspace.registry,
         deployment=SHADOWED,
         settings=serve_settings(),
+        sink=sink,
         registry_opener=functools.partial(open_registry, elsewhere),
     )
-    with pytest.raises(ShadowGone, match=r"cannot serve it: NotFound: .*pid"):
-        await server.start()
+    try:
+        with pytest.raises(ShadowGone, match=r"cannot serve it: NotFound: .*pid"):
+            await server.start()
+    finally:
+        sink.close()
 
 
 async def test_a_server_without_a_registry_opener_refuses_a_shadow(
@@ -225,93 +228,20 @@ async def test_a_server_without_a_registry_opener_refuses_a_shadow(
         await server.start()
 
 
-def pid_shadow(
-    workspace: Workspace, predicted: list[str], *, idle: Callable[[], bool]
-) -> tuple[ServedModel, ShadowProcess]:
-    """``pid`` 1, and a shadow of it in its own process that adds the ids it predicts."""
-    model = load_model(workspace.registry, "pid/1", max_rows=100)
-    shadow = ShadowProcess(
-        model,
-        opener=functools.partial(open_registry, workspace.settings),
-        max_rows=100,
-        max_queue=100,
-        done=lambda copies, _predicted: predicted.extend(copies.request_ids),
-        idle=idle,
+@pytest.mark.parametrize("sink", [None, ListSink()], ids=["no sink", "a list"])
+async def test_a_server_without_a_prediction_log_refuses_a_shadow(
+    pid_workspace: Workspace, sink: ListSink | None
+) -> None:
+    """A shadow's copies come from the prediction log's writer: no log, no shadow."""
+    server = ModelServer(
+        registry=pid_workspace.registry,
+        deployment=SHADOWED,
+        settings=serve_settings(),
+        sink=sink,
+        registry_opener=functools.partial(open_registry, pid_workspace.settings),
     )
-    return model, shadow
-
-
-async def test_copies_go_to_the_process_only_in_an_idle_moment(
-    pid_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """While requests are in flight the copies wait; the first offer in an idle moment sends all."""
-    monkeypatch.setattr("mlcycle.serve._shadow._FLUSH_S", 0.0)
-    monkeypatch.setattr("mlcycle.serve._shadow._IDLE_S", 60.0)  # no timer sends them meanwhile
-    predicted: list[str] = []
-    busy = True
-    model, shadow = pid_shadow(pid_workspace, predicted, idle=lambda: not busy)
-
-    def offer(*ids: int) -> bool:
-        jobs = [
-            Job(
-                rows=model.schema.from_records([{"id": float(n)}]),
-                request_id=f"r{n}",
-                arrived=0.0,
-                time=0.0,
-            )
-            for n in ids
-        ]
-        return shadow.offer(jobs, model.schema.from_records([{"id": float(n)} for n in ids]))
-
-    await shadow.start()
-    try:
-        assert offer(0, 1)
-        assert offer(2)
-        assert offer(3, 4)
-        await asyncio.sleep(0.2)  # the process would have answered by now, had it been sent
-        assert shadow.queued == 5
-        assert predicted == []
-        busy = False
-        assert offer(5)
-        assert shadow.queued == 6, "the exchange waits until the answers of the moment are out"
-        await asyncio.sleep(0)
-        assert shadow.queued == 0, "the loop found an idle moment and sent all six"
-        for _ in range(500):
-            if predicted:
-                break
-            await asyncio.sleep(0.01)
-            offer(99)
-    finally:
-        await shadow.close()
-    assert predicted[:6] == [f"r{n}" for n in range(6)]
-
-
-async def test_an_answer_that_came_whole_counts_though_the_process_died_after_it(
-    pid_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("mlcycle.serve._shadow._FLUSH_S", 0.0)  # each offer exchanges
-    monkeypatch.setattr("mlcycle.serve._shadow._IDLE_S", 60.0)  # and nothing else does
-    predicted: list[str] = []
-    model, shadow = pid_shadow(pid_workspace, predicted, idle=lambda: True)
-
-    def offer(request_id: str) -> bool:
-        rows = model.schema.from_records([{"id": 1.0}])
-        job = Job(rows=rows, request_id=request_id, arrived=0.0, time=0.0)
-        return shadow.offer([job], rows)
-
-    await shadow.start()
-    try:
-        child = shadow.pid
-        assert child is not None
-        assert offer("r1")  # sent at the loop's next idle moment
-        await until(lambda: bool(select.select([shadow._socket], [], [], 0)[0]))  # answered
-        os.kill(child, signal.SIGKILL)  # ... and then the process dies
-        await until(lambda: not running(child))
-        offer("r2")  # the next exchange reads the answer, then finds the process gone
-        await until(lambda: shadow.pid != child)
-    finally:
-        await shadow.close()
-    assert predicted[:1] == ["r1"]
+    with pytest.raises(MlcycleError, match=r"prediction log's writer.*workspace.prediction_log"):
+        await server.start()
 
 
 async def test_copies_of_a_replaced_pair_of_variants_reach_the_replaced_shadow(
@@ -382,86 +312,3 @@ async def test_a_shadow_logs_each_row_of_a_large_request_under_its_own_index(
     got = sorted((ids.index(copy["request_id"]), copy["row_index"]) for copy in logged)
     assert got == [(0, 0)] + [(1, n) for n in range(3)] + [(2, n) for n in range(10)]
     assert {copy["inputs"]["id"] - copy["row_index"] for copy in logged} == {0.0}
-
-
-async def test_a_message_larger_than_the_socket_takes_at_once_arrives_whole(
-    pid_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The socket takes a few kilobytes a send: the rest of the message goes at later exchanges."""
-    monkeypatch.setattr("mlcycle.serve._shadow._FLUSH_S", 0.0)
-    predicted: list[str] = []
-    model, shadow = pid_shadow(pid_workspace, predicted, idle=lambda: True)
-    await shadow.start()
-    try:
-        assert shadow._socket is not None
-        shadow._socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        for first in range(0, 90, 10):  # 9 batches, gathered in one message
-            jobs = [
-                Job(
-                    rows=model.schema.from_records([{"id": float(n)}]),
-                    request_id=f"r{n}\N{SNOWMAN}" * 50,  # 100 bytes each, not ASCII
-                    arrived=0.0,
-                    time=0.0,
-                )
-                for n in range(first, first + 10)
-            ]
-            rows = model.schema.from_records([{"id": float(n)} for n in range(first, first + 10)])
-            assert shadow.offer(jobs, rows)
-        await asyncio.sleep(0)
-        assert shadow._outbox, "the message did not fit in the socket's buffer"
-    finally:
-        await shadow.close()
-    assert predicted == [f"r{n}\N{SNOWMAN}" * 50 for n in range(90)]
-
-
-async def test_the_process_tells_its_tally_at_most_once_a_second_and_no_count_is_lost(
-    pid_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Between tallies an answer only says the copies are done; the rest is asked for.
-
-    A pause in the traffic (no exchange for ``_IDLE_S``) and closing both ask
-    the process for what it has not told, so every predicted row is counted.
-    """
-    monkeypatch.setattr("mlcycle.serve._shadow._FLUSH_S", 0.0)  # each offer exchanges
-    monkeypatch.setattr("mlcycle.serve._shadow._IDLE_S", 0.1)
-    model = load_model(pid_workspace.registry, "pid/1", max_rows=100)
-    answers: list[tuple[int, Tally | None]] = []
-    shadow = ShadowProcess(
-        model,
-        opener=functools.partial(open_registry, pid_workspace.settings),
-        max_rows=100,
-        max_queue=100,
-        done=lambda copies, told: answers.append((len(copies.counts), told)),
-        idle=lambda: True,
-    )
-
-    def offer(*ids: int) -> None:
-        rows = model.schema.from_records([{"id": float(n)} for n in ids])
-        jobs = [Job(rows=rows.slice(i, i + 1), request_id=f"r{n}", arrived=0.0, time=0.0)
-                for i, n in enumerate(ids)]  # fmt: skip
-        assert shadow.offer(jobs, rows)
-
-    def counted() -> int:
-        return sum(sum(told.calls) for _, told in answers if told is not None)
-
-    await shadow.start()
-    try:
-        offer(-1, 0)  # -1 breaks the model: a failed copy is told at once, with the rest
-        await until(lambda: bool(answers))
-        assert answers[0][1] is not None
-        assert (answers[0][1].calls, len(answers[0][1].failed)) == ([1], 1)
-        answers.clear()
-        for n in range(12):  # one message each, about 0.1 s apart
-            offer(n)
-            await until(lambda: not shadow.busy)
-        await until(lambda: counted() == 12)  # asked for after the pause, not on close
-        told = [told for copies, told in answers if copies]
-        assert len(told) == 12
-        assert told.count(None) >= 6, "most answers only said the copies were done"
-        assert any(told), "a second passed: the process told its tally unasked"
-        for n in range(12, 15):
-            offer(n)
-    finally:
-        await shadow.close()
-    assert counted() == 15, "closing asked for the tally of the last copies"
-    assert sum(copies for copies, _ in answers) == 15

@@ -23,7 +23,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
-from tests.serve.conftest import ListSink, logged_copies, rows, serve_settings, shadow_log
+from tests.serve.conftest import logged_copies, logged_rows, rows, serve_settings, shadow_log
 from tests.serve.test_server_log import running
 
 from mlcycle.errors import MlcycleError, ValidationFailed
@@ -75,8 +75,7 @@ async def test_a_change_a_removal_and_a_return_are_followed(
 ) -> None:
     del echo
     workspace.deployments.deploy("bikes", model="echo@production", canary={"echo/2": 10})
-    sink = ListSink()
-    async with following(workspace, sink) as (client, server):
+    async with following(workspace, workspace.prediction_log()) as (client, server):
         split = [await client.post(PREDICT, json={"instances": rows(n)}) for n in range(80)]
 
         workspace.deployments.deploy("bikes", model="echo/2", shadow=["echo@production"])
@@ -120,7 +119,9 @@ async def test_a_change_a_removal_and_a_return_are_followed(
     assert round(shadowed.json()["predictions"][0]) == 1004
     [copy] = [copy for copy in shadow_log(workspace) if copy["inputs"]["id"] == 4.0]
     assert (copy["variant"], copy["model_version"], round(copy["output"])) == ("shadow", 1, 4)
-    assert not any(batch.shadow for batch in sink.batches), "the shadow's process logs copies"
+    answered = {(row["variant"], row["model_version"]) for row in logged_rows(workspace)
+                if not row["shadow"]}  # fmt: skip
+    assert answered == {("primary", 1), ("canary", 2), ("primary", 2)}, "the shadow logs copies"
     assert gone.json()["error"].startswith("deployment 'bikes' was removed from the store")
     assert "mlcycle deploy bikes" in gone.json()["error"]
     assert gone_ready.status_code == 503
@@ -144,7 +145,7 @@ async def test_a_hung_shadow_process_holds_up_neither_the_next_change_nor_the_st
     # Twice this (the copy, then the exit) is longer than ``until`` waits for the alias move.
     monkeypatch.setattr("mlcycle.serve._shadow._EXIT_S", 6.0)
     workspace.deployments.deploy("bikes", model="echo@production", shadow=["echo/2"])
-    async with following(workspace, ListSink()) as (client, server):
+    async with following(workspace, workspace.prediction_log()) as (client, server):
         child = server.routes.shadows[0].queue.pid
         assert child is not None
         os.kill(child, signal.SIGSTOP)
@@ -406,12 +407,12 @@ async def test_a_weight_change_keeps_the_shadow_copies_of_requests_in_flight(
             variants=(
                 Variant("stable", "echo/1", weight=stable),
                 Variant("candidate", "echo/2", weight=100 - stable),
-                Variant("dark", "reordered/1", shadow=True),  # its rows decoded again
+                Variant("dark", "reordered/1", shadow=True),  # reads its inputs by name
             ),
         )
 
     workspace.deployments.apply(split(90))
-    server = server_of(workspace, split(90))
+    server = server_of(workspace, split(90), sink=workspace.prediction_log())
     await server.start()
     try:
 
@@ -423,7 +424,7 @@ async def test_a_weight_change_keeps_the_shadow_copies_of_requests_in_flight(
         workspace.deployments.apply(split(80))  # the same versions, other weights
         await server.refresh()
         assert all(kept is not lane for kept in server.routes.answering)
-        await server.answer(lane, job, decode)
+        await server.answer(lane, job)
         server.release(arrived=False)
         copies = await logged_copies(workspace, 1)
     finally:

@@ -10,17 +10,17 @@ more rows (at most ``max_wait_s``) only while other requests are still
 being read and checked (``arriving() > 0``), so a lone request is never
 held back. A request larger than ``max_rows`` is queued as parts of
 ``max_rows`` rows whose answers are joined: no predict call ever sees more.
-Such a request is logged and copied to shadows whole, once every part is
-predicted: one that failed part way was never answered, so none of it is.
+Such a request is logged whole, once every part is predicted (shadows
+take their copies from the log): one that failed part way was never
+answered, so none of it is.
 
 Every job gets exactly its own slice of the outputs. When a merged call
 raises, each job is predicted again on its own, so only the request that
 breaks the model gets the error.
 
-Shadow variants do not use a ``Batcher``: they predict in a process of
-their own (``_shadow``). ``answered``, when set, is handed each predict
-call's jobs and rows on the event loop once their answers are out, so a
-shadow taking the same inputs gets a copy of the whole batch at once.
+Shadow variants do not use a ``Batcher``: they take copies of what was
+answered from the prediction log's writer and predict in a process of
+their own (``_shadow``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
-import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,18 +38,12 @@ import numpy as np
 from mlcycle.serve._model import ServedModel
 from mlcycle.serve._rows import Rows, concat_rows
 
-__all__ = ["Answered", "Batcher", "Job", "row_columns"]
-
-_log = logging.getLogger("mlcycle.serve")
+__all__ = ["Batcher", "Job", "row_columns"]
 
 
 @dataclass(slots=True)
 class Job:
-    """One request's rows waiting for a prediction.
-
-    ``future`` is ``None`` for a shadow's copy of a request that was decoded
-    again for the shadow's inputs.
-    """
+    """One request's rows waiting for a prediction; ``future`` gets its outputs."""
 
     rows: Rows
     request_id: str
@@ -58,7 +51,7 @@ class Job:
     """``time.perf_counter()`` when the request arrived."""
     time: float
     """Unix epoch seconds when the request arrived."""
-    future: asyncio.Future[np.ndarray] | None = None
+    future: asyncio.Future[np.ndarray]
     first_row: int = 0
     """The index, within its request, of this job's first row (a part of a large request)."""
     whole: _Split | None = None
@@ -100,12 +93,6 @@ The jobs are the requests the call answered whole: a part of a larger
 request is not among them, but the whole request is, after its last part.
 """
 
-Answered = Callable[[Sequence[Job], Rows], None]
-"""Called on the loop after each predict call's answers are handed out: its jobs, their rows.
-
-The jobs are those ``BatchDone`` was given.
-"""
-
 
 class Batcher:
     """The micro-batching queue of one served model variant (see the module).
@@ -134,8 +121,6 @@ class Batcher:
         self._done = done
         self._called = called
         """Told each predict call's row count, on its thread or the loop."""
-        self.answered: Answered | None = None
-        """Handed each predict call's jobs and rows once answered (the server sets it)."""
         self._loop = asyncio.get_running_loop()
         self._queue: collections.deque[Job] = collections.deque()
         self._queued_rows = 0
@@ -153,7 +138,6 @@ class Batcher:
 
     def submit(self, job: Job) -> None:
         """Queue a job (in parts of ``max_rows`` rows when larger); its future gets its outputs."""
-        assert job.future is not None, "an answering variant's job is awaited"
         if job.rows.count <= self.max_rows:
             self._enqueue(job)
             return
@@ -172,7 +156,7 @@ class Batcher:
             )
             for start in starts
         ]
-        joined = asyncio.gather(*(part.future for part in parts if part.future is not None))
+        joined = asyncio.gather(*(part.future for part in parts))
         joined.add_done_callback(functools.partial(_join, job.future))
         for part in parts:
             self._enqueue(part)
@@ -227,44 +211,37 @@ class Batcher:
             return
         self._deadline = None
         jobs = self._take()
-        predicted: list[tuple[list[Job], Rows]] = []
         if self._thread is not None:
             try:
-                call = self._loop.run_in_executor(self._thread, self._predict, jobs, predicted)
+                call = self._loop.run_in_executor(self._thread, self._predict, jobs)
             except RuntimeError as exc:  # the thread was shut down: a job queued after close
-                self._finish([(job, exc) for job in jobs], predicted)
+                self._finish([(job, exc) for job in jobs])
                 return
             self._predicting = True
-            call.add_done_callback(functools.partial(self._predicted, jobs, predicted))
+            call.add_done_callback(functools.partial(self._predicted, jobs))
             return
         try:
-            outcomes = self._predict(jobs, predicted)
+            outcomes = self._predict(jobs)
         except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001  (none may hang)
             outcomes = [(job, exc) for job in jobs]
-        self._finish(outcomes, predicted)
+        self._finish(outcomes)
 
-    def _predicted(
-        self,
-        jobs: list[Job],
-        predicted: list[tuple[list[Job], Rows]],
-        call: asyncio.Future[list[Outcome]],
-    ) -> None:
+    def _predicted(self, jobs: list[Job], call: asyncio.Future[list[Outcome]]) -> None:
         """A predict call on the thread ended: answer its jobs, then flush what waits."""
         self._predicting = False
         error = None if call.cancelled() else call.exception()
         if call.cancelled() or error is not None:
             failure = error or asyncio.CancelledError("the predict call was cancelled")
-            self._finish([(job, failure) for job in jobs], predicted)
+            self._finish([(job, failure) for job in jobs])
             return
-        self._finish(call.result(), predicted)
+        self._finish(call.result())
 
-    def _finish(self, outcomes: list[Outcome], predicted: list[tuple[list[Job], Rows]]) -> None:
-        """Answer the jobs, hand the call on, then flush what waits (or wake ``close``)."""
+    def _finish(self, outcomes: list[Outcome]) -> None:
+        """Answer the jobs, then flush what waits (or wake ``close``)."""
         for job, outcome in outcomes:
             if job.whole is not None and isinstance(outcome, BaseException):
                 job.whole.failed = True  # before the next call: its other parts are not logged
         _resolve(outcomes)
-        self._hand_on(predicted)
         if self._queue:
             self._schedule()  # after the loop has read the requests that came meanwhile
         else:
@@ -274,22 +251,6 @@ class Batcher:
         """Wake ``close`` once nothing is queued and no call runs."""
         if self._emptied is not None and not self._emptied.done() and not self.busy:
             self._emptied.set_result(None)
-
-    def _hand_on(self, predicted: list[tuple[list[Job], Rows]]) -> None:
-        """Give ``answered`` each predict call that succeeded: its jobs and their rows.
-
-        Its failure is logged and goes no further: the requests are answered,
-        and a shadow's trouble never reaches the variant it copies.
-        """
-        if self.answered is None:
-            return
-        for jobs, rows in predicted:
-            try:
-                self.answered(jobs, rows)
-            except Exception:  # noqa: BLE001  (logged; the batcher goes on)
-                _log.exception(
-                    "variant %s: handing a batch on to its shadows failed", self.model.ref
-                )
 
     def _wait(self) -> bool:
         """Whether to wait for more rows (while requests are still arriving, up to ``max_wait_s``).
@@ -324,18 +285,15 @@ class Batcher:
         self._queued_rows -= rows
         return jobs
 
-    def _predict(self, jobs: list[Job], predicted: list[tuple[list[Job], Rows]]) -> list[Outcome]:
-        """Predict ``jobs`` together; on an error, each alone, so only the culprit fails.
-
-        Appends each call that succeeded to ``predicted``.
-        """
+    def _predict(self, jobs: list[Job]) -> list[Outcome]:
+        """Predict ``jobs`` together; on an error, each alone, so only the culprit fails."""
         try:
             rows = concat_rows([job.rows for job in jobs], self.model.schema.names)
             outputs = self.model.predict(rows)
         except Exception as exc:  # noqa: BLE001  (a model may raise anything; callers get it)
             if len(jobs) == 1:
                 return [(jobs[0], exc)]
-            return [outcome for job in jobs for outcome in self._predict([job], predicted)]
+            return [outcome for job in jobs for outcome in self._predict([job])]
         outcomes: list[Outcome] = []
         offset = 0
         for job in jobs:
@@ -349,7 +307,6 @@ class Batcher:
                 return outcomes
             jobs, rows, outputs = whole
         self._done(jobs, rows, outputs, time.perf_counter())
-        predicted.append((jobs, rows))
         return outcomes
 
     def _answered_whole(self, outcomes: list[Outcome]) -> tuple[list[Job], Rows, np.ndarray] | None:
@@ -402,7 +359,6 @@ def _resolve(outcomes: list[Outcome]) -> None:
     """Hand each waiting request its outputs or error (it may have gone away meanwhile)."""
     for job, outcome in outcomes:
         future = job.future
-        assert future is not None, "a batcher's jobs are awaited"
         if future.done():
             continue
         if isinstance(outcome, BaseException):

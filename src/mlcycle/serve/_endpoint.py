@@ -123,7 +123,7 @@ class PredictEndpoint:
                 arrived=arrived,
                 version=params.get("version"),
             )
-            answer = await server.answer(lane, job, rows_of)
+            answer = await server.answer(lane, job)
             content, extra = self.render(answer, payload, server.name)
         except MlcycleError as exc:
             status = status_of(exc)

@@ -3,10 +3,12 @@
 ``append`` only puts the batch on a queue. A writer thread turns queued
 batches into Arrow record batches, appends them to this process's spool
 segments (``_segments``) and fsyncs at least every ``flush_interval_s``
-(0.2 s by default), so a SIGKILL loses at most that much. Segments roll over,
-by size, by age and on ``close``, on a second thread at a lower CPU priority
-(a rollover is a burst of CPU the requests should not wait for), into the
-Delta table
+(0.2 s by default), so a SIGKILL loses at most that much. Right after each
+round's answered rows are synced, the writer hands them, one record batch a
+deployment, to that deployment's tees (``add_tee``): its shadow variants,
+which never make it wait. Segments roll over, by size, by age and on
+``close``, on a second thread at a lower CPU priority (a rollover is a burst
+of CPU the requests should not wait for), into the Delta table
 ``predictions/<deployment>`` of the artifact store's table area, partitioned
 by ``date``; closing a log also rolls over the segments of processes that
 ended (a stopped shadow variant's process leaves its own to its worker's).
@@ -42,7 +44,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PredictionLog",
+    "Tee",
     "aware_utc",
     "column_kind",
     "log_table_name",
@@ -84,6 +87,22 @@ FAILED_SUFFIX = ".failed"
 """A segment the Delta table refused is kept under this suffix (``recover``)."""
 _ROLL_NICE = 10
 """The roller thread's nice value: below the requests, yet never starved (as idle would be)."""
+
+
+class Tee(Protocol):
+    """Takes copies of a deployment's answered rows as the log's writer writes them (a shadow).
+
+    Both are called on the writer's thread, which must never wait for them:
+    a tee that cannot keep up drops copies, never holds up the log.
+    """
+
+    def take(self, record: pa.RecordBatch) -> None:
+        """A record batch of answered rows, just written and synced (the log's columns)."""
+        ...
+
+    def send(self) -> None:
+        """The writer's round ended: hand on what was taken, as far as can be done at once."""
+        ...
 
 
 def spool_dir(settings: Settings) -> Path:
@@ -135,6 +154,10 @@ class PredictionLog:
         self._written = threading.Condition()
         self._durable = 0
         self._appended = 0
+        self._tees: dict[str, tuple[Tee, ...]] = {}
+        """By deployment, what takes copies of its answered rows (replaced whole, never changed:
+        the writer reads it without a lock)."""
+        self._tees_changing = threading.Lock()
         spool_dir.mkdir(parents=True, exist_ok=True)
         self.recover()
         self._rolls: queue.SimpleQueue[tuple[str, Segment] | None] = queue.SimpleQueue()
@@ -166,6 +189,24 @@ class PredictionLog:
         self._wake.set()
         with self._written:
             self._written.wait_for(lambda: self._durable >= target, timeout=timeout_s)
+
+    def add_tee(self, deployment: str, tee: Tee) -> None:
+        """Hand ``tee`` every record batch of ``deployment``'s answered rows written from now on."""
+        with self._tees_changing:
+            tees = dict(self._tees)
+            tees[deployment] = (*tees.get(deployment, ()), tee)
+            self._tees = tees
+
+    def remove_tee(self, deployment: str, tee: Tee) -> None:
+        """Stop handing ``tee`` rows; a writer's round already under way may still call it."""
+        with self._tees_changing:
+            tees = dict(self._tees)
+            kept = tuple(t for t in tees.get(deployment, ()) if t is not tee)
+            if kept:
+                tees[deployment] = kept
+            else:
+                tees.pop(deployment, None)
+            self._tees = tees
 
     def close(self) -> None:
         """Write what is queued, roll every segment into Delta, and stop the writer.
@@ -270,16 +311,24 @@ class PredictionLog:
                 group = (batch.deployment, tuple(batch.inputs), batch.error is not None)
                 groups.setdefault(group, []).append(batch)
             touched: dict[int, Segment] = {}
+            written: list[tuple[str, pa.RecordBatch]] = []
             for batches in groups.values():
-                self._write_group(batches, touched)
+                self._write_group(batches, touched, written)
             for segment in touched.values():
                 segment.sync()
+            self._tee(written)
         finally:
             with self._written:
                 self._durable += len(taken)
                 self._written.notify_all()
 
-    def _write_group(self, batches: list[PredictionBatch], touched: dict[int, Segment]) -> None:
+    def _write_group(
+        self,
+        batches: list[PredictionBatch],
+        touched: dict[int, Segment],
+        written: list[tuple[str, pa.RecordBatch]],
+    ) -> None:
+        """Write ``batches`` (one group); answered rows written are added to ``written``."""
         try:
             record = to_record_batch(batches)
             key = (batches[0].deployment, record.schema)
@@ -293,10 +342,12 @@ class PredictionLog:
                 self._retire(key)  # its end may be torn: later rows go to a new segment
                 raise
             touched[id(segment)] = segment
+            if batches[0].error is None:
+                written.append((key[0], record))
         except Exception as exc:  # noqa: BLE001  (logged; its neighbours are still written)
             if len(batches) > 1:
                 for batch in batches:
-                    self._write_group([batch], touched)
+                    self._write_group([batch], touched, written)
                 return
             [batch] = batches
             _log.error(
@@ -308,6 +359,22 @@ class PredictionLog:
                 exc,
                 exc_info=exc,
             )
+
+    def _tee(self, written: list[tuple[str, pa.RecordBatch]]) -> None:
+        """Hand the answered rows just written to their deployments' tees; then let each send.
+
+        A tee that fails is logged and left for the next round: the rows are
+        written whatever it does.
+        """
+        tees = self._tees
+        if not tees:
+            return
+        for deployment, record in written:
+            for tee in tees.get(deployment, ()):
+                _handed(deployment, tee.take, record)
+        for deployment, each in tees.items():
+            for tee in each:
+                _handed(deployment, tee.send)
 
     def _roll_due(self) -> None:
         now = time.monotonic()
@@ -386,6 +453,14 @@ class PredictionLog:
                 if attempt == _COMMIT_RETRIES - 1:
                     raise
                 time.sleep(0.01 * (attempt + 1))
+
+
+def _handed(deployment: str, call: Callable[..., None], *args: Any) -> None:  # Any: call's
+    """Call a tee of ``deployment``; its failure is logged, and the writer goes on."""
+    try:
+        call(*args)
+    except Exception:  # noqa: BLE001  (the rows are written whatever a shadow does)
+        _log.exception("prediction log: handing copies of %s to a shadow failed", deployment)
 
 
 def _lower_priority() -> None:

@@ -35,11 +35,6 @@ _HASH_SPAN = float(1 << 64)
 class LaneQueue(Protocol):
     """Where a lane's requests wait: a ``Batcher`` (answering) or a ``ShadowProcess``."""
 
-    @property
-    def busy(self) -> bool:
-        """Whether requests wait or are being predicted."""
-        ...
-
     async def close(self) -> None:
         """Predict what waits, then stop."""
         ...

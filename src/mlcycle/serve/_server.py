@@ -50,9 +50,9 @@ from mlcycle.serve._metrics import (
     observe_many,
 )
 from mlcycle.serve._model import ServedModel, load_model
+from mlcycle.serve._predlog import PredictionLog
 from mlcycle.serve._routing import Lane, Routes
 from mlcycle.serve._shadow import (
-    Copies,
     RegistryOpener,
     ShadowLog,
     ShadowProcess,
@@ -150,9 +150,6 @@ class ModelServer:
         """Whether a followed change may not be served yet (``_poll`` refreshes until it is)."""
         self._retry_at = 0.0
         self._retry_s = 0.0
-        self._decoded_again: dict[Batcher, tuple[Lane[ShadowProcess], ...]] = {}
-        """By answering lane's batcher (kept when only its weight changes, as requests in
-        flight hold it), the shadows whose inputs differ from its own (``_connect``)."""
         self._ids = itertools.count(1)
         self._id_prefix = new_id()[-12:].lower()
 
@@ -182,7 +179,7 @@ class ModelServer:
             # What changed between reading the deployment (the app's factory) and the head:
             # the first poll reads the store again.
             self._stale = self.deployments is not None
-        self._routes = self._connect(await self._build(self.deployment, previous=()))
+        self._routes = await self._build(self.deployment, previous=())
         gc.collect()
         _settle_heap()
         if self.events is not None:
@@ -256,13 +253,9 @@ class ModelServer:
             self._arrived(queued)
         return lane, job
 
-    async def answer(self, lane: Lane[Batcher], job: Job, decode: Decoder) -> Answer:
+    async def answer(self, lane: Lane[Batcher], job: Job) -> Answer:
         """The outputs of a job ``queue`` queued, once predicted (the model's error, if any)."""
-        assert job.future is not None, "a request's job always has a future"
         outputs = await job.future
-        if self._decoded_again and (others := self._decoded_again.get(lane.queue)):
-            # Runs once this request's task yields, which is after its answer is written.
-            asyncio.get_running_loop().call_soon(self._copy, others, decode, job)
         return Answer(outputs=outputs, lane=lane, request_id=job.request_id)
 
     def _arrived(self, queued: Lane[Batcher] | None) -> None:
@@ -337,7 +330,7 @@ class ModelServer:
             new = await self._build(deployment, previous=old)
             if self._removed is not None:
                 _log.warning("deployment %s was applied again: serving it", self.name)
-            self.deployment, self._routes, self._removed = deployment, self._connect(new), None
+            self.deployment, self._routes, self._removed = deployment, new, None
             _settle_heap()
             kept = {id(lane.queue) for lane in new.lanes}
             self._retire([lane for lane in old if id(lane.queue) not in kept])
@@ -372,54 +365,6 @@ class ModelServer:
         old, self._routes = self._routes, None
         if old is not None:
             self._retire(old.lanes)
-
-    def _connect(self, routes: Routes) -> Routes:
-        """Route copies of what each answering lane answers to the shadows, for ``routes``.
-
-        A shadow taking the same inputs as the lane gets each of its
-        predicted batches as they are (``Batcher.answered``): nothing is
-        done per request. One whose inputs differ gets each request decoded
-        again for it (``_copy``), after its answer.
-        """
-        self._decoded_again = {}
-        for lane in routes.answering:
-            same = tuple(
-                s for s in routes.shadows if s.model.schema.inputs == lane.model.schema.inputs
-            )
-            others = tuple(s for s in routes.shadows if s not in same)
-            lane.queue.answered = functools.partial(self._offer, same) if same else None
-            if others:
-                self._decoded_again[lane.queue] = others
-        return routes
-
-    def _offer(
-        self, shadows: Sequence[Lane[ShadowProcess]], jobs: Sequence[Job], rows: Rows
-    ) -> None:
-        """Queue copies of a predicted batch for ``shadows``, unless copies are being shed.
-
-        Past half of ``max_inflight`` requests in flight, copies are dropped
-        before any request is refused.
-        """
-        busy = self.inflight > self.settings.max_inflight // 2
-        for shadow in shadows:
-            if busy or not shadow.queue.offer(jobs, rows):
-                self.metrics.shed.labels(self.name, "shadow").inc(len(jobs))
-
-    def _copy(self, shadows: Sequence[Lane[ShadowProcess]], decode: Decoder, job: Job) -> None:
-        """Queue the request's rows decoded again for each of ``shadows`` (see ``_connect``)."""
-        for shadow in shadows:
-            try:
-                rows = decode(shadow.model.schema)
-            except MlcycleError as exc:
-                _log.warning(
-                    "shadow %s cannot take request %s: %s",
-                    shadow.variant.name,
-                    job.request_id,
-                    exc,
-                )
-                continue
-            copy = Job(rows=rows, request_id=job.request_id, arrived=job.arrived, time=job.time)
-            self._offer((shadow,), (copy,), rows)
 
     async def _build(self, deployment: Deployment, *, previous: Sequence[Lane[Any]]) -> Routes:
         """Lanes for every variant: kept when its model version is unchanged, else loaded.
@@ -490,14 +435,28 @@ class ModelServer:
                 "predicts in a process of its own: give the server a registry_opener "
                 "(functools.partial(mlcycle.workspace.open_registry, settings))"
             )
+        if not isinstance(self.sink, PredictionLog):
+            raise MlcycleError(
+                f"deployment '{deployment.name}' has a shadow variant ({variant.name}), which "
+                "takes its copies of the answered requests from the prediction log's writer: "
+                "give the server a PredictionLog as its sink (workspace.prediction_log())"
+            )
         model, tag = await self._load(deployment, variant)
+        half = self.settings.max_inflight // 2
+        shed = self.metrics.shed.labels(self.name, "shadow").inc
         shadow = ShadowProcess(
             model,
             opener=self.registry_opener,
+            source=self.sink,
+            deployment=deployment.name,
             max_rows=self.settings.max_batch_size,
             max_queue=self.settings.shadow_queue,
             done=functools.partial(self._copies_done, tag),
-            idle=lambda: self.inflight == 0,
+            # Past half of ``max_inflight`` requests in flight, copies are dropped before any
+            # request is refused.
+            shedding=lambda: self.inflight > half,
+            shed=shed,
+            clock=self._time,
             log=None
             if self.sink_opener is None
             else ShadowLog(self.sink_opener, deployment.name, variant.name),
@@ -537,11 +496,8 @@ class ModelServer:
         if self.sink is not None:
             self.sink.append(_prediction_batch(tag, jobs, rows, outputs, now))
 
-    def _copies_done(self, tag: _Tag, copies: Copies, predicted: Tally | None) -> None:
+    def _copies_done(self, tag: _Tag, predicted: Tally) -> None:
         """A shadow's metrics, as its process added them up (it logged the copies too)."""
-        del copies
-        if predicted is None:  # told later (``_TALLY_S``)
-            return
         for rows in predicted.calls:
             tag.metrics.batch_rows.observe(rows)
         if tag.metrics.shadow_lag is not None and predicted.lags is not None:
