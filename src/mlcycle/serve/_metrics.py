@@ -143,7 +143,7 @@ class Metrics:
         self.shadow_lag = Histogram(
             "mlcycle_serve_shadow_lag_seconds",
             "Time from a request's arrival to its shadow copy's prediction (a shadow predicts "
-            "in a process of its own, copies batched every 500 ms or 1,024 rows).",
+            "in a process of its own what the prediction log's writer hands it, 5 times a second).",
             _LANE,
             buckets=(*_LATENCY_BUCKETS, 10.0, 30.0),
             registry=self.registry,
