@@ -112,10 +112,11 @@ _PAUSE_S = 0.002
 A round of the log's writer at 11,000 requests/s holds some 2,300 copies.
 Predicted and logged at once, they were a burst of a few milliseconds every
 0.2 s on the second core, during which the worker's requests ran slower (the
-two cores share caches): the primary's p99 read 1.15x and 1.22x without a
-shadow's. Spread out in parts of ``_CHUNK_ROWS`` rows with this pause, 1.01x
-(2026-12-05; ``docs/benchmarks.md``). A process that falls behind does not
-pause: the pause ends as soon as more copies wait on its socket.
+two cores share caches): the primary's p99 read 1.15x and 1.22x that without
+a shadow. Spread out in parts of ``_CHUNK_ROWS`` rows with this pause, 1.01x,
+1.09x and 1.10x, for 2 µs more of the process's CPU a request (2026-12-05,
+``docs/benchmarks.md``). A process that falls behind does not pause: the
+pause ends as soon as more copies wait on its socket.
 """
 _TALLY_S = 1.0
 """How often, at most, the process sends what it predicted, added up (``Tally``).
