@@ -9,8 +9,9 @@ event loop that answers requests, nor per request: the writer already holds
 the rows as columns. Gathering copies on the event loop instead (numbers
 copied into a matrix as batches were answered, sent in the gaps between
 requests) cost the primary about 10 % of its p99 latency at half the
-server's top rate on a steady machine, where this costs it none measurable
-(ADR 0011).
+server's top rate on a steady machine; handing them over from the writer
+costs it nothing measurable (with a process that only reads them, 1.00x;
+ADR 0011).
 
 The writer never waits for a shadow: a record batch that does not fit in
 the shadow's backlog of ``max_queue`` rows, or that comes while the server
@@ -22,8 +23,9 @@ The shadow's process (this interpreter running ``main``, at the idle CPU
 priority) loads the same model version through the registry, reads the
 logged inputs its model takes by name (a shadow whose inputs differ from
 the answering variant's reads the ones it needs; one the log does not hold
-fails those copies), predicts, logs the copies to a prediction log of its
-own (``ShadowLog``) and, at most every ``_TALLY_S``, sends what the serving
+fails those copies), predicts them in parts with short pauses between
+(``_PAUSE_S``), logs the copies to a prediction log of its own
+(``ShadowLog``) and, at most every ``_TALLY_S``, sends what the serving
 process's metrics need, already added up (``Tally``): the rows of each
 predict call, and the buckets and sums of the copies' lags and predicted
 values. A copy's lag is the time from its request's arrival (its logged
@@ -187,8 +189,8 @@ class _Tee:
     """The log writer's side of a shadow (``Tee``): copies sent to its process, never awaited.
 
     Called on the writer's thread; the event loop attaches and detaches the
-    process's socket. Its lock keeps the two apart (the writer holds it for
-    a few microseconds a round).
+    process's socket. Its lock keeps the two apart (the writer holds it while
+    it serializes a record batch or sends, never while it waits).
     """
 
     def __init__(
