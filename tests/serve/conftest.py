@@ -28,6 +28,7 @@ from click.testing import Result
 from sklearn.linear_model import LinearRegression, Ridge
 from starlette.applications import Starlette
 from tests.conftest import free_port
+from tests.serve.models import Pid, Slow
 from typer.testing import CliRunner
 
 from mlcycle.cli._app import app
@@ -44,7 +45,7 @@ from mlcycle.serve import (
     spool_dir,
 )
 from mlcycle.settings import RegistrySettings, ServeSettings, Settings
-from mlcycle.store import Deployment, TableArea
+from mlcycle.store import Deployment, TableArea, Variant
 from mlcycle.workspace import Workspace, open_prediction_log, open_registry
 
 ECHO_COLUMNS = ["id", "x"]
@@ -116,6 +117,28 @@ def echo(workspace: Workspace) -> str:
         workspace.registry.register("echo", model, input_example=frame)
     workspace.registry.promote("echo", 1, to="production")
     return "models:/echo@production"
+
+
+PID_SHADOWED = Deployment(
+    name="bikes",
+    variants=(Variant("live", "pid/1"), Variant("dark", "pid/1", shadow=True)),
+    policy="shadow",
+)
+"""``pid`` 1 answering, and shadowing itself in the shadow's own process."""
+
+
+@pytest.fixture
+def pid_workspace(tmp_path: Path) -> Iterator[Workspace]:
+    """``pid`` 1 answers the id of the process it runs in (it raises on a negative ``id``);
+    ``echo`` 1 answers column ``id``."""
+    settings = Settings(
+        home=tmp_path, actor="ana", registry=RegistrySettings(trusted_publishers=("ana",))
+    )
+    with Workspace.open(settings) as workspace:
+        example = pd.DataFrame({"id": [1.0, 2.0]})
+        workspace.registry.register("pid", Pid(), input_example=example, flavor="pyfunc")
+        workspace.registry.register("echo", Slow(0.0), input_example=example, flavor="pyfunc")
+        yield workspace
 
 
 def serve_settings(**changes: object) -> ServeSettings:

@@ -9,14 +9,11 @@ import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pytest
-from tests.serve.conftest import client_for, logged_rows, shadow_log, until
-from tests.serve.models import Pid
+from tests.serve.conftest import PID_SHADOWED, client_for, logged_rows, shadow_log, until
 
 from mlcycle.errors import ValidationFailed
 from mlcycle.registry import ColumnSpec
@@ -24,29 +21,10 @@ from mlcycle.serve import PredictionBatch, to_record_batch
 from mlcycle.serve._model import load_model
 from mlcycle.serve._rows import Schema
 from mlcycle.serve._shadow import ShadowProcess, Tally, _chunks, _read_copies, _Tee, rows_of
-from mlcycle.settings import RegistrySettings, Settings
-from mlcycle.store import Deployment, Variant
 from mlcycle.workspace import Workspace, open_registry
 
 pytestmark = pytest.mark.anyio
 PREDICT = "/v1/models/bikes:predict"
-SHADOWED = Deployment(
-    name="bikes",
-    variants=(Variant("live", "pid/1"), Variant("dark", "pid/1", shadow=True)),
-    policy="shadow",
-)
-
-
-@pytest.fixture
-def pid_workspace(tmp_path: Path) -> Workspace:
-    """``pid`` 1 answers the id of the process it runs in (and raises on a negative ``id``)."""
-    settings = Settings(
-        home=tmp_path, actor="ana", registry=RegistrySettings(trusted_publishers=("ana",))
-    )
-    with Workspace.open(settings) as workspace:
-        example = pd.DataFrame({"id": [1.0, 2.0]})
-        workspace.registry.register("pid", Pid(), input_example=example, flavor="pyfunc")
-        yield workspace
 
 
 def answered(*ids: float, deployment: str = "bikes") -> PredictionBatch:
@@ -86,7 +64,7 @@ async def test_a_stopped_shadow_never_holds_up_the_log_and_every_copy_is_logged_
     is either logged by the shadow or counted as shed: none is lost unsaid.
     """
     sink = pid_workspace.prediction_log()
-    async with client_for(pid_workspace, SHADOWED, sink=sink, shadow_queue=2_500) as (
+    async with client_for(pid_workspace, PID_SHADOWED, sink=sink, shadow_queue=2_500) as (
         client,
         server,
     ):

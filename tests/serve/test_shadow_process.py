@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 from tests.serve.conftest import (
+    PID_SHADOWED,
     ListSink,
     client_for,
     logged_copies,
@@ -21,7 +22,7 @@ from tests.serve.conftest import (
     shadow_log,
     until,
 )
-from tests.serve.models import Pid, Slow
+from tests.serve.models import Slow
 from tests.serve.test_server_log import running
 
 from mlcycle.errors import MlcycleError
@@ -33,24 +34,6 @@ from mlcycle.workspace import Workspace, open_registry
 
 pytestmark = pytest.mark.anyio
 PREDICT = "/v1/models/bikes:predict"
-SHADOWED = Deployment(
-    name="bikes",
-    variants=(Variant("live", "pid/1"), Variant("dark", "pid/1", shadow=True)),
-    policy="shadow",
-)
-
-
-@pytest.fixture
-def pid_workspace(tmp_path: Path) -> Workspace:
-    """``pid`` 1 answers the id of the process it runs in; ``echo`` 1 answers column ``id``."""
-    settings = Settings(
-        home=tmp_path, actor="ana", registry=RegistrySettings(trusted_publishers=("ana",))
-    )
-    with Workspace.open(settings) as workspace:
-        example = pd.DataFrame({"id": [1.0, 2.0]})
-        workspace.registry.register("pid", Pid(), input_example=example, flavor="pyfunc")
-        workspace.registry.register("echo", Slow(0.0), input_example=example, flavor="pyfunc")
-        yield workspace
 
 
 LAG = "mlcycle_serve_shadow_lag_seconds"
@@ -71,7 +54,7 @@ async def test_the_shadow_predicts_and_logs_in_a_process_of_its_own(
     rows to the shadow's process, whose copies are in the project's log, in
     segments it wrote.
     """
-    async with client_for(pid_workspace, SHADOWED) as (client, server):
+    async with client_for(pid_workspace, PID_SHADOWED) as (client, server):
         child = server.routes.shadows[0].queue.pid
         answers = [
             await client.post(PREDICT, json={"instances": [{"id": float(n)}]}) for n in range(5)
@@ -113,7 +96,7 @@ async def test_every_thread_of_the_shadow_process_runs_only_when_a_core_is_idle(
     pid_workspace: Workspace,
 ) -> None:
     """Its predict calls and its log's writer and roller threads: all ``SCHED_IDLE``."""
-    async with client_for(pid_workspace, SHADOWED) as (client, server):
+    async with client_for(pid_workspace, PID_SHADOWED) as (client, server):
         await client.post(PREDICT, json={"instances": [{"id": 1.0}]})
         await logged_copies(pid_workspace, 1)
         child = server.routes.shadows[0].queue.pid
@@ -127,7 +110,7 @@ async def test_a_killed_shadow_process_is_started_again_and_never_fails_a_reques
     pid_workspace: Workspace,
 ) -> None:
     """SIGKILL the shadow's process: answers go on, copies are shed, a new process takes over."""
-    async with client_for(pid_workspace, SHADOWED) as (client, server):
+    async with client_for(pid_workspace, PID_SHADOWED) as (client, server):
         shadow = server.routes.shadows[0].queue
         first = shadow.pid
         assert first is not None
@@ -180,7 +163,7 @@ async def test_stopping_the_server_predicts_every_copy_it_answered_first(
     left into Delta.
     """
     sink = pid_workspace.prediction_log()
-    async with client_for(pid_workspace, SHADOWED, sink=sink) as (client, server):
+    async with client_for(pid_workspace, PID_SHADOWED, sink=sink) as (client, server):
         child = server.routes.shadows[0].queue.pid
         assert child is not None
         os.kill(child, signal.SIGSTOP)
@@ -206,7 +189,7 @@ async def test_a_shadow_its_process_cannot_load_stops_the_start_with_the_reason(
     sink = pid_workspace.prediction_log()
     server = ModelServer(
         registry=pid_workspace.registry,
-        deployment=SHADOWED,
+        deployment=PID_SHADOWED,
         settings=serve_settings(),
         sink=sink,
         registry_opener=functools.partial(open_registry, elsewhere),
@@ -222,7 +205,7 @@ async def test_a_server_without_a_registry_opener_refuses_a_shadow(
     pid_workspace: Workspace,
 ) -> None:
     server = ModelServer(
-        registry=pid_workspace.registry, deployment=SHADOWED, settings=serve_settings()
+        registry=pid_workspace.registry, deployment=PID_SHADOWED, settings=serve_settings()
     )
     with pytest.raises(MlcycleError, match="registry_opener"):
         await server.start()
@@ -235,7 +218,7 @@ async def test_a_server_without_a_prediction_log_refuses_a_shadow(
     """A shadow's copies come from the prediction log's writer: no log, no shadow."""
     server = ModelServer(
         registry=pid_workspace.registry,
-        deployment=SHADOWED,
+        deployment=PID_SHADOWED,
         settings=serve_settings(),
         sink=sink,
         registry_opener=functools.partial(open_registry, pid_workspace.settings),
@@ -301,7 +284,7 @@ async def test_a_shadow_logs_each_row_of_a_large_request_under_its_own_index(
     pid_workspace: Workspace,
 ) -> None:
     """Rows of one request, and the parts of a request larger than a batch, keep their indexes."""
-    async with client_for(pid_workspace, SHADOWED, max_batch_size=4) as (client, _):
+    async with client_for(pid_workspace, PID_SHADOWED, max_batch_size=4) as (client, _):
         answers = [
             await client.post(PREDICT, json={"instances": [{"id": float(n)} for n in range(size)]})
             for size in (1, 3, 10)  # the last goes in parts of 4, 4 and 2 rows
