@@ -116,8 +116,8 @@ Predicted and logged at once, they were a burst of a few milliseconds every
 0.2 s on the second core, during which the worker's requests ran slower (the
 two cores share caches): the primary's p99 read 1.15x and 1.22x that without
 a shadow. Spread out in parts of ``_CHUNK_ROWS`` rows with this pause, 1.01x,
-1.09x and 1.10x, for 2 µs more of the process's CPU a request (2026-12-05,
-``docs/benchmarks.md``). A process that falls behind does not pause: the
+1.09x, 1.10x, 1.02x and 1.06x, for 2 to 3 µs more of the process's CPU a
+request (2026-12-05, ``docs/benchmarks.md``). A process that falls behind does not pause: the
 pause ends as soon as more copies wait on its socket.
 """
 _TALLY_S = 1.0
