@@ -456,3 +456,72 @@ def test_a_log_of_only_failures_reads_as_empty(tmp_path: Path) -> None:
     found = read_predictions(spool_dir=tmp_path / "spool", tables=tables, deployment="bike")
     assert found.num_rows == 0
     assert "inputs" in found.column_names
+
+
+def _copies_of(batch: PredictionBatch) -> pa.RecordBatch:
+    """What a shadow's tee sends of ``batch`` once it is logged."""
+    return to_record_batch([batch]).select(["request_id", "row_index", "time", "inputs"])
+
+
+def test_a_shadows_copies_record_is_the_record_its_batch_would_give() -> None:
+    shadowed = _batch(0, rows=5, variant="shadow")
+    answered = _replace(shadowed, inputs={**shadowed.inputs, "hum": [0.5] * 5})  # not the shadow's
+    copies = _copies_of(answered).slice(1, 3)  # a part, as the shadow's process predicts them
+    record = predlog.copies_record(
+        copies,
+        deployment="bike-demand",
+        model="bike-demand",
+        model_version=3,
+        variant="shadow",
+        features=["hr", "temp"],
+        latency_ms=np.full(3, 1.5),
+        outputs=np.arange(1, 4, dtype=np.float64),
+    )
+    expected = to_record_batch(
+        [
+            _replace(
+                shadowed,
+                request_ids=["r1", "r2", "r3"],
+                row_indexes=[1, 2, 3],
+                times=[T0 + 1, T0 + 2, T0 + 3],
+                latency_ms=[1.5] * 3,
+                inputs={"hr": [23] * 3, "temp": np.full(3, 0.25)},
+                outputs=np.arange(1, 4, dtype=np.float64),
+            )
+        ]
+    )
+    assert record.schema == expected.schema
+    assert record.to_pylist() == expected.to_pylist()
+
+
+def test_ready_records_are_written_with_the_batches_and_read_back(
+    log: PredictionLog, spool: Path, tables: LocalArtifactStore
+) -> None:
+    log.append(_batch(0))
+    copies = _copies_of(_batch(0))
+    for part in (copies.slice(0, 1), copies.slice(1, 1)):  # two records of one schema: one write
+        log.append_record(
+            "bike-demand",
+            predlog.copies_record(
+                part,
+                deployment="bike-demand",
+                model="bike-demand",
+                model_version=4,
+                variant="shadow",
+                features=["hr", "temp"],
+                latency_ms=np.array([7.0]),
+                outputs=np.array([9.0]),
+            ),
+        )
+    assert log.logged_schema("bike-demand").features == {"hr": "number", "temp": "number"}
+    log.flush()
+    [segment] = _segments(spool)  # the copies' record has the batches' schema: one segment
+    log.close()
+    rows = _read(spool, tables).to_pylist()
+    shadowed = [row for row in rows if row["shadow"]]
+    assert [(r["request_id"], r["model_version"], r["output"]) for r in shadowed] == [
+        ("r0", 4, 9.0),
+        ("r1", 4, 9.0),
+    ]
+    assert len(rows) == 4
+    assert not segment.exists()

@@ -20,7 +20,15 @@ from mlcycle.registry import ColumnSpec
 from mlcycle.serve import PredictionBatch, to_record_batch
 from mlcycle.serve._model import load_model
 from mlcycle.serve._rows import Schema
-from mlcycle.serve._shadow import ShadowProcess, Tally, _chunks, _read_copies, _Tee, rows_of
+from mlcycle.serve._shadow import (
+    ShadowProcess,
+    Tally,
+    _chunks,
+    _read_copies,
+    _request_starts,
+    _Tee,
+    rows_of,
+)
 from mlcycle.workspace import Workspace, open_registry
 
 pytestmark = pytest.mark.anyio
@@ -242,7 +250,6 @@ def test_the_process_predicts_a_message_in_parts_that_never_cut_a_request() -> N
     is never cut, so a part holding a larger one is larger."""
     sizes = [1] * 200 + [300] + [50] * 3
     ids = [f"r{n}" for n, size in enumerate(sizes) for _ in range(size)]
-    record = pa.record_batch({"request_id": pa.array(ids)})
-    parts = _chunks(record)
+    parts = _chunks(_request_starts(pa.array(ids)), len(ids))
     assert parts == [(0, 128), (128, 500), (500, 550), (550, 650)]
-    assert _chunks(pa.record_batch({"request_id": pa.array(["a"] * 5)})) == [(0, 5)]
+    assert _chunks(_request_starts(pa.array(["a"] * 5)), 5) == [(0, 5)]

@@ -42,6 +42,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -72,6 +73,7 @@ __all__ = [
     "Tee",
     "aware_utc",
     "column_kind",
+    "copies_record",
     "log_table_name",
     "logged_request_ids",
     "read_log_schema",
@@ -103,6 +105,21 @@ class Tee(Protocol):
     def send(self) -> None:
         """The writer's round ended: hand on what was taken, as far as can be done at once."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """A record batch queued ready in the log's columns (``append_record``)."""
+
+    deployment: str
+    record: pa.RecordBatch
+    error: None = None
+
+    @property
+    def request_ids(self) -> list[str]:
+        """Its rows' request ids (only to name them in an error)."""
+        ids: list[str] = self.record.column("request_id").to_pylist()
+        return ids
 
 
 def spool_dir(settings: Settings) -> Path:
@@ -147,7 +164,7 @@ class PredictionLog:
         self.roll_age_s = roll_age_s
         self.max_pending = max_pending
         self.dropped = 0
-        self._pending: collections.deque[PredictionBatch] = collections.deque()
+        self._pending: collections.deque[PredictionBatch | _Ready] = collections.deque()
         self._segments: dict[tuple[str, pa.Schema], Segment] = {}
         self._wake = threading.Event()
         self._stop = False
@@ -171,6 +188,18 @@ class PredictionLog:
 
     def append(self, batch: PredictionBatch) -> None:
         """Queue ``batch`` for the writer; returns at once."""
+        self._queue(batch)
+
+    def append_record(self, deployment: str, record: pa.RecordBatch) -> None:
+        """Queue ``deployment``'s answered rows already in the log's columns; returns at once.
+
+        ``record`` is what ``copies_record`` makes: a shadow's process logs the
+        copies it predicted without turning their columns into Python values
+        and back.
+        """
+        self._queue(_Ready(deployment, record))
+
+    def _queue(self, batch: PredictionBatch | _Ready) -> None:
         if self._stop:
             raise ValidationFailed("the prediction log is closed; open a new PredictionLog")
         if len(self._pending) >= self.max_pending:
@@ -269,7 +298,9 @@ class PredictionLog:
         for batch in reversed(list(self._pending)):  # list(): one step under the GIL
             if batch.deployment != deployment or batch.error is not None:
                 continue
-            if not queued or not features.issuperset(batch.inputs):
+            if isinstance(batch, _Ready):
+                found.append(_schema_words(batch.record.schema))
+            elif not queued or not features.issuperset(batch.inputs):
                 found.append(_batch_schema(batch))
                 features.update(batch.inputs)
                 queued = True
@@ -298,17 +329,22 @@ class PredictionLog:
         """Write and sync what is queued; the writer is done with it even when that fails.
 
         Batches of one deployment, features and outcome go in one record
-        batch; a group that cannot be written goes batch by batch, so only a
-        batch that cannot be written at all (its values do not fit its
-        group's, a full disk) is lost, with an error naming it.
+        batch (ready record batches of one deployment and schema too); a
+        group that cannot be written goes batch by batch, so only a batch
+        that cannot be written at all (its values do not fit its group's, a
+        full disk) is lost, with an error naming it.
         """
-        taken: list[PredictionBatch] = []
+        taken: list[PredictionBatch | _Ready] = []
         while self._pending:
             taken.append(self._pending.popleft())
         try:
-            groups: dict[tuple[str, tuple[str, ...], bool], list[PredictionBatch]] = {}
+            groups: dict[tuple[object, ...], list[PredictionBatch | _Ready]] = {}
             for batch in taken:
-                group = (batch.deployment, tuple(batch.inputs), batch.error is not None)
+                group = (
+                    (batch.deployment, batch.record.schema)
+                    if isinstance(batch, _Ready)
+                    else (batch.deployment, tuple(batch.inputs), batch.error is not None)
+                )
                 groups.setdefault(group, []).append(batch)
             touched: dict[int, Segment] = {}
             written: list[tuple[str, pa.RecordBatch]] = []
@@ -324,13 +360,13 @@ class PredictionLog:
 
     def _write_group(
         self,
-        batches: list[PredictionBatch],
+        batches: list[PredictionBatch | _Ready],
         touched: dict[int, Segment],
         written: list[tuple[str, pa.RecordBatch]],
     ) -> None:
         """Write ``batches`` (one group); answered rows written are added to ``written``."""
         try:
-            record = to_record_batch(batches)
+            record = _group_record(batches)
             key = (batches[0].deployment, record.schema)
             segment = self._segments.get(key)
             if segment is None:
@@ -453,6 +489,14 @@ class PredictionLog:
                 if attempt == _COMMIT_RETRIES - 1:
                     raise
                 time.sleep(0.01 * (attempt + 1))
+
+
+def _group_record(batches: list[PredictionBatch | _Ready]) -> pa.RecordBatch:
+    """One group of ``_write_pending`` as one record batch of the log's columns."""
+    ready = [batch.record for batch in batches if isinstance(batch, _Ready)]
+    if ready:
+        return ready[0] if len(ready) == 1 else pa.concat_batches(ready)
+    return to_record_batch([batch for batch in batches if isinstance(batch, PredictionBatch)])
 
 
 def _handed(deployment: str, call: Callable[..., None], *args: Any) -> None:  # Any: call's
@@ -656,6 +700,51 @@ def to_record_batch(batches: Sequence[PredictionBatch]) -> pa.RecordBatch:
     )
     return pa.RecordBatch.from_pydict(
         {**common, "inputs": inputs, "output": _column([b.outputs for b in batches])}
+    )
+
+
+def copies_record(
+    copies: pa.RecordBatch,
+    *,
+    deployment: str,
+    model: str,
+    model_version: int,
+    variant: str,
+    features: Sequence[str],
+    latency_ms: np.ndarray,
+    outputs: np.ndarray,
+) -> pa.RecordBatch:
+    """The log's rows of ``copies`` a shadow variant predicted, as ``to_record_batch`` has them.
+
+    ``copies`` holds the ``request_id``, ``row_index``, ``time`` and
+    ``inputs`` columns of answered rows, as the log wrote them (a shadow's
+    tee sends them on). They are kept as they are, ``inputs`` narrowed to the
+    shadow's ``features``: no value becomes a Python object on the way.
+    """
+    count = copies.num_rows
+    times = copies.column("time")
+    logged = copies.column("inputs")
+    assert isinstance(logged, pa.StructArray), "the log's inputs are a struct"
+    inputs = (
+        pa.StructArray.from_arrays([logged.field(name) for name in features], names=features)
+        if features
+        else pa.array([{}] * count, pa.struct([]))
+    )
+    return pa.RecordBatch.from_pydict(
+        {
+            "request_id": copies.column("request_id"),
+            "row_index": copies.column("row_index"),
+            "time": times,
+            _PARTITION: times.cast(pa.date32()),
+            "deployment": pa.repeat(pa.scalar(deployment, pa.string()), count),
+            "model": pa.repeat(pa.scalar(model, pa.string()), count),
+            "model_version": pa.repeat(pa.scalar(model_version, pa.int32()), count),
+            "variant": pa.repeat(pa.scalar(variant, pa.string()), count),
+            "shadow": pa.repeat(pa.scalar(True, pa.bool_()), count),  # noqa: FBT003  (a value)
+            "latency_ms": pa.array(latency_ms, pa.float64()),
+            "inputs": inputs,
+            "output": _column([outputs]),
+        }
     )
 
 

@@ -25,7 +25,8 @@ logged inputs its model takes by name (a shadow whose inputs differ from
 the answering variant's reads the ones it needs; one the log does not hold
 fails those copies), predicts them in parts with short pauses between
 (``_PAUSE_S``), logs the copies to a prediction log of its own
-(``ShadowLog``) and, at most every ``_TALLY_S``, sends what the serving
+(``ShadowLog``; the logged columns it read are logged again as they are,
+``copies_record``) and, at most every ``_TALLY_S``, sends what the serving
 process's metrics need, already added up (``Tally``): the rows of each
 predict call, and the buckets and sums of the copies' lags and predicted
 values. A copy's lag is the time from its request's arrival (its logged
@@ -42,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import os
 import pickle
@@ -65,15 +67,14 @@ import pyarrow.compute as pc
 
 from mlcycle.errors import MlcycleError, ValidationFailed
 from mlcycle.serve._metrics import Observed, tally
+from mlcycle.serve._predlog import copies_record
 from mlcycle.serve._rows import NUMERIC_TYPES, Rows, check_column
-from mlcycle.serve._sink import PredictionBatch, logged_inputs
 
 if TYPE_CHECKING:
     from mlcycle.registry import ColumnSpec, ModelRegistry
     from mlcycle.serve._model import ServedModel
-    from mlcycle.serve._predlog import Tee
+    from mlcycle.serve._predlog import PredictionLog, Tee
     from mlcycle.serve._rows import Schema
-    from mlcycle.serve._sink import PredictionSink
 
 __all__ = [
     "CopySource",
@@ -89,7 +90,7 @@ RegistryOpener = Callable[[], "ModelRegistry"]
 
 ``functools.partial(mlcycle.workspace.open_registry, settings)`` is one.
 """
-SinkOpener = Callable[[], "PredictionSink"]
+SinkOpener = Callable[[], "PredictionLog"]
 """Opens the project's prediction log in the process that calls it; must pickle.
 
 ``functools.partial(mlcycle.workspace.open_prediction_log, settings)`` is one.
@@ -607,12 +608,8 @@ def main(control_fd: int, copies_fd: int) -> int:
                 if message is None:
                     break
                 offset, record = message
-                for start, stop in _chunks(record):
-                    if start:  # a pause between parts, unless more copies already wait
-                        _pause_unless_readable(copies)
-                    untold = _added(
-                        untold, predicting.predict(offset, record.slice(start, stop - start))
-                    )
+                pause = functools.partial(_pause_unless_readable, copies)
+                untold = _added(untold, predicting.predict(offset, record, pause))
             if untold is not None and (untold[3] or time.monotonic() - told >= _TALLY_S):
                 control.sendall(_framed(untold))
                 untold, told = None, time.monotonic()
@@ -633,7 +630,7 @@ class _Predicting:
     def __init__(
         self,
         model: ServedModel,
-        sink: PredictionSink | None,
+        sink: PredictionLog | None,
         log: ShadowLog | None,
         lag_bounds: Sequence[float] | None,
     ) -> None:
@@ -642,32 +639,38 @@ class _Predicting:
         self.log = log
         self.lag_bounds = lag_bounds
 
-    def predict(self, offset: float, record: pa.RecordBatch) -> _Reply:
-        """Predict and log ``record``'s copies; what to tell of them.
+    def predict(self, offset: float, record: pa.RecordBatch, pause: Callable[[], None]) -> _Reply:
+        """Predict and log a message of copies, ``record``; what to tell of them.
 
-        ``offset`` is how far the server's clock is ahead of this one's.
+        Its rows are read, logged and added up at once, and predicted in
+        parts (``_chunks``), with a ``pause`` before each part but the first.
+        A part whose predict call fails is predicted copy by copy. ``offset``
+        is how far the server's clock is ahead of this one's.
         """
         starts = _request_starts(record.column("request_id"))
         try:
             rows = rows_of(self.model.schema, record.column("inputs"))
         except ValidationFailed as exc:
             return [], None, None, [f"ValidationFailed: {exc}"] * len(starts)
+        times = record.column("time").cast(pa.int64()).to_numpy() / 1e6 - offset
+        lags = np.empty(record.num_rows)
+        parts: list[tuple[int, int, np.ndarray]] = []
         failed: list[str] = []
-        try:
-            parts = [(0, record.num_rows, self.model.predict(rows))]
-        except Exception:  # noqa: BLE001  (a model may raise anything; each copy is tried alone)
-            parts = []
-            for start, stop in pairwise([*starts.tolist(), record.num_rows]):
-                try:
-                    parts.append((start, stop, self.model.predict(rows.slice(start, stop))))
-                except Exception as exc:  # noqa: BLE001
-                    failed.append(f"{type(exc).__name__}: {exc}")
-        now = time.time() + offset
-        times = record.column("time").cast(pa.int64()).to_numpy() / 1e6
-        lags = now - times
-        if self.sink is not None and self.log is not None:
-            for part in parts:
-                self.sink.append(self._logged(record, rows, part, lags))
+        for start, stop in _chunks(starts, record.num_rows):
+            if start:
+                pause()
+            try:
+                parts.append((start, stop, self.model.predict(rows.slice(start, stop))))
+            except Exception:  # noqa: BLE001  (a model may raise anything; each copy is tried alone)
+                within = starts[(starts >= start) & (starts < stop)].tolist()
+                for first, end in pairwise([*within, stop]):
+                    try:
+                        parts.append((first, end, self.model.predict(rows.slice(first, end))))
+                    except Exception as exc:  # noqa: BLE001
+                        failed.append(f"{type(exc).__name__}: {exc}")
+            lags[start:stop] = time.time() - times[start:stop]
+        if self.sink is not None and self.log is not None and parts:
+            self.sink.append_record(self.log.deployment, self._logged(record, parts, lags))
         return self._told(starts, parts, lags, failed)
 
     def _told(
@@ -679,10 +682,12 @@ class _Predicting:
     ) -> _Reply:
         """``Tally``'s fields for the predicted ``parts``: a lag for each copy (its first row)."""
         calls = [stop - start for start, stop, _ in parts]
-        predicted = np.zeros(len(starts), dtype=bool)
-        for start, stop, _ in parts:
-            predicted |= (starts >= start) & (starts < stop)
-        first_rows = starts[predicted]
+        first_rows = starts
+        if failed:
+            predicted = np.zeros(len(starts), dtype=bool)
+            for start, stop, _ in parts:
+                predicted |= (starts >= start) & (starts < stop)
+            first_rows = starts[predicted]
         lagged = None
         if self.lag_bounds is not None and len(first_rows):
             lagged = _sums(tally(lags[first_rows], self.lag_bounds))
@@ -693,28 +698,25 @@ class _Predicting:
         return calls, lagged, values, failed
 
     def _logged(
-        self,
-        record: pa.RecordBatch,
-        rows: Rows,
-        part: tuple[int, int, np.ndarray],
-        lags: np.ndarray,
-    ) -> PredictionBatch:
-        """The log's rows for a ``part`` predicted (its first row, past its last, outputs);
-        their latency is each copy's lag."""
+        self, record: pa.RecordBatch, parts: list[tuple[int, int, np.ndarray]], lags: np.ndarray
+    ) -> pa.RecordBatch:
+        """The log's rows for the ``parts`` of ``record`` predicted (each its first row, past
+        its last, outputs); their latency is each copy's lag."""
         assert self.log is not None, "only when logging"
-        start, stop, outputs = part
-        copies = record.slice(start, stop - start)
-        return PredictionBatch(
+        if len(parts) == 1 and parts[0][:2] == (0, record.num_rows):
+            copies, outputs, latencies = record, parts[0][2], lags
+        else:
+            copies = pa.concat_batches([record.slice(a, b - a) for a, b, _ in parts])
+            outputs = np.concatenate([part[2] for part in parts])
+            latencies = np.concatenate([lags[a:b] for a, b, _ in parts])
+        return copies_record(
+            copies,
             deployment=self.log.deployment,
             model=self.model.name,
             model_version=self.model.version,
             variant=self.log.variant,
-            shadow=True,
-            request_ids=copies.column("request_id").to_pylist(),
-            row_indexes=copies.column("row_index").to_pylist(),
-            times=(copies.column("time").cast(pa.int64()).to_numpy() / 1e6).tolist(),
-            latency_ms=lags[start:stop] * 1000,
-            inputs=logged_inputs(rows.slice(start, stop)),
+            features=self.model.schema.names,
+            latency_ms=latencies * 1000,
             outputs=outputs,
         )
 
@@ -749,11 +751,9 @@ def _logged_column(spec: ColumnSpec, values: pa.Array) -> np.ndarray:
     return check_column(spec, values.to_pylist())
 
 
-def _chunks(record: pa.RecordBatch) -> list[tuple[int, int]]:
-    """``record``'s rows in parts, cut at the first request start at or past each multiple of
-    ``_CHUNK_ROWS`` rows (a request is never cut)."""
-    count = record.num_rows
-    starts = _request_starts(record.column("request_id"))
+def _chunks(starts: np.ndarray, count: int) -> list[tuple[int, int]]:
+    """``count`` rows in parts, cut at the first request start (of ``starts``) at or past each
+    multiple of ``_CHUNK_ROWS`` rows (a request is never cut)."""
     wanted = np.searchsorted(starts, np.arange(_CHUNK_ROWS, count, _CHUNK_ROWS))
     cuts = np.unique(starts[wanted[wanted < len(starts)]]).tolist()
     bounds = [0, *(cut for cut in cuts if cut), count]
