@@ -11,10 +11,11 @@ micro-batching off, (c) ``mlflow models serve --env-manager local``, and a bare 
 uvicorn app answering a constant (the plumbing limit of this machine); every server runs
 during the whole round and the targets take turns, so load from other jobs spreads over
 all of them. It also times the in-process predict rate of the same model (the model's
-limit); and, for shadow deployments, the median latency at half the server's maximum rate
-with and without a shadow variant (one server, its deployment switched between the paced
-runs: without, with, without again, five times), then an overload that builds a
-backlog, counting the shadow copies shed (from ``/metrics``) against the primary's errors;
+limit); and, for shadow deployments, the median and p99 latency at half the server's
+maximum rate with and without a shadow variant (two servers, one with a shadow, taking turns
+in pairs of paced runs; then the other), then an overload past the server's in-flight limit
+that builds a backlog, counting the shadow copies shed (from ``/metrics``) against the
+primary's refusals;
 and a hot switch: an alias moved under load with 2 workers, timed until every answer comes
 from the new version, with the requests that failed meanwhile (``_serving_switch``).
 It prints Markdown tables and, as its last line, one JSON object with every figure.
@@ -93,7 +94,7 @@ class Workload:
     connections: tuple[int, ...]
     shadow_repeats: int  # pairs of paced runs (with, without) per phase of the shadow phase
     shadow_connections: int  # the paced runs: enough connections that one is always idle
-    overload_connections: int
+    overload_connections: int  # past serve.max_inflight (256): the server refuses some requests
     predict_calls: int
     idle_iterations: int  # the idle-penalty probe's work units per gap and round
     boosting_rounds: int | None  # None: the demo's 300 iterations
@@ -109,7 +110,7 @@ FULL = Workload(
     connections=(1, 32),
     shadow_repeats=8,
     shadow_connections=32,
-    overload_connections=256,
+    overload_connections=512,
     predict_calls=5_000,
     idle_iterations=2_000,
     boosting_rounds=None,
@@ -122,7 +123,7 @@ QUICK = Workload(
     connections=(1, 32),
     shadow_repeats=2,
     shadow_connections=32,
-    overload_connections=256,
+    overload_connections=512,
     predict_calls=200,
     idle_iterations=200,
     boosting_rounds=20,
