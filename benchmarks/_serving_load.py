@@ -300,7 +300,7 @@ class Server:
 
     def cpu_seconds(self) -> dict[str, float]:
         """User + system CPU seconds so far: ``server`` (all its processes), ``shadow`` (its
-        shadows' processes, which run ``mlcycle.serve._shadow``)."""
+        shadows' processes, which run ``mlcycle.serve._shadow_child``)."""
         import psutil
 
         seconds = {"server": 0.0, "shadow": 0.0}
@@ -310,7 +310,7 @@ class Server:
                 with contextlib.suppress(psutil.Error):
                     times = process.cpu_times()
                     seconds["server"] += times.user + times.system
-                    if any("mlcycle.serve._shadow" in part for part in process.cmdline()):
+                    if any("mlcycle.serve._shadow_child" in part for part in process.cmdline()):
                         seconds["shadow"] += times.user + times.system
         return seconds
 

@@ -25,8 +25,10 @@ from mlcycle.serve import (
     read_predictions,
     to_record_batch,
 )
-from mlcycle.serve import _predlog as predlog
-from mlcycle.serve._predlog import FAILED_SUFFIX, logged_request_ids
+from mlcycle.serve import _predictions as reads
+from mlcycle.serve._predictions import logged_request_ids
+from mlcycle.serve._predlog import FAILED_SUFFIX
+from mlcycle.serve._records import copies_record
 from mlcycle.serve._segments import SUFFIX, Segment
 from mlcycle.store import LocalArtifactStore
 
@@ -336,13 +338,13 @@ def test_ids_rolled_over_while_they_are_looked_up_are_still_found(
     log = PredictionLog(spool_dir=spool, tables=tables)
     log.append(_batch(0))
     log.flush()
-    real_read = predlog.read_segment
+    real_read = reads.read_segment
 
     def read_segment(path: Path) -> pa.Table | None:
         log.close()  # its roller adds the segment to the table and deletes it right now
         return real_read(path)
 
-    monkeypatch.setattr(predlog, "read_segment", read_segment)
+    monkeypatch.setattr(reads, "read_segment", read_segment)
     known = logged_request_ids(
         spool_dir=spool, tables=tables, deployment="bike-demand", ids=pa.array(["r0", "r1"])
     )
@@ -467,7 +469,7 @@ def test_a_shadows_copies_record_is_the_record_its_batch_would_give() -> None:
     shadowed = _batch(0, rows=5, variant="shadow")
     answered = _replace(shadowed, inputs={**shadowed.inputs, "hum": [0.5] * 5})  # not the shadow's
     copies = _copies_of(answered).slice(1, 3)  # a part, as the shadow's process predicts them
-    record = predlog.copies_record(
+    record = copies_record(
         copies,
         deployment="bike-demand",
         model="bike-demand",
@@ -502,7 +504,7 @@ def test_ready_records_are_written_with_the_batches_and_read_back(
     for part in (copies.slice(0, 1), copies.slice(1, 1)):  # two records of one schema: one write
         log.append_record(
             "bike-demand",
-            predlog.copies_record(
+            copies_record(
                 part,
                 deployment="bike-demand",
                 model="bike-demand",

@@ -83,12 +83,12 @@ def test_every_prediction_and_label_lands_in_the_logs_and_sigterm_loses_nothing(
 
 
 def shadow_processes(server: int) -> list[int]:
-    """The shadow processes among ``server``'s children (their command runs ``_shadow.main``)."""
+    """The shadow processes among ``server``'s children (they run ``_shadow_child.main``)."""
     children = Path(f"/proc/{server}/task/{server}/children").read_text().split()
     return [
         int(pid)
         for pid in children
-        if "mlcycle.serve._shadow" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+        if "mlcycle.serve._shadow_child" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
     ]
 
 

@@ -20,15 +20,8 @@ from mlcycle.registry import ColumnSpec
 from mlcycle.serve import PredictionBatch, to_record_batch
 from mlcycle.serve._model import load_model
 from mlcycle.serve._rows import Schema
-from mlcycle.serve._shadow import (
-    ShadowProcess,
-    Tally,
-    _chunks,
-    _read_copies,
-    _request_starts,
-    _Tee,
-    rows_of,
-)
+from mlcycle.serve._shadow import ShadowProcess, Tally, _Tee
+from mlcycle.serve._shadow_child import _chunks, _read_copies, _request_starts, rows_of
 from mlcycle.workspace import Workspace, open_registry
 
 pytestmark = pytest.mark.anyio

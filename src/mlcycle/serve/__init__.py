@@ -18,14 +18,9 @@ from mlcycle.serve._errors import MalformedRequest, Overloaded, PayloadTooLarge
 from mlcycle.serve._feedback import FeedbackLog, Label, Receipt, feedback_table_name
 from mlcycle.serve._metrics import Metrics
 from mlcycle.serve._model import ServedModel, load_model
-from mlcycle.serve._predlog import (
-    PredictionLog,
-    log_table_name,
-    read_log_schema,
-    read_predictions,
-    spool_dir,
-    to_record_batch,
-)
+from mlcycle.serve._predictions import log_table_name, read_log_schema, read_predictions
+from mlcycle.serve._predlog import PredictionLog, spool_dir
+from mlcycle.serve._records import to_record_batch
 from mlcycle.serve._routing import implicit_deployment
 from mlcycle.serve._sdk import (
     apply,

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlcycle.errors import ValidationFailed
-from mlcycle.serve._predlog import aware_utc, logged_request_ids, read_predictions
+from mlcycle.serve._predictions import aware_utc, logged_request_ids, read_predictions
 from mlcycle.store import check_deployment_name
 
 if TYPE_CHECKING:

@@ -18,17 +18,7 @@ and readers skip segments whose rows are already in the table. Several server
 processes each keep their own segments and append to the same table; Delta's
 commit protocol (retried on conflict) keeps concurrent appends whole.
 
-Columns: ``request_id, row_index, time, date, deployment, model,
-model_version, variant, shadow, latency_ms, inputs`` (a struct with one field
-per feature) and ``output``. Numbers are stored as float64 (integers
-included), so batches of one model always share a schema.
-
-Failed requests are rows too, with an ``error`` column (``"422: ..."``) and
-neither ``inputs`` nor ``output``: Delta's schema merge adds the column to an
-older table, where earlier rows read it as null, and their missing columns
-read as null. ``read_predictions`` leaves them out unless asked for
-``errors=True`` (monitoring's error rate), so every other reader sees the
-columns it always saw.
+The rows' columns are ``_records``'s; reading them back is ``_predictions``'s.
 """
 
 from __future__ import annotations
@@ -41,50 +31,35 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from mlcycle.errors import ValidationFailed
-from mlcycle.serve._deployments import SEVERAL_VALUES, LogSchema, one_a_row
-from mlcycle.serve._rows import MatrixColumns
-from mlcycle.serve._segments import (
-    SUFFIX,
-    Segment,
-    claim_orphans,
-    read_segment,
-    segment_schema,
+from mlcycle.serve._predictions import log_table_name, spool_schemas, table_schema
+from mlcycle.serve._records import (
+    PARTITION,
+    batch_schema,
+    first_known,
+    schema_words,
+    to_record_batch,
 )
+from mlcycle.serve._segments import Segment, claim_orphans, read_segment
 from mlcycle.serve._sink import PredictionBatch
 from mlcycle.store import check_deployment_name
 
 if TYPE_CHECKING:
+    from mlcycle.serve._deployments import LogSchema
     from mlcycle.settings import Settings
     from mlcycle.store import TableArea
 
-__all__ = [
-    "PredictionLog",
-    "Tee",
-    "aware_utc",
-    "column_kind",
-    "copies_record",
-    "log_table_name",
-    "logged_request_ids",
-    "read_log_schema",
-    "read_predictions",
-    "spool_dir",
-    "to_record_batch",
-]
+__all__ = ["FAILED_SUFFIX", "PredictionLog", "Tee", "spool_dir"]
 
 _log = logging.getLogger("mlcycle.serve.predlog")
 _COMMIT_RETRIES = 20
-_PARTITION = "date"
 FAILED_SUFFIX = ".failed"
 """A segment the Delta table refused is kept under this suffix (``recover``)."""
 _ROLL_NICE = 10
@@ -125,11 +100,6 @@ class _Ready:
 def spool_dir(settings: Settings) -> Path:
     """Where this machine's server processes keep their prediction log segments."""
     return settings.workspace_dir / "spool" / "predictions"
-
-
-def log_table_name(deployment: str) -> str:
-    """The table-area name of a deployment's prediction log."""
-    return f"predictions/{check_deployment_name(deployment)}"
 
 
 class PredictionLog:
@@ -292,22 +262,22 @@ class PredictionLog:
         batches queued, else the segments this log writes, else the segments
         in the spool (other processes' too).
         """
-        found = [_table_schema(deployment, self.tables)]
+        found = [table_schema(deployment, self.tables)]
         features: set[str] = set()  # a batch of none but these tells nothing new
         queued = False
         for batch in reversed(list(self._pending)):  # list(): one step under the GIL
             if batch.deployment != deployment or batch.error is not None:
                 continue
             if isinstance(batch, _Ready):
-                found.append(_schema_words(batch.record.schema))
+                found.append(schema_words(batch.record.schema))
             elif not queued or not features.issuperset(batch.inputs):
-                found.append(_batch_schema(batch))
+                found.append(batch_schema(batch))
                 features.update(batch.inputs)
                 queued = True
         found += [
-            _schema_words(schema) for name, schema in list(self._segments) if name == deployment
+            schema_words(schema) for name, schema in list(self._segments) if name == deployment
         ]
-        return _first_known([*found, *_spool_schemas(self.spool_dir, deployment)])
+        return first_known([*found, *spool_schemas(self.spool_dir, deployment)])
 
     def _run(self) -> None:
         while not self._stop:
@@ -477,7 +447,7 @@ class PredictionLog:
                     uri,
                     table,
                     mode="append",
-                    partition_by=[_PARTITION],
+                    partition_by=[PARTITION],
                     schema_mode="merge",
                     storage_options=options,
                     commit_properties=CommitProperties(
@@ -512,393 +482,3 @@ def _lower_priority() -> None:
     if sys.platform == "linux":
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _ROLL_NICE)
-
-
-def _column(chunks: Sequence[Any]) -> pa.Array:  # Any: each chunk a sequence or NumPy array
-    """One column from the values of several batches, numbers as float64."""
-    if all(isinstance(chunk, np.ndarray) for chunk in chunks):
-        values: Any = np.concatenate(chunks)  # Any: a NumPy array
-        if values.ndim > 1:  # a multi-output model: one list per row
-            values = list(values)
-    else:
-        values = []
-        for chunk in chunks:
-            values.extend(chunk.tolist() if isinstance(chunk, np.ndarray) else chunk)
-    try:
-        array = pa.array(values, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        array = pa.array([None if v is None else str(v) for v in values], pa.string())
-    kind = array.type
-    if pa.types.is_null(kind) and all(
-        isinstance(chunk, np.ndarray) and chunk.dtype == object for chunk in chunks
-    ):  # a string (or category) feature missing in every row of these batches
-        return array.cast(pa.string())
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind):
-        return array.cast(pa.float64())
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        value = kind.value_type
-        if pa.types.is_integer(value) or pa.types.is_floating(value):
-            return array.cast(pa.list_(pa.float64()))
-    return array
-
-
-def read_log_schema(deployment: str, *, spool_dir: Path, tables: TableArea) -> LogSchema:
-    """What ``deployment``'s prediction log holds a row: its output's kind and each feature's.
-
-    Read from its Delta table, else from the segments in the spool (any
-    process's); each is unknown while no answered prediction of it is logged.
-    """
-    return _first_known([_table_schema(deployment, tables), *_spool_schemas(spool_dir, deployment)])
-
-
-def _table_schema(deployment: str, tables: TableArea) -> LogSchema:
-    from deltalake import DeltaTable  # noqa: PLC0415  (heavy; on first use)
-    from deltalake.exceptions import TableNotFoundError  # noqa: PLC0415
-
-    uri = tables.table_uri(log_table_name(deployment))
-    try:
-        delta = DeltaTable(uri, storage_options=tables.storage_options() or None)
-    except TableNotFoundError:
-        return LogSchema()
-    return _schema_words(pa.schema(delta.schema().to_arrow()))
-
-
-def _spool_schemas(spool_dir: Path, deployment: str) -> list[LogSchema]:
-    schemas = [segment_schema(path) for path in _segment_paths(spool_dir, deployment)]
-    return [_schema_words(schema) for schema in schemas if schema is not None]
-
-
-def _first_known(schemas: Iterable[LogSchema]) -> LogSchema:
-    """One ``LogSchema``: each kind as the first of ``schemas`` that knows it says."""
-    output: str | None = None
-    features: dict[str, str] = {}
-    for schema in schemas:
-        output = output or schema.output
-        features = {**schema.features, **features}
-    return LogSchema(output=output, features=features)
-
-
-def _schema_words(schema: pa.Schema) -> LogSchema:
-    """What a segment or table of Arrow ``schema`` holds, in ``LogSchema``'s words."""
-    output = column_kind(schema.field("output").type) if "output" in schema.names else None
-    inputs = schema.field("inputs").type if "inputs" in schema.names else pa.struct([])
-    features = {f.name: _feature_kind(f.type) for f in inputs} if pa.types.is_struct(inputs) else {}
-    return LogSchema(
-        output=output, features={name: kind for name, kind in features.items() if kind}
-    )
-
-
-def _batch_schema(batch: PredictionBatch) -> LogSchema:
-    """What ``batch``'s rows will hold in the log, as ``to_record_batch`` converts them.
-
-    A feature missing in every row tells nothing: its column is a string
-    column for any values that came as objects (a nullable boolean's too).
-    """
-    columns = {name: _column([batch.inputs[name]]) for name in batch.inputs}
-    features = {
-        name: _feature_kind(column.type)
-        for name, column in columns.items()
-        if column.null_count < len(column)
-    }
-    return LogSchema(
-        output=column_kind(_column([batch.outputs]).type),
-        features={name: kind for name, kind in features.items() if kind},
-    )
-
-
-def column_kind(kind: pa.DataType) -> str | None:
-    """What an ``output`` column of Arrow type ``kind`` holds a row, in ``output_kind``'s words.
-
-    The types are those ``_column`` writes; ``None`` for another.
-    """
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        return SEVERAL_VALUES
-    word = _value_word(kind)
-    return one_a_row(word) if word else None
-
-
-def _feature_kind(kind: pa.DataType) -> str | None:
-    """What a feature's field of Arrow type ``kind`` holds, in ``LogSchema``'s words.
-
-    The types are those ``_column`` writes, date-times as timestamps; ``None`` for another.
-    """
-    if pa.types.is_timestamp(kind):
-        return "date-time"
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        return "list"
-    return _value_word(kind)
-
-
-def _value_word(kind: pa.DataType) -> str | None:
-    if pa.types.is_floating(kind) or pa.types.is_integer(kind):
-        return "number"
-    if pa.types.is_boolean(kind):
-        return "boolean"
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return "string"
-    return None
-
-
-def _feature_columns(batches: Sequence[PredictionBatch], features: list[str]) -> list[pa.Array]:
-    """The feature columns of ``batches``: from their matrices in one call when all have one."""
-    matrices = [b.inputs.matrix for b in batches if isinstance(b.inputs, MatrixColumns)]
-    if len(matrices) < len(batches):
-        return [_column([batch.inputs[name] for batch in batches]) for name in features]
-    matrix = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
-    return [pa.array(matrix[:, i], pa.float64(), from_pandas=True) for i in range(len(features))]
-
-
-def _repeated(
-    batches: Sequence[PredictionBatch], field: str, rows: pa.Array, kind: pa.DataType
-) -> pa.Array:
-    """A batch-level field once per row, as an Arrow array of type ``kind``.
-
-    ``rows`` holds, for each row, the index of its batch: the field is converted
-    once per batch and spread over the rows by Arrow, not by a list per row.
-    """
-    return pa.array([getattr(batch, field) for batch in batches], kind).take(rows)
-
-
-def _joined(batches: Sequence[PredictionBatch], field: str) -> list[Any]:  # Any: a field
-    values: list[Any] = []
-    for batch in batches:
-        chunk = getattr(batch, field)
-        values.extend(chunk.tolist() if isinstance(chunk, np.ndarray) else chunk)
-    return values
-
-
-def to_record_batch(batches: Sequence[PredictionBatch]) -> pa.RecordBatch:
-    """Batches of one deployment with the same features as one record batch of the log's columns.
-
-    Converting many at once costs a few Arrow calls per column, not per batch.
-    Batches of failed requests (``error`` set) give the columns of failures.
-    """
-    counts = [len(batch.request_ids) for batch in batches]
-    rows = pa.array(np.repeat(np.arange(len(batches), dtype=np.int32), counts))
-    micros = np.rint(np.asarray(_joined(batches, "times"), dtype=np.float64) * 1e6)
-    times = pa.array(micros.astype(np.int64), pa.timestamp("us", tz="UTC"))
-    common = {
-        "request_id": pa.array(_joined(batches, "request_ids"), pa.string()),
-        "row_index": pa.array(_joined(batches, "row_indexes"), pa.int32()),
-        "time": times,
-        _PARTITION: times.cast(pa.date32()),
-        "deployment": _repeated(batches, "deployment", rows, pa.string()),
-        "model": _repeated(batches, "model", rows, pa.string()),
-        "model_version": _repeated(batches, "model_version", rows, pa.int32()),
-        "variant": _repeated(batches, "variant", rows, pa.string()),
-        "shadow": _repeated(batches, "shadow", rows, pa.bool_()),
-        "latency_ms": pa.array(_joined(batches, "latency_ms"), pa.float64()),
-    }
-    if batches and batches[0].error is not None:
-        common["error"] = _repeated(batches, "error", rows, pa.string())
-        return pa.RecordBatch.from_pydict(common)
-    features = list(batches[0].inputs) if batches else []
-    inputs = (
-        pa.StructArray.from_arrays(_feature_columns(batches, features), names=features)
-        if features
-        else pa.array([{}] * len(times), pa.struct([]))
-    )
-    return pa.RecordBatch.from_pydict(
-        {**common, "inputs": inputs, "output": _column([b.outputs for b in batches])}
-    )
-
-
-def copies_record(
-    copies: pa.RecordBatch,
-    *,
-    deployment: str,
-    model: str,
-    model_version: int,
-    variant: str,
-    features: Sequence[str],
-    latency_ms: np.ndarray,
-    outputs: np.ndarray,
-) -> pa.RecordBatch:
-    """The log's rows of ``copies`` a shadow variant predicted, as ``to_record_batch`` has them.
-
-    ``copies`` holds the ``request_id``, ``row_index``, ``time`` and
-    ``inputs`` columns of answered rows, as the log wrote them (a shadow's
-    tee sends them on). They are kept as they are, ``inputs`` narrowed to the
-    shadow's ``features``: no value becomes a Python object on the way.
-    """
-    count = copies.num_rows
-    times = copies.column("time")
-    logged = copies.column("inputs")
-    assert isinstance(logged, pa.StructArray), "the log's inputs are a struct"
-    inputs = (
-        pa.StructArray.from_arrays([logged.field(name) for name in features], names=features)
-        if features
-        else pa.array([{}] * count, pa.struct([]))
-    )
-    return pa.RecordBatch.from_pydict(
-        {
-            "request_id": copies.column("request_id"),
-            "row_index": copies.column("row_index"),
-            "time": times,
-            _PARTITION: times.cast(pa.date32()),
-            "deployment": pa.repeat(pa.scalar(deployment, pa.string()), count),
-            "model": pa.repeat(pa.scalar(model, pa.string()), count),
-            "model_version": pa.repeat(pa.scalar(model_version, pa.int32()), count),
-            "variant": pa.repeat(pa.scalar(variant, pa.string()), count),
-            "shadow": pa.repeat(pa.scalar(True, pa.bool_()), count),  # noqa: FBT003  (a value)
-            "latency_ms": pa.array(latency_ms, pa.float64()),
-            "inputs": inputs,
-            "output": _column([outputs]),
-        }
-    )
-
-
-def read_predictions(
-    *,
-    spool_dir: Path,
-    tables: TableArea,
-    deployment: str,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    variant: str | None = None,
-    errors: bool = False,
-    ordered: bool = True,
-) -> pa.Table:
-    """Every logged prediction of ``deployment`` in ``[since, until)``, oldest first.
-
-    Rows still in spool segments (of live or dead processes) are included,
-    unless their segment already rolled into the table. ``errors=True`` keeps
-    the rows of failed requests (and the ``error`` column, null for answers).
-    ``ordered=False`` skips the sort (a reader that only needs time order
-    of a table it will sort by time itself saves a pass over every column).
-    """
-    from deltalake import DeltaTable  # noqa: PLC0415  (heavy; on first use)
-    from deltalake.exceptions import TableNotFoundError  # noqa: PLC0415
-
-    pending = {}
-    for path in _segment_paths(spool_dir, deployment):
-        found = read_segment(path)
-        if found is not None:
-            pending[path.stem] = found
-    uri = tables.table_uri(log_table_name(deployment))
-    parts: list[pa.Table] = []
-    try:
-        delta = DeltaTable(uri, storage_options=tables.storage_options() or None)
-    except TableNotFoundError:
-        delta = None
-    condition = _condition(since, until, variant)
-    if delta is not None:
-        dataset = delta.to_pyarrow_dataset()
-        parts.append(dataset.to_table(filter=condition))
-        pending = {k: v for k, v in pending.items() if not delta.transaction_version(k)}
-    parts.extend(
-        table.filter(condition) if condition is not None else table for table in pending.values()
-    )
-    if not parts:
-        return _empty()
-    combined = pa.concat_tables(parts, promote_options="permissive")
-    if not errors and "error" in combined.column_names:
-        combined = combined.filter(pc.is_null(combined.column("error"))).drop_columns(["error"])
-        if "inputs" not in combined.column_names:  # only failures were logged
-            return _empty()
-    if not ordered:
-        return combined
-    return combined.sort_by(
-        [("time", "ascending"), ("request_id", "ascending"), ("row_index", "ascending")]
-    )
-
-
-def logged_request_ids(
-    *, spool_dir: Path, tables: TableArea, deployment: str, ids: pa.Array
-) -> set[str]:
-    """Which of ``ids`` the log holds an answered prediction for (failed requests do not count).
-
-    Reads only the ``request_id`` and ``error`` columns, with the ids pushed
-    into the Delta scan as a filter (files and row groups whose statistics
-    rule them out are skipped), and the spool segments not yet rolled into it.
-    """
-    from deltalake import DeltaTable  # noqa: PLC0415  (heavy; on first use)
-    from deltalake.exceptions import TableNotFoundError  # noqa: PLC0415
-
-    wanted = pc.field("request_id").isin(ids)
-    parts: list[pa.Table] = []
-    # The segments before the table: one rolled over in between is then in the table read
-    # after (and skipped here), never in neither.
-    pending: dict[str, pa.Table] = {}
-    for path in _segment_paths(spool_dir, deployment):
-        found = read_segment(path)
-        if found is not None:
-            pending[path.stem] = found.select(_id_columns(found.schema)).filter(wanted)
-    try:
-        delta = DeltaTable(
-            tables.table_uri(log_table_name(deployment)),
-            storage_options=tables.storage_options() or None,
-        )
-    except TableNotFoundError:
-        delta = None
-    if delta is not None:
-        dataset = delta.to_pyarrow_dataset()
-        parts.append(dataset.to_table(columns=_id_columns(dataset.schema), filter=wanted))
-        pending = {k: v for k, v in pending.items() if not delta.transaction_version(k)}
-    parts.extend(pending.values())
-    known: set[str] = set()
-    for part in parts:
-        answered = (
-            part.filter(pc.is_null(part.column("error"))) if "error" in part.column_names else part
-        )
-        known.update(answered.column("request_id").to_pylist())
-    return known
-
-
-def _id_columns(schema: pa.Schema) -> list[str]:
-    return ["request_id", *(["error"] if "error" in schema.names else [])]
-
-
-def _segment_paths(spool_dir: Path, deployment: str) -> list[Path]:
-    return sorted((spool_dir / check_deployment_name(deployment)).glob(f"*{SUFFIX}"))
-
-
-def _condition(
-    since: datetime | None, until: datetime | None, variant: str | None
-) -> pc.Expression | None:
-    terms = []
-    if since is not None:
-        start = aware_utc(since)
-        terms += [pc.field(_PARTITION) >= start.date(), pc.field("time") >= start]
-    if until is not None:
-        end = aware_utc(until)
-        terms += [pc.field(_PARTITION) <= end.date(), pc.field("time") < end]
-    if variant is not None:
-        terms.append(pc.field("variant") == variant)
-    if not terms:
-        return None
-    condition = terms[0]
-    for term in terms[1:]:
-        condition = condition & term
-    return condition
-
-
-def aware_utc(moment: datetime) -> datetime:
-    """``moment`` in UTC; ``ValidationFailed`` when it has no time zone."""
-    if moment.tzinfo is None:
-        raise ValidationFailed(
-            f"{moment.isoformat()} has no time zone; give an aware datetime such as "
-            "datetime(2030, 1, 1, tzinfo=UTC)"
-        )
-    return moment.astimezone(UTC)
-
-
-def _empty() -> pa.Table:
-    batch = to_record_batch(
-        [
-            PredictionBatch(
-                deployment="none",
-                model="none",
-                model_version=0,
-                variant="none",
-                shadow=False,
-                request_ids=[],
-                row_indexes=[],
-                times=[],
-                latency_ms=[],
-                inputs={},
-                outputs=[],
-            )
-        ]
-    )
-    return pa.Table.from_batches([batch])

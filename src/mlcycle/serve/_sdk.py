@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from mlcycle.errors import ValidationFailed
 from mlcycle.serve._batch import Scores, batch_score
 from mlcycle.serve._deployments import parse_deployments
-from mlcycle.serve._predlog import read_predictions, spool_dir
+from mlcycle.serve._predictions import read_predictions
+from mlcycle.serve._predlog import spool_dir
 from mlcycle.store import Deployment
 
 if TYPE_CHECKING:
