@@ -66,9 +66,12 @@ Predicted and logged at once, they were a burst of a few milliseconds every
 0.2 s on the second core, during which the worker's requests ran slower (the
 two cores share caches): the primary's p99 read 1.15x and 1.22x that without
 a shadow. Spread out in parts of ``_CHUNK_ROWS`` rows with this pause, 1.01x,
-1.09x, 1.10x, 1.02x and 1.06x, for 2 to 3 µs more of the process's CPU a
-request (2026-12-05, ``docs/benchmarks.md``). A process that falls behind does not pause: the
-pause ends as soon as more copies wait on its socket.
+1.09x, 1.10x, 1.02x and 1.06x (2026-12-05, ``docs/benchmarks.md``). A
+process that falls behind does not pause: the pause ends as soon as more
+copies wait on its socket. Spreading a message's parts over most of the
+time until the next message (1.08x), or moving the process to its worker's
+CPU before each part (1.02x and 1.09x), did no better on a slower machine
+where this read 1.01x, 1.05x and 0.98x.
 """
 _TALLY_S = 1.0
 """How often, at most, the process sends what it predicted, added up (``Tally``).
@@ -119,13 +122,13 @@ def main(control_fd: int, copies_fd: int) -> int:
         control.sendall(framed("ready"))
         untold: Reply | None = None
         told = time.monotonic()
+        pause = functools.partial(_pause_unless_readable, copies)
         while True:
             if select.select([copies], [], [], _TALLY_S)[0]:
                 message = _read_copies(copies)
                 if message is None:
                     break
                 offset, record = message
-                pause = functools.partial(_pause_unless_readable, copies)
                 untold = _added(untold, predicting.predict(offset, record, pause))
             if untold is not None and (untold[3] or time.monotonic() - told >= _TALLY_S):
                 control.sendall(framed(untold))
@@ -220,11 +223,11 @@ class _Predicting:
         """The log's rows for the ``parts`` of ``record`` predicted (each its first row, past
         its last, outputs); their latency is each copy's lag."""
         assert self.log is not None, "only when logging"
-        if len(parts) == 1 and parts[0][:2] == (0, record.num_rows):
-            copies, outputs, latencies = record, parts[0][2], lags
+        outputs = np.concatenate([part[2] for part in parts])
+        if len(outputs) == record.num_rows:  # every copy predicted (the parts are in order)
+            copies, latencies = record, lags
         else:
             copies = pa.concat_batches([record.slice(a, b - a) for a, b, _ in parts])
-            outputs = np.concatenate([part[2] for part in parts])
             latencies = np.concatenate([lags[a:b] for a, b, _ in parts])
         return copies_record(
             copies,
