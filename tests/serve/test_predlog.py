@@ -465,20 +465,27 @@ def _copies_of(batch: PredictionBatch) -> pa.RecordBatch:
     return to_record_batch([batch]).select(["request_id", "row_index", "time", "inputs"])
 
 
+def _shadow_record(
+    copies: pa.RecordBatch, *, latency_ms: np.ndarray, outputs: np.ndarray, version: int = 3
+) -> pa.RecordBatch:
+    """The log's record of ``copies`` predicted by shadow variant ``shadow`` (features hr, temp)."""
+    return copies_record(
+        copies,
+        deployment="bike-demand",
+        model="bike-demand",
+        model_version=version,
+        variant="shadow",
+        features=["hr", "temp"],
+        latency_ms=latency_ms,
+        outputs=outputs,
+    )
+
+
 def test_a_shadows_copies_record_is_the_record_its_batch_would_give() -> None:
     shadowed = _batch(0, rows=5, variant="shadow")
     answered = _replace(shadowed, inputs={**shadowed.inputs, "hum": [0.5] * 5})  # not the shadow's
     copies = _copies_of(answered).slice(1, 3)  # a part, as the shadow's process predicts them
-    record = copies_record(
-        copies,
-        deployment="bike-demand",
-        model="bike-demand",
-        model_version=3,
-        variant="shadow",
-        features=["hr", "temp"],
-        latency_ms=np.full(3, 1.5),
-        outputs=np.arange(1, 4, dtype=np.float64),
-    )
+    record = _shadow_record(copies, latency_ms=np.full(3, 1.5), outputs=np.arange(1.0, 4.0))
     expected = to_record_batch(
         [
             _replace(
@@ -502,19 +509,10 @@ def test_ready_records_are_written_with_the_batches_and_read_back(
     log.append(_batch(0))
     copies = _copies_of(_batch(0))
     for part in (copies.slice(0, 1), copies.slice(1, 1)):  # two records of one schema: one write
-        log.append_record(
-            "bike-demand",
-            copies_record(
-                part,
-                deployment="bike-demand",
-                model="bike-demand",
-                model_version=4,
-                variant="shadow",
-                features=["hr", "temp"],
-                latency_ms=np.array([7.0]),
-                outputs=np.array([9.0]),
-            ),
+        record = _shadow_record(
+            part, latency_ms=np.array([7.0]), outputs=np.array([9.0]), version=4
         )
+        log.append_record("bike-demand", record)
     assert log.logged_schema("bike-demand").features == {"hr": "number", "temp": "number"}
     log.flush()
     [segment] = _segments(spool)  # the copies' record has the batches' schema: one segment

@@ -39,7 +39,7 @@ from mlcycle.monitor._window import (
     performance,
     score_window,
 )
-from mlcycle.serve import FeedbackLog, log_table_name, read_predictions
+from mlcycle.serve import FeedbackLog, aware_utc, log_table_name, read_predictions
 from mlcycle.settings import MonitorSettings
 
 if TYPE_CHECKING:
@@ -78,8 +78,8 @@ def run_windows(
     """
     config = sources.monitors.get(deployment, MonitorSettings())
     length = window_length(window, config)
-    end = _aware(until) if until is not None else monitor.clock.now().astimezone(UTC)
-    start = _aware(since) if since is not None else _last_end(sources, deployment, end)
+    end = aware_utc(until) if until is not None else monitor.clock.now().astimezone(UTC)
+    start = aware_utc(since) if since is not None else _last_end(sources, deployment, end)
     log = read_predictions(
         spool_dir=sources.spool_dir,
         tables=sources.tables,
@@ -320,15 +320,6 @@ def _unknown(sources: Sources, deployment: str) -> str:
         f"no deployment '{deployment}' and no prediction log for it (the deployments are: "
         f"{listed}); check the name with `mlcycle deployments list`"
     )
-
-
-def _aware(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        raise ValidationFailed(
-            f"{moment.isoformat()} has no time zone; give an aware datetime such as "
-            "datetime(2030, 1, 1, tzinfo=UTC)"
-        )
-    return moment.astimezone(UTC)
 
 
 def _grid(moment: datetime, step: int, *, up: bool) -> int:

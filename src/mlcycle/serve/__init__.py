@@ -18,7 +18,12 @@ from mlcycle.serve._errors import MalformedRequest, Overloaded, PayloadTooLarge
 from mlcycle.serve._feedback import FeedbackLog, Label, Receipt, feedback_table_name
 from mlcycle.serve._metrics import Metrics
 from mlcycle.serve._model import ServedModel, load_model
-from mlcycle.serve._predictions import log_table_name, read_log_schema, read_predictions
+from mlcycle.serve._predictions import (
+    aware_utc,
+    log_table_name,
+    read_log_schema,
+    read_predictions,
+)
 from mlcycle.serve._predlog import PredictionLog, spool_dir
 from mlcycle.serve._records import to_record_batch
 from mlcycle.serve._routing import implicit_deployment
@@ -63,6 +68,7 @@ __all__ = [
     "ServedModel",
     "ServingApp",
     "apply",
+    "aware_utc",
     "batch_score",
     "check_deployment",
     "compose",

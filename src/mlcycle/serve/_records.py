@@ -242,7 +242,7 @@ def copies_record(
             "model": pa.repeat(pa.scalar(model, pa.string()), count),
             "model_version": pa.repeat(pa.scalar(model_version, pa.int32()), count),
             "variant": pa.repeat(pa.scalar(variant, pa.string()), count),
-            "shadow": pa.repeat(pa.scalar(True, pa.bool_()), count),  # noqa: FBT003  (a value)
+            "shadow": pa.repeat(pa.scalar(value=True, type=pa.bool_()), count),
             "latency_ms": pa.array(latency_ms, pa.float64()),
             "inputs": inputs,
             "output": _column([outputs]),
