@@ -525,3 +525,21 @@ def test_ready_records_are_written_with_the_batches_and_read_back(
     ]
     assert len(rows) == 4
     assert not segment.exists()
+
+
+def test_a_ready_record_that_cannot_be_written_is_lost_alone_with_its_requests_named(
+    log: PredictionLog, spool: Path, tables: LocalArtifactStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = _shadow_record(_copies_of(_batch(20)), latency_ms=np.ones(2), outputs=np.ones(2))
+    log.append(_batch(0))
+    log.append_record("../elsewhere", record)  # a hostile name: no segment outside the spool
+    log.append_record("bike-demand", record)
+    log.flush()
+    assert sorted(_read(spool, tables).column("request_id").to_pylist()) == [
+        "r0",
+        "r1",
+        "r20",
+        "r21",
+    ]
+    assert "rows of deployment ../elsewhere (requests r20, r21) could not be written" in caplog.text
+    assert not (spool.parent / "elsewhere").exists()
