@@ -71,7 +71,7 @@ process that falls behind does not pause: the pause ends as soon as more
 copies wait on its socket. Spreading a message's parts over most of the
 time until the next message (1.08x), or moving the process to its worker's
 CPU before each part (1.02x and 1.09x), did no better on a slower machine
-where this read 1.01x, 1.05x and 0.98x.
+where this read 1.01x, 1.05x, 0.98x and 1.02x.
 """
 _TALLY_S = 1.0
 """How often, at most, the process sends what it predicted, added up (``Tally``).
