@@ -189,18 +189,23 @@ class _Predicting:
                     except Exception as exc:  # noqa: BLE001
                         failed.append(f"{type(exc).__name__}: {exc}")
             lags[start:stop] = time.time() - times[start:stop]
-        if self.sink is not None and self.log is not None and parts:
-            self.sink.append_record(self.log.deployment, self._logged(record, parts, lags))
-        return self._told(starts, parts, lags, failed)
+        if not parts:
+            return [], None, None, failed
+        outputs = np.concatenate([part[2] for part in parts])
+        if self.sink is not None and self.log is not None:
+            self.sink.append_record(self.log.deployment, self._logged(record, parts, outputs, lags))
+        return self._told(starts, parts, outputs, lags, failed)
 
     def _told(
         self,
         starts: np.ndarray,
         parts: list[tuple[int, int, np.ndarray]],
+        outputs: np.ndarray,
         lags: np.ndarray,
         failed: list[str],
     ) -> Reply:
-        """``Tally``'s fields for the predicted ``parts``: a lag for each copy (its first row)."""
+        """``Tally``'s fields for the predicted ``parts`` (their ``outputs`` in one array): a
+        lag for each copy (its first row)."""
         calls = [stop - start for start, stop, _ in parts]
         first_rows = starts
         if failed:
@@ -211,19 +216,22 @@ class _Predicting:
         lagged = None
         if self.lag_bounds is not None and len(first_rows):
             lagged = _sums(tally(lags[first_rows], self.lag_bounds))
-        outputs = [part[2] for part in parts]
         values = None
-        if outputs and all(o.ndim == 1 and o.dtype.kind in "fiub" for o in outputs):
-            values = _sums(tally(np.concatenate(outputs).astype(np.float64, copy=False)))
+        if outputs.ndim == 1 and outputs.dtype.kind in "fiub":
+            values = _sums(tally(outputs.astype(np.float64, copy=False)))
         return calls, lagged, values, failed
 
     def _logged(
-        self, record: pa.RecordBatch, parts: list[tuple[int, int, np.ndarray]], lags: np.ndarray
+        self,
+        record: pa.RecordBatch,
+        parts: list[tuple[int, int, np.ndarray]],
+        outputs: np.ndarray,
+        lags: np.ndarray,
     ) -> pa.RecordBatch:
         """The log's rows for the ``parts`` of ``record`` predicted (each its first row, past
-        its last, outputs); their latency is each copy's lag."""
+        its last, outputs; ``outputs`` all of theirs in one array); their latency is each
+        copy's lag."""
         assert self.log is not None, "only when logging"
-        outputs = np.concatenate([part[2] for part in parts])
         if len(outputs) == record.num_rows:  # every copy predicted (the parts are in order)
             copies, latencies = record, lags
         else:
