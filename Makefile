@@ -47,7 +47,7 @@ bench-pipelines: $(VENV)/.synced
 bench-serving: $(VENV)/.synced
 	$(VENV)/bin/python benchmarks/serving.py $(BENCH_ARGS)
 
-# Only its shadow phase (about 7 minutes): for a change to shadows.
+# Only its shadow phase (about 25 minutes): for a change to shadows.
 bench-serving-shadow: $(VENV)/.synced
 	$(VENV)/bin/python benchmarks/serving_shadow.py $(BENCH_ARGS)
 

@@ -1,13 +1,13 @@
 """Only the serving benchmark's shadow phase: the top rate first, then the paced A/B and overload.
 
-``benchmarks/serving.py`` measures everything (about 20 minutes with MLflow);
-a change to shadows needs only this part of it (about 7 minutes). It trains
+``benchmarks/serving.py`` measures everything (about 40 minutes with MLflow);
+a change to shadows needs only this part of it (about 25 minutes). It trains
 and registers the same model, measures our v2 throughput at c=32 with one
 worker (twice, the larger counts), then runs ``serving.shadow`` at half of it:
 two servers taking turns, one with a shadow, then the other, ``--repeats``
 pairs of runs each time. Prints the table and, last, the JSON line.
 
-    .venv/bin/python benchmarks/serving_shadow.py [--repeats 8] [--fraction 0.5] [--wire] [--keep]
+    .venv/bin/python benchmarks/serving_shadow.py [--repeats 64] [--fraction 0.5] [--wire] [--keep]
 """
 
 from __future__ import annotations
