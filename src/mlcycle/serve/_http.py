@@ -8,7 +8,8 @@ that gathers what is written while the event loop runs one round of
 callbacks and sends it as one write at the start of the next (``call_soon``),
 so a head and its body leave together. Measured on the serving benchmark's
 single-row requests, one worker: 11 to 18 % more requests a second at c=32
-and 9 to 23 µs less CPU a request at half that rate (``docs/benchmarks.md``).
+and 9 to 23 µs less CPU a request at half that rate
+(``docs/serving-benchmark-history.md``).
 """
 
 from __future__ import annotations

@@ -66,12 +66,13 @@ Predicted and logged at once, they were a burst of a few milliseconds every
 0.2 s on the second core, during which the worker's requests ran slower (the
 two cores share caches): the primary's p99 read 1.15x and 1.22x that without
 a shadow. Spread out in parts of ``_CHUNK_ROWS`` rows with this pause, 1.01x,
-1.09x, 1.10x, 1.02x and 1.06x (2026-12-05, ``docs/benchmarks.md``). A
-process that falls behind does not pause: the pause ends as soon as more
-copies wait on its socket. Spreading a message's parts over most of the
-time until the next message (1.08x), or moving the process to its worker's
-CPU before each part (1.02x and 1.09x), did no better on a slower machine
-where this read 1.01x, 1.05x, 0.98x and 1.02x.
+1.09x, 1.10x, 1.02x and 1.06x (2026-12-05,
+``docs/serving-benchmark-history.md``). A process that falls behind does not
+pause: the pause ends as soon as more copies wait on its socket. Spreading a
+message's parts over most of the time until the next message (1.08x), or
+moving the process to its worker's CPU before each part (1.02x and 1.09x),
+did no better on a slower machine where this read 1.01x, 1.05x, 0.98x and
+1.02x, and with 64 pairs of runs a phase 0.99x, 1.03x and 1.04x.
 """
 _TALLY_S = 1.0
 """How often, at most, the process sends what it predicted, added up (``Tally``).
